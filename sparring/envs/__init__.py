@@ -1,0 +1,6 @@
+"""Every sparring environment, registered in Gymnasium's own registry (`gymnasium.make("Countdown-v0")`)."""
+
+from gymnasium.envs.registration import register
+
+register(id="Countdown-v0", entry_point="sparring.envs.countdown:CountdownEnv")
+register(id="CountdownSteps-v0", entry_point="sparring.envs.countdown:CountdownStepsEnv")

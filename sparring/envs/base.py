@@ -1,0 +1,223 @@
+"""The base of every sparring environment: text in, text out, one task per episode, a verdict at the end.
+
+A family subclasses `TextEnv` and fills in five things: `task_type` (a small JSON-serialisable
+record), `generate_task` (item `index` of a split, a pure function of `(seed, index)`), `_begin`
+(the first observation), `_act` (one step) and `expert_actions` (a solution from the current
+state). Everything Gymnasium asks for (spaces, seeding, `reset(options=...)`, `info`, rendering)
+lives here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from sparring.errors import UnknownNameError
+
+MAX_OBSERVATION_CHARS = 32_768
+MAX_ACTION_CHARS = 65_536
+RESET_OPTIONS = ("task", "index", "seed", "difficulty")
+
+_PRINTABLE = "".join(chr(c) for c in range(32, 127)) + "\n\t"
+
+
+class _AllCodePoints:
+    """The character set of every Unicode code point, without materialising 1.1M entries."""
+
+    def __contains__(self, char: object) -> bool:
+        return isinstance(char, str) and len(char) == 1
+
+    def __len__(self) -> int:
+        return 0x110000
+
+    def __getitem__(self, index: int) -> str:  # the "character list": code point -> character
+        return chr(index)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _AllCodePoints)
+
+    def __hash__(self) -> int:
+        return hash(_AllCodePoints)
+
+
+class UnicodeText(spaces.Text):
+    """A `gymnasium.spaces.Text` whose charset is all of Unicode: it admits anything a model may write.
+
+    A character's index is its code point, so flattening and the shared memory of
+    `AsyncVectorEnv` carry any text losslessly. `sample()` draws printable ASCII.
+    """
+
+    def __init__(self, max_length: int, *, min_length: int = 0, seed: int | None = None):
+        super().__init__(max_length, min_length=min_length, charset=_PRINTABLE, seed=seed)
+        self._sample_chars = self._char_list
+        self._char_set = self._char_list = _AllCodePoints()  # type: ignore[assignment]
+        self._char_str = "<all of Unicode>"
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
+
+    def character_index(self, char: str) -> np.int32:
+        return np.int32(ord(char))
+
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        if mask is not None or probability is not None:
+            raise ValueError("UnicodeText.sample() takes no mask or probability: it draws printable ASCII")
+        length = int(self.np_random.integers(self.min_length, min(self.max_length, 256) + 1))
+        return "".join(self.np_random.choice(self._sample_chars, size=length))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How an episode ended: what a trainer reads (`reward`, `success`) and what a reflector reads (`feedback`)."""
+
+    reward: float
+    success: bool
+    feedback: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reward": self.reward, "success": self.success, "feedback": self.feedback, "details": self.details}
+
+
+def resolve_config(config_class: type, presets: Mapping[str, Any], difficulty: str | None,
+                   knobs: Mapping[str, Any], *, owner: str, also_accepted: tuple[str, ...] = ()) -> Any:
+    """The knob dataclass for `difficulty` (a preset name, or None for the class defaults) with `knobs` applied.
+
+    Mistyped presets and knobs get an `UnknownNameError` that lists what is accepted and the closest match.
+    """
+    if difficulty is None:
+        base = config_class()
+    elif isinstance(difficulty, str) and difficulty in presets:
+        base = presets[difficulty]
+    else:
+        raise UnknownNameError(f"{owner} difficulty", difficulty, presets)
+    names = {f.name for f in dataclasses.fields(config_class)}
+    for key in knobs:
+        if key not in names:
+            raise UnknownNameError(f"{owner} knob", key, names | set(also_accepted) | {"difficulty"})
+    return dataclasses.replace(base, **knobs)
+
+
+def check_choice(kind: str, value: Any, accepted: tuple[str, ...]) -> str:
+    """`value` if it is one of `accepted`, else an `UnknownNameError` naming them."""
+    if not isinstance(value, str) or value not in accepted:
+        raise UnknownNameError(kind, value, accepted)
+    return value
+
+
+def as_text(action: Any) -> str:
+    """Any action as text: models write `str`; bytes are decoded; anything else is shown as it prints."""
+    if isinstance(action, str):
+        return str(action)  # np.str_ -> str
+    if isinstance(action, (bytes, bytearray)):
+        return bytes(action).decode("utf-8", errors="replace")
+    return repr(action)
+
+
+class TextEnv(gymnasium.Env[str, str]):
+    """A text environment: `str` observations, `str` actions, one task per episode.
+
+    `reset(seed=..., options=...)` takes the options `task` (a task dict to pose), `index` and `seed`
+    (pose item `index` of the env's split for generator seed `seed`, default 0) and `difficulty` (a
+    preset to draw from). `info["task"]` always holds the current task; the step that ends an episode
+    adds `info["verdict"]`.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    family: ClassVar[str] = ""
+    task_type: ClassVar[type]
+    config_class: ClassVar[type]
+    presets: ClassVar[dict[str, Any]] = {}
+    splits: ClassVar[tuple[str, ...]] = ("train",)
+
+    def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
+                 env_args: tuple[str, ...] = (), **knobs: Any):
+        if render_mode is not None:
+            check_choice(f"{type(self).__name__} render_mode", render_mode, tuple(self.metadata["render_modes"]))
+        self.render_mode = render_mode
+        self.split = check_choice(f"{type(self).__name__} split", split, self.splits)
+        self.config = resolve_config(self.config_class, self.presets, difficulty, knobs,
+                                     owner=type(self).__name__, also_accepted=("split", "render_mode") + env_args)
+        self.observation_space = UnicodeText(MAX_OBSERVATION_CHARS)
+        self.action_space = UnicodeText(MAX_ACTION_CHARS)
+        self.task: Any = None
+        self.done = False
+        self._rng: random.Random | None = None
+        self._transcript: list[str] = []
+
+    # ---- what a family implements -------------------------------------------------------------
+    def generate_task(self, index: int, *, seed: int = 0, config: Any = None) -> Any:
+        """Item `index` of this env's split for generator seed `seed`: a pure function of its arguments."""
+        raise NotImplementedError
+
+    def sample_task(self, rng: random.Random, config: Any) -> Any:
+        """A task drawn from this env's split with `rng` (what `reset` poses when given no task or index)."""
+        return self.generate_task(rng.getrandbits(63), config=config)
+
+    def _begin(self) -> tuple[str, dict[str, Any]]:
+        """Start an episode on `self.task`: the first observation and extra info."""
+        raise NotImplementedError
+
+    def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict | None, dict[str, Any]]:
+        """One step: observation, reward, terminated, truncated, the verdict if the episode ended, extra info."""
+        raise NotImplementedError
+
+    def expert_actions(self) -> list[str]:
+        """Actions that solve the current task from the current state."""
+        raise NotImplementedError
+
+    # ---- the Gymnasium API ----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None or self._rng is None:
+            self._rng = random.Random(int(self.np_random.integers(2**63)))
+        options = options or {}
+        for key in options:
+            check_choice(f"{type(self).__name__} reset option", key, RESET_OPTIONS)
+        config = self.config
+        if options.get("difficulty") is not None:
+            config = resolve_config(self.config_class, self.presets, options["difficulty"], {}, owner=type(self).__name__)
+        if options.get("task") is not None:
+            self.task = self.task_type.from_dict(options["task"])
+        elif options.get("index") is not None:
+            self.task = self.generate_task(options["index"], seed=options.get("seed", 0), config=config)
+        else:
+            self.task = self.sample_task(self._rng, config)
+        self.done = False
+        observation, extra = self._begin()
+        self._transcript = [observation]
+        if self.render_mode == "human":
+            self.render()
+        return observation, {"task": self.task.to_dict(), **extra}
+
+    def step(self, action: Any) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self.task is None:
+            raise gymnasium.error.ResetNeeded("call reset() before step()")
+        action = as_text(action)
+        if self.done:
+            verdict = Verdict(0.0, False, "the episode is over: call reset() to start a new one", {"error": "episode_over"})
+            observation, reward, terminated, truncated, extra = verdict.feedback, 0.0, True, False, {}
+        else:
+            observation, reward, terminated, truncated, verdict, extra = self._act(action)
+            self.done = terminated or truncated
+        info = {"task": self.task.to_dict(), **extra}
+        if terminated or truncated:
+            info["verdict"] = verdict.to_dict()
+        self._transcript += [f"> {action}", observation]
+        if self.render_mode == "human":
+            self.render()
+        return observation, float(reward), terminated, truncated, info
+
+    def render(self) -> str | None:
+        text = "\n".join(self._transcript[-2:]) if self._transcript else ""
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text

@@ -1,0 +1,439 @@
+"""Countdown: reach a target number from given numbers with + - * /, each number used exactly once.
+
+`Countdown-v0` is single-turn (one answer, graded exactly); `CountdownSteps-v0` plays the same
+tasks one operation per step, as Stream of Search writes its states.
+
+    >>> import gymnasium, sparring
+    >>> env = gymnasium.make("Countdown-v0", difficulty="easy")
+    >>> observation, info = env.reset(seed=0)
+    >>> info["task"]                                 # doctest: +SKIP
+    {'numbers': [44, 19, 35], 'target': 98}
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from sparring.envs.base import TextEnv, Verdict, as_text, check_choice
+from sparring.envs.countdown_expert import Step, solve, solve_steps
+from sparring.envs.expr import ExprError, format_value, parse
+from sparring.errors import UnsolvableTaskError
+
+SPLITS = ("train", "test-seen", "test-unseen")
+MAX_NUMBERS = 8  # the expert's exhaustive search grows too fast beyond this
+MAX_VALUE = 10**9
+MAX_ATTEMPTS = 200_000
+
+
+# ---- task ---------------------------------------------------------------------------------------
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class CountdownTask:
+    numbers: tuple[int, ...]
+    target: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"numbers": list(self.numbers), "target": self.target}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CountdownTask:
+        """Validate a task dict `{"numbers": [int, ...], "target": int}` (from a user or a proposer)."""
+        if not isinstance(data, dict) or set(data) != {"numbers", "target"}:
+            keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"a Countdown task is a dict with exactly the keys 'numbers' and 'target', got {keys}")
+        numbers, target = data["numbers"], data["target"]
+        if not isinstance(numbers, (list, tuple)) or not all(_is_int(n) for n in numbers):
+            raise ValueError(f"task 'numbers' must be a list of integers, got {numbers!r}")
+        if not 1 <= len(numbers) <= MAX_NUMBERS or not all(0 <= n <= MAX_VALUE for n in numbers):
+            raise ValueError(f"task 'numbers' must hold 1 to {MAX_NUMBERS} integers in 0..{MAX_VALUE}, got {numbers!r}")
+        if not _is_int(target) or abs(target) > MAX_VALUE:
+            raise ValueError(f"task 'target' must be an integer in -{MAX_VALUE}..{MAX_VALUE}, got {target!r}")
+        return cls(tuple(numbers), target)
+
+
+# ---- generator ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CountdownConfig:
+    """The difficulty knobs. `num_numbers` is a count or an inclusive `(min, max)` range."""
+
+    num_numbers: int | tuple[int, int] = 4
+    min_number: int = 1
+    max_number: int = 99
+    min_target: int = 10
+    max_target: int = 100
+
+    def __post_init__(self) -> None:
+        count = self.num_numbers
+        if isinstance(count, list):
+            object.__setattr__(self, "num_numbers", count := tuple(count))
+        low, high = count if isinstance(count, tuple) and len(count) == 2 else (count, count)
+        if not (_is_int(low) and _is_int(high) and 2 <= low <= high <= MAX_NUMBERS):
+            raise ValueError(f"num_numbers must be an integer or a (min, max) pair in 2..{MAX_NUMBERS}, got {count!r}")
+        for name in ("min_number", "max_number", "min_target", "max_target"):
+            if not _is_int(getattr(self, name)):
+                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
+        if not 1 <= self.min_number <= self.max_number <= MAX_VALUE:
+            raise ValueError(f"need 1 <= min_number <= max_number <= {MAX_VALUE}, "
+                             f"got min_number={self.min_number}, max_number={self.max_number}")
+        if not 0 <= self.min_target <= self.max_target <= MAX_VALUE:
+            raise ValueError(f"need 0 <= min_target <= max_target <= {MAX_VALUE}, "
+                             f"got min_target={self.min_target}, max_target={self.max_target}")
+
+    @property
+    def count_range(self) -> tuple[int, int]:
+        return self.num_numbers if isinstance(self.num_numbers, tuple) else (self.num_numbers, self.num_numbers)
+
+
+PRESETS = {
+    "easy": CountdownConfig(num_numbers=3),                                    # TinyZero's 3-number tasks
+    "medium": CountdownConfig(num_numbers=4),                                  # Stream of Search
+    "hard": CountdownConfig(num_numbers=(5, 6), max_number=100, min_target=100, max_target=999),  # reasoning-gym
+}
+
+
+def is_held_out_target(target: int) -> bool:
+    """About one target in ten never appears in `train` (Stream of Search's unseen targets).
+    A fixed hash of the target alone, so every seed and every run agrees on the held-out set."""
+    return (target * 2654435761 >> 8) % 10 == 0
+
+
+def split_of(task: CountdownTask) -> str:
+    """The split a task belongs to: `test-unseen` by its target; otherwise a fixed hash of its
+    content puts one task in ten in `test-seen`, so `train` and the test splits never share a task."""
+    if is_held_out_target(task.target):
+        return "test-unseen"
+    key = f"{sorted(task.numbers)}>{task.target}".encode()
+    return "test-seen" if zlib.crc32(key) % 10 == 0 else "train"
+
+
+def _combinations(a: int, b: int) -> list[int]:
+    """What two numbers can make under Stream of Search's rules: no negative results, exact division."""
+    results = [a + b, a * b, abs(a - b)]
+    if b and a % b == 0:
+        results.append(a // b)
+    if a and b % a == 0:
+        results.append(b // a)
+    return results
+
+
+def _draw(config: CountdownConfig, rng: random.Random) -> CountdownTask | None:
+    """One attempt: random numbers combined in a random order by random operations, the last one
+    chosen among those that land in the target range (None when none does). Solvable by construction."""
+    rand = rng.random
+    low, high = config.count_range
+    span = config.max_number - config.min_number + 1
+    numbers = [config.min_number + int(rand() * span) for _ in range(low + int(rand() * (high - low + 1)))]
+    values = list(numbers)
+    while len(values) > 2:
+        a = values.pop(int(rand() * len(values)))
+        b = values.pop(int(rand() * len(values)))
+        results = _combinations(a, b)
+        values.append(results[int(rand() * len(results))])
+    targets = [t for t in _combinations(*values) if config.min_target <= t <= config.max_target]
+    return CountdownTask(tuple(numbers), targets[int(rand() * len(targets))]) if targets else None
+
+
+def sample_task(config: CountdownConfig, split: str, rng: random.Random) -> CountdownTask:
+    """A task of `split` drawn with `rng`: built backwards from a random expression, redrawn until its
+    target is in range and it belongs to `split`."""
+    for _ in range(MAX_ATTEMPTS):
+        task = _draw(config, rng)
+        if task is not None and split_of(task) == split:
+            return task
+    raise ValueError(f"could not generate a {split!r} Countdown task for {config} in {MAX_ATTEMPTS} attempts: "
+                     "the target range is out of reach of these numbers; widen min_target..max_target")
+
+
+def generate_task(config: CountdownConfig, split: str = "train", seed: int = 0, index: int = 0) -> CountdownTask:
+    """Item `index` of `split` for `seed`: a pure function of its arguments, always solvable."""
+    check_choice("Countdown split", split, SPLITS)
+    if not (_is_int(seed) and seed >= 0 and _is_int(index) and 0 <= index < 2**64):
+        raise ValueError(f"seed must be an integer >= 0 and index an integer in 0..2**64-1, got seed={seed!r}, index={index!r}")
+    return sample_task(config, split, random.Random(((seed * 4 + SPLITS.index(split)) << 64) | index))
+
+
+def generate_tasks(config: CountdownConfig, split: str = "train", seed: int = 0, n: int = 100,
+                   start: int = 0) -> list[CountdownTask]:
+    """Items `start .. start + n - 1` of a split."""
+    return [generate_task(config, split, seed, i) for i in range(start, start + n)]
+
+
+# ---- verifier -----------------------------------------------------------------------------------
+
+def _times(k: int) -> str:
+    return {1: "once", 2: "twice"}.get(k, f"{k} times")
+
+
+def extract_answer(text: str) -> str | None:
+    """The content of the last complete `<answer>...</answer>`, or None."""
+    end = text.rfind("</answer>")
+    start = text.rfind("<answer>", 0, end) if end >= 0 else -1
+    return None if start < 0 else text[start + len("<answer>"):end].strip()
+
+
+def verify(task: CountdownTask, completion: Any, *, allow_subset: bool = False, format_reward: float = 0.1) -> Verdict:
+    """Grade the last `<answer>...</answer>` of `completion` exactly. Never raises on any input.
+
+    Reward 1.0 when the expression uses every given number exactly once (a subset with
+    `allow_subset`) and equals the target; `format_reward` for a well-formed expression that is
+    wrong; 0.0 when there is no answer or it does not parse. An answer may end with `= <value>`,
+    which must then be the expression's value.
+    """
+    text = as_text(completion)
+    content = extract_answer(text)
+    if content is None:
+        reason = "the <answer> tag is never closed with </answer>" if "<answer>" in text else "no <answer> tag"
+        return Verdict(0.0, False, reason, {"error": "no_answer", "answer": None})
+    shown = content if len(content) <= 80 else content[:77] + "..."
+    expression, _, claim = content.rpartition("=") if "=" in content else (content, "", "")
+    try:
+        expr = parse(expression)
+        claimed = parse(claim).value if claim else None
+    except ExprError as error:
+        return Verdict(0.0, False, f"{shown!r} is not a valid expression: {error}",
+                       {"error": error.code, "answer": shown})
+    problems = []
+    if sorted(expr.literals) != sorted(task.numbers):  # the common case skips the Counters
+        used, given = Counter(expr.literals), Counter(task.numbers)
+        for number, count in used.items():
+            if not given[number]:
+                problems.append(f"uses {number}, which is not one of the given numbers")
+            elif count > given[number]:
+                problems.append(f"uses {number} {_times(count)}" + (f" (it is given {_times(given[number])})"
+                                                                     if given[number] > 1 else ""))
+        missing = sorted((given - used).elements())
+        if missing and not allow_subset:
+            problems.append(f"does not use {', '.join(map(str, missing))}")
+    wrong_numbers = bool(problems)
+    if expr.value != task.target:
+        problems.append(f"equals {format_value(expr.value)}, the target is {task.target}")
+    if claimed is not None and claimed != expr.value:
+        problems.append(f"claims = {format_value(claimed)}, but the expression equals {format_value(expr.value)}")
+    details = {"answer": shown, "value": format_value(expr.value), "numbers_used": list(expr.literals),
+               "error": None if not problems else "wrong_numbers" if wrong_numbers else "wrong_value"}
+    if problems:
+        return Verdict(float(format_reward), False, "; ".join(problems), details)
+    return Verdict(1.0, True, f"correct: {expression.strip()} = {task.target}", details)
+
+
+def prompt(task: CountdownTask) -> str:
+    """TinyZero's instruction."""
+    numbers = ", ".join(map(str, task.numbers))
+    return (f"Using the numbers [{numbers}], create an equation that equals {task.target}. You can use basic "
+            "arithmetic operations (+, -, *, /) and each number can only be used once. Show your work in "
+            "<think> </think> tags. And return the final answer in <answer> </answer> tags, for example "
+            "<answer> (1 + 2) / 3 </answer>.")
+
+
+def expert_solution(task: CountdownTask, *, allow_subset: bool = False) -> str:
+    """An exact solution: whole-number steps first (fast, how generated tasks are built), then any rational."""
+    found = solve(list(task.numbers), task.target, allow_subset=allow_subset, integer_only=True) \
+        or solve(list(task.numbers), task.target, allow_subset=allow_subset)
+    if found is None:
+        raise UnsolvableTaskError(f"Countdown task {task.to_dict()} has no solution")
+    return found
+
+
+# ---- environments -------------------------------------------------------------------------------
+
+class CountdownEnv(TextEnv):
+    """Countdown in one turn: the observation poses the task, the action is the answer.
+
+    ## Action Space
+    Any text (`UnicodeText`); the last `<answer>...</answer>` is graded.
+    ## Observation Space
+    Text: TinyZero's instruction with the numbers and the target; after the step, the verdict's feedback.
+    ## Reward
+    1.0 correct; `format_reward` (default 0.1, TinyZero's) for a well-formed wrong answer; 0 otherwise.
+    ## Episode End
+    Terminates after one step.
+    ## Arguments
+    `difficulty` ("easy" 3 numbers, "medium" 4, "hard" 5-6), the knobs of `CountdownConfig`,
+    `split` ("train", "test-seen", "test-unseen"), `allow_subset`, `format_reward`.
+    ## Version History
+    v0: initial version.
+    """
+
+    family = "countdown"
+    task_type = CountdownTask
+    config_class = CountdownConfig
+    presets = PRESETS
+    splits = SPLITS
+
+    def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
+                 allow_subset: bool = False, format_reward: float = 0.1, **knobs: Any):
+        super().__init__(render_mode, split=split, difficulty=difficulty,
+                         env_args=("allow_subset", "format_reward"), **knobs)
+        if not isinstance(allow_subset, bool):
+            raise TypeError(f"allow_subset must be True or False, got {allow_subset!r}")
+        if not isinstance(format_reward, (int, float)) or not 0.0 <= format_reward <= 1.0:
+            raise ValueError(f"format_reward must be a number in [0, 1], got {format_reward!r}")
+        self.allow_subset, self.format_reward = allow_subset, float(format_reward)
+
+    def generate_task(self, index: int, *, seed: int = 0, config: CountdownConfig | None = None) -> CountdownTask:
+        return generate_task(config or self.config, self.split, seed, index)
+
+    def sample_task(self, rng: random.Random, config: CountdownConfig) -> CountdownTask:
+        return sample_task(config, self.split, rng)
+
+    def _begin(self) -> tuple[str, dict[str, Any]]:
+        return prompt(self.task), {}
+
+    def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict, dict[str, Any]]:
+        verdict = verify(self.task, action, allow_subset=self.allow_subset, format_reward=self.format_reward)
+        return verdict.feedback, verdict.reward, True, False, verdict, {}
+
+    def expert_actions(self) -> list[str]:
+        return [] if self.done else [f"<answer>{expert_solution(self.task, allow_subset=self.allow_subset)}</answer>"]
+
+
+_MOVE = re.compile(r"\s*(?:<answer>)?\s*(\d{1,15})\s*([-+*/×÷])\s*(\d{1,15})\s*(?:=\s*(\d{1,30}))?\s*(?:</answer>)?\s*")
+_OPS = {"×": "*", "÷": "/"}
+
+
+def state_line(target: int, values: list[int], steps: list[Step]) -> str:
+    """Stream of Search's state: `Current State: 24:[8, 3], Operations: ['5+3=8']`."""
+    return f"Current State: {target}:[{', '.join(map(str, values))}], Operations: [{', '.join(repr(str(s)) for s in steps)}]"
+
+
+def admissible_moves(values: list[int]) -> list[str]:
+    """Every legal move on `values`: `a+b`, `a*b`, `a-b` (a >= b), `a/b` (exact)."""
+    out: list[str] = []
+    for i in range(len(values)):
+        for j in range(len(values)):
+            a, b = values[i], values[j]
+            if i == j:
+                continue
+            if i < j:
+                out += [f"{a}+{b}", f"{a}*{b}"]
+            if a >= b:
+                out.append(f"{a}-{b}")
+            if b and a % b == 0:
+                out.append(f"{a}/{b}")
+    return list(dict.fromkeys(out))
+
+
+class CountdownStepsEnv(TextEnv):
+    """Countdown one operation per step, with Stream of Search's state and rules.
+
+    ## Action Space
+    Text: one move `a op b` on two of the current numbers (`8*3`, optionally `8*3=24`, optionally in
+    `<answer>` tags). Subtraction must not go below zero and division must be exact.
+    ## Observation Space
+    Text: the instruction, then `Current State: <target>:[<numbers>], Operations: [...]` after every move.
+    ## Reward
+    1.0 on the step that leaves the target as the last number; 0 otherwise.
+    ## Episode End
+    Terminates when one number is left, or after more than `max_invalid_moves` invalid moves.
+    `info["admissible_commands"]` lists the legal moves.
+    ## Arguments
+    As Countdown-v0 (difficulty, knobs, split), and `max_invalid_moves` (default 3).
+    ## Version History
+    v0: initial version.
+    """
+
+    family = "countdown"
+    task_type = CountdownTask
+    config_class = CountdownConfig
+    presets = PRESETS
+    splits = SPLITS
+
+    def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
+                 max_invalid_moves: int = 3, **knobs: Any):
+        super().__init__(render_mode, split=split, difficulty=difficulty, env_args=("max_invalid_moves",), **knobs)
+        if not _is_int(max_invalid_moves) or max_invalid_moves < 0:
+            raise ValueError(f"max_invalid_moves must be an integer >= 0, got {max_invalid_moves!r}")
+        self.max_invalid_moves = max_invalid_moves
+        self.values: list[int] = []
+        self.steps: list[Step] = []
+        self.invalid_moves = 0
+
+    def generate_task(self, index: int, *, seed: int = 0, config: CountdownConfig | None = None) -> CountdownTask:
+        return generate_task(config or self.config, self.split, seed, index)
+
+    def sample_task(self, rng: random.Random, config: CountdownConfig) -> CountdownTask:
+        return sample_task(config, self.split, rng)
+
+    def _state(self) -> tuple[str, dict[str, Any]]:
+        return (state_line(self.task.target, self.values, self.steps),
+                {"admissible_commands": admissible_moves(self.values) if not self.done else []})
+
+    def _begin(self) -> tuple[str, dict[str, Any]]:
+        self.values, self.steps, self.invalid_moves = list(self.task.numbers), [], 0
+        numbers = ", ".join(map(str, self.task.numbers))
+        intro = (f"Using the numbers [{numbers}], reach {self.task.target}. Each move combines two of the current "
+                 "numbers with +, -, * or / and replaces them with the result (no negative results, exact "
+                 "division only). Write one move per turn, like 8*3. The game ends when one number is left.\n")
+        observation, info = self._state()
+        return intro + observation, info
+
+    def _check_move(self, action: str) -> Step | str:
+        """The move as a `Step`, or why it is not a legal one."""
+        match = _MOVE.fullmatch(action) if len(action) <= 200 else None
+        if match is None:
+            return f"{action[:40]!r} is not a move; write two current numbers and an operation, like 8*3"
+        a, op, b, claim = int(match[1]), _OPS.get(match[2], match[2]), int(match[3]), match[4]
+        pool = Counter(self.values)
+        pool[a] -= 1
+        pool[b] -= 1
+        if pool[a] < 0 or pool[b] < 0:
+            return f"{a} and {b} are not both among the current numbers {self.values}"
+        if op == "-" and a < b:
+            return f"{a}-{b} goes below zero"
+        if op == "/" and (b == 0 or a % b):
+            return f"{a}/{b} is not an exact division"
+        result = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
+        if claim is not None and int(claim) != result:
+            return f"{a}{op}{b} is {result}, not {claim}"
+        return Step(a, op, b, result)
+
+    def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict | None, dict[str, Any]]:
+        move = self._check_move(action)
+        if isinstance(move, str):
+            self.invalid_moves += 1
+            if self.invalid_moves > self.max_invalid_moves:
+                self.done = True
+                verdict = self._verdict(False, f"too many invalid moves ({self.invalid_moves}; at most "
+                                               f"{self.max_invalid_moves}); the last: {move}")
+                return verdict.feedback, 0.0, True, False, verdict, {"admissible_commands": []}
+            observation, info = self._state()
+            return f"Invalid move: {move}.\n{observation}", 0.0, False, False, None, info
+        self.values.remove(move.left)
+        self.values.remove(move.right)
+        self.values.append(int(move.result))
+        self.steps.append(move)
+        if len(self.values) > 1:
+            observation, info = self._state()
+            return observation, 0.0, False, False, None, info
+        self.done = True
+        final = self.values[0]
+        if final == self.task.target:
+            verdict = self._verdict(True, f"correct: reached {final} with {', '.join(map(str, self.steps))}")
+        else:
+            verdict = self._verdict(False, f"the last number is {final}, the target is {self.task.target}")
+        observation, info = self._state()
+        return f"{observation}\n{verdict.feedback}", verdict.reward, True, False, verdict, info
+
+    def _verdict(self, success: bool, feedback: str) -> Verdict:
+        return Verdict(1.0 if success else 0.0, success, feedback,
+                       {"operations": [str(s) for s in self.steps], "moves": len(self.steps),
+                        "invalid_moves": self.invalid_moves, "final": self.values[0] if len(self.values) == 1 else None})
+
+    def expert_actions(self) -> list[str]:
+        if self.done:
+            return []
+        found = solve_steps(self.values, self.task.target, integer_only=True)
+        if found is None:
+            raise UnsolvableTaskError(f"no whole-number moves reach {self.task.target} from {self.values}")
+        return [f"{format_value(Fraction(s.left))}{s.op}{format_value(Fraction(s.right))}" for s in found[1]]

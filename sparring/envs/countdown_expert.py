@@ -217,7 +217,8 @@ def search_trace(numbers: list[int], target: int, *, strategy: str = "dfs", heur
                     break
             frontier = next_level
     if solution is None:
-        lines.append("Search budget exhausted: no solution found" if nodes >= node_budget else "No solution exists")
+        lines.append("Search budget exhausted: no solution found" if nodes >= node_budget
+                     else "No solution exists" if strategy == "dfs" else "No solution found within the beam")
         return SearchTrace("\n".join(lines), None, nodes)
     lines.append(f"<answer>{solution.text}</answer>")
     return SearchTrace("\n".join(lines), solution.text, nodes)

@@ -130,10 +130,9 @@ def _combinations(a: int, b: int) -> list[int]:
 def _draw(config: CountdownConfig, rng: random.Random) -> CountdownTask | None:
     """One attempt: random numbers combined in a random order by random operations, the last one
     chosen among those that land in the target range (None when none does). Solvable by construction."""
-    rand = rng.random
-    low, high = config.count_range
-    span = config.max_number - config.min_number + 1
-    numbers = [config.min_number + int(rand() * span) for _ in range(low + int(rand() * (high - low + 1)))]
+    rand, low, high, smallest = rng.random, *config.count_range, config.min_number
+    span = config.max_number - smallest + 1
+    numbers = [smallest + int(rand() * span) for _ in range(low + int(rand() * (high - low + 1)))]
     values = list(numbers)
     while len(values) > 2:
         a = values.pop(int(rand() * len(values)))
@@ -204,17 +203,23 @@ def verify(task: CountdownTask, completion: Any, *, allow_subset: bool = False, 
         return Verdict(0.0, False, f"{shown!r} is not a valid expression: {error}",
                        {"error": error.code, "answer": shown})
     problems = []
-    if sorted(expr.literals) != sorted(task.numbers):  # the common case skips the Counters
-        used, given = Counter(expr.literals), Counter(task.numbers)
-        for number, count in used.items():
-            if not given[number]:
+    if sorted(expr.literals) != sorted(task.numbers):
+        unused, extra = list(task.numbers), []
+        for number in expr.literals:
+            if number in unused:
+                unused.remove(number)
+            elif number not in extra:
+                extra.append(number)
+        for number in extra:
+            given, used = task.numbers.count(number), _times(expr.literals.count(number))
+            if not given:
                 problems.append(f"uses {number}, which is not one of the given numbers")
-            elif count > given[number]:
-                problems.append(f"uses {number} {_times(count)}" + (f" (it is given {_times(given[number])})"
-                                                                     if given[number] > 1 else ""))
-        missing = sorted((given - used).elements())
-        if missing and not allow_subset:
-            problems.append(f"does not use {', '.join(map(str, missing))}")
+            elif given == 1:
+                problems.append(f"uses {number} {used}")
+            else:
+                problems.append(f"uses {number} {used} (it is given {_times(given)})")
+        if unused and not allow_subset:
+            problems.append(f"does not use {', '.join(map(str, sorted(unused)))}")
     wrong_numbers = bool(problems)
     if expr.value != task.target:
         problems.append(f"equals {format_value(expr.value)}, the target is {task.target}")

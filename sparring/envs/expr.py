@@ -19,9 +19,11 @@ MAX_DIGITS = 15
 MAX_DEPTH = 32
 MAX_BITS = 4_096
 
-_TOKEN = re.compile(r"[0-9]+|\*\*|[-+*/()=]|\s+|.", re.DOTALL)
+_PLAIN = re.compile(r"[0-9+\-*/()\s]*")  # the common case: nothing to translate or reject
+_TOKEN = re.compile(r"[0-9]+|[-+*/()=]")
+_ALIASES = str.maketrans({"×": "*", "·": "*", "÷": "/", "−": "-", "–": "-"})
+_END = ""  # the token after the last one
 Value = int | Fraction  # ints while the arithmetic stays whole (fast), Fractions after an inexact division
-_ALIASES = {"×": "*", "·": "*", "÷": "/", "−": "-", "–": "-"}
 
 
 class ExprError(ValueError):
@@ -47,19 +49,18 @@ def parse(text: str, *, allow_unary: bool = False) -> Expr:
     """Parse and evaluate `text` exactly. Raises `ExprError` with a plain-words reason on anything else."""
     if len(text) > MAX_CHARS:
         raise ExprError("too_long", f"the expression is too long ({len(text)} characters; at most {MAX_CHARS})")
-    tokens = []
-    for token in _TOKEN.findall(text):
-        if token.isspace():
-            continue
-        token = _ALIASES.get(token, token)
-        if token == "**":
-            raise ExprError("power", "it uses ** (powers are not allowed; only + - * / and parentheses)")
-        if len(token) == 1 and token not in "+-*/()=" and not ("0" <= token <= "9"):
-            raise ExprError("bad_character", f"it contains {token!r}; only integers, + - * / and parentheses are allowed")
-        tokens.append(token)
+    if not text.isascii():
+        text = text.translate(_ALIASES)
+    if "**" in text:
+        raise ExprError("power", "it uses ** (powers are not allowed; only + - * / and parentheses)")
+    if _PLAIN.fullmatch(text) is None:
+        for char in text:
+            if char not in "0123456789+-*/()=" and not char.isspace():
+                raise ExprError("bad_character", f"it contains {char!r}; only integers, + - * / and parentheses are allowed")
+    tokens = _TOKEN.findall(text)
     if not tokens:
         raise ExprError("empty", "the answer is empty")
-    parser = _Parser(tokens, allow_unary)
+    parser = _Parser(tokens + [_END], allow_unary)
     value = Fraction(parser.sum(0))
     if parser.pos < len(tokens):
         token = tokens[parser.pos]
@@ -74,12 +75,9 @@ class _Parser:
         self.pos = 0
         self.literals: list[int] = []
 
-    def peek(self) -> str | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
     def sum(self, depth: int) -> Value:
         value = self.product(depth)
-        while (op := self.peek()) in ("+", "-"):
+        while (op := self.tokens[self.pos]) == "+" or op == "-":
             self.pos += 1
             right = self.product(depth)
             value = _checked(value + right if op == "+" else value - right)
@@ -87,7 +85,7 @@ class _Parser:
 
     def product(self, depth: int) -> Value:
         value = self.atom(depth)
-        while (op := self.peek()) in ("*", "/"):
+        while (op := self.tokens[self.pos]) == "*" or op == "/":
             self.pos += 1
             right = self.atom(depth)
             if op == "*":
@@ -101,8 +99,8 @@ class _Parser:
         return value
 
     def atom(self, depth: int) -> Value:
-        token = self.peek()
-        if token is None:
+        token = self.tokens[self.pos]
+        if token == _END:
             raise ExprError("syntax", "the expression ends too early (a number or '(' is missing)")
         self.pos += 1
         if token[0] in "0123456789":
@@ -114,7 +112,7 @@ class _Parser:
             if depth >= MAX_DEPTH:
                 raise ExprError("too_deep", f"parentheses are nested more than {MAX_DEPTH} deep")
             value = self.sum(depth + 1)
-            if self.peek() != ")":
+            if self.tokens[self.pos] != ")":
                 raise ExprError("syntax", "a '(' is never closed")
             self.pos += 1
             return value

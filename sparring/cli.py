@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from sparring.errors import SparringError
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -55,6 +59,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if solved == args.episodes else 1
 
 
+def cmd_selfplay(args: argparse.Namespace) -> int:
+    """Run (or resume) the self-play loop."""
+    from sparring.selfplay import SelfPlay, load_selfplay_config
+
+    run_dir = args.run_dir
+    config_path = args.config
+    if args.resume:
+        if not run_dir:
+            raise ValueError("--resume needs --run-dir: the run to continue")
+        saved = Path(run_dir) / "config.yaml"
+        if not saved.exists():
+            raise ValueError(f"--resume: {saved} does not exist; there is no run to continue in {run_dir}")
+        config_path = config_path or saved
+    config = load_selfplay_config(config_path, args.overrides, seed=args.seed)
+    run_dir = run_dir or f"runs/{Path(config_path).stem if config_path else 'countdown-ei'}-seed{config.seed}"
+    console = Console(width=args.width)
+    console.print(f"[bold]sparring selfplay[/bold]: {config.env.id}, {config.algorithm}, {config.rounds} rounds, "
+                  f"run directory {run_dir}")
+    rows = SelfPlay(config, run_dir, console=console).run_rounds(resume=args.resume)
+    first, last = rows[0]["eval/success"], rows[-1]["eval/success"]
+    console.print(f"held-out success: round 0 {first:.3f} -> round {rows[-1]['round']} {last:.3f} "
+                  f"({100 * (last - first):+.1f} points); curves in {Path(run_dir) / 'curves.png'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Success and pass@k of a policy on an env split, with 95% intervals."""
+    from sparring.agents.policy import make_policy
+    from sparring.evaluation import evaluate
+    from sparring.selfplay import draw_tasks
+
+    kwargs = dict(args.env_kwargs or {})
+    backend = args.backend or ("openai" if args.policy.startswith(("http://", "https://")) else "hf")
+    policy_kwargs = {"base_url": args.policy, "model": args.model} if backend == "openai" else {"path": args.policy}
+    tasks = draw_tasks(args.env, kwargs, args.split, args.seed, 0, args.n)
+    with make_policy(backend, **policy_kwargs) as policy:
+        result = evaluate(policy, args.env, kwargs, tasks, k=args.k, temperature=args.temperature,
+                          max_tokens=args.max_tokens, seed=args.seed)
+    console = Console(width=args.width)
+    console.print(f"{args.env} {args.split}, {result.n_tasks} tasks, policy {args.policy}")
+    console.print(f"success (greedy): {result.success:.3f}  95% CI [{result.success_low:.3f}, {result.success_high:.3f}]")
+    if result.pass_at_k is not None:
+        console.print(f"pass@{result.k} (temperature {args.temperature}): {result.pass_at_k:.3f}  "
+                      f"95% CI [{result.pass_at_k_low:.3f}, {result.pass_at_k_high:.3f}]")
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value")
+    return key, yaml.safe_load(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sparring", description=__doc__)
     parser.add_argument("--width", type=int, default=None, help="terminal width for tables")
@@ -67,10 +127,31 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--split", default="train")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+    selfplay = sub.add_parser("selfplay", help="run the self-play loop (no arguments: the embedded default)")
+    selfplay.add_argument("--config", help="a YAML run config (default: the embedded configs/countdown-ei.yaml)")
+    selfplay.add_argument("--run-dir", help="where the run's files go (default runs/<config>-seed<N>)")
+    selfplay.add_argument("--seed", type=int, help="overrides the config's seed")
+    selfplay.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last finished round")
+    selfplay.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, dotted for nested keys")
+    selfplay.set_defaults(func=cmd_selfplay)
+    evaluate = sub.add_parser("eval", help="success and pass@k of a policy on an env split")
+    evaluate.add_argument("--policy", required=True, help="a checkpoint folder, or an OpenAI-compatible server URL")
+    evaluate.add_argument("--backend", choices=["hf", "tiny", "vllm", "openai"], help="default: hf, or openai for a URL")
+    evaluate.add_argument("--model", help="the served model name (openai backend)")
+    evaluate.add_argument("--env", required=True, help="an env id, e.g. Countdown-v0")
+    evaluate.add_argument("--env-kwargs", type=_key_value, nargs="*", metavar="key=value",
+                          help="env arguments, e.g. difficulty=easy instruction=compact")
+    evaluate.add_argument("--split", default="test-seen")
+    evaluate.add_argument("--n", type=int, default=500, help="number of tasks")
+    evaluate.add_argument("--k", type=int, default=1, help="samples per task for pass@k")
+    evaluate.add_argument("--temperature", type=float, default=1.0)
+    evaluate.add_argument("--max-tokens", type=int, default=64)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(func=cmd_eval)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, SparringError) as error:
         print(f"sparring {args.command}: error: {error}", file=sys.stderr)
         return 2
 

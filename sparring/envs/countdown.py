@@ -232,8 +232,13 @@ def verify(task: CountdownTask, completion: Any, *, allow_subset: bool = False, 
     return Verdict(1.0, True, f"correct: {expression.strip()} = {task.target}", details)
 
 
-def prompt(task: CountdownTask) -> str:
-    """TinyZero's instruction."""
+INSTRUCTIONS = ("full", "compact")
+
+
+def prompt(task: CountdownTask, instruction: str = "full") -> str:
+    """TinyZero's instruction, or (`compact`) just `8 3 2 -> 22`: short inputs for a small model."""
+    if instruction == "compact":
+        return f"{' '.join(map(str, task.numbers))} -> {task.target}"
     numbers = ", ".join(map(str, task.numbers))
     return (f"Using the numbers [{numbers}], create an equation that equals {task.target}. You can use basic "
             "arithmetic operations (+, -, *, /) and each number can only be used once. Show your work in "
@@ -265,7 +270,8 @@ class CountdownEnv(TextEnv):
     Terminates after one step.
     ## Arguments
     `difficulty` ("easy" 3 numbers, "medium" 4, "hard" 5-6), the knobs of `CountdownConfig`,
-    `split` ("train", "test-seen", "test-unseen"), `allow_subset`, `format_reward`.
+    `split` ("train", "test-seen", "test-unseen"), `allow_subset`, `format_reward`, `instruction`
+    ("full", TinyZero's wording, or "compact", `8 3 2 -> 22`, for small models).
     ## Version History
     v0: initial version.
     """
@@ -277,9 +283,10 @@ class CountdownEnv(TextEnv):
     splits = SPLITS
 
     def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
-                 allow_subset: bool = False, format_reward: float = 0.1, **knobs: Any):
+                 allow_subset: bool = False, format_reward: float = 0.1, instruction: str = "full", **knobs: Any):
         super().__init__(render_mode, split=split, difficulty=difficulty,
-                         env_args=("allow_subset", "format_reward"), **knobs)
+                         env_args=("allow_subset", "format_reward", "instruction"), **knobs)
+        self.instruction = check_choice("Countdown instruction", instruction, INSTRUCTIONS)
         if not isinstance(allow_subset, bool):
             raise TypeError(f"allow_subset must be True or False, got {allow_subset!r}")
         if not isinstance(format_reward, (int, float)) or not 0.0 <= format_reward <= 1.0:
@@ -293,7 +300,7 @@ class CountdownEnv(TextEnv):
         return sample_task(config, self.split, rng)
 
     def _begin(self) -> tuple[str, dict[str, Any]]:
-        return prompt(self.task), {}
+        return prompt(self.task, self.instruction), {}
 
     def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict, dict[str, Any]]:
         verdict = verify(self.task, action, allow_subset=self.allow_subset, format_reward=self.format_reward)
@@ -343,7 +350,8 @@ class CountdownStepsEnv(TextEnv):
     Terminates when one number is left, or after more than `max_invalid_moves` invalid moves.
     `info["admissible_commands"]` lists the legal moves.
     ## Arguments
-    As Countdown-v0 (difficulty, knobs, split), and `max_invalid_moves` (default 3).
+    As Countdown-v0 (difficulty, knobs, split, instruction: "compact" drops the instructions and shows
+    the state as `24:[8, 3, 2]`), and `max_invalid_moves` (default 3).
     ## Version History
     v0: initial version.
     """
@@ -355,8 +363,10 @@ class CountdownStepsEnv(TextEnv):
     splits = SPLITS
 
     def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
-                 max_invalid_moves: int = 3, **knobs: Any):
-        super().__init__(render_mode, split=split, difficulty=difficulty, env_args=("max_invalid_moves",), **knobs)
+                 max_invalid_moves: int = 3, instruction: str = "full", **knobs: Any):
+        super().__init__(render_mode, split=split, difficulty=difficulty,
+                         env_args=("max_invalid_moves", "instruction"), **knobs)
+        self.instruction = check_choice("CountdownSteps instruction", instruction, INSTRUCTIONS)
         if not _is_int(max_invalid_moves) or max_invalid_moves < 0:
             raise ValueError(f"max_invalid_moves must be an integer >= 0, got {max_invalid_moves!r}")
         self.max_invalid_moves = max_invalid_moves
@@ -371,11 +381,14 @@ class CountdownStepsEnv(TextEnv):
         return sample_task(config, self.split, rng)
 
     def _state(self) -> tuple[str, dict[str, Any]]:
-        return (state_line(self.task.target, self.values, self.steps),
-                {"admissible_commands": admissible_moves(self.values) if not self.done else []})
+        line = (f"{self.task.target}:[{', '.join(map(str, self.values))}]" if self.instruction == "compact"
+                else state_line(self.task.target, self.values, self.steps))
+        return line, {"admissible_commands": admissible_moves(self.values) if not self.done else []}
 
     def _begin(self) -> tuple[str, dict[str, Any]]:
         self.values, self.steps, self.invalid_moves = list(self.task.numbers), [], 0
+        if self.instruction == "compact":
+            return self._state()
         numbers = ", ".join(map(str, self.task.numbers))
         intro = (f"Using the numbers [{numbers}], reach {self.task.target}. Each move combines two of the current "
                  "numbers with +, -, * or / and replaces them with the result (no negative results, exact "

@@ -1,0 +1,99 @@
+"""The `hf` backend: any local transformers checkpoint, batched `generate` with a KV cache, on CPU or GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sparring.agents.policy import Completion, Policy, Prompt, SamplingParams, truncate_at_stop
+from sparring.errors import SparringError
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """`path` if it is a local checkpoint folder (with config.json), else an error that says what one is."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise SparringError(f"{str(path)!r} is not a checkpoint folder: expected a folder with config.json, model "
+                            "weights and a tokenizer, as written by save_pretrained (nothing is downloaded: use a "
+                            "local path, or the 'tiny' backend to create a model)")
+    return path
+
+
+def render(tokenizer: Any, prompt: Prompt) -> str:
+    """A prompt as text: raw prompts as they are, conversations through the tokenizer's chat template."""
+    if isinstance(prompt, str):
+        return prompt
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return "".join(f"{m['content']}\n" for m in prompt)
+
+
+class HFPolicy(Policy):
+    backend = "hf"
+
+    def __init__(self, path: str | Path | None = None, *, model: Any = None, tokenizer: Any = None,
+                 device: str = "cpu", batch_size: int = 256, dtype: str = "float32", threads: int | None = None):
+        """Load the checkpoint at `path`, or wrap a `model` and `tokenizer` already in memory (during training)."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        if model is None:
+            path = check_checkpoint(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
+        elif tokenizer is None:
+            raise ValueError("HFPolicy(model=...) also needs the model's tokenizer")
+        self.name = str(path) if path is not None else model.name_or_path
+        self.model, self.tokenizer = model, tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.device, self.batch_size = device, batch_size
+        self._never = sorted({t for t in (self.tokenizer.pad_token_id, self.tokenizer.bos_token_id)
+                              if t is not None and t != self.tokenizer.eos_token_id})
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        import torch
+
+        texts = [render(self.tokenizer, p) for p in prompts]
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        out: list[list[Completion]] = []
+        per_call = max(1, self.batch_size // params.n)
+        for start in range(0, len(texts), per_call):
+            out += self._generate(texts[start:start + per_call], params)
+        return out
+
+    def _generate(self, texts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        import torch
+
+        self.model.eval()
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True).to(self.device)
+        sample = params.temperature > 0
+        copies = params.n if sample else 1  # greedy completions are all the same: decode once
+        with torch.inference_mode():
+            output = self.model.generate(
+                **batch, max_new_tokens=params.max_tokens, do_sample=sample, num_return_sequences=copies,
+                temperature=params.temperature if sample else None, top_p=params.top_p if sample else None,
+                top_k=0 if sample else None, pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id, return_dict_in_generate=True, output_scores=True,
+                suppress_tokens=self._never,  # padding must only ever mean "finished"
+                stop_strings=list(params.stop) or None, tokenizer=self.tokenizer if params.stop else None)
+            logprobs = self.model.compute_transition_scores(output.sequences, output.scores, normalize_logits=True)
+        prompt_length = batch["input_ids"].shape[1]
+        generated = output.sequences[:, prompt_length:]  # (B * n, T)
+        special = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
+        results: list[list[Completion]] = [[] for _ in texts]
+        for row, (ids, scores) in enumerate(zip(generated.tolist(), logprobs.tolist())):
+            prompt = row // copies
+            length = next((i for i, t in enumerate(ids) if t in special), len(ids))
+            ended = length < len(ids) and ids[length] == self.tokenizer.eos_token_id  # keep the end-of-sequence token
+            text, stopped = truncate_at_stop(self.tokenizer.decode(ids[:length], skip_special_tokens=True), params.stop)
+            prompt_ids = batch["input_ids"][prompt][batch["attention_mask"][prompt].bool()].tolist()
+            completion = Completion(text=text, token_ids=ids[:length + ended], logprobs=scores[:length + ended],
+                                    finish_reason="length" if length == len(ids) and not stopped else "stop", prompt_token_ids=prompt_ids)
+            results[prompt] += [completion] * (params.n // copies)
+        return results

@@ -1,0 +1,62 @@
+"""Success and pass@k of a policy on tasks, with 95% intervals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sparring.agents.policy import Policy, SamplingParams
+from sparring.agents.solver import Solver
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimate from `n` samples of which `c` are correct (Chen et al., 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
+
+
+@dataclass
+class EvalResult:
+    n_tasks: int
+    success: float  # greedy, one attempt per task
+    success_low: float
+    success_high: float
+    k: int = 1
+    pass_at_k: float | None = None  # k samples per task at `temperature`
+    pass_at_k_low: float | None = None
+    pass_at_k_high: float | None = None
+    mean_reward: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]], *, k: int = 1,
+             temperature: float = 1.0, max_tokens: int = 64, max_turns: int = 32, seed: int = 0) -> EvalResult:
+    """Greedy success on `tasks`, and with `k > 1` pass@k from `k` samples per task."""
+    greedy = Solver(policy, env_id, env_kwargs, SamplingParams(temperature=0.0, max_tokens=max_tokens),
+                    max_turns=max_turns).run(tasks, k=1, seed=seed)
+    solved = sum(t.success for t in greedy)
+    result = EvalResult(len(tasks), solved / max(1, len(tasks)), *wilson_interval(solved, len(tasks)),
+                        mean_reward=sum(t.reward for t in greedy) / max(1, len(tasks)))
+    if k > 1:
+        sampled = Solver(policy, env_id, env_kwargs, SamplingParams(temperature=temperature, max_tokens=max_tokens),
+                         max_turns=max_turns).run(tasks, k=k, seed=seed + 1)
+        per_task = [sum(t.success for t in sampled[i * k:(i + 1) * k]) for i in range(len(tasks))]
+        estimate = sum(pass_at_k(k, c, k) for c in per_task) / max(1, len(tasks))
+        any_solved = sum(c > 0 for c in per_task)
+        result.k, result.pass_at_k = k, estimate
+        result.pass_at_k_low, result.pass_at_k_high = wilson_interval(any_solved, len(tasks))
+    return result

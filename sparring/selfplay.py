@@ -1,0 +1,367 @@
+"""The self-play loop: tasks -> solve -> verify -> train -> evaluate, round after round, resumable.
+
+    sparring selfplay                                   # the embedded default (configs/countdown-ei.yaml)
+    sparring selfplay --config configs/countdown-grpo.yaml expert_iteration.k=8 --run-dir runs/x
+    sparring selfplay --run-dir runs/x --resume         # after a crash or a kill -9
+
+Round 0 bootstraps the policy (for the tiny model: supervised training on the expert's
+demonstrations until more steps stop helping). Each later round draws fresh training tasks, runs the
+trainer (expert iteration or GRPO) and evaluates greedy success on a held-out split. A round is
+finished when its line is in `metrics.jsonl`; everything it wrote before is atomic, so `--resume`
+continues from the last finished round and never reads a half-written file.
+
+Run directory:
+    config.yaml                     the resolved config
+    rounds/NNN/tasks.jsonl          {"task": {...}, "source": "generator"} per line
+    rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
+    checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's)
+    metrics.jsonl                   one JSON object per round: "round", "eval/success", timings, trainer metrics
+    curves.png                      held-out success per round, redrawn every round
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+
+import sparring  # noqa: F401
+from sparring.agents.tiny import TinyModelConfig
+from sparring.config import dump_yaml, from_dict
+from sparring.envs.base import check_choice
+from sparring.errors import SparringError
+from sparring.io import append_jsonl, atomic_dir, atomic_write_text, read_jsonl
+from sparring.trainers.bootstrap import BootstrapConfig
+from sparring.trainers.expert_iteration import ExpertIterationConfig
+from sparring.trainers.grpo import GRPOSettings
+
+ALGORITHMS = ("expert_iteration", "grpo")
+TASKS_PER_STREAM = 10**9  # round r draws training items from [r * 10**9, ...): no two rounds share a task
+
+
+@dataclass
+class EnvConfig:
+    id: str = "Countdown-v0"
+    kwargs: dict[str, Any] = field(default_factory=lambda: {"difficulty": "easy", "instruction": "compact"})
+    eval_split: str = "test-seen"
+    extra_eval_splits: list[str] = field(default_factory=lambda: ["test-unseen"])
+    eval_tasks: int = 500
+    max_turns: int = 32
+
+
+@dataclass
+class PolicyConfig:
+    backend: str = "tiny"  # tiny (created in the run directory), or hf: a local checkpoint at `path`
+    path: str | None = None
+    max_tokens: int = 40
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+    def __post_init__(self) -> None:
+        check_choice("policy.backend for self-play training", self.backend, ("tiny", "hf"))
+        if self.backend == "hf" and not self.path:
+            raise ValueError("policy.backend 'hf' needs policy.path: a local checkpoint folder")
+
+
+@dataclass
+class EvalConfig:
+    k: int = 4  # pass@k from k samples per held-out task
+    temperature: float = 1.0
+
+
+@dataclass
+class SelfPlayConfig:
+    seed: int = 0
+    threads: int = 2
+    rounds: int = 4
+    tasks_per_round: int = 3000
+    algorithm: str = "expert_iteration"
+    control: bool = False  # also spend each round's training steps on fresh expert demonstrations, from round 0
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    expert_iteration: ExpertIterationConfig = field(default_factory=ExpertIterationConfig)
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        check_choice("algorithm", self.algorithm, ALGORITHMS)
+        for name in ("rounds", "tasks_per_round", "threads"):
+            if getattr(self, name) < (0 if name == "rounds" else 1):
+                raise ValueError(f"{name} must be >= {0 if name == 'rounds' else 1}, got {getattr(self, name)}")
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.config, self.metrics, self.curves = self.root / "config.yaml", self.root / "metrics.jsonl", self.root / "curves.png"
+
+    def round_dir(self, r: int) -> Path:
+        return self.root / "rounds" / f"{r:03d}"
+
+    def checkpoint(self, name: str) -> Path:
+        return self.root / "checkpoints" / name
+
+
+def draw_tasks(env_id: str, env_kwargs: dict[str, Any], split: str, seed: int, start: int, n: int) -> list[dict[str, Any]]:
+    """Items `start .. start+n-1` of `split`, through the env family's own generator."""
+    env = gymnasium.make(env_id, split=split, **env_kwargs).unwrapped
+    return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
+
+
+def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+class SelfPlay:
+    """One run of the loop over a run directory."""
+
+    def __init__(self, config: SelfPlayConfig, run_dir: str | Path, *, console: Any = None):
+        from rich.console import Console
+
+        self.config, self.run = config, RunDir(run_dir)
+        self.console = console or Console()
+        cfg = config
+        self.env_id, self.env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
+        self.eval_tasks = {split: draw_tasks(self.env_id, self.env_kwargs, split, cfg.seed, 0, cfg.env.eval_tasks)
+                           for split in [cfg.env.eval_split, *cfg.env.extra_eval_splits]}
+
+    # ---- bookkeeping ------------------------------------------------------------------------------
+    def finished_rounds(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.run.metrics)
+
+    def start(self, resume: bool) -> None:
+        done = self.finished_rounds()
+        if done and not resume:
+            raise SparringError(f"{self.run.root} already holds {len(done)} finished round(s): pass --resume to "
+                                "continue it, or choose a new --run-dir")
+        atomic_write_text(self.run.config, dump_yaml(self.config))
+
+    def seed_everything(self, r: int) -> None:
+        import numpy as np
+        import torch
+
+        seed = self.config.seed * 10_000 + r
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    # ---- phases -----------------------------------------------------------------------------------
+    def base_checkpoint(self) -> Path:
+        cfg = self.config.policy
+        if cfg.backend == "hf":
+            from sparring.agents.hf import check_checkpoint
+
+            return check_checkpoint(cfg.path)
+        path = self.run.checkpoint("base")
+        if not (path / "config.json").exists():
+            from sparring.agents.tiny import save_tiny_model
+
+            save_tiny_model(path, TinyModelConfig(**{**cfg.tiny.__dict__, "seed": self.config.seed}))
+        return path
+
+    def evaluate(self, policy: Any, prefix: str = "eval") -> dict[str, float]:
+        from sparring.evaluation import evaluate
+
+        cfg, out = self.config, {}
+        for split, tasks in self.eval_tasks.items():
+            main = split == cfg.env.eval_split
+            result = evaluate(policy, self.env_id, self.env_kwargs, tasks, k=cfg.eval.k if main else 1,
+                              temperature=cfg.eval.temperature, max_tokens=cfg.policy.max_tokens,
+                              max_turns=cfg.env.max_turns, seed=cfg.seed)
+            key = prefix if main else f"{prefix}/{split}"
+            out[f"{key}/success"] = result.success
+            if main:
+                out[f"{key}/success_low"], out[f"{key}/success_high"] = result.success_low, result.success_high
+                if result.pass_at_k is not None:
+                    out[f"{key}/pass@{result.k}"] = result.pass_at_k
+        return out
+
+    def expert_examples(self, tokenizer: Any, start: int, n: int) -> list[dict[str, str]]:
+        from sparring.trainers.bootstrap import expert_demonstrations
+        from sparring.trainers.sft import sft_examples
+
+        tasks = draw_tasks(self.env_id, self.env_kwargs, "train", self.config.seed, start, n)
+        demos = expert_demonstrations(self.env_id, self.env_kwargs, tasks, self.config.bootstrap.demonstrations)
+        return sft_examples(demos, tokenizer)
+
+    def bootstrap(self, base: Path) -> tuple[Any, Any, dict[str, Any]]:
+        """Round 0: supervised training on expert demonstrations until a plateau on a development set."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+        from sparring.agents.hf import HFPolicy
+        from sparring.evaluation import evaluate
+        from sparring.trainers.sft import supervised_finetune
+
+        cfg, boot = self.config, self.config.bootstrap
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
+        if not boot.enabled:
+            return model, tokenizer, {}
+        examples = self.expert_examples(tokenizer, 0, min(boot.max_steps * boot.sft.batch_size, 200_000))
+        dev = draw_tasks(self.env_id, self.env_kwargs, "train", cfg.seed + 1, TASKS_PER_STREAM - boot.dev_tasks, boot.dev_tasks)
+        curve: list[tuple[int, float]] = []
+        loop = self
+
+        class Plateau(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                if state.global_step % boot.eval_every:
+                    return
+                policy = HFPolicy(model=kwargs["model"], tokenizer=tokenizer)
+                success = evaluate(policy, loop.env_id, loop.env_kwargs, dev, max_tokens=cfg.policy.max_tokens,
+                                   max_turns=cfg.env.max_turns).success
+                kwargs["model"].train()
+                curve.append((state.global_step, success))
+                loop.console.print(f"  bootstrap step {state.global_step}: dev success {success:.3f}")
+                best_before = max((s for _, s in curve[:-boot.patience]), default=-1.0)
+                if len(curve) > boot.patience and max(s for _, s in curve[-boot.patience:]) < best_before + boot.min_delta:
+                    control.should_training_stop = True
+
+        settings = boot.sft.__class__(**{**boot.sft.__dict__, "steps": boot.max_steps})
+        metrics = supervised_finetune(model, tokenizer, examples, settings, self.run.root / "tmp-trainer",
+                                      seed=cfg.seed, callbacks=[Plateau()])
+        return model, tokenizer, {**metrics, "bootstrap/curve": curve, "bootstrap/examples": len(examples)}
+
+    def control_round(self, r: int, tokenizer: Any, steps_settings: Any) -> dict[str, float]:
+        """The control: the round's training steps spent on fresh expert demonstrations instead of self-play."""
+        from transformers import AutoModelForCausalLM
+
+        from sparring.agents.hf import HFPolicy
+        from sparring.trainers.sft import supervised_finetune
+
+        previous = self.run.checkpoint(f"control-{r - 1:03d}" if r > 1 else "round-000")
+        model = AutoModelForCausalLM.from_pretrained(previous)
+        n = steps_settings.steps * steps_settings.batch_size
+        examples = self.expert_examples(tokenizer, r * TASKS_PER_STREAM + TASKS_PER_STREAM // 2, n)
+        supervised_finetune(model, tokenizer, examples, steps_settings, self.run.root / "tmp-trainer", seed=self.config.seed + r)
+        save_checkpoint(model, tokenizer, self.run.checkpoint(f"control-{r:03d}"))
+        return self.evaluate(HFPolicy(model=model, tokenizer=tokenizer), prefix="control/eval")
+
+    def train_round(self, r: int) -> dict[str, Any]:
+        from sparring.agents.hf import HFPolicy
+        from sparring.trajectories import save_trajectories
+
+        cfg, times = self.config, {}
+        tasks = draw_tasks(self.env_id, self.env_kwargs, "train", cfg.seed, r * TASKS_PER_STREAM, cfg.tasks_per_round)
+        round_dir = self.run.round_dir(r)
+        atomic_write_text(round_dir / "tasks.jsonl",
+                          "".join(json.dumps({"task": t, "source": "generator"}) + "\n" for t in tasks))
+        policy = HFPolicy(self.run.checkpoint(f"round-{r - 1:03d}"))
+        start = time.perf_counter()
+        if cfg.algorithm == "expert_iteration":
+            from sparring.trainers.expert_iteration import ExpertIterationTrainer
+
+            trainer = ExpertIterationTrainer(cfg.expert_iteration, self.env_id, self.env_kwargs,
+                                             max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
+            model, trajectories, metrics = trainer.round(policy, self.run.checkpoint("round-000"), tasks,
+                                                         self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r)
+            save_trajectories(trajectories, round_dir / "trajectories")
+            sft_settings = cfg.expert_iteration.sft
+        else:
+            from sparring.trainers.grpo import train_grpo
+
+            model = policy.model
+            metrics = train_grpo(model, policy.tokenizer, self.env_id, self.env_kwargs, tasks, cfg.grpo,
+                                 self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r)
+            sft_settings = None
+        times["time/train_s"] = time.perf_counter() - start
+        save_checkpoint(model, policy.tokenizer, self.run.checkpoint(f"round-{r:03d}"))
+        start = time.perf_counter()
+        metrics.update(self.evaluate(HFPolicy(model=model, tokenizer=policy.tokenizer)))
+        times["time/eval_s"] = time.perf_counter() - start
+        if cfg.control and sft_settings is not None:
+            start = time.perf_counter()
+            metrics.update(self.control_round(r, policy.tokenizer, sft_settings))
+            times["time/control_s"] = time.perf_counter() - start
+        return {**metrics, **times}
+
+    def run_rounds(self, resume: bool = False) -> list[dict[str, Any]]:
+        import torch
+
+        from sparring.agents.hf import HFPolicy
+
+        self.start(resume)
+        torch.set_num_threads(self.config.threads)
+        for r in range(len(self.finished_rounds()), self.config.rounds + 1):
+            self.seed_everything(r)
+            start = time.perf_counter()
+            self.console.rule(f"round {r}" + (" (bootstrap)" if r == 0 else ""))
+            if r == 0:
+                model, tokenizer, metrics = self.bootstrap(self.base_checkpoint())
+                metrics["time/train_s"] = time.perf_counter() - start
+                save_checkpoint(model, tokenizer, self.run.checkpoint("round-000"))
+                begin = time.perf_counter()
+                metrics.update(self.evaluate(HFPolicy(model=model, tokenizer=tokenizer)))
+                metrics["time/eval_s"] = time.perf_counter() - begin
+            else:
+                metrics = self.train_round(r)
+            metrics.update({"round": r, "time/round_s": time.perf_counter() - start})
+            append_jsonl(self.run.metrics, metrics)
+            self.report()
+        return self.finished_rounds()
+
+    # ---- output -----------------------------------------------------------------------------------
+    def report(self) -> None:
+        """The round table in the terminal, and curves.png redrawn."""
+        from rich.table import Table
+
+        rows = self.finished_rounds()
+        k = self.config.eval.k
+        table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
+        columns = ["round", "eval/success", f"eval/pass@{k}", "control/eval/success", "ei/pass@1", "ei/kept",
+                   "time/train_s", "time/eval_s", "time/round_s"]
+        columns = [c for c in columns if any(c in row for row in rows)]
+        for column in columns:
+            table.add_column(column, justify="right")
+        for row in rows:
+            table.add_row(*[_fmt(row.get(c)) for c in columns])
+        self.console.print(table)
+        plot_curves(rows, self.run.curves, k)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, k: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [row["round"] for row in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(rounds, [row["eval/success"] for row in rows], "o-", label="held-out success (greedy)")
+    ax.fill_between(rounds, [row["eval/success_low"] for row in rows], [row["eval/success_high"] for row in rows], alpha=0.2)
+    if all(f"eval/pass@{k}" in row for row in rows):
+        ax.plot(rounds, [row[f"eval/pass@{k}"] for row in rows], "s--", label=f"held-out pass@{k}")
+    control = [(row["round"], row["control/eval/success"]) for row in rows if "control/eval/success" in row]
+    if control:
+        ax.plot([0] + [r for r, _ in control], [rows[0]["eval/success"]] + [s for _, s in control], "^:",
+                label="control: more expert demonstrations")
+    ax.set_xlabel("round (0 = bootstrap)")
+    ax.set_ylabel("success")
+    ax.set_xticks(rounds)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def load_selfplay_config(path: str | Path | None, overrides: list[str], *, seed: int | None = None) -> SelfPlayConfig:
+    from sparring.config import load_config
+
+    config = load_config(SelfPlayConfig, path, overrides)
+    if seed is not None:
+        config = from_dict(SelfPlayConfig, {**__import__("sparring.config", fromlist=["to_dict"]).to_dict(config), "seed": seed})
+    return config

@@ -1,0 +1,68 @@
+"""Bootstrap: supervised training on the expert's demonstrations until more steps stop helping.
+
+The stopping rule keeps round 0 honest: held-out success is measured every `eval_every` steps on a
+development set, and training stops once `patience` evaluations in a row improve it by less than
+`min_delta` (or at `max_steps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium
+
+import sparring  # noqa: F401
+from sparring.errors import UnknownNameError
+from sparring.trainers.sft import SFTSettings
+from sparring.trajectories import Trajectory, Turn
+
+DEMONSTRATIONS = ("optimal", "trace")
+
+
+@dataclass
+class BootstrapConfig:
+    enabled: bool = True
+    demonstrations: str = "optimal"  # the expert's solution, or (Countdown) a Stream-of-Search search trace
+    max_steps: int = 1200
+    eval_every: int = 200
+    patience: int = 2
+    min_delta: float = 0.01
+    dev_tasks: int = 300
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=1200, learning_rate=2e-3, warmup_steps=50,
+                                                                 scheduler="cosine"))
+
+    def __post_init__(self) -> None:
+        if self.demonstrations not in DEMONSTRATIONS:
+            raise UnknownNameError("bootstrap.demonstrations", self.demonstrations, DEMONSTRATIONS)
+        if self.eval_every < 1 or self.max_steps < 1:
+            raise ValueError(f"bootstrap.eval_every and bootstrap.max_steps must be >= 1, got "
+                             f"{self.eval_every} and {self.max_steps}")
+
+
+def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]],
+                          style: str = "optimal") -> list[Trajectory]:
+    """The expert playing each task: its actions and the env's verdict, as trajectories (source "expert")."""
+    env = gymnasium.make(env_id, **env_kwargs)
+    if style == "trace" and not env_id.startswith("Countdown-"):
+        raise ValueError(f"search-trace demonstrations exist for Countdown-v0 only, not {env_id}; use 'optimal'")
+    out = []
+    for task in tasks:
+        observation, _ = env.reset(options={"task": task})
+        if style == "trace":
+            from sparring.envs.countdown_expert import search_trace
+
+            actions = [search_trace(task["numbers"], task["target"], node_budget=200).text]
+        else:
+            actions = env.unwrapped.expert_actions()
+        trajectory = Trajectory(env_id, task, source="expert", env_kwargs=dict(env_kwargs))
+        for action in actions:
+            next_observation, reward, terminated, truncated, info = env.step(action)
+            trajectory.turns.append(Turn(observation, action, float(reward)))
+            observation = next_observation
+            if terminated or truncated:
+                trajectory.verdict = info["verdict"]
+        if trajectory.success:  # a trace may run out of budget: keep demonstrations that verify
+            out.append(trajectory)
+    env.close()
+    return out

@@ -1,0 +1,98 @@
+"""Expert iteration (ReST-EM / STaR / rejection fine-tuning): sample k per task, keep what verifies, fine-tune.
+
+One call of `ExpertIterationTrainer.round` is one iteration: the current policy samples `k` attempts
+per task, the env's verifier keeps the correct ones (at most `max_per_task` distinct answers per
+task), and the model is fine-tuned on them with TRL's SFTTrainer, on the actions only. With
+`restart_from_base` each round fine-tunes the base model (ReST-EM, which limits drift); otherwise it
+continues from the current one (Stream of Search's STaR).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparring.agents.hf import HFPolicy
+from sparring.agents.policy import SamplingParams
+from sparring.agents.solver import Solver
+from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
+from sparring.trajectories import Trajectory
+
+BALANCE_TARGET = 8  # B-STaR's n*: distinct correct answers per query that count as fully explored
+
+
+@dataclass
+class ExpertIterationConfig:
+    rounds: int = 4
+    tasks_per_round: int = 3000
+    k: int = 4  # samples per task
+    max_per_task: int = 1  # distinct correct answers kept per task (m)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    restart_from_base: bool = False  # True: ReST-EM; False: continue (STaR)
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=3e-4))
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "tasks_per_round", "k", "max_per_task"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "rounds" else 1):
+                raise ValueError(f"expert_iteration.{name} must be an integer >= {0 if name == 'rounds' else 1}, got {value!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"expert_iteration.temperature must be > 0 (sampling needs it), got {self.temperature!r}")
+
+
+def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int) -> tuple[list[Trajectory], dict[str, float]]:
+    """Keep at most `max_per_task` distinct successful trajectories per task (the `k` consecutive samples of
+    a task), and measure exploration: pass@1, pass@k, distinct correct answers, and B-STaR's balance score."""
+    kept: list[Trajectory] = []
+    tasks = [trajectories[i:i + k] for i in range(0, len(trajectories), k)]
+    distinct_counts, balance = [], []
+    for samples in tasks:
+        correct = [t for t in samples if t.success]
+        distinct: dict[tuple[str, ...], Trajectory] = {}
+        for t in correct:
+            distinct.setdefault(tuple(turn.action for turn in t.turns), t)
+        distinct_counts.append(len(distinct))
+        # B-STaR: min(n'/n*, 1) * n'/n, with n' distinct correct among the n selected (verified) samples
+        balance.append(min(len(distinct) / BALANCE_TARGET, 1.0) * len(distinct) / len(correct) if correct else 0.0)
+        kept += list(distinct.values())[:max_per_task]
+    n = max(1, len(tasks))
+    return kept, {
+        "ei/pass@1": sum(t.success for t in trajectories) / max(1, len(trajectories)),
+        f"ei/pass@{k}": sum(c > 0 for c in distinct_counts) / n,
+        "ei/distinct_correct": sum(distinct_counts) / n,
+        "ei/balance": sum(balance) / n,
+        "ei/kept": len(kept),
+    }
+
+
+class ExpertIterationTrainer:
+    def __init__(self, config: ExpertIterationConfig, env_id: str, env_kwargs: dict[str, Any], *,
+                 max_tokens: int = 64, max_turns: int = 32):
+        self.config, self.env_id, self.env_kwargs = config, env_id, dict(env_kwargs)
+        self.max_tokens, self.max_turns = max_tokens, max_turns
+
+    def collect(self, policy: HFPolicy, tasks: list[dict[str, Any]], *, seed: int = 0,
+                on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
+        """`k` sampled episodes per task from the current policy."""
+        params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.max_tokens)
+        solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns)
+        return solver.run(tasks, k=self.config.k, seed=seed, on_turn=on_turn)
+
+    def round(self, policy: HFPolicy, base_path: str | Path, tasks: list[dict[str, Any]], output_dir: str | Path, *,
+              seed: int = 0, callbacks: list[Any] | None = None,
+              on_turn: Callable[[int, int], None] | None = None) -> tuple[Any, list[Trajectory], dict[str, float]]:
+        """One iteration; returns the fine-tuned model, every sampled trajectory and the round's metrics."""
+        trajectories = self.collect(policy, tasks, seed=seed, on_turn=on_turn)
+        kept, metrics = select_verified(trajectories, self.config.k, self.config.max_per_task)
+        model = policy.model
+        if self.config.restart_from_base:
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(base_path)
+        if kept:
+            metrics.update(supervised_finetune(model, policy.tokenizer, sft_examples(kept, policy.tokenizer),
+                                               self.config.sft, output_dir, seed=seed, callbacks=callbacks))
+        return model, trajectories, metrics

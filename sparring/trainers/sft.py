@@ -1,0 +1,85 @@
+"""Supervised fine-tuning on trajectories with TRL's SFTTrainer, loss on the actions (completions) only."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparring.agents.hf import render
+from sparring.trajectories import Trajectory
+
+SCHEDULERS = ("constant_with_warmup", "cosine", "linear")
+
+
+@dataclass
+class SFTSettings:
+    steps: int = 100
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    warmup_steps: int = 10
+    scheduler: str = "constant_with_warmup"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        from sparring.envs.base import check_choice
+
+        for name in ("steps", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"sft.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"sft.learning_rate must be > 0, got {self.learning_rate!r}")
+        check_choice("sft.scheduler", self.scheduler, SCHEDULERS)
+
+
+def sft_examples(trajectories: list[Trajectory], tokenizer: Any) -> list[dict[str, str]]:
+    """One prompt/completion pair per turn: the prompt is the conversation so far as the policy sees it."""
+    examples = []
+    for trajectory in trajectories:
+        for i, turn in enumerate(trajectory.turns):
+            conversation = trajectory.conversation(i) + [{"role": "user", "content": turn.observation}]
+            examples.append({"prompt": render(tokenizer, conversation), "completion": turn.action})
+    return examples
+
+
+@contextmanager
+def quiet_hf():
+    """Silence transformers' and datasets' per-step chatter (we show our own progress)."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), datasets.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            datasets.enable_progress_bars()
+
+
+def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str]], settings: SFTSettings,
+                        output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None) -> dict[str, float]:
+    """Train `model` in place on `examples` for `settings.steps` steps; returns the trainer's final metrics."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if not examples:
+        raise ValueError("no examples to fine-tune on")
+    args = SFTConfig(
+        output_dir=str(output_dir), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate, lr_scheduler_type=settings.scheduler, warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay, max_grad_norm=settings.max_grad_norm, adam_beta2=0.98,
+        completion_only_loss=True, max_length=max(256, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0),
+        save_strategy="no", report_to="none", use_cpu=True, seed=seed, data_seed=seed, logging_strategy="no",
+        disable_tqdm=True, dataloader_num_workers=0, eos_token=tokenizer.eos_token,
+    )
+    with quiet_hf():
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                             processing_class=tokenizer, callbacks=callbacks)
+        output = trainer.train()
+    model.eval()
+    return {"train/loss": float(output.training_loss), "train/steps": int(output.global_step)}

@@ -59,10 +59,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if solved == args.episodes else 1
 
 
+def quiet_libraries() -> None:
+    """Our own progress bars only: silence the per-step output of transformers and datasets."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def cmd_selfplay(args: argparse.Namespace) -> int:
     """Run (or resume) the self-play loop."""
     from sparring.selfplay import SelfPlay, load_selfplay_config
 
+    quiet_libraries()
     run_dir = args.run_dir
     config_path = args.config
     if args.resume:
@@ -90,6 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sparring.evaluation import evaluate
     from sparring.selfplay import draw_tasks
 
+    quiet_libraries()
     kwargs = dict(args.env_kwargs or {})
     backend = args.backend or ("openai" if args.policy.startswith(("http://", "https://")) else "hf")
     policy_kwargs = {"base_url": args.policy, "model": args.model} if backend == "openai" else {"path": args.policy}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,35 @@ def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
+class Bars:
+    """Progress bars for the long steps of a round: sampling turns, training steps, evaluation."""
+
+    def __init__(self, console: Any):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+
+    def episodes(self, description: str, total: int) -> Any:
+        """An `on_turn(turn, active)` callback for the solver: finished episodes out of `total`."""
+        task = self.progress.add_task(description, total=total)
+
+        def on_turn(turn: int, active: int) -> None:
+            self.progress.update(task, completed=total - active, description=f"{description} (turn {turn + 1})")
+        return on_turn
+
+    def steps(self, description: str, total: int) -> Any:
+        """A TrainerCallback that advances a bar with the optimizer steps."""
+        from transformers import TrainerCallback
+
+        task, progress = self.progress.add_task(description, total=total), self.progress
+
+        class Steps(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                progress.update(task, completed=state.global_step)
+        return Steps()
+
+
 class SelfPlay:
     """One run of the loop over a run directory."""
 
@@ -127,6 +157,7 @@ class SelfPlay:
 
         self.config, self.run = config, RunDir(run_dir)
         self.console = console or Console()
+        self.bars = Bars(self.console)
         cfg = config
         self.env_id, self.env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
         self.eval_tasks = {split: draw_tasks(self.env_id, self.env_kwargs, split, cfg.seed, 0, cfg.env.eval_tasks)
@@ -141,6 +172,9 @@ class SelfPlay:
         if done and not resume:
             raise SparringError(f"{self.run.root} already holds {len(done)} finished round(s): pass --resume to "
                                 "continue it, or choose a new --run-dir")
+        leftovers = [*self.run.root.rglob(".*.tmp*"), *self.run.root.rglob(".*.old")]  # from a writer that was killed
+        for leftover in sorted(leftovers, reverse=True):
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         atomic_write_text(self.run.config, dump_yaml(self.config))
 
     def seed_everything(self, r: int) -> None:
@@ -172,9 +206,11 @@ class SelfPlay:
         cfg, out = self.config, {}
         for split, tasks in self.eval_tasks.items():
             main = split == cfg.env.eval_split
-            result = evaluate(policy, self.env_id, self.env_kwargs, tasks, k=cfg.eval.k if main else 1,
+            k = cfg.eval.k if main else 1
+            result = evaluate(policy, self.env_id, self.env_kwargs, tasks, k=k,
                               temperature=cfg.eval.temperature, max_tokens=cfg.policy.max_tokens,
-                              max_turns=cfg.env.max_turns, seed=cfg.seed)
+                              max_turns=cfg.env.max_turns, seed=cfg.seed,
+                              on_turn=self.bars.episodes(f"{prefix} on {split}", len(tasks) * (1 + (k > 1) * k)))
             key = prefix if main else f"{prefix}/{split}"
             out[f"{key}/success"] = result.success
             if main:
@@ -217,14 +253,15 @@ class SelfPlay:
                                    max_turns=cfg.env.max_turns).success
                 kwargs["model"].train()
                 curve.append((state.global_step, success))
-                loop.console.print(f"  bootstrap step {state.global_step}: dev success {success:.3f}")
+                loop.console.print(f"  bootstrap step {state.global_step}: development success {success:.3f}")
                 best_before = max((s for _, s in curve[:-boot.patience]), default=-1.0)
                 if len(curve) > boot.patience and max(s for _, s in curve[-boot.patience:]) < best_before + boot.min_delta:
                     control.should_training_stop = True
 
         settings = boot.sft.__class__(**{**boot.sft.__dict__, "steps": boot.max_steps})
-        metrics = supervised_finetune(model, tokenizer, examples, settings, self.run.root / "tmp-trainer",
-                                      seed=cfg.seed, callbacks=[Plateau()])
+        metrics = supervised_finetune(model, tokenizer, examples, settings, self.run.root / "tmp-trainer", seed=cfg.seed,
+                                      callbacks=[Plateau(), self.bars.steps("bootstrap: training on expert demonstrations",
+                                                                            boot.max_steps)])
         return model, tokenizer, {**metrics, "bootstrap/curve": curve, "bootstrap/examples": len(examples)}
 
     def control_round(self, r: int, tokenizer: Any, steps_settings: Any) -> dict[str, float]:
@@ -238,7 +275,9 @@ class SelfPlay:
         model = AutoModelForCausalLM.from_pretrained(previous)
         n = steps_settings.steps * steps_settings.batch_size
         examples = self.expert_examples(tokenizer, r * TASKS_PER_STREAM + TASKS_PER_STREAM // 2, n)
-        supervised_finetune(model, tokenizer, examples, steps_settings, self.run.root / "tmp-trainer", seed=self.config.seed + r)
+        supervised_finetune(model, tokenizer, examples, steps_settings, self.run.root / "tmp-trainer",
+                            seed=self.config.seed + r, callbacks=[self.bars.steps("control: expert demonstrations",
+                                                                                  steps_settings.steps)])
         save_checkpoint(model, tokenizer, self.run.checkpoint(f"control-{r:03d}"))
         return self.evaluate(HFPolicy(model=model, tokenizer=tokenizer), prefix="control/eval")
 
@@ -258,8 +297,10 @@ class SelfPlay:
 
             trainer = ExpertIterationTrainer(cfg.expert_iteration, self.env_id, self.env_kwargs,
                                              max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
-            model, trajectories, metrics = trainer.round(policy, self.run.checkpoint("round-000"), tasks,
-                                                         self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r)
+            model, trajectories, metrics = trainer.round(
+                policy, self.run.checkpoint("round-000"), tasks, self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r,
+                on_turn=self.bars.episodes("sampling", len(tasks) * cfg.expert_iteration.k),
+                callbacks=[self.bars.steps("training on verified samples", cfg.expert_iteration.sft.steps)])
             save_trajectories(trajectories, round_dir / "trajectories")
             sft_settings = cfg.expert_iteration.sft
         else:
@@ -267,7 +308,8 @@ class SelfPlay:
 
             model = policy.model
             metrics = train_grpo(model, policy.tokenizer, self.env_id, self.env_kwargs, tasks, cfg.grpo,
-                                 self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r)
+                                 self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r,
+                                 callbacks=[self.bars.steps("GRPO", cfg.grpo.steps)])
             sft_settings = None
         times["time/train_s"] = time.perf_counter() - start
         save_checkpoint(model, policy.tokenizer, self.run.checkpoint(f"round-{r:03d}"))
@@ -283,10 +325,15 @@ class SelfPlay:
     def run_rounds(self, resume: bool = False) -> list[dict[str, Any]]:
         import torch
 
-        from sparring.agents.hf import HFPolicy
-
         self.start(resume)
         torch.set_num_threads(self.config.threads)
+        with self.bars.progress:
+            self._run_rounds()
+        return self.finished_rounds()
+
+    def _run_rounds(self) -> None:
+        from sparring.agents.hf import HFPolicy
+
         for r in range(len(self.finished_rounds()), self.config.rounds + 1):
             self.seed_everything(r)
             start = time.perf_counter()
@@ -302,8 +349,8 @@ class SelfPlay:
                 metrics = self.train_round(r)
             metrics.update({"round": r, "time/round_s": time.perf_counter() - start})
             append_jsonl(self.run.metrics, metrics)
+            shutil.rmtree(self.run.root / "tmp-trainer", ignore_errors=True)
             self.report()
-        return self.finished_rounds()
 
     # ---- output -----------------------------------------------------------------------------------
     def report(self) -> None:

@@ -65,6 +65,7 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
                         output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None) -> dict[str, float]:
     """Train `model` in place on `examples` for `settings.steps` steps; returns the trainer's final metrics."""
     from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     if not examples:
@@ -80,6 +81,7 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
     with quiet_hf():
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                              processing_class=tokenizer, callbacks=callbacks)
+        trainer.remove_callback(PrinterCallback)  # progress is the caller's to show
         output = trainer.train()
     model.eval()
     return {"train/loss": float(output.training_loss), "train/steps": int(output.global_step)}

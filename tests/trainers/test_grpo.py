@@ -1,0 +1,364 @@
+import copy
+import json
+import math
+
+import gymnasium
+import pytest
+
+import sparring  # noqa: F401
+from sparring.agents.hf import render
+from sparring.envs.countdown import PRESETS, generate_tasks
+from sparring.errors import UnknownNameError
+from sparring.trainers import grpo
+from sparring.trainers.grpo import GRPOSettings, env_reward_function, is_multi_turn, train_grpo
+
+COMPACT = {"instruction": "compact", "difficulty": "easy"}
+TASK = {"numbers": [8, 3, 2], "target": 22}
+
+
+def conversational(text):
+    return [{"role": "assistant", "content": text}]
+
+
+# ---- the reward function ------------------------------------------------------------------------
+
+ANSWERS = [
+    ("<answer>8*3-2</answer>", 1.0),                 # correct
+    ("thinking... <answer>8*3-2 = 22</answer>", 1.0),
+    ("<answer>8*3+2</answer>", 0.1),                 # well-formed, wrong value
+    ("<answer>8*3</answer>", 0.1),                   # does not use every number
+    ("<answer>8*3-2", 0.0),                          # never closed
+    ("8*3-2", 0.0),                                  # no tag
+    ("<answer>8**</answer>", 0.0),                   # does not parse
+    ("", 0.0),
+]
+
+
+@pytest.mark.parametrize("form", [str, conversational])
+@pytest.mark.parametrize("answer,reward", ANSWERS)
+def test_reward_function_grades_as_the_env_does(form, answer, reward):
+    env = gymnasium.make("Countdown-v0", **COMPACT)
+    env.reset(options={"task": TASK})
+    _, env_reward, _, _, info = env.step(answer)
+    reward_function = env_reward_function("Countdown-v0", COMPACT)
+    got = reward_function(prompts=["8 3 2 -> 22\n"], completions=[form(answer)], task=[json.dumps(TASK)])
+    assert got == [env_reward] == [info["verdict"]["reward"]] == [reward]
+
+
+def test_reward_function_grades_a_batch_with_typed_content_and_dict_tasks():
+    other = {"numbers": [5, 5, 2], "target": 12}
+    completions = [[{"role": "assistant", "content": [{"type": "text", "text": "<answer>8*3-2</answer>"}]}],
+                   "<answer>5+5+2</answer>", "<answer>5*5-2</answer>", "junk"]
+    tasks = [json.dumps(TASK), other, json.dumps(other), json.dumps(TASK)]
+    reward_function = env_reward_function("Countdown-v0", COMPACT)
+    rewards = reward_function(prompts=[""] * 4, completions=completions, task=tasks, trainer_state=None)
+    assert rewards == [1.0, 1.0, 0.1, 0.0]
+
+
+def test_a_model_that_solves_the_tasks_gets_reward_one():
+    tasks = [t.to_dict() for t in generate_tasks(PRESETS["medium"], n=8)]
+    env = gymnasium.make("Countdown-v0", **COMPACT)
+    answers = []
+    for task in tasks:
+        env.reset(options={"task": task})
+        answers.append(env.unwrapped.expert_actions()[0])
+    reward_function = env_reward_function("Countdown-v0", COMPACT)
+    tasks_json = [json.dumps(t) for t in tasks]
+    assert reward_function(prompts=[""] * 8, completions=answers, task=tasks_json) == [1.0] * 8
+    assert reward_function(prompts=[""] * 8, completions=[conversational(a) for a in answers],
+                           task=tasks_json) == [1.0] * 8
+    # the same answers on the wrong tasks are wrong
+    assert reward_function(prompts=[""] * 8, completions=answers, task=tasks_json[1:] + tasks_json[:1]) != [1.0] * 8
+
+
+def test_reward_function_needs_the_task_column():
+    reward_function = env_reward_function("Countdown-v0", COMPACT)
+    with pytest.raises(ValueError, match="dataset column `task`"):
+        reward_function(prompts=["x"], completions=["<answer>1</answer>"], question=["x"])
+
+
+def test_one_action_in_a_multi_turn_env_is_an_unfinished_episode():
+    reward_function = env_reward_function("CountdownSteps-v0", COMPACT)
+    assert reward_function(prompts=[""], completions=["8*3"], task=[json.dumps(TASK)]) == [0.0]
+    two_numbers = json.dumps({"numbers": [8, 3], "target": 24})
+    assert reward_function(prompts=[""], completions=["8*3"], task=[two_numbers]) == [1.0]
+
+
+def test_single_or_multi_turn_is_probed_from_the_env():
+    tasks = [t.to_dict() for t in generate_tasks(PRESETS["easy"], n=3)]
+    assert not is_multi_turn("Countdown-v0", COMPACT, tasks)
+    assert is_multi_turn("CountdownSteps-v0", COMPACT, tasks)
+    two_numbers = [{"numbers": [8, 3], "target": 24}]
+    assert is_multi_turn("CountdownSteps-v0", COMPACT, two_numbers)  # an invalid move does not end it
+    assert not is_multi_turn("CountdownSteps-v0", {**COMPACT, "max_invalid_moves": 0}, two_numbers)
+
+
+# ---- settings -----------------------------------------------------------------------------------
+
+def test_settings_accept_what_trl_accepts():
+    for loss_type in grpo.LOSS_TYPES:
+        GRPOSettings(loss_type=loss_type)
+    for scale in ("group", "batch", "none", True, False):
+        GRPOSettings(scale_rewards=scale)
+    GRPOSettings(use_vllm=True, vllm_mode="server", vllm_server_base_url="http://localhost:8000")
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"loss_type": "dapoo"}, UnknownNameError, "did you mean 'dapo'"),
+    ({"loss_type": "dr-grpo"}, UnknownNameError, "did you mean 'dr_grpo'"),
+    ({"batch_size": 12, "num_generations": 8}, ValueError, r"batch_size \(12\) must be divisible by .*\(8\)"),
+    ({"vllm_mode": "colocated"}, UnknownNameError, "did you mean 'colocate'"),
+    ({"scale_rewards": "groups"}, UnknownNameError, "did you mean 'group'"),
+    ({"num_generations": 1, "batch_size": 4}, ValueError, "num_generations must be an integer >= 2"),
+    ({"steps": 0}, ValueError, "steps must be an integer >= 1, got 0"),
+    ({"learning_rate": -1.0}, ValueError, "learning_rate must be a number > 0"),
+    ({"temperature": 0}, ValueError, "temperature must be a number > 0"),
+    ({"beta": -0.1}, ValueError, "beta must be a number >= 0"),
+    ({"use_vllm": True, "vllm_server_base_url": "http://x:8000"}, ValueError, "set vllm_mode='server'"),
+])
+def test_bad_settings_say_what_to_do(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        GRPOSettings(**kwargs)
+
+
+def test_loss_types_are_trls(tmp_path):
+    import re
+
+    from trl import GRPOConfig
+
+    help_text = GRPOConfig.__dataclass_fields__["loss_type"].metadata["help"]
+    supported = help_text[help_text.index("Supported values"):].split(". ")[0]
+    assert set(re.findall(r"'(\w+)'", supported)) == set(grpo.LOSS_TYPES)  # fails when TRL adds or drops one
+    config = grpo._grpo_config(GRPOSettings(loss_type="luspo", batch_size=8), tmp_path, 0, use_cpu=True)
+    assert config.importance_sampling_level == "sequence"  # what TRL's luspo wants
+    for scale, trl_value in ((True, "group"), (False, "none")):
+        config = grpo._grpo_config(GRPOSettings(scale_rewards=scale, batch_size=8), tmp_path, 0, use_cpu=True)
+        assert config.scale_rewards == trl_value
+
+
+# ---- the multi-turn bridge ----------------------------------------------------------------------
+
+def test_observation_bridge_follows_the_chat_template():
+    from sparring.agents.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    assert grpo.observation_bridge(tokenizer, "24:[24]") == "\n24:[24]\n"
+    rollout = grpo.EpisodeRollout("CountdownSteps-v0", COMPACT, {}, tokenizer, max_turns=2)
+    ids, keep_eos = rollout._bridge("24:[24]", tokenizer.eos_token_id)
+    assert not keep_eos and tokenizer.decode(ids) == "\n24:[24]\n"
+    # a template that ends assistant turns with the end-of-sequence token keeps the sampled one
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['content'] }}{{ '<eos>' if m['role'] == 'assistant' "
+                               "else '' }}\n{% endfor %}")
+    ids, keep_eos = rollout._bridge("24:[24]", tokenizer.eos_token_id)
+    assert keep_eos and tokenizer.decode(ids) == "\n24:[24]\n"
+    ids, keep_eos = rollout._bridge("24:[24]", None)  # the action ran out of tokens: the template's end of turn follows
+    assert not keep_eos and tokenizer.decode(ids) == "<eos>\n24:[24]\n"
+
+
+# ---- real GRPO runs -----------------------------------------------------------------------------
+
+def memorize(model, tokenizer, examples, steps=200, learning_rate=3e-3):
+    """Teacher-force `examples` (prompt, completion + eos) until the model nearly knows them."""
+    import torch
+
+    torch.manual_seed(0)
+    rows = []
+    for example in examples:
+        prompt = tokenizer(example["prompt"])["input_ids"]
+        completion = tokenizer(example["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((prompt + completion, [-100] * len(prompt) + completion))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows])  # (B, T)
+    labels = torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in rows])  # (B, T)
+    attention_mask = (input_ids != tokenizer.pad_token_id).long()
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return loss.item()
+
+
+@pytest.fixture(scope="module")
+def warm(tiny_checkpoint):
+    """The tiny model taught the expert's play on two tasks in both envs, so that sampled episodes
+    sometimes succeed and sometimes fail: GRPO gets groups whose rewards differ."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sparring.trainers.bootstrap import expert_demonstrations
+    from sparring.trainers.sft import sft_examples
+
+    torch.set_num_threads(1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    tasks = [t.to_dict() for t in generate_tasks(PRESETS["easy"], n=2)]
+    examples = [e for env_id in ("Countdown-v0", "CountdownSteps-v0")
+                for e in sft_examples(expert_demonstrations(env_id, COMPACT, tasks), tokenizer)]
+    assert memorize(model, tokenizer, examples) < 0.05
+    return model, tokenizer, tasks
+
+
+def parameters(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def changed(before, model):
+    return any(not a.equal(b) for a, b in zip(before, model.parameters()))
+
+
+SETTINGS = GRPOSettings(steps=2, num_generations=8, batch_size=16, learning_rate=1e-3, temperature=1.5,
+                        max_completion_length=24, max_turns=4)
+
+
+def test_single_turn_grpo_trains_on_env_verdicts(warm, tmp_path):
+    model, tokenizer, tasks = warm
+    model = copy.deepcopy(model)
+    before = parameters(model)
+    metrics = train_grpo(model, tokenizer, "Countdown-v0", COMPACT, tasks, SETTINGS, tmp_path, seed=0)
+    assert metrics["grpo/steps"] == 2
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert 0.0 < metrics["grpo/reward"] < 1.0  # groups with differing rewards: a gradient to follow
+    assert "grpo/turns" not in metrics
+    assert changed(before, model)
+    assert not model.training
+
+
+def test_multi_turn_grpo_plays_whole_episodes(warm, tmp_path, monkeypatch):
+    model, tokenizer, tasks = warm
+    model = copy.deepcopy(model)
+    calls = []
+    play = grpo.EpisodeRollout.__call__
+
+    def recording(self, prompts, trainer):
+        output = play(self, prompts, trainer)
+        calls.append((list(prompts), output))
+        return output
+
+    monkeypatch.setattr(grpo.EpisodeRollout, "__call__", recording)
+    from trl import GRPOTrainer
+
+    losses = []
+    compute_loss = GRPOTrainer.compute_loss
+
+    def recording_loss(self, model, inputs, *args, **kwargs):
+        losses.append({k: inputs.get(k) for k in ("completion_mask", "tool_mask")})
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "compute_loss", recording_loss)
+    before = parameters(model)
+    metrics = train_grpo(model, tokenizer, "CountdownSteps-v0", COMPACT, tasks, SETTINGS, tmp_path, seed=0)
+    assert metrics["grpo/steps"] == 2 and len(calls) == 2
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert 0.0 < metrics["grpo/reward"] < 1.0
+    assert metrics["grpo/turns"] > 1
+    assert changed(before, model)
+
+    # replay every episode from its tokens: actions (env_mask 1) step a fresh env, the masked tokens
+    # between them are the env's observations as the chat template renders them, the reward is the verdict
+    env = gymnasium.make("CountdownSteps-v0", **COMPACT)
+    by_prompt = {render(tokenizer, [{"role": "user", "content": env.reset(options={"task": t})[0]}]): t for t in tasks}
+    masked = 0
+    for prompts, output in calls:
+        assert len(prompts) == SETTINGS.batch_size
+        assert output["prompt_ids"] == tokenizer(prompts)["input_ids"]
+        for i, prompt in enumerate(prompts):
+            ids, mask = output["completion_ids"][i], output["env_mask"][i]
+            assert len(ids) == len(mask) == len(output["logprobs"][i])
+            segments = []
+            for token, flag in zip(ids, mask):
+                if segments and segments[-1][0] == flag:
+                    segments[-1][1].append(token)
+                else:
+                    segments.append((flag, [token]))
+            assert segments[0][0] == 1 and segments[-1][0] == 1
+            observation, _ = env.reset(options={"task": by_prompt[prompt]})
+            conversation = [{"role": "user", "content": observation}]
+            actions, ended = 0, False
+            for k, (flag, tokens) in enumerate(segments):
+                if flag == 0:
+                    masked += len(tokens)
+                    assert tokenizer.decode(tokens) == grpo.observation_bridge(tokenizer, observation)
+                    conversation.append({"role": "user", "content": observation})
+                    continue
+                if k < len(segments) - 1:  # the tiny template shows no <eos> between turns: neither does the sequence
+                    assert tokens[-1] != tokenizer.eos_token_id or len(tokens) == 1
+                action = tokenizer.decode(tokens, skip_special_tokens=True)
+                observation, reward, terminated, truncated, info = env.step(action)
+                conversation.append({"role": "assistant", "content": action})
+                actions += 1
+                ended = terminated or truncated
+                assert not ended or k == len(segments) - 1  # the episode stops at its end, not before
+            assert ended or actions == SETTINGS.max_turns
+            # the sequence is the conversation as a policy sees it at evaluation (the tiny template shows no <eos>)
+            assert tokenizer.decode(output["prompt_ids"][i] + ids, skip_special_tokens=True) == \
+                render(tokenizer, conversation[:-1]) + conversation[-1]["content"]
+            assert actions == output["episode_turns"][i]
+            assert output["episode_reward"][i] == (info["verdict"]["reward"] if ended else 0.0)
+    assert masked > 0
+    # TRL took env_mask as its loss mask: the observations' tokens are out of the loss
+    assert all(batch["tool_mask"] is not None for batch in losses)
+    assert sum(int((b["completion_mask"] * (1 - b["tool_mask"])).sum()) for b in losses) == masked
+
+
+def test_few_tasks_fill_a_step(tiny_checkpoint, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    settings = GRPOSettings(steps=1, num_generations=2, batch_size=8, max_completion_length=8)  # 4 prompts a step
+    metrics = train_grpo(model, tokenizer, "Countdown-v0", COMPACT, [TASK], settings, tmp_path)
+    assert metrics["grpo/steps"] == 1
+
+
+def test_bad_inputs_are_clear_errors(tiny_checkpoint, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    settings = GRPOSettings(steps=1, num_generations=2, batch_size=2)
+    with pytest.raises(ValueError, match=r"tasks\[1\] is not a valid Countdown-v0 task"):
+        train_grpo(model, tokenizer, "Countdown-v0", COMPACT, [TASK, {"numbers": [1, 2], "tgt": 3}], settings, tmp_path)
+    with pytest.raises(ValueError, match="non-empty list of task dicts"):
+        train_grpo(model, tokenizer, "Countdown-v0", COMPACT, [], settings, tmp_path)
+    with pytest.raises(UnknownNameError, match="did you mean 'Countdown-v0'"):
+        train_grpo(model, tokenizer, "Countdwn-v0", COMPACT, [TASK], settings, tmp_path)
+
+
+# ---- vLLM ---------------------------------------------------------------------------------------
+
+def _has_vllm():
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+@pytest.mark.skipif(_has_vllm(), reason="vLLM is installed: the missing-vLLM error cannot happen")
+def test_use_vllm_without_vllm_says_what_to_install(tiny_checkpoint, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    settings = GRPOSettings(steps=1, num_generations=2, batch_size=2, use_vllm=True)
+    with pytest.raises(ImportError, match=r'pip install "sparring\[vllm\]"'):
+        train_grpo(model, tokenizer, "Countdown-v0", COMPACT, [TASK], settings, tmp_path)
+
+
+@pytest.mark.parametrize("env_id", ["Countdown-v0", "CountdownSteps-v0"])
+def test_grpo_with_colocated_vllm(env_id, tiny_checkpoint, tmp_path):
+    pytest.importorskip("vllm", reason="vLLM is not installed (pip install \"sparring[vllm]\")")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not torch.cuda.is_available():
+        pytest.skip("colocated vLLM here needs a GPU")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).to("cuda")
+    tasks = [t.to_dict() for t in generate_tasks(PRESETS["easy"], n=2)]
+    settings = GRPOSettings(steps=1, num_generations=4, batch_size=8, max_completion_length=16, max_turns=3,
+                            use_vllm=True, vllm_mode="colocate")
+    metrics = train_grpo(model, tokenizer, env_id, COMPACT, tasks, settings, tmp_path)
+    assert metrics["grpo/steps"] == 1 and all(math.isfinite(v) for v in metrics.values())

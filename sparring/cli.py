@@ -83,7 +83,7 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
         if not saved.exists():
             raise ValueError(f"--resume: {saved} does not exist; there is no run to continue in {run_dir}")
         config_path = config_path or saved
-    config = load_selfplay_config(config_path, args.overrides, seed=args.seed)
+    config = load_selfplay_config(config_path, args.overrides, seed=args.seed)  # no --config: the embedded default
     run_dir = run_dir or f"runs/{Path(config_path).stem if config_path else 'countdown-ei'}-seed{config.seed}"
     console = Console(width=args.width)
     console.print(f"[bold]sparring selfplay[/bold]: {config.env.id}, {config.algorithm}, {config.rounds} rounds, "

@@ -48,7 +48,8 @@ TASKS_PER_STREAM = 10**9  # round r draws training items from [r * 10**9, ...): 
 @dataclass
 class EnvConfig:
     id: str = "Countdown-v0"
-    kwargs: dict[str, Any] = field(default_factory=lambda: {"difficulty": "easy", "instruction": "compact"})
+    kwargs: dict[str, Any] = field(default_factory=lambda: {"difficulty": "easy", "max_number": 20, "min_target": 1,
+                                                            "instruction": "compact"})
     eval_split: str = "test-seen"
     extra_eval_splits: list[str] = field(default_factory=lambda: ["test-unseen"])
     eval_tasks: int = 500
@@ -78,7 +79,7 @@ class EvalConfig:
 class SelfPlayConfig:
     seed: int = 0
     threads: int = 2
-    rounds: int = 4
+    rounds: int = 8
     tasks_per_round: int = 3000
     algorithm: str = "expert_iteration"
     control: bool = False  # also spend each round's training steps on fresh expert demonstrations, from round 0
@@ -239,7 +240,7 @@ class SelfPlay:
         model, tokenizer = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
         if not boot.enabled:
             return model, tokenizer, {}
-        examples = self.expert_examples(tokenizer, 0, min(boot.max_steps * boot.sft.batch_size, 200_000))
+        examples = self.expert_examples(tokenizer, 0, min(boot.sft.steps * boot.sft.batch_size, 200_000))
         dev = draw_tasks(self.env_id, self.env_kwargs, "train", cfg.seed + 1, TASKS_PER_STREAM - boot.dev_tasks, boot.dev_tasks)
         curve: list[tuple[int, float]] = []
         loop = self
@@ -258,10 +259,9 @@ class SelfPlay:
                 if len(curve) > boot.patience and max(s for _, s in curve[-boot.patience:]) < best_before + boot.min_delta:
                     control.should_training_stop = True
 
-        settings = boot.sft.__class__(**{**boot.sft.__dict__, "steps": boot.max_steps})
-        metrics = supervised_finetune(model, tokenizer, examples, settings, self.run.root / "tmp-trainer", seed=cfg.seed,
+        metrics = supervised_finetune(model, tokenizer, examples, boot.sft, self.run.root / "tmp-trainer", seed=cfg.seed,
                                       callbacks=[Plateau(), self.bars.steps("bootstrap: training on expert demonstrations",
-                                                                            boot.max_steps)])
+                                                                            boot.sft.steps)])
         return model, tokenizer, {**metrics, "bootstrap/curve": curve, "bootstrap/examples": len(examples)}
 
     def control_round(self, r: int, tokenizer: Any, steps_settings: Any) -> dict[str, float]:

@@ -28,3 +28,16 @@ def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "sparring.cli", "--width", "200", "envs"], capture_output=True,
                          text=True, check=True).stdout
     assert "Countdown-v0" in out
+
+
+def test_eval_prints_success_and_pass_at_k_with_intervals(tiny_checkpoint, capsys):
+    assert main(["--width", "200", "eval", "--policy", str(tiny_checkpoint), "--env", "Countdown-v0", "--n", "20",
+                 "--k", "3", "--max-tokens", "12", "--env-kwargs", "instruction=compact", "difficulty=easy"]) == 0
+    out = capsys.readouterr().out
+    assert "20 tasks" in out and "success (greedy): 0.000  95% CI [0.000, 0.161]" in out
+    assert "pass@3 (temperature 1.0): " in out
+
+
+def test_eval_names_a_bad_policy_path(tmp_path, capsys):
+    assert main(["eval", "--policy", str(tmp_path / "none"), "--env", "Countdown-v0", "--n", "2"]) == 2
+    assert "not a checkpoint folder" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from sparring.errors import SparringError
 from sparring.trajectories import load_trajectories
 
 TINY = ["rounds=2", "tasks_per_round=40", "env.eval_tasks=30", "env.extra_eval_splits=[]", "eval.k=2",
-        "bootstrap.max_steps=6", "bootstrap.eval_every=3", "bootstrap.dev_tasks=20", "bootstrap.sft.batch_size=16",
+        "bootstrap.sft.steps=6", "bootstrap.eval_every=3", "bootstrap.dev_tasks=20", "bootstrap.sft.batch_size=16",
         "expert_iteration.sft.steps=2", "expert_iteration.sft.batch_size=8", "expert_iteration.k=2",
         "policy.max_tokens=24", "threads=1", "policy.tiny.hidden_size=32", "policy.tiny.num_layers=1",
         "policy.tiny.num_heads=1", "policy.tiny.intermediate_size=64"]
@@ -56,20 +56,19 @@ def test_a_finished_run_is_not_overwritten(tmp_path):
 
 def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
     run = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "sparring.cli", "selfplay", "--run-dir", str(run), *TINY],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "sparring.cli", "selfplay", "--run-dir", str(run), *TINY,
+                                "rounds=4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and not read_jsonl(run / "metrics.jsonl"):
-        time.sleep(0.2)
-    time.sleep(1.0)  # into round 1
+    while time.time() < deadline and not (run / "rounds/002/tasks.jsonl").exists():  # round 2 has begun
+        time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     finished = read_jsonl(run / "metrics.jsonl")
-    assert finished and finished[-1]["round"] < 2, "the run finished before it could be killed: make it longer"
+    assert finished and finished[-1]["round"] < 4, "the run finished before it could be killed: make it longer"
     result = cli("--run-dir", str(run), "--resume")
     assert result.returncode == 0, result.stderr
     rows = read_jsonl(run / "metrics.jsonl")
-    assert [row["round"] for row in rows] == [0, 1, 2]
+    assert [row["round"] for row in rows] == [0, 1, 2, 3, 4]
     assert rows[: len(finished)] == finished  # what was finished is untouched
     assert not list(run.rglob("*.tmp"))  # no half-written file left behind
 
@@ -84,3 +83,11 @@ def test_the_default_config_file_is_the_embedded_default():
 
     root = Path(__file__).resolve().parents[1]
     assert load_selfplay_config(root / "configs" / "countdown-ei.yaml", []) == SelfPlayConfig()
+
+
+@pytest.mark.parametrize("name", ["countdown-ei.yaml", "countdown-grpo.yaml", "countdown-steps-grpo.yaml"])
+def test_shipped_configs_load_and_validate(name):
+    from pathlib import Path
+
+    config = load_selfplay_config(Path(__file__).resolve().parents[1] / "configs" / name, [])
+    assert config.rounds >= 1 and config.env.eval_tasks >= 500  # the held-out split is at least 500 tasks

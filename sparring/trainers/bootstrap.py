@@ -1,8 +1,8 @@
 """Bootstrap: supervised training on the expert's demonstrations until more steps stop helping.
 
-The stopping rule keeps round 0 honest: held-out success is measured every `eval_every` steps on a
-development set, and training stops once `patience` evaluations in a row improve it by less than
-`min_delta` (or at `max_steps`).
+The stopping rule keeps round 0 honest: success is measured every `eval_every` steps on a development
+set (training-split tasks never trained on), and training stops once `patience` evaluations in a row
+improve on the best before them by less than `min_delta`, or after `sft.steps` steps.
 """
 
 from __future__ import annotations
@@ -24,20 +24,19 @@ DEMONSTRATIONS = ("optimal", "trace")
 class BootstrapConfig:
     enabled: bool = True
     demonstrations: str = "optimal"  # the expert's solution, or (Countdown) a Stream-of-Search search trace
-    max_steps: int = 1200
-    eval_every: int = 200
+    eval_every: int = 250
     patience: int = 2
     min_delta: float = 0.01
-    dev_tasks: int = 300
-    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=1200, learning_rate=2e-3, warmup_steps=50,
+    dev_tasks: int = 500
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=1000, learning_rate=2e-3, warmup_steps=50,
                                                                  scheduler="cosine"))
 
     def __post_init__(self) -> None:
         if self.demonstrations not in DEMONSTRATIONS:
             raise UnknownNameError("bootstrap.demonstrations", self.demonstrations, DEMONSTRATIONS)
-        if self.eval_every < 1 or self.max_steps < 1:
-            raise ValueError(f"bootstrap.eval_every and bootstrap.max_steps must be >= 1, got "
-                             f"{self.eval_every} and {self.max_steps}")
+        if self.eval_every < 1 or self.patience < 1:
+            raise ValueError(f"bootstrap.eval_every and bootstrap.patience must be >= 1, got "
+                             f"{self.eval_every} and {self.patience}")
 
 
 def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]],

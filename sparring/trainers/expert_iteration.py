@@ -25,8 +25,6 @@ BALANCE_TARGET = 8  # B-STaR's n*: distinct correct answers per query that count
 
 @dataclass
 class ExpertIterationConfig:
-    rounds: int = 4
-    tasks_per_round: int = 3000
     k: int = 4  # samples per task
     max_per_task: int = 1  # distinct correct answers kept per task (m)
     temperature: float = 1.0
@@ -35,10 +33,10 @@ class ExpertIterationConfig:
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=3e-4))
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "tasks_per_round", "k", "max_per_task"):
+        for name in ("k", "max_per_task"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "rounds" else 1):
-                raise ValueError(f"expert_iteration.{name} must be an integer >= {0 if name == 'rounds' else 1}, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"expert_iteration.{name} must be an integer >= 1, got {value!r}")
         if not self.temperature > 0:
             raise ValueError(f"expert_iteration.temperature must be > 0 (sampling needs it), got {self.temperature!r}")
 

@@ -1,0 +1,1 @@
+"""Trainers: bootstrap on expert demonstrations, expert iteration and GRPO, all on TRL."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,8 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded: models are local folders
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     parser = argparse.ArgumentParser(prog="sparring", description=__doc__)
     parser.add_argument("--width", type=int, default=None, help="terminal width for tables")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -30,6 +30,7 @@ class ExpertIterationConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     restart_from_base: bool = False  # True: ReST-EM; False: continue (STaR)
+    weight_hard_tasks: bool = True  # repeat a task's kept answers k - c + 1 times (c of k correct): rarely solved tasks count more
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=3e-4))
 
     def __post_init__(self) -> None:
@@ -41,9 +42,12 @@ class ExpertIterationConfig:
             raise ValueError(f"expert_iteration.temperature must be > 0 (sampling needs it), got {self.temperature!r}")
 
 
-def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int) -> tuple[list[Trajectory], dict[str, float]]:
+def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int,
+                    weight_hard: bool = False) -> tuple[list[Trajectory], dict[str, float]]:
     """Keep at most `max_per_task` distinct successful trajectories per task (the `k` consecutive samples of
-    a task), and measure exploration: pass@1, pass@k, distinct correct answers, and B-STaR's balance score."""
+    a task), and measure exploration: pass@1, pass@k, distinct correct answers, and B-STaR's balance score.
+    With `weight_hard`, a task solved by c of its k samples has its kept answers repeated k - c + 1 times
+    (weight proportional to 1 - c/k + 1/k), so training leans towards what the policy rarely gets right."""
     kept: list[Trajectory] = []
     tasks = [trajectories[i:i + k] for i in range(0, len(trajectories), k)]
     distinct_counts, balance = [], []
@@ -55,14 +59,15 @@ def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int) -
         distinct_counts.append(len(distinct))
         # B-STaR: min(n'/n*, 1) * n'/n, with n' distinct correct among the n selected (verified) samples
         balance.append(min(len(distinct) / BALANCE_TARGET, 1.0) * len(distinct) / len(correct) if correct else 0.0)
-        kept += list(distinct.values())[:max_per_task]
+        kept += [t for t in list(distinct.values())[:max_per_task] for _ in range(k - len(correct) + 1 if weight_hard else 1)]
     n = max(1, len(tasks))
     return kept, {
         "ei/pass@1": sum(t.success for t in trajectories) / max(1, len(trajectories)),
         f"ei/pass@{k}": sum(c > 0 for c in distinct_counts) / n,
         "ei/distinct_correct": sum(distinct_counts) / n,
         "ei/balance": sum(balance) / n,
-        "ei/kept": len(kept),
+        "ei/kept": len({id(t) for t in kept}),
+        "ei/examples": len(kept),
     }
 
 
@@ -84,7 +89,8 @@ class ExpertIterationTrainer:
               on_turn: Callable[[int, int], None] | None = None) -> tuple[Any, list[Trajectory], dict[str, float]]:
         """One iteration; returns the fine-tuned model, every sampled trajectory and the round's metrics."""
         trajectories = self.collect(policy, tasks, seed=seed, on_turn=on_turn)
-        kept, metrics = select_verified(trajectories, self.config.k, self.config.max_per_task)
+        kept, metrics = select_verified(trajectories, self.config.k, self.config.max_per_task,
+                                        self.config.weight_hard_tasks)
         model = policy.model
         if self.config.restart_from_base:
             from transformers import AutoModelForCausalLM

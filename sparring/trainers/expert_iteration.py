@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.hf import HFPolicy
-from sparring.agents.policy import SamplingParams
+from sparring.agents.policy import Policy, SamplingParams
 from sparring.agents.solver import Solver
 from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
 from sparring.trajectories import Trajectory
@@ -77,26 +76,26 @@ class ExpertIterationTrainer:
         self.config, self.env_id, self.env_kwargs = config, env_id, dict(env_kwargs)
         self.max_tokens, self.max_turns = max_tokens, max_turns
 
-    def collect(self, policy: HFPolicy, tasks: list[dict[str, Any]], *, seed: int = 0,
+    def collect(self, policy: Policy, tasks: list[dict[str, Any]], *, seed: int = 0,
                 on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
         """`k` sampled episodes per task from the current policy."""
         params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.max_tokens)
         solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns)
         return solver.run(tasks, k=self.config.k, seed=seed, on_turn=on_turn)
 
-    def round(self, policy: HFPolicy, base_path: str | Path, tasks: list[dict[str, Any]], output_dir: str | Path, *,
-              seed: int = 0, callbacks: list[Any] | None = None,
+    def round(self, sampler: Policy, model: Any, tokenizer: Any, base_path: str | Path, tasks: list[dict[str, Any]],
+              output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
               on_turn: Callable[[int, int], None] | None = None) -> tuple[Any, list[Trajectory], dict[str, float]]:
-        """One iteration; returns the fine-tuned model, every sampled trajectory and the round's metrics."""
-        trajectories = self.collect(policy, tasks, seed=seed, on_turn=on_turn)
+        """One iteration: `sampler` (any backend serving the current weights) plays, `model` (the same weights,
+        in transformers) is fine-tuned. Returns the fine-tuned model, every sampled trajectory and the metrics."""
+        trajectories = self.collect(sampler, tasks, seed=seed, on_turn=on_turn)
         kept, metrics = select_verified(trajectories, self.config.k, self.config.max_per_task,
                                         self.config.weight_hard_tasks)
-        model = policy.model
         if self.config.restart_from_base:
             from transformers import AutoModelForCausalLM
 
             model = AutoModelForCausalLM.from_pretrained(base_path)
         if kept:
-            metrics.update(supervised_finetune(model, policy.tokenizer, sft_examples(kept, policy.tokenizer),
+            metrics.update(supervised_finetune(model, tokenizer, sft_examples(kept, tokenizer),
                                                self.config.sft, output_dir, seed=seed, callbacks=callbacks))
         return model, trajectories, metrics

@@ -473,7 +473,7 @@ def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_
         # TRL's VESPO with vLLM refuses the default sequence-level importance sampling correction
         **({"vllm_importance_sampling_mode": "token_truncate"} if settings.use_vllm and settings.loss_type == "vespo"
            else {}),
-        use_cpu=use_cpu, bf16=False, fp16=False, seed=seed, data_seed=seed, report_to="none", save_strategy="no",
+        use_cpu=use_cpu, bf16=False, fp16=False, gradient_checkpointing=False, seed=seed, data_seed=seed, report_to="none", save_strategy="no",
         logging_strategy="steps", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
     )
 

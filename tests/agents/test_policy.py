@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from sparring.agents.hf import HFPolicy

@@ -395,7 +395,7 @@ class SelfPlay:
         rows = self.finished_rounds()
         k = self.config.eval.k
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
-        columns = ["round", "eval/success", f"eval/pass@{k}", "control/eval/success", "ei/pass@1", "ei/kept",
+        columns = ["round", "eval/success", f"eval/pass@{k}", "control/eval/success", "ei/pass@1", "ei/kept", "grpo/reward",
                    "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]
         for column in columns:

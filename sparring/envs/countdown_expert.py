@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import heapq
+import random
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import combinations
@@ -75,17 +76,24 @@ def _leaves(numbers: list[int]) -> tuple[Node, ...]:
     return tuple(Node(n, str(n), 3) for n in numbers)
 
 
-def _dfs(state: tuple[Node, ...], target: Value, integer_only: bool, dead: set, path: list[Step]) -> Node | None:
+def _dfs(state: tuple[Node, ...], target: Value, integer_only: bool, dead: set, path: list[Step],
+         rng: random.Random | None = None) -> Node | None:
     if len(state) == 1:
         return state[0] if state[0].value == target else None
     key = tuple(sorted(node.value for node in state))
     if key in dead:
         return None
-    for i, j in combinations(range(len(state)), 2):
+    pairs = list(combinations(range(len(state)), 2))
+    if rng:
+        rng.shuffle(pairs)
+    for i, j in pairs:
         rest = state[:i] + state[i + 1:j] + state[j + 1:]
-        for node, step in moves(state[i], state[j], integer_only):
+        children = moves(state[i], state[j], integer_only)
+        if rng:
+            rng.shuffle(children)
+        for node, step in children:
             path.append(step)
-            found = _dfs(rest + (node,), target, integer_only, dead, path)
+            found = _dfs(rest + (node,), target, integer_only, dead, path, rng)
             if found is not None:
                 return found
             path.pop()
@@ -93,10 +101,11 @@ def _dfs(state: tuple[Node, ...], target: Value, integer_only: bool, dead: set, 
     return None
 
 
-def solve_steps(numbers: list[int], target: int, *, allow_subset: bool = False,
-                integer_only: bool = False) -> tuple[str, list[Step]] | None:
+def solve_steps(numbers: list[int], target: int, *, allow_subset: bool = False, integer_only: bool = False,
+                rng: random.Random | None = None) -> tuple[str, list[Step]] | None:
     """An expression and its operations, each given number used once (or, with `allow_subset`, the
-    fewest numbers that reach the target), or None when the task has no solution under these rules."""
+    fewest numbers that reach the target), or None when the task has no solution under these rules.
+    With `rng` the search explores in a random order: a random one of the solutions, not always the same."""
     dead: set = set()
     sizes = range(1, len(numbers) + 1) if allow_subset else (len(numbers),)
     for size in sizes:
@@ -106,15 +115,16 @@ def solve_steps(numbers: list[int], target: int, *, allow_subset: bool = False,
                 continue
             tried.add(chosen)
             path: list[Step] = []
-            found = _dfs(_leaves(list(chosen)), target, integer_only, dead, path)
+            found = _dfs(_leaves(list(chosen)), target, integer_only, dead, path, rng)
             if found is not None:
                 return found.text, path
     return None
 
 
-def solve(numbers: list[int], target: int, *, allow_subset: bool = False, integer_only: bool = False) -> str | None:
-    """An expression that solves the task exactly, or None when it has no solution."""
-    found = solve_steps(numbers, target, allow_subset=allow_subset, integer_only=integer_only)
+def solve(numbers: list[int], target: int, *, allow_subset: bool = False, integer_only: bool = False,
+          rng: random.Random | None = None) -> str | None:
+    """An expression that solves the task exactly, or None when it has no solution (`rng`: a random one)."""
+    found = solve_steps(numbers, target, allow_subset=allow_subset, integer_only=integer_only, rng=rng)
     return found[0] if found else None
 
 

@@ -7,6 +7,8 @@ improve on the best before them by less than `min_delta`, or after `sft.steps` s
 
 from __future__ import annotations
 
+import json
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,13 +19,15 @@ from sparring.errors import UnknownNameError
 from sparring.trainers.sft import SFTSettings
 from sparring.trajectories import Trajectory, Turn
 
-DEMONSTRATIONS = ("optimal", "trace")
+DEMONSTRATIONS = ("optimal", "diverse", "trace")
 
 
 @dataclass
 class BootstrapConfig:
     enabled: bool = True
-    demonstrations: str = "optimal"  # the expert's solution, or (Countdown) a Stream-of-Search search trace
+    # "optimal": the expert's solution; "diverse" (Countdown): a random one of the solutions, seeded per task;
+    # "trace" (Countdown): a Stream-of-Search search trace
+    demonstrations: str = "diverse"
     eval_every: int = 250
     patience: int = 2
     min_delta: float = 0.01
@@ -43,8 +47,8 @@ def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[d
                           style: str = "optimal") -> list[Trajectory]:
     """The expert playing each task: its actions and the env's verdict, as trajectories (source "expert")."""
     env = gymnasium.make(env_id, **env_kwargs)
-    if style == "trace" and not env_id.startswith("Countdown-"):
-        raise ValueError(f"search-trace demonstrations exist for Countdown-v0 only, not {env_id}; use 'optimal'")
+    if style in ("trace", "diverse") and env_id != "Countdown-v0":
+        raise ValueError(f"{style!r} demonstrations exist for Countdown-v0 only, not {env_id}; use 'optimal'")
     out = []
     for task in tasks:
         observation, _ = env.reset(options={"task": task})
@@ -52,6 +56,11 @@ def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[d
             from sparring.envs.countdown_expert import search_trace
 
             actions = [search_trace(task["numbers"], task["target"], node_budget=200).text]
+        elif style == "diverse":
+            from sparring.envs.countdown_expert import solve
+
+            rng = random.Random(json.dumps(task, sort_keys=True))
+            actions = [f"<answer>{solve(task['numbers'], task['target'], integer_only=True, rng=rng)}</answer>"]
         else:
             actions = env.unwrapped.expert_actions()
         trajectory = Trajectory(env_id, task, source="expert", env_kwargs=dict(env_kwargs))

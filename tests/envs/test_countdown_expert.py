@@ -49,3 +49,14 @@ def test_node_budget_is_respected():
 def test_unknown_strategy_names_the_choices():
     with pytest.raises(UnknownNameError, match="did you mean 'bfs'"):
         search_trace([1, 2], 3, strategy="bsf")
+
+
+def test_a_random_search_order_gives_diverse_valid_solutions():
+    import random
+
+    rng = random.Random(0)
+    task = CountdownTask((8, 3, 2, 5), 21)
+    found = {solve(list(task.numbers), task.target, integer_only=True, rng=rng) for _ in range(30)}
+    assert len(found) >= 4
+    assert all(verify(task, f"<answer>{expr}</answer>").success for expr in found)
+    assert solve([3, 7], 100, rng=rng) is None

@@ -1,0 +1,35 @@
+import pytest
+
+from sparring.selfplay import draw_tasks
+from sparring.trainers.bootstrap import BootstrapConfig, expert_demonstrations
+
+KWARGS = {"difficulty": "easy", "instruction": "compact"}
+
+
+@pytest.mark.parametrize("style", ["optimal", "diverse", "trace"])
+def test_demonstrations_verify(style):
+    tasks = draw_tasks("Countdown-v0", KWARGS, "train", 0, 0, 30)
+    demos = expert_demonstrations("Countdown-v0", KWARGS, tasks, style)
+    assert len(demos) >= 25 and all(d.success and d.source == "expert" for d in demos)
+    assert demos[0].turns[0].observation == " ".join(map(str, tasks[0]["numbers"])) + f" -> {tasks[0]['target']}"
+
+
+def test_diverse_demonstrations_are_seeded_per_task():
+    tasks = draw_tasks("Countdown-v0", KWARGS, "train", 0, 0, 40)
+    again = expert_demonstrations("Countdown-v0", KWARGS, tasks, "diverse")
+    assert [d.turns for d in again] == [d.turns for d in expert_demonstrations("Countdown-v0", KWARGS, tasks, "diverse")]
+    optimal = expert_demonstrations("Countdown-v0", KWARGS, tasks, "optimal")
+    assert sum(a.turns[0].action != b.turns[0].action for a, b in zip(again, optimal)) >= 5
+
+
+def test_multi_turn_demonstrations_take_several_steps():
+    tasks = draw_tasks("CountdownSteps-v0", KWARGS, "train", 0, 0, 5)
+    demos = expert_demonstrations("CountdownSteps-v0", KWARGS, tasks, "optimal")
+    assert all(len(d.turns) == 2 and d.success for d in demos)  # 3 numbers: two moves
+    with pytest.raises(ValueError, match="Countdown-v0 only"):
+        expert_demonstrations("CountdownSteps-v0", KWARGS, tasks, "diverse")
+
+
+def test_unknown_demonstration_style_suggests_the_closest():
+    with pytest.raises(ValueError, match="did you mean 'diverse'"):
+        BootstrapConfig(demonstrations="divers")

@@ -99,6 +99,9 @@ class SelfPlayConfig:
 
     def __post_init__(self) -> None:
         check_choice("algorithm", self.algorithm, ALGORITHMS)
+        if self.bootstrap.demonstrations != "optimal" and self.env.id != "Countdown-v0":
+            raise ValueError(f"bootstrap.demonstrations {self.bootstrap.demonstrations!r} exist for Countdown-v0 only, "
+                             f"not {self.env.id}: set bootstrap.demonstrations=optimal")
         for name in ("rounds", "tasks_per_round", "threads"):
             if getattr(self, name) < (0 if name == "rounds" else 1):
                 raise ValueError(f"{name} must be >= {0 if name == 'rounds' else 1}, got {getattr(self, name)}")

@@ -434,7 +434,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, k: int) -> None:
     ax.set_xlabel("round (0 = bootstrap)")
     ax.set_ylabel("success")
     ax.set_xticks(rounds)
-    ax.legend()
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")

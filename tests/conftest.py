@@ -59,3 +59,14 @@ def taught_checkpoint(tiny_checkpoint, tmp_path_factory):
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def check_completions(out, prompts, tokenizer, n, max_tokens):
+    """`n` completions per prompt whose token ids decode to the text, with one log-prob per token."""
+    assert [len(group) for group in out] == [n] * len(prompts)
+    for prompt, group in zip(prompts, out):
+        for completion in group:
+            assert 1 <= len(completion.token_ids) == len(completion.logprobs) <= max_tokens
+            assert all(lp <= 0 for lp in completion.logprobs)
+            assert tokenizer.decode(completion.token_ids, skip_special_tokens=True) == completion.text
+            assert completion.prompt_token_ids == tokenizer(prompt)["input_ids"]  # with <bos>, as hf tokenizes

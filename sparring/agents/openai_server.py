@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sparring.agents.policy import Completion, Policy, Prompt, SamplingParams
+from sparring.agents.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
 from sparring.errors import SparringError
 
 
@@ -93,13 +93,8 @@ class OpenAIPolicy(Policy):
                 "seed": seed, "extra_body": extra}
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
-        for i, prompt in enumerate(prompts):
-            if not isinstance(prompt, (str, list)):
-                raise TypeError(f"prompts[{i}] must be a string or a list of {{'role', 'content'}} messages, got "
-                                f"{type(prompt).__name__}")
+        raw, chats = split_prompts(prompts)
         out: list[list[Completion] | None] = [None] * len(prompts)
-        raw = [i for i, p in enumerate(prompts) if isinstance(p, str)]
-        chats = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
         seed = (lambda i: None) if params.seed is None else (lambda i: params.seed + i)  # one stream per prompt
         # requests: (kind, the indices of the prompts they answer); seeded raw prompts go one per request
         requests = ([("raw", raw)] if raw and params.seed is None else [("raw", [i]) for i in raw])

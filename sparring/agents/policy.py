@@ -73,6 +73,16 @@ class Policy(ABC):
         self.close()
 
 
+def split_prompts(prompts: Sequence[Prompt]) -> tuple[list[int], list[int]]:
+    """The indices of the raw prompts and of the conversations; anything else is a TypeError."""
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, (str, list)):
+            raise TypeError(f"prompts[{i}] must be a string or a list of {{'role', 'content'}} messages, got "
+                            f"{type(prompt).__name__}")
+    return ([i for i, p in enumerate(prompts) if isinstance(p, str)],
+            [i for i, p in enumerate(prompts) if not isinstance(p, str)])
+
+
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """`text` up to the first stop string, and whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)

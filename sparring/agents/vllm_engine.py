@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.agents.hf import check_checkpoint, render
-from sparring.agents.policy import Completion, Policy, Prompt, SamplingParams
+from sparring.agents.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
 from sparring.errors import SparringError
 
 _IN_PROCESS_ENGINES: weakref.WeakSet = weakref.WeakSet()  # the live in-process engine (at most one: vLLM's
@@ -138,13 +138,8 @@ class VLLMPolicy(Policy):
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
         if self.llm is None:
             raise RuntimeError(f"this vllm policy on {self.name} was closed; make a new one")
-        for i, prompt in enumerate(prompts):
-            if not isinstance(prompt, (str, list)):
-                raise TypeError(f"prompts[{i}] must be a string or a list of {{'role', 'content'}} messages, got "
-                                f"{type(prompt).__name__}")
+        raw, chats = split_prompts(prompts)
         out: list[list[Completion] | None] = [None] * len(prompts)
-        raw = [i for i, p in enumerate(prompts) if isinstance(p, str)]
-        chats = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
         if raw:
             results = self.llm.generate([prompts[i] for i in raw], [self._sampling(params, i) for i in raw],
                                         use_tqdm=False)

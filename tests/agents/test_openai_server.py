@@ -16,7 +16,7 @@ from sparring.agents.vllm_server import VLLMServer, free_port
 from sparring.agents.policy import SamplingParams, make_policy
 from sparring.errors import SparringError
 
-from conftest import NO_VLLM, PROMPTS, TAUGHT  # noqa: E402  (shared with the engine tests)
+from conftest import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the engine tests)
 
 STARTUP_LIMIT_S = 300  # a bound on waiting for the server (it takes ~30 s on 2 busy cores), not a speed check
 
@@ -69,15 +69,8 @@ def test_raw_prompts_go_in_one_request_with_n_completions_each(policy, hf_policy
     out = policy.generate(PROMPTS, SamplingParams(n=3, max_tokens=16))
     assert [endpoint for endpoint, _ in requests_made] == ["completions"]
     assert requests_made[0][1]["prompt"] == PROMPTS and requests_made[0][1]["n"] == 3
-    assert [len(group) for group in out] == [3] * len(PROMPTS)
-    tokenizer = hf_policy.tokenizer
-    for prompt, group in zip(PROMPTS, out):
-        for completion in group:
-            assert 1 <= len(completion.token_ids) == len(completion.logprobs) <= 16
-            assert all(lp <= 0 for lp in completion.logprobs)
-            assert tokenizer.decode(completion.token_ids, skip_special_tokens=True) == completion.text
-            assert completion.prompt_token_ids == tokenizer(prompt)["input_ids"]
-            assert completion.finish_reason in ("stop", "length")
+    check_completions(out, PROMPTS, hf_policy.tokenizer, n=3, max_tokens=16)
+    assert all(c.finish_reason in ("stop", "length") for group in out for c in group)
     assert len({c.text for c in out[3]}) > 1  # the n samples differ
 
 

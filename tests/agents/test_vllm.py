@@ -11,7 +11,7 @@ import pytest
 from sparring.agents.policy import SamplingParams, make_policy
 from sparring.errors import SparringError
 
-from conftest import NO_VLLM, PROMPTS, TAUGHT  # noqa: E402  (shared with the server tests)
+from conftest import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the server tests)
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +33,10 @@ def hf_policy(taught_checkpoint):
 
 def test_n_completions_per_prompt_with_token_ids_that_decode_to_the_text(policy):
     out = policy.generate(PROMPTS, SamplingParams(n=3, max_tokens=16, seed=0))
-    assert [len(group) for group in out] == [3] * len(PROMPTS)
     tokenizer = policy.tokenizer
-    for prompt, group in zip(PROMPTS, out):
+    check_completions(out, PROMPTS, tokenizer, n=3, max_tokens=16)
+    for group in out:
         for completion in group:
-            assert 1 <= len(completion.token_ids) == len(completion.logprobs) <= 16
-            assert all(lp <= 0 for lp in completion.logprobs)
-            assert tokenizer.decode(completion.token_ids, skip_special_tokens=True) == completion.text
-            assert completion.prompt_token_ids == tokenizer(prompt)["input_ids"]  # with <bos>, as hf tokenizes
             assert completion.finish_reason == ("length" if len(completion.token_ids) == 16 and
                                                 completion.token_ids[-1] != tokenizer.eos_token_id else "stop")
             assert tokenizer.pad_token_id not in completion.token_ids  # never sampled, as in the hf backend

@@ -5,6 +5,7 @@ import math
 
 import gymnasium
 import pytest
+from conftest import teach
 
 import sparring  # noqa: F401
 from sparring.agents.hf import render
@@ -158,31 +159,6 @@ def test_observation_bridge_follows_the_chat_template():
 
 # ---- real GRPO runs -----------------------------------------------------------------------------
 
-def memorize(model, tokenizer, examples, steps=200, learning_rate=3e-3):
-    """Teacher-force `examples` (prompt, completion + eos) until the model nearly knows them."""
-    import torch
-
-    torch.manual_seed(0)
-    rows = []
-    for example in examples:
-        prompt = tokenizer(example["prompt"])["input_ids"]
-        completion = tokenizer(example["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        rows.append((prompt + completion, [-100] * len(prompt) + completion))
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows])  # (B, T)
-    labels = torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in rows])  # (B, T)
-    attention_mask = (input_ids != tokenizer.pad_token_id).long()
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    return loss.item()
-
-
 @pytest.fixture(scope="module")
 def warm(tiny_checkpoint):
     """The tiny model taught the expert's play on two tasks in both envs, so that sampled episodes
@@ -199,7 +175,7 @@ def warm(tiny_checkpoint):
     tasks = [t.to_dict() for t in generate_tasks(PRESETS["easy"], n=2)]
     examples = [e for env_id in ("Countdown-v0", "CountdownSteps-v0")
                 for e in sft_examples(expert_demonstrations(env_id, COMPACT, tasks), tokenizer)]
-    assert memorize(model, tokenizer, examples) < 0.05
+    assert teach(model, tokenizer, [(e["prompt"], e["completion"]) for e in examples], steps=200) < 0.05
     return model, tokenizer, tasks
 
 

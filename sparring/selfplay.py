@@ -35,7 +35,7 @@ import gymnasium
 
 import sparring  # noqa: F401
 from sparring.agents.tiny import TinyModelConfig
-from sparring.config import dump_yaml, from_dict
+from sparring.config import dump_yaml, load_config
 from sparring.envs.base import check_choice
 from sparring.errors import SparringError
 from sparring.io import append_jsonl, atomic_dir, atomic_write_text, read_jsonl
@@ -444,9 +444,5 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, k: int) -> None:
 
 
 def load_selfplay_config(path: str | Path | None, overrides: list[str], *, seed: int | None = None) -> SelfPlayConfig:
-    from sparring.config import load_config
-
-    config = load_config(SelfPlayConfig, path, overrides)
-    if seed is not None:
-        config = from_dict(SelfPlayConfig, {**__import__("sparring.config", fromlist=["to_dict"]).to_dict(config), "seed": seed})
-    return config
+    """The embedded default, then the YAML at `path`, then `overrides`, then `seed` (the CLI's --seed)."""
+    return load_config(SelfPlayConfig, path, [*overrides, *([f"seed={seed}"] if seed is not None else [])])

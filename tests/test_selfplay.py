@@ -102,3 +102,8 @@ def test_the_loop_generates_through_vllm_and_a_vllm_server(tmp_path, generation)
     rows = SelfPlay(config, tmp_path / "run").run_rounds()
     assert [row["round"] for row in rows] == [0, 1] and "ei/pass@1" in rows[1]
     assert len(load_trajectories(tmp_path / "run/rounds/001/trajectories")) == 40 * 2
+
+
+def test_the_seed_flag_overrides_the_config():
+    assert load_selfplay_config(None, ["rounds=3"], seed=7).seed == 7
+    assert load_selfplay_config(None, ["seed=3"]).seed == 3

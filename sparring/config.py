@@ -29,6 +29,11 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
             raise UnknownNameError("config key", f"{where}{key}", [f"{where}{name}" for name in fields])
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
+            # a partial section keeps the parent's defaults for that section, not just the section class's
+            default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING \
+                else fields[key].default
+            if dataclasses.is_dataclass(default) and isinstance(value, dict):
+                value = deep_merge(dataclasses.asdict(default), value)
             values[key] = from_dict(hint, value, f"{where}{key}.")
         else:
             values[key] = _check_type(f"{where}{key}", value, hint)

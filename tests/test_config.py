@@ -56,3 +56,14 @@ def test_set_dotted_refuses_to_descend_into_a_value():
     data = {"seed": 1}
     with pytest.raises(ValueError, match="not a section"):
         set_dotted(data, "seed.x=1")
+
+
+@dataclass
+class Parent:
+    # the parent's default for this section differs from the section class's own defaults
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=1000, learning_rate=2e-3, scheduler="cosine"))
+
+
+def test_a_partial_section_keeps_the_parents_defaults():
+    config = load_config(Parent, None, ["sft.steps=2000"])
+    assert config.sft == SFTSettings(steps=2000, learning_rate=2e-3, scheduler="cosine")

@@ -4,6 +4,7 @@ are errors that suggest the closest key. Configs are plain dataclasses; this mod
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
 
 def _check_type(name: str, value: Any, hint: Any) -> Any:
     """Light type checks for the scalar kinds configs use, with the offending key in the message."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType")) else (hint,)
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     for option in options:
         origin = typing.get_origin(option) or option
         if option is type(None) and value is None:

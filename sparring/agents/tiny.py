@@ -9,6 +9,7 @@ checkpoint. Nothing is downloaded.
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,7 +79,7 @@ def save_tiny_model(path: str | Path, config: TinyModelConfig = TinyModelConfig(
     with atomic_dir(path) as tmp:
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
-        (Path(tmp) / "tiny_config.json").write_text(__import__("json").dumps(asdict(config)))
+        (Path(tmp) / "tiny_config.json").write_text(json.dumps(asdict(config)))
     return Path(path)
 
 

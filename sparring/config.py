@@ -4,6 +4,7 @@ are errors that suggest the closest key. Configs are plain dataclasses; this mod
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -44,6 +45,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         raise ValueError(f"config section {where or '(top level)'}: {error}") from error
 
 
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _check_type(name: str, value: Any, hint: Any) -> Any:
     """Light type checks for the scalar kinds configs use, with the offending key in the message."""
     options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
@@ -57,6 +61,8 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
             return value
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if origin is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; people mean the number
         if origin in (str, dict, list, tuple) and isinstance(value, origin if origin is not tuple else (tuple, list)):
             return tuple(value) if origin is tuple else value
         if option is Any:

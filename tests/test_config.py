@@ -67,3 +67,14 @@ class Parent:
 def test_a_partial_section_keeps_the_parents_defaults():
     config = load_config(Parent, None, ["sft.steps=2000"])
     assert config.sft == SFTSettings(steps=2000, learning_rate=2e-3, scheduler="cosine")
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 (PyYAML) reads `1e-4` as a string; a float key takes it as the number people mean
+    path = tmp_path / "run.yaml"
+    path.write_text("section:\n  rate: 3e-4\n")
+    assert load_config(Top, path).section.rate == 3e-4
+    assert load_config(Top, None, ["sft.learning_rate=1E-5"]).sft.learning_rate == 1e-5
+    with pytest.raises(ValueError, match="rate must be float"):
+        load_config(Top, None, ["section.rate=1e-4x"])
+    assert load_config(Top, None, ["section.name=1e-4"]).section.name == "1e-4"  # a str key keeps the text

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sparring.agents.policy import Policy, SamplingParams
-from sparring.agents.solver import Solver
+from sparring.agents.solver import Solver, by_task
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -56,7 +56,7 @@ def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: lis
     if k > 1:
         sampled = Solver(policy, env_id, env_kwargs, SamplingParams(temperature=temperature, max_tokens=max_tokens),
                          max_turns=max_turns).run(tasks, k=k, seed=seed + 1, on_turn=on_turn)
-        per_task = [sum(t.success for t in sampled[i * k:(i + 1) * k]) for i in range(len(tasks))]
+        per_task = [sum(t.success for t in group) for group in by_task(sampled, k)]
         estimate = sum(pass_at_k(k, c, k) for c in per_task) / max(1, len(tasks))
         any_solved = sum(c > 0 for c in per_task)
         result.k, result.pass_at_k = k, estimate

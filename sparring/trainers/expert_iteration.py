@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.agents.policy import Policy, SamplingParams
-from sparring.agents.solver import Solver
+from sparring.agents.solver import Solver, by_task
 from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
 from sparring.trajectories import Trajectory
 
@@ -48,7 +48,7 @@ def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int,
     With `weight_hard`, a task solved by c of its k samples has its kept answers repeated k - c + 1 times
     (weight proportional to 1 - c/k + 1/k), so training leans towards what the policy rarely gets right."""
     kept: list[Trajectory] = []
-    tasks = [trajectories[i:i + k] for i in range(0, len(trajectories), k)]
+    tasks = by_task(trajectories, k)
     distinct_counts, balance = [], []
     for samples in tasks:
         correct = [t for t in samples if t.success]

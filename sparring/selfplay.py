@@ -12,9 +12,14 @@ continues from the last finished round and never reads a half-written file.
 
 Run directory:
     config.yaml                     the resolved config
-    rounds/NNN/tasks.jsonl          {"task": {...}, "source": "generator"} per line
+    rounds/NNN/tasks.jsonl          {"task": {...}, "source": "generator"} per line ("proposer", "curriculum", "chain"
+                                    for the agents' tasks, see sparring/agents/team.py)
+    rounds/NNN/proposals.jsonl      every proposal of the policy proposer: text, label, verdict, pass rate
+    rounds/NNN/skills.jsonl         the skill library after round NNN (skills.jsonl: the latest)
+    rounds/NNN/reflections.jsonl    the reflection memory after round NNN
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
-    checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's)
+    checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's; proposer-NNN,
+                                    reflector-NNN, judge-NNN: the agents' own models)
     metrics.jsonl                   one JSON object per round: "round", "eval/success", timings, trainer metrics
     curves.png                      held-out success per round, redrawn every round
 """
@@ -34,7 +39,11 @@ from typing import Any
 import gymnasium
 
 import sparring  # noqa: F401
+from sparring.agents.proposer import ProposerConfig
+from sparring.agents.reflector import ReflectorConfig
+from sparring.agents.skills import SkillsConfig
 from sparring.agents.tiny import TinyModelConfig
+from sparring.agents.verifiers import VerifierConfig
 from sparring.config import dump_yaml, load_config
 from sparring.envs.base import check_choice
 from sparring.errors import SparringError
@@ -96,9 +105,20 @@ class SelfPlayConfig:
     expert_iteration: ExpertIterationConfig = field(default_factory=ExpertIterationConfig)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # the agents around the solver (sparring/agents/team.py); all off by default
+    proposer: ProposerConfig = field(default_factory=ProposerConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    reflector: ReflectorConfig = field(default_factory=ReflectorConfig)
+    skills: SkillsConfig = field(default_factory=SkillsConfig)
 
     def __post_init__(self) -> None:
         check_choice("algorithm", self.algorithm, ALGORITHMS)
+        if self.algorithm == "grpo" and self.verifier.use != "programmatic":
+            raise ValueError(f"verifier.use {self.verifier.use!r} decides what expert iteration keeps; GRPO's rewards "
+                             "are the env's verdicts: use algorithm=expert_iteration, or list it in verifier.measure")
+        if self.algorithm == "grpo" and self.reflector.enabled:
+            raise ValueError("reflector.enabled adds refined attempts to supervised training data: it needs "
+                             "algorithm=expert_iteration")
         if self.bootstrap.demonstrations != "optimal" and self.env.id != "Countdown-v0":
             raise ValueError(f"bootstrap.demonstrations {self.bootstrap.demonstrations!r} exist for Countdown-v0 only, "
                              f"not {self.env.id}: set bootstrap.demonstrations=optimal")
@@ -173,6 +193,9 @@ class SelfPlay:
         self.env_id, self.env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
         self.eval_tasks = {split: draw_tasks(self.env_id, self.env_kwargs, split, cfg.seed, 0, cfg.env.eval_tasks)
                            for split in [cfg.env.eval_split, *cfg.env.extra_eval_splits]}
+        from sparring.agents.team import AgentTeam
+
+        self.team = AgentTeam(self) if AgentTeam.wanted(cfg) else None
 
     # ---- bookkeeping ------------------------------------------------------------------------------
     def finished_rounds(self) -> list[dict[str, Any]]:
@@ -244,6 +267,7 @@ class SelfPlay:
             result = evaluate(policy, self.env_id, self.env_kwargs, tasks, k=k,
                               temperature=cfg.eval.temperature, max_tokens=cfg.policy.max_tokens,
                               max_turns=cfg.env.max_turns, seed=cfg.seed,
+                              prompt=self.team.eval_prompt(tasks) if self.team else None,
                               on_turn=self.bars.episodes(f"{prefix} on {split}", len(tasks) * (1 + (k > 1) * k)))
             key = prefix if main else f"{prefix}/{split}"
             out[f"{key}/success"] = result.success
@@ -259,6 +283,8 @@ class SelfPlay:
 
         tasks = draw_tasks(self.env_id, self.env_kwargs, "train", self.config.seed, start, n)
         demos = expert_demonstrations(self.env_id, self.env_kwargs, tasks, self.config.bootstrap.demonstrations)
+        if self.team:  # with skills: demonstrations show the skills retrieved for their tasks
+            demos = self.team.decorate_demonstrations(demos)
         return sft_examples(demos, tokenizer)
 
     def bootstrap(self, base: Path) -> tuple[Any, Any, dict[str, Any]]:
@@ -284,7 +310,8 @@ class SelfPlay:
                     return
                 policy = HFPolicy(model=kwargs["model"], tokenizer=tokenizer)
                 success = evaluate(policy, loop.env_id, loop.env_kwargs, dev, max_tokens=cfg.policy.max_tokens,
-                                   max_turns=cfg.env.max_turns).success
+                                   max_turns=cfg.env.max_turns,
+                                   prompt=loop.team.eval_prompt(dev) if loop.team else None).success
                 kwargs["model"].train()
                 curve.append((state.global_step, success))
                 loop.console.print(f"  bootstrap step {state.global_step}: development success {success:.3f}")
@@ -318,36 +345,63 @@ class SelfPlay:
     def train_round(self, r: int) -> dict[str, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from sparring.agents.policy import SamplingParams
         from sparring.trajectories import save_trajectories
 
-        cfg, times = self.config, {}
+        cfg, times, team = self.config, {}, self.team
         tasks = draw_tasks(self.env_id, self.env_kwargs, "train", cfg.seed, r * TASKS_PER_STREAM, cfg.tasks_per_round)
+        records, agent_metrics = [{"task": t, "source": "generator"} for t in tasks], {}
         round_dir = self.run.round_dir(r)
-        atomic_write_text(round_dir / "tasks.jsonl",
-                          "".join(json.dumps({"task": t, "source": "generator"}) + "\n" for t in tasks))
+        start = time.perf_counter()
+        if team:  # the proposer's tasks first, the generator's in chains of similar tasks with skills
+            tasks, records, agent_metrics = team.round_tasks(r, tasks)
+            times["time/propose_s"] = time.perf_counter() - start
+        atomic_write_text(round_dir / "tasks.jsonl", "".join(json.dumps(record) + "\n" for record in records))
         previous = self.run.checkpoint(f"round-{r - 1:03d}")
         model, tokenizer = AutoModelForCausalLM.from_pretrained(previous), AutoTokenizer.from_pretrained(previous)
         start = time.perf_counter()
         if cfg.algorithm == "expert_iteration":
             from sparring.trainers.expert_iteration import ExpertIterationTrainer
 
-            trainer = ExpertIterationTrainer(cfg.expert_iteration, self.env_id, self.env_kwargs,
+            ei = cfg.expert_iteration
+            trainer = ExpertIterationTrainer(ei, self.env_id, self.env_kwargs,
                                              max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
+            on_turn = self.bars.episodes("sampling", len(tasks) * ei.k)
             with self.generating(previous, model, tokenizer) as sampler:
-                model, trajectories, metrics = trainer.round(
-                    sampler, model, tokenizer, self.run.checkpoint("round-000"), tasks, self.run.root / "tmp-trainer",
-                    seed=cfg.seed * 1000 + r, on_turn=self.bars.episodes("sampling", len(tasks) * cfg.expert_iteration.k),
-                    callbacks=[self.bars.steps("training on verified samples", cfg.expert_iteration.sft.steps)])
-            save_trajectories(trajectories, round_dir / "trajectories")
+                if team:
+                    params = SamplingParams(temperature=ei.temperature, top_p=ei.top_p, max_tokens=cfg.policy.max_tokens)
+                    trajectories, collected = team.collect(sampler, tasks, ei.k, params, r, on_turn)
+                    agent_metrics.update(collected)
+                else:
+                    trajectories = trainer.collect(sampler, tasks, seed=cfg.seed * 1000 + r, on_turn=on_turn)
+            verified, extra = None, []
+            if team:  # verifiers, the proposer's pass rates, the reflector's refined attempts
+                verified, extra, after = team.after_collect(r, trajectories, ei.k, tokenizer)
+                agent_metrics.update(after)
+            model, metrics = trainer.fit(model, tokenizer, self.run.checkpoint("round-000"), trajectories,
+                                         self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r, verified=verified,
+                                         extra=extra, callbacks=[self.bars.steps("training on verified samples", ei.sft.steps)])
+            save_trajectories(trajectories + (team.refined if team else []), round_dir / "trajectories")
             sft_settings = cfg.expert_iteration.sft
         else:
             from sparring.trainers.grpo import train_grpo
 
+            prompt_hook, rewards = None, []
+            if team:  # a probe of k attempts per task: pass rates, verifier agreement, skills admitted
+                with self.generating(previous, model, tokenizer) as sampler:
+                    params = SamplingParams(temperature=cfg.grpo.temperature, max_tokens=cfg.policy.max_tokens)
+                    trajectories, collected = team.collect(sampler, tasks, team.k, params, r,
+                                                           self.bars.episodes("probe", len(tasks) * team.k))
+                agent_metrics.update(collected)
+                agent_metrics.update(team.after_collect(r, trajectories, team.k, tokenizer)[2])
+                prompt_hook, rewards = team.grpo_hooks(tasks)
             model.name_or_path = str(previous)  # TRL's colocated vLLM loads the weights from this folder
             metrics = train_grpo(model, tokenizer, self.env_id, self.env_kwargs, tasks, cfg.grpo,
                                  self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r,
-                                 callbacks=[self.bars.steps("GRPO", cfg.grpo.steps)])
+                                 callbacks=[self.bars.steps("GRPO", cfg.grpo.steps)],
+                                 prompt_hook=prompt_hook, extra_rewards=rewards)
             sft_settings = None
+        metrics.update(agent_metrics)
         times["time/train_s"] = time.perf_counter() - start
         checkpoint = self.run.checkpoint(f"round-{r:03d}")
         save_checkpoint(model, tokenizer, checkpoint)
@@ -359,6 +413,11 @@ class SelfPlay:
             start = time.perf_counter()
             metrics.update(self.control_round(r, tokenizer, sft_settings))
             times["time/control_s"] = time.perf_counter() - start
+        if team:
+            start = time.perf_counter()
+            metrics.update(team.train_roles(r))
+            metrics.update(team.finish_round(r))
+            times["time/agents_train_s"] = time.perf_counter() - start
         return {**metrics, **times}
 
     def run_rounds(self, resume: bool = False) -> list[dict[str, Any]]:
@@ -379,6 +438,9 @@ class SelfPlay:
                 model, tokenizer, metrics = self.bootstrap(self.base_checkpoint())
                 metrics["time/train_s"] = time.perf_counter() - start
                 save_checkpoint(model, tokenizer, self.run.checkpoint("round-000"))
+                if self.team:  # the agents' models learn their formats; the skill library is saved
+                    metrics.update(self.team.bootstrap(tokenizer))
+                    metrics["time/agents_bootstrap_s"] = time.perf_counter() - start - metrics["time/train_s"]
                 begin = time.perf_counter()
                 with self.generating(self.run.checkpoint("round-000"), model, tokenizer) as policy:
                     metrics.update(self.evaluate(policy))
@@ -399,7 +461,8 @@ class SelfPlay:
         k = self.config.eval.k
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
         columns = ["round", "eval/success", f"eval/pass@{k}", "control/eval/success", "ei/pass@1", "ei/kept", "grpo/reward",
-                   "time/train_s", "time/eval_s", "time/round_s"]
+                   "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
+                   "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]
         for column in columns:
             table.add_column(column, justify="right")

@@ -85,7 +85,8 @@ def test_the_default_config_file_is_the_embedded_default():
     assert load_selfplay_config(root / "configs" / "countdown-ei.yaml", []) == SelfPlayConfig()
 
 
-@pytest.mark.parametrize("name", ["countdown-ei.yaml", "countdown-grpo.yaml", "countdown-steps-grpo.yaml"])
+@pytest.mark.parametrize("name", ["countdown-ei.yaml", "countdown-grpo.yaml", "countdown-steps-grpo.yaml",
+                                  "countdown-selfplay-full.yaml"])
 def test_shipped_configs_load_and_validate(name):
     from pathlib import Path
 
@@ -107,3 +108,64 @@ def test_the_loop_generates_through_vllm_and_a_vllm_server(tmp_path, generation)
 def test_the_seed_flag_overrides_the_config():
     assert load_selfplay_config(None, ["rounds=3"], seed=7).seed == 7
     assert load_selfplay_config(None, ["seed=3"]).seed == 3
+
+
+AGENTS = ["proposer.kind=policy", "proposer.bootstrap_tasks=20", "proposer.bootstrap_sft.steps=3",
+          "proposer.sft.steps=2", "proposer.bootstrap_sft.batch_size=8", "proposer.sft.batch_size=8", "proposer.candidates=60",
+          "verifier.measure=[majority,judge]", "verifier.judge_bootstrap=20", "verifier.judge_bootstrap_sft.steps=3",
+          "verifier.judge_sft.steps=2", "verifier.judge_sft.batch_size=8", "verifier.judge_bootstrap_sft.batch_size=8",
+          "reflector.enabled=true", "reflector.bootstrap_tasks=20", "reflector.bootstrap_sft.steps=3",
+          "reflector.sft.steps=2", "reflector.bootstrap_sft.batch_size=8", "reflector.sft.batch_size=8",
+          "skills.enabled=true", "skills.chain_length=3"]
+
+
+def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
+    """Proposer, verifiers, reflector and skills in one tiny run: their metrics and files, then a resumed round
+    that reads the state the finished rounds left. A model this small writes no valid task yet, so its proposals
+    are replaced by scripted ones (generator tasks of another seed, and junk); the rest is the real loop."""
+    import gymnasium
+
+    from sparring.agents.proposer import Proposal, PolicyProposer, task_to_text
+
+    real_propose = PolicyProposer.propose
+    other = gymnasium.make("Countdown-v0", **SelfPlayConfig().env.kwargs).unwrapped
+
+    def scripted(self, policy, n, aim, *, seed=0, **context):
+        written = real_propose(self, policy, n, aim, seed=seed, **context)  # the model is asked all the same
+        return [Proposal(task_to_text(other.generate_task(seed * 100 + i, seed=7).to_dict(), "countdown") if i % 3
+                         else p.text, p.label) for i, p in enumerate(written)]
+    monkeypatch.setattr(PolicyProposer, "propose", scripted)
+    run = tmp_path / "run"
+    rows = SelfPlay(load_selfplay_config(None, TINY + AGENTS + ["rounds=1"]), run).run_rounds()
+    assert [row["round"] for row in rows] == [0, 1]
+    for key in ("proposer/valid_rate", "proposer/aim", "verifier/agreement", "verifier/majority/agreement",
+                "verifier/judge/agreement", "reflector/accepted", "skills/size", "skills/reuse_rate"):
+        assert key in rows[1], key
+    assert rows[1]["verifier/programmatic/agreement"] == 1.0 and 0 <= rows[1]["verifier/agreement"] <= 1
+    records = read_jsonl(run / "rounds/001/tasks.jsonl")
+    assert len(records) == 40 and {r["source"] for r in records} <= {"proposer", "generator", "chain"}
+    proposed = [r for r in records if r["source"] == "proposer"]
+    assert proposed and "proposer/solve_rate" in rows[1] and "proposer/learnability" in rows[1]
+    assert len(read_jsonl(run / "rounds/001/proposals.jsonl")) == 60
+    assert any(r["source"] == "chain" for r in records)  # the generator's tasks come in chains of similar ones
+    for name in ("proposer", "reflector", "judge"):
+        assert (run / "checkpoints" / f"{name}-001" / "config.json").exists()
+    for name in ("skills.jsonl", "reflections.jsonl"):
+        assert (run / "rounds/001" / name).exists()
+    assert read_jsonl(run / "rounds/000/skills.jsonl")  # seeded from the bootstrap's demonstrations
+    trajectories = load_trajectories(run / "rounds/001/trajectories")
+    assert len([t for t in trajectories if t.source == "policy"]) == 40 * 2
+    assert all(t.source == "refined" and t.success for t in trajectories if t.source != "policy")
+    # resume: one more round continues from the files round 1 left
+    more = SelfPlay(load_selfplay_config(None, TINY + AGENTS + ["rounds=2"]), run).run_rounds(resume=True)
+    assert [row["round"] for row in more] == [0, 1, 2] and more[:2] == rows
+    assert (run / "checkpoints/proposer-002/config.json").exists() and (run / "rounds/002/skills.jsonl").exists()
+    later = {json.dumps(r["task"], sort_keys=True) for r in read_jsonl(run / "rounds/002/tasks.jsonl") if r["source"] == "proposer"}
+    assert not later & {json.dumps(r["task"], sort_keys=True) for r in proposed}  # proposals are novel
+
+
+def test_agent_sections_are_validated():
+    with pytest.raises(ValueError, match="algorithm=expert_iteration"):
+        load_selfplay_config(None, ["algorithm=grpo", "reflector.enabled=true"])
+    with pytest.raises(ValueError, match="did you mean 'proposer.kind'"):
+        load_selfplay_config(None, ["proposer.knd=policy"])

@@ -168,6 +168,23 @@ def generate_tasks(config: CountdownConfig, split: str = "train", seed: int = 0,
     return [generate_task(config, split, seed, i) for i in range(start, start + n)]
 
 
+def task_problems(task: CountdownTask, config: CountdownConfig, split: str) -> list[str]:
+    """Why `task` is not one this config and split would pose (empty when it is): how proposed tasks are
+    held to the knobs. Says nothing about solvability (that is the expert's to certify)."""
+    problems = []
+    low, high = config.count_range
+    if not low <= len(task.numbers) <= high:
+        problems.append(f"has {len(task.numbers)} numbers, the knobs allow {low} to {high}")
+    outside = [n for n in task.numbers if not config.min_number <= n <= config.max_number]
+    if outside:
+        problems.append(f"numbers {outside} are outside {config.min_number}..{config.max_number}")
+    if not config.min_target <= task.target <= config.max_target:
+        problems.append(f"target {task.target} is outside {config.min_target}..{config.max_target}")
+    if split_of(task) != split:
+        problems.append(f"belongs to the {split_of(task)!r} split, not {split!r}")
+    return problems
+
+
 # ---- verifier -----------------------------------------------------------------------------------
 
 def _times(k: int) -> str:
@@ -299,6 +316,10 @@ class CountdownEnv(TextEnv):
     def sample_task(self, rng: random.Random, config: CountdownConfig) -> CountdownTask:
         return sample_task(config, self.split, rng)
 
+    def task_problems(self, task: CountdownTask, config: CountdownConfig | None = None) -> list[str]:
+        """Why `task` lies outside this env's knobs (or `config`'s) and split; empty when it lies within."""
+        return task_problems(task, config or self.config, self.split)
+
     def _begin(self) -> tuple[str, dict[str, Any]]:
         return prompt(self.task, self.instruction), {}
 
@@ -379,6 +400,10 @@ class CountdownStepsEnv(TextEnv):
 
     def sample_task(self, rng: random.Random, config: CountdownConfig) -> CountdownTask:
         return sample_task(config, self.split, rng)
+
+    def task_problems(self, task: CountdownTask, config: CountdownConfig | None = None) -> list[str]:
+        """Why `task` lies outside this env's knobs (or `config`'s) and split; empty when it lies within."""
+        return task_problems(task, config or self.config, self.split)
 
     def _state(self) -> tuple[str, dict[str, Any]]:
         line = (f"{self.task.target}:[{', '.join(map(str, self.values))}]" if self.instruction == "compact"

@@ -41,24 +41,31 @@ class ExpertIterationConfig:
             raise ValueError(f"expert_iteration.temperature must be > 0 (sampling needs it), got {self.temperature!r}")
 
 
-def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int,
-                    weight_hard: bool = False) -> tuple[list[Trajectory], dict[str, float]]:
+def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int, weight_hard: bool = False,
+                    verified: list[bool] | None = None) -> tuple[list[Trajectory], dict[str, float]]:
     """Keep at most `max_per_task` distinct successful trajectories per task (the `k` consecutive samples of
     a task), and measure exploration: pass@1, pass@k, distinct correct answers, and B-STaR's balance score.
     With `weight_hard`, a task solved by c of its k samples has its kept answers repeated k - c + 1 times
-    (weight proportional to 1 - c/k + 1/k), so training leans towards what the policy rarely gets right."""
+    (weight proportional to 1 - c/k + 1/k), so training leans towards what the policy rarely gets right.
+    `verified` (one flag per trajectory) replaces the env's verdicts in deciding what is kept, for a verifier
+    other than the env's (majority vote, a model judge); the exploration metrics stay the env's."""
+    if verified is not None and len(verified) != len(trajectories):
+        raise ValueError(f"verified has {len(verified)} flags for {len(trajectories)} trajectories; give one per trajectory")
+    flags = iter(verified if verified is not None else [t.success for t in trajectories])
+    accepted = {id(t) for t in trajectories if next(flags)}
     kept: list[Trajectory] = []
     tasks = by_task(trajectories, k)
     distinct_counts, balance = [], []
     for samples in tasks:
         correct = [t for t in samples if t.success]
         distinct: dict[tuple[str, ...], Trajectory] = {}
-        for t in correct:
+        for t in (t for t in samples if id(t) in accepted):
             distinct.setdefault(tuple(turn.action for turn in t.turns), t)
         distinct_counts.append(len(distinct))
         # B-STaR: min(n'/n*, 1) * n'/n, with n' distinct correct among the n selected (verified) samples
         balance.append(min(len(distinct) / BALANCE_TARGET, 1.0) * len(distinct) / len(correct) if correct else 0.0)
-        kept += [t for t in list(distinct.values())[:max_per_task] for _ in range(k - len(correct) + 1 if weight_hard else 1)]
+        repeats = k - len([t for t in samples if id(t) in accepted]) + 1 if weight_hard else 1
+        kept += [t for t in list(distinct.values())[:max_per_task] for _ in range(repeats)]
     n = max(1, len(tasks))
     return kept, {
         "ei/pass@1": sum(t.success for t in trajectories) / max(1, len(trajectories)),
@@ -89,8 +96,19 @@ class ExpertIterationTrainer:
         """One iteration: `sampler` (any backend serving the current weights) plays, `model` (the same weights,
         in transformers) is fine-tuned. Returns the fine-tuned model, every sampled trajectory and the metrics."""
         trajectories = self.collect(sampler, tasks, seed=seed, on_turn=on_turn)
+        model, metrics = self.fit(model, tokenizer, base_path, trajectories, output_dir, seed=seed, callbacks=callbacks)
+        return model, trajectories, metrics
+
+    def fit(self, model: Any, tokenizer: Any, base_path: str | Path, trajectories: list[Trajectory],
+            output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
+            verified: list[bool] | None = None, extra: list[Trajectory] = ()) -> tuple[Any, dict[str, float]]:
+        """The training half of a round: keep what verifies among `trajectories` (`k` per task; `verified`
+        overrides the env's verdicts, see `select_verified`), add `extra` (refined attempts, skill bonuses)
+        and fine-tune. Returns the fine-tuned model and the metrics."""
         kept, metrics = select_verified(trajectories, self.config.k, self.config.max_per_task,
-                                        self.config.weight_hard_tasks)
+                                        self.config.weight_hard_tasks, verified)
+        kept += list(extra)
+        metrics["ei/examples"] = len(kept)
         if self.config.restart_from_base:
             from transformers import AutoModelForCausalLM
 
@@ -98,4 +116,4 @@ class ExpertIterationTrainer:
         if kept:
             metrics.update(supervised_finetune(model, tokenizer, sft_examples(kept, tokenizer),
                                                self.config.sft, output_dir, seed=seed, callbacks=callbacks))
-        return model, trajectories, metrics
+        return model, metrics

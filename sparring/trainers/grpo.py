@@ -480,7 +480,9 @@ def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_
 
 def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]],
                settings: GRPOSettings, output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
-               multi_turn: bool | None = None) -> dict[str, float]:
+               multi_turn: bool | None = None,
+               prompt_hook: Callable[[dict[str, Any], str], tuple[str, dict[str, str]]] | None = None,
+               extra_rewards: list[Callable[..., list[float]]] = ()) -> dict[str, float]:
     """Train `model` in place with GRPO on `tasks` for `settings.steps` steps; returns metrics.
 
     Prompts are the env's first observation of each task as the model sees it
@@ -492,6 +494,10 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
 
     Metrics: `grpo/reward` (mean over every completion of the run), `grpo/reward_final` (the last step's
     mean), `grpo/success`, `grpo/loss`, `grpo/steps`, and for multi-turn `grpo/turns` (actions per episode).
+
+    `prompt_hook(task, observation) -> (shown, columns)`: what the model is shown instead of a task's first
+    observation (e.g. with retrieved skills) and extra dataset columns for the reward functions;
+    `extra_rewards`: reward functions added to the env's (TRL sums them), e.g. a skill-integrated reward.
     """
     import importlib.util
 
@@ -518,8 +524,11 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
             observation, _ = env.reset(options={"task": task})
         except (ValueError, TypeError) as error:
             raise ValueError(f"tasks[{i}] is not a valid {env_id} task: {error}") from error
+        columns: dict[str, str] = {}
+        if prompt_hook is not None:
+            observation, columns = prompt_hook(task, observation)
         rows.append({"prompt": render(tokenizer, [{"role": "user", "content": observation}]),
-                     "task": json.dumps(task, sort_keys=True)})
+                     "task": json.dumps(task, sort_keys=True), **columns})
     env.close()
     if multi_turn is None:
         multi_turn = is_multi_turn(env_id, env_kwargs, tasks)
@@ -553,7 +562,7 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
         warnings.filterwarnings("ignore", message=".*experimental feature.*")
         warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
         try:
-            trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
+            trainer = GRPOTrainer(model=model, reward_funcs=[reward, *extra_rewards] if extra_rewards else reward, args=args, train_dataset=Dataset.from_list(rows),
                                   processing_class=tokenizer, callbacks=callbacks, rollout_func=rollout)
             trainer.remove_callback(PrinterCallback)
             output = trainer.train()

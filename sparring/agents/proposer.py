@@ -1,0 +1,359 @@
+"""Proposers: where a self-play round's training tasks come from, aimed at the solver's frontier.
+
+- `CurriculumProposer`, the model-free baseline: the env's own generator, its difficulty knobs moved one
+  level up or down a ladder after each round so that the solver's solve rate stays inside a band.
+- `PolicyProposer`: a policy prompted to write tasks in the env's Task format (PSV, Absolute Zero,
+  Self-Challenging). It is difficulty-aware as in PSV: each prompt asks for a task the solver solves with
+  a given pass rate, and the rate asked for follows the solver's recent pass rates on proposed tasks
+  (`next_aim`). It is trained in the loop: its accepted, learnable tasks, labelled with the pass rate the
+  solver really had on them, are its next supervised data (`proposer_examples`).
+
+A proposed task is accepted only after validation (`check_task`): it parses as the family's Task, lies
+within the knobs (the env's `task_problems`, where the family has one), is not a held-out or earlier
+task, and the env's expert solves it (its actions, replayed in the env, verify). That is the family-generic
+certificate; a family adds its own filter (Code-as-Task's sandboxed checks, TextNav's navigator) through
+`task_problems` or its expert.
+
+Learnability is Absolute Zero's: with p the share of the solver's k samples that solve a task,
+`1 - p` when 0 < p < 1, else 0 (a task always or never solved teaches nothing).
+
+    >>> proposer = PolicyProposer("Countdown-v0", {"instruction": "compact"}, ProposerConfig(kind="policy"), k=4)
+    >>> proposals = proposer.propose(policy, n=64, aim=0.5, seed=0)
+    >>> accepted = proposer.accept(proposals, quota=32)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sparring.agents.policy import Policy, Prompt, SamplingParams
+from sparring.envs.base import check_choice
+from sparring.errors import UnsolvableTaskError
+from sparring.trainers.sft import SFTSettings
+
+PROPOSER_KINDS = ("none", "curriculum", "policy")
+PROMPT_STYLES = ("compact", "full")
+ROLE_MODELS = ("own", "solver")  # a role's model: its own checkpoint, trained in the loop; or the solver's, prompted
+MAX_TASK_CHARS = 2_000
+
+# The model-free curriculum's default ladders, easiest first: knob overrides of the env's own knobs.
+CURRICULUM_LADDERS: dict[str, list[dict[str, Any]]] = {
+    "countdown": [{"num_numbers": 3, "max_number": 10}, {"num_numbers": 3, "max_number": 20},
+                  {"num_numbers": 3, "max_number": 30}, {"num_numbers": [3, 4], "max_number": 20},
+                  {"num_numbers": 4, "max_number": 30}],
+}
+
+
+@dataclass
+class ProposerConfig:
+    kind: str = "none"                 # none (the generator alone), curriculum (model-free baseline), policy
+    fraction: float = 0.5              # share of a round's training tasks that the proposer writes; the generator the rest
+    band: list[float] = field(default_factory=lambda: [0.25, 0.75])  # the solve-rate band to aim at
+    k: int = 4                         # solver samples per proposed task for its pass rate (expert iteration uses its own k)
+    # the policy proposer
+    prompt: str = "compact"            # compact: `propose p=0.50` (a tiny model); full: instructions, recent tasks, pass rates
+    model: str = "own"                 # own: its own checkpoint, trained in the loop; solver: the solver's, prompted only
+    candidates: int = 0                # proposals sampled per round; 0 means 3 x the quota
+    temperature: float = 1.0
+    max_tokens: int = 40
+    novel: bool = True                 # reject tasks posed in an earlier round
+    knobs: dict[str, Any] = field(default_factory=dict)  # knob overrides proposed tasks must lie within (default: the env's)
+    bootstrap_tasks: int = 1000        # round 0: generator tasks labelled with the bootstrapped solver's pass rates
+    bootstrap_sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=300, batch_size=64, learning_rate=1e-3,
+                                                                           warmup_steps=20, scheduler="cosine"))
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=30, batch_size=64, learning_rate=3e-4))
+    # the curriculum proposer
+    levels: list[dict[str, Any]] = field(default_factory=list)  # knob overrides, easiest first (empty: the family's ladder)
+
+    def __post_init__(self) -> None:
+        check_choice("proposer.kind", self.kind, PROPOSER_KINDS)
+        check_choice("proposer.prompt", self.prompt, PROMPT_STYLES)
+        check_choice("proposer.model", self.model, ROLE_MODELS)
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"proposer.fraction must be in (0, 1] (the share of a round's tasks it writes), got {self.fraction!r}")
+        if len(self.band) != 2 or not 0 <= self.band[0] < self.band[1] <= 1:
+            raise ValueError(f"proposer.band must be [low, high] with 0 <= low < high <= 1, got {self.band!r}")
+        for name, low in (("k", 2), ("candidates", 0), ("max_tokens", 1), ("bootstrap_tasks", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"proposer.{name} must be an integer >= {low}, got {value!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"proposer.temperature must be > 0 (proposals are sampled), got {self.temperature!r}")
+        if not all(isinstance(level, dict) for level in self.levels):
+            raise ValueError(f"proposer.levels must be a list of knob dicts, got {self.levels!r}")
+
+
+def learnability(p: float) -> float:
+    """Absolute Zero's proposer reward: 1 - p when 0 < p < 1, else 0."""
+    return 1.0 - p if 0.0 < p < 1.0 else 0.0
+
+
+def task_key(task: dict[str, Any]) -> str:
+    """A task's identity: its canonical JSON."""
+    return json.dumps(task, sort_keys=True)
+
+
+# ---- tasks as text ------------------------------------------------------------------------------
+
+_COMPACT_COUNTDOWN = re.compile(r"\s*(\d{1,10}(?:[ ,]+\d{1,10}){0,15})\s*->\s*(-?\d{1,10})\s*")
+
+
+def task_to_text(task: dict[str, Any], family: str, style: str = "compact") -> str:
+    """How a proposer writes `task`: Countdown's compact `8 3 2 -> 22`, else the task's JSON."""
+    if style == "compact" and family == "countdown":
+        return f"{' '.join(map(str, task['numbers']))} -> {task['target']}"
+    return json.dumps(task, sort_keys=True)
+
+
+def text_to_task(text: str, family: str) -> dict[str, Any]:
+    """The task dict a proposer wrote: a JSON object (the first `{...}` in the text), or for Countdown the
+    compact `8 3 2 -> 22`. A ValueError says why the text is neither; nothing is evaluated."""
+    if not isinstance(text, str) or len(text) > MAX_TASK_CHARS:
+        raise ValueError(f"a proposal must be text of at most {MAX_TASK_CHARS} characters")
+    start, end = text.find("{"), text.rfind("}")
+    if start >= 0 and end > start:
+        try:
+            task = json.loads(text[start:end + 1])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"its JSON does not parse: {error}") from None
+        if not isinstance(task, dict):
+            raise ValueError(f"its JSON is a {type(task).__name__}, not an object")
+        return task
+    if family == "countdown":
+        match = _COMPACT_COUNTDOWN.fullmatch(text)
+        if match:
+            return {"numbers": [int(n) for n in re.split(r"[ ,]+", match[1].strip())], "target": int(match[2])}
+        raise ValueError(f"{text[:60]!r} is neither a JSON task nor `numbers -> target`")
+    raise ValueError(f"{text[:60]!r} holds no JSON object")
+
+
+# ---- validation ---------------------------------------------------------------------------------
+
+@dataclass
+class Proposal:
+    text: str
+    label: float | None = None           # the pass rate the prompt asked for
+    task: dict[str, Any] | None = None   # the parsed task (None when the text does not parse)
+    reason: str | None = None            # why it was rejected: "parse", "knobs", "unsolvable", "duplicate", "held_out"
+    detail: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.task is not None and self.reason is None
+
+
+def check_task(env: Any, task: Any, config: Any = None) -> tuple[str, str] | None:
+    """None when `task` is one `env` may pose, else (reason code, detail): it must parse as the family's Task,
+    lie within the knobs (`env.task_problems(task, config)` where the family has it; `config` defaults to the
+    env's), and the expert's actions must solve it when replayed in the env. Never raises on a bad task."""
+    try:
+        parsed = env.task_type.from_dict(task)
+    except (ValueError, TypeError, KeyError) as error:
+        return "parse", str(error)
+    problems = env.task_problems(parsed, config) if hasattr(env, "task_problems") else []
+    if problems:
+        return "knobs", "; ".join(problems)
+    try:
+        env.reset(options={"task": parsed.to_dict()})
+        actions = env.expert_actions()
+        verdict = None
+        for action in actions:
+            _, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                verdict = info["verdict"]
+                break
+    except UnsolvableTaskError as error:
+        return "unsolvable", str(error)
+    except (ValueError, TypeError, RecursionError) as error:  # the expert choked on an odd task: not certified
+        return "unsolvable", f"the expert could not solve it: {error}"
+    if verdict is None or not verdict["success"]:
+        return "unsolvable", "the expert's solution does not verify" if verdict else "the expert's actions do not end the episode"
+    return None
+
+
+def env_config(env: Any, overrides: dict[str, Any]) -> Any:
+    """The env's knob dataclass with `overrides` applied (unknown knobs are an error naming the accepted ones)."""
+    from sparring.envs.base import resolve_config
+
+    knobs = {f.name: getattr(env.config, f.name) for f in dataclasses.fields(env.config)}
+    return resolve_config(type(env.config), {}, None, {**knobs, **overrides}, owner=f"{type(env).__name__} (proposer.knobs)")
+
+
+# ---- the policy proposer ------------------------------------------------------------------------
+
+def label_grid(k: int) -> list[float]:
+    """The pass rates k samples can measure: 0, 1/k, ..., 1."""
+    return [i / k for i in range(k + 1)]
+
+
+def labels_for(aim: float, n: int, k: int, rng: random.Random) -> list[float]:
+    """`n` labels on the k-sample grid whose mean is `aim`: each is one of the two grid points around it."""
+    aim = min(1.0, max(0.0, aim))
+    lower = math.floor(aim * k) / k
+    upper = min(1.0, lower + 1 / k)
+    share = (aim - lower) * k
+    return [upper if rng.random() < share else lower for _ in range(n)]
+
+
+def next_aim(previous_aim: float | None, solve_rate: float | None, band: list[float], k: int) -> float:
+    """The pass rate to ask for next: the band's centre at first, then moved by how far the solver's solve rate
+    on the last proposals fell from the centre (solved too often: ask for harder tasks), kept inside (0, 1)."""
+    centre = (band[0] + band[1]) / 2
+    if previous_aim is None or solve_rate is None:
+        return centre
+    return min(1 - 1 / k, max(1 / k, previous_aim + (centre - solve_rate)))
+
+
+class PolicyProposer:
+    """A policy that writes tasks for `env_id` on request: `propose` samples, `accept` validates."""
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], config: ProposerConfig, k: int,
+                 forbidden: set[str] | None = None):
+        from sparring.envs.catalog import make
+
+        self.env_id, self.env_kwargs, self.config, self.k = env_id, dict(env_kwargs), config, k
+        self.env = make(env_id, **self.env_kwargs).unwrapped
+        self.family = self.env.family
+        self.knobs = env_config(self.env, config.knobs)
+        self.forbidden = set(forbidden or ())  # held-out tasks and, with `novel`, earlier rounds' tasks
+        self.example = self.env.generate_task(0, config=self.knobs).to_dict()
+
+    def prompt_text(self, label: float, recent: list[tuple[dict[str, Any], float]] = (),
+                    solve_rate: float | None = None) -> str:
+        """The request for one task the solver solves with pass rate `label`."""
+        if self.config.prompt == "compact":
+            return f"propose p={label:.2f}"
+        lines = [f"You write {self.family} tasks for a solver to practise on. A task is a JSON object like "
+                 f"{json.dumps(self.example, sort_keys=True)}."]
+        if recent:
+            lines.append("Recent tasks and the share of the solver's attempts that solved them:")
+            lines += [f"{json.dumps(task, sort_keys=True)} -> {p:.2f}" for task, p in recent[:8]]
+        if solve_rate is not None:
+            lines.append(f"The solver's recent pass rate is {solve_rate:.2f}.")
+        lines.append(f"Write one new task, different from these, that the solver would solve about {label:.0%} of the "
+                     "time. Answer with the JSON object only.")
+        return "\n".join(lines)
+
+    def conversation(self, label: float, **context: Any) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self.prompt_text(label, **context)}]
+
+    def propose(self, policy: Policy, n: int, aim: float, *, seed: int = 0,
+                recent: list[tuple[dict[str, Any], float]] = (), solve_rate: float | None = None) -> list[Proposal]:
+        """`n` sampled proposals; their labels average `aim` (see `labels_for`)."""
+        labels = Counter(labels_for(aim, n, self.k, random.Random(seed)))
+        order = sorted(labels)
+        prompts: list[Prompt] = [self.conversation(label, recent=recent, solve_rate=solve_rate) for label in order]
+        outputs = []
+        for label, prompt in zip(order, prompts):  # one call per label: each asks for `count` completions
+            params = SamplingParams(n=labels[label], temperature=self.config.temperature,
+                                    max_tokens=self.config.max_tokens, seed=seed * 100 + round(label * 100))
+            outputs.append((label, policy.generate([prompt], params)[0]))
+        return [Proposal(text=c.text, label=label) for label, group in outputs for c in group]
+
+    def accept(self, proposals: list[Proposal], quota: int | None = None) -> list[Proposal]:
+        """Validate every proposal in place (`task`, `reason`); return the accepted ones, at most `quota`, unique."""
+        seen: set[str] = set()
+        accepted = []
+        for proposal in proposals:
+            try:
+                proposal.task = text_to_task(proposal.text, self.family)
+            except ValueError as error:
+                proposal.reason, proposal.detail = "parse", str(error)
+                continue
+            key = task_key(proposal.task)
+            if key in seen:
+                proposal.reason = "duplicate"
+                continue
+            if key in self.forbidden:
+                proposal.reason, proposal.detail = "held_out", "a held-out task or one posed in an earlier round"
+                continue
+            problem = check_task(self.env, proposal.task, self.knobs)
+            if problem is not None:
+                proposal.reason, proposal.detail = problem
+                continue
+            proposal.task = self.env.task_type.from_dict(proposal.task).to_dict()  # canonical form
+            seen.add(key)
+            if quota is None or len(accepted) < quota:
+                accepted.append(proposal)
+        return accepted
+
+    def examples(self, labelled: list[tuple[dict[str, Any], float]], tokenizer: Any,
+                 recent: list[tuple[dict[str, Any], float]] = (), solve_rate: float | None = None) -> list[dict[str, str]]:
+        """Supervised pairs: the request for pass rate p (rounded to the k-sample grid) -> the task that had it."""
+        from sparring.agents.hf import render
+
+        style = "compact" if self.config.prompt == "compact" else "json"
+        out = []
+        for task, p in labelled:
+            label = round(p * self.k) / self.k
+            prompt = render(tokenizer, self.conversation(label, recent=recent, solve_rate=solve_rate))
+            out.append({"prompt": prompt, "completion": task_to_text(task, self.family, style)})
+        return out
+
+
+def proposal_metrics(proposals: list[Proposal], pass_rates: list[float]) -> dict[str, float]:
+    """valid_rate (accepted / sampled), solve_rate and learnability (means over the accepted tasks the solver
+    played, from their pass rates), and the count of each rejection reason."""
+    n = max(1, len(proposals))
+    metrics = {"proposer/candidates": len(proposals),
+               "proposer/valid_rate": sum(p.reason is None and p.task is not None for p in proposals) / n}
+    for reason, count in Counter(p.reason for p in proposals if p.reason).items():
+        metrics[f"proposer/rejected/{reason}"] = count / n
+    metrics.update(pass_rate_metrics(pass_rates))
+    return metrics
+
+
+def pass_rate_metrics(pass_rates: list[float]) -> dict[str, float]:
+    if not pass_rates:
+        return {"proposer/tasks": 0}
+    return {"proposer/tasks": len(pass_rates),
+            "proposer/solve_rate": sum(pass_rates) / len(pass_rates),
+            "proposer/learnability": sum(map(learnability, pass_rates)) / len(pass_rates),
+            "proposer/learnable": sum(0 < p < 1 for p in pass_rates) / len(pass_rates)}
+
+
+# ---- the model-free curriculum ------------------------------------------------------------------
+
+class CurriculumProposer:
+    """The env's generator on a ladder of knob settings; one level up when the solver's solve rate on the last
+    round's curriculum tasks was above the band, one down when below."""
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], config: ProposerConfig):
+        from sparring.envs.catalog import make
+
+        self.env_id, self.env_kwargs, self.config = env_id, dict(env_kwargs), config
+        env = make(env_id, **self.env_kwargs).unwrapped
+        self.levels = config.levels or CURRICULUM_LADDERS.get(env.family, [])
+        if not self.levels:
+            raise ValueError(f"proposer.kind 'curriculum' needs proposer.levels (knob overrides, easiest first) for "
+                             f"{env_id}: the {env.family!r} family has no default ladder")
+        for level in self.levels:
+            env_config(env, level)  # a clear error now on a mistyped knob
+        knobs = {f.name: getattr(env.config, f.name) for f in dataclasses.fields(env.config)}
+
+        def matches(level: dict[str, Any]) -> bool:
+            resolved = env_config(env, level)
+            return all(getattr(resolved, name) == value for name, value in knobs.items())
+        self.start = next((i for i, level in enumerate(self.levels) if matches(level)), 0)
+
+    def level(self, previous_level: int | None, solve_rate: float | None) -> int:
+        if previous_level is None or solve_rate is None:
+            return self.start
+        low, high = self.config.band
+        step = 1 if solve_rate > high else -1 if solve_rate < low else 0
+        return min(len(self.levels) - 1, max(0, previous_level + step))
+
+    def propose(self, level: int, seed: int, start: int, n: int) -> list[dict[str, Any]]:
+        """Items `start .. start+n-1` of the train split at `level`'s knobs."""
+        import gymnasium
+
+        kwargs = {**self.env_kwargs, **self.levels[level]}
+        env = gymnasium.make(self.env_id, split="train", **kwargs).unwrapped
+        return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]

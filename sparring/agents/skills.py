@@ -1,0 +1,496 @@
+"""The skill library: verified, reusable skills, retrieved by relevance, counted, pruned and kept on disk.
+
+A skill is what one family can reuse across episodes (`SkillKind`):
+- Countdown (`ExpressionSkills`): an answer's expression pattern, its numbers replaced by letters in the
+  order written (`a*b-c` from `8*3-2`): a verified macro the solver is shown for similar tasks.
+- Command envs (`MacroSkills`, the fallback for multi-turn families such as TextNav): the command
+  sequence of a successful episode, a macro shown as a known routine.
+Code functions (code and tool envs) plug in as one more `SkillKind` with the same five methods.
+
+`SkillLibrary` admits a skill only when it verifies (its kind replays it in the env on the task it came
+from), merges a skill seen again into the one it already holds (one more test case, a longer
+description), retrieves the most relevant ones for a task with BM25 over descriptions (rank-bm25's
+BM25L, offline) weighted by a success-rate prior, counts how often each was shown, used and used
+successfully, prunes those that keep failing, and saves and loads itself as JSON lines.
+
+SAGE's sequential rollout (`chain_rollout`): the round's tasks come as chains of similar tasks; the
+chains are played position by position, a verified success adds its skill to the library, and later
+tasks of the same chain are shown the skills made earlier in it first. Its skill-integrated reward gives
+a bonus to a verified attempt that used such a skill and to the attempt that made it; expert iteration
+repeats those attempts once more, GRPO adds `SkillRewardFunction` to the env's reward.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparring.agents.policy import Policy, Prompt, SamplingParams
+from sparring.agents.proposer import PROMPT_STYLES, task_key
+from sparring.envs.base import check_choice
+from sparring.io import atomic_write_text, read_jsonl
+from sparring.trajectories import Trajectory, Turn
+
+MAX_TESTS = 8          # verified instances kept per skill
+MAX_DESCRIPTION = 400  # description tokens kept per skill (the most recent)
+
+
+@dataclass
+class SkillsConfig:
+    enabled: bool = False
+    top_k: int = 2                     # skills shown per task
+    prompt: str = "compact"            # compact (`8 3 2 -> 22 | a*b-c`) or full (a sentence and the skills)
+    at_eval: bool = True               # held-out evaluation also shows retrieved skills (the agent with its library)
+    chains: bool = True                # SAGE's sequential rollout over chains of similar tasks
+    chain_length: int = 4
+    reward_bonus: float = 0.5          # skill-integrated reward (0: off)
+    min_uses: int = 8                  # pruning: a skill shown this often ...
+    min_rate: float = 0.05             # ... whose uses verified less often than this per showing is dropped
+    max_size: int = 200
+    bootstrap: bool = True             # seed the library from the bootstrap's demonstrations and show skills in them
+    load: str | None = None            # start from a saved library (a skills.jsonl, e.g. another run's) instead
+
+    def __post_init__(self) -> None:
+        check_choice("skills.prompt", self.prompt, PROMPT_STYLES)
+        for name, low in (("top_k", 1), ("chain_length", 1), ("min_uses", 1), ("max_size", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"skills.{name} must be an integer >= {low}, got {value!r}")
+        if self.load is not None and not Path(self.load).is_file():
+            raise ValueError(f"skills.load {self.load!r} is not a file: give a skills.jsonl that a run saved")
+        if not 0 <= self.min_rate <= 1 or self.reward_bonus < 0:
+            raise ValueError(f"skills.min_rate must be in [0, 1] and skills.reward_bonus >= 0, got "
+                             f"{self.min_rate!r} and {self.reward_bonus!r}")
+
+
+@dataclass
+class Skill:
+    id: str
+    kind: str
+    body: str                                   # what is shown and reused: a pattern, a command list, code
+    description: list[str] = field(default_factory=list)  # retrieval tokens: where it worked
+    tests: list[dict[str, Any]] = field(default_factory=list)  # verified instances {"task": ..., "args": ...}
+    n_retrieved: int = 0                        # times shown with a task
+    n_used: int = 0                             # times an attempt shown it used it
+    n_success: int = 0                          # ... and verified
+    version: int = 1                            # bumped when another task confirms it
+    created_round: int = 0
+
+    @property
+    def utility(self) -> float:
+        """A success-rate prior: (successes + 1) / (showings + 2)."""
+        return (self.n_success + 1) / (self.n_retrieved + 2)
+
+
+# ---- what a skill is, per family ----------------------------------------------------------------
+
+class SkillKind(ABC):
+    kind: str = ""
+
+    @abstractmethod
+    def extract(self, trajectory: Trajectory, round: int = 0) -> Skill | None:
+        """The skill a verified trajectory shows, or None."""
+
+    @abstractmethod
+    def verify(self, skill: Skill, env: Any) -> bool:
+        """Whether the skill, replayed in `env` on its test instances, verifies on every one."""
+
+    @abstractmethod
+    def used(self, skill: Skill, trajectory: Trajectory) -> bool:
+        """Whether an attempt used the skill."""
+
+    @abstractmethod
+    def query(self, task: dict[str, Any]) -> list[str]:
+        """Retrieval tokens for a task (what a skill's description is matched against)."""
+
+    def render(self, observation: str, skills: list[Skill], style: str = "compact") -> str:
+        """The observation with the skills shown."""
+        if not skills:
+            return observation
+        if style == "compact":
+            return f"{observation} | {' '.join(s.body for s in skills)}"
+        return observation + "\n\nSkills that solved similar tasks:\n" + "\n".join(f"- {s.body}" for s in skills)
+
+
+def _answer_expression(action: str) -> str | None:
+    from sparring.envs.countdown import extract_answer
+
+    content = extract_answer(action)
+    if content is None:
+        return None
+    expression = content.rpartition("=")[0] if "=" in content else content
+    expression = "".join(expression.split())
+    return expression if re.fullmatch(r"[0-9+\-*/()]+", expression or "-") else None
+
+
+LETTERS = "abcdefgh"
+
+
+def expression_pattern(expression: str) -> tuple[str, list[int]] | None:
+    """`8*3-2` -> (`a*b-c`, [8, 3, 2]): the numbers replaced by letters in the order written."""
+    numbers = [int(n) for n in re.findall(r"\d+", expression)]
+    if not numbers or len(numbers) > len(LETTERS):
+        return None
+    letters = iter(LETTERS)
+    return re.sub(r"\d+", lambda _: next(letters), expression), numbers
+
+
+def instantiate(pattern: str, args: list[int]) -> str:
+    values = dict(zip(LETTERS, map(str, args)))
+    return re.sub(r"[a-h]", lambda m: values.get(m[0], m[0]), pattern)
+
+
+def countdown_features(task: dict[str, Any]) -> list[str]:
+    """What a planner sees in a Countdown task before solving it: how the target compares with the numbers'
+    sum, largest number and largest product, which numbers divide it, parity, ones and duplicates."""
+    numbers, target = sorted(task.get("numbers", [])), task.get("target", 0)
+    if not numbers:
+        return []
+    tokens = [f"count{len(numbers)}", "t_above_sum" if target > sum(numbers) else "t_within_sum",
+              "t_above_max" if target > numbers[-1] else "t_below_max",
+              "t_even" if target % 2 == 0 else "t_odd", f"t_digits{len(str(abs(target)))}"]
+    if len(numbers) >= 2:
+        tokens.append("t_above_top_product" if target > numbers[-1] * numbers[-2] else "t_within_top_product")
+    divisors = sum(1 for n in set(numbers) if n > 1 and target % n == 0)
+    tokens.append(f"t_divisors{min(divisors, 2)}")
+    if 1 in numbers:
+        tokens.append("has_one")
+    if len(set(numbers)) < len(numbers):
+        tokens.append("has_duplicate")
+    return tokens
+
+
+class ExpressionSkills(SkillKind):
+    """Countdown: a verified answer's expression pattern (`a*b-c`)."""
+
+    kind = "expression"
+
+    def extract(self, trajectory: Trajectory, round: int = 0) -> Skill | None:
+        if not trajectory.success or not trajectory.turns:
+            return None
+        expression = _answer_expression(trajectory.turns[-1].action)
+        found = expression_pattern(expression) if expression else None
+        if found is None:
+            return None
+        pattern, args = found
+        ops = [f"op{'+-*/'.index(c)}" for c in pattern if c in "+-*/"]
+        return Skill(id=f"expression:{pattern}", kind=self.kind, body=pattern,
+                     description=countdown_features(trajectory.task) + ops,
+                     tests=[{"task": trajectory.task, "args": args}], created_round=round)
+
+    def verify(self, skill: Skill, env: Any) -> bool:
+        for test in skill.tests[-MAX_TESTS:]:
+            env.reset(options={"task": test["task"]})
+            _, _, _, _, info = env.step(f"<answer>{instantiate(skill.body, test['args'])}</answer>")
+            if not info.get("verdict", {}).get("success"):
+                return False
+        return bool(skill.tests)
+
+    def used(self, skill: Skill, trajectory: Trajectory) -> bool:
+        expression = _answer_expression(trajectory.turns[-1].action) if trajectory.turns else None
+        found = expression_pattern(expression) if expression else None
+        return found is not None and found[0] == skill.body
+
+    def query(self, task: dict[str, Any]) -> list[str]:
+        return countdown_features(task)
+
+
+def _words(value: Any) -> list[str]:
+    return re.findall(r"[a-z]+|\d+", json.dumps(value, sort_keys=True).lower())
+
+
+class MacroSkills(SkillKind):
+    """Multi-turn command envs (TextNav and the like): a successful episode's command sequence as a macro."""
+
+    kind = "macro"
+
+    def __init__(self, max_commands: int = 12):
+        self.max_commands = max_commands
+
+    def extract(self, trajectory: Trajectory, round: int = 0) -> Skill | None:
+        commands = [" ".join(t.action.split()) for t in trajectory.turns]
+        if not trajectory.success or not commands or len(commands) > self.max_commands:
+            return None
+        body = "; ".join(commands)
+        return Skill(id=f"macro:{body}", kind=self.kind, body=body, description=_words(trajectory.task) + _words(body),
+                     tests=[{"task": trajectory.task, "args": commands}], created_round=round)
+
+    def verify(self, skill: Skill, env: Any) -> bool:
+        for test in skill.tests[-MAX_TESTS:]:
+            env.reset(options={"task": test["task"]})
+            verdict = None
+            for command in test["args"]:
+                _, _, terminated, truncated, info = env.step(command)
+                if terminated or truncated:
+                    verdict = info.get("verdict")
+                    break
+            if not (verdict and verdict.get("success")):
+                return False
+        return bool(skill.tests)
+
+    def used(self, skill: Skill, trajectory: Trajectory) -> bool:
+        return skill.body in "; ".join(" ".join(t.action.split()) for t in trajectory.turns)
+
+    def query(self, task: dict[str, Any]) -> list[str]:
+        return _words(task)
+
+
+SKILL_KINDS: dict[str, Callable[[], SkillKind]] = {"countdown": ExpressionSkills}
+
+
+def skill_kind_for(env: Any) -> SkillKind:
+    """The family's kind of skill; multi-turn families without one get command macros."""
+    return SKILL_KINDS.get(getattr(env, "family", ""), MacroSkills)()
+
+
+# ---- the library --------------------------------------------------------------------------------
+
+class SkillLibrary:
+    def __init__(self, kind: SkillKind, env: Any = None, max_size: int = 200):
+        self.kind, self.env, self.max_size = kind, env, max_size
+        self.skills: dict[str, Skill] = {}
+        self._index: Any = None
+        self._ids: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.skills)
+
+    def __contains__(self, skill_id: str) -> bool:
+        return skill_id in self.skills
+
+    def add(self, skill: Skill | None) -> Skill | None:
+        """Admit `skill` if it verifies in the env (Voyager: only verified skills). A skill already held gets the
+        new test case and description (and a version bump) if the merged skill still verifies. Returns the
+        library's skill, or None when it was not admitted."""
+        if skill is None:
+            return None
+        held = self.skills.get(skill.id)
+        if held is not None:
+            if any(task_key(t["task"]) == task_key(skill.tests[0]["task"]) for t in held.tests):
+                return held
+            merged = Skill(**{**asdict(held), "tests": (held.tests + skill.tests)[-MAX_TESTS:],
+                              "description": (held.description + skill.description)[-MAX_DESCRIPTION:],
+                              "version": held.version + 1})
+            if self.env is not None and not self.kind.verify(Skill(**{**asdict(merged), "tests": skill.tests}), self.env):
+                return held
+            self.skills[skill.id] = merged
+        else:
+            if self.env is not None and not self.kind.verify(skill, self.env):
+                return None
+            self.skills[skill.id] = skill
+        self._index = None
+        return self.skills[skill.id]
+
+    def retrieve(self, task: dict[str, Any], k: int, exclude: set[str] = frozenset()) -> list[Skill]:
+        """The `k` skills most relevant to `task`: BM25L score of the task's tokens against each description,
+        times the skill's success-rate prior; only skills that share a token with the task."""
+        if not self.skills or k <= 0:
+            return []
+        if self._index is None:
+            from rank_bm25 import BM25L
+
+            self._ids = list(self.skills)
+            self._index = BM25L([self.skills[i].description or ["<empty>"] for i in self._ids])
+        scores = self._index.get_scores(self.kind.query(task))
+        ranked = sorted(((score * self.skills[i].utility, i) for score, i in zip(scores, self._ids)
+                         if score > 0 and i not in exclude), reverse=True)
+        return [self.skills[i] for _, i in ranked[:k]]
+
+    def record(self, shown: list[Skill], trajectory: Trajectory) -> list[Skill]:
+        """Count one showing of `shown` with an attempt; returns the skills it used."""
+        used = []
+        for skill in shown:
+            held = self.skills.get(skill.id)
+            if held is None:
+                continue
+            held.n_retrieved += 1
+            if self.kind.used(held, trajectory):
+                held.n_used += 1
+                held.n_success += trajectory.success
+                used.append(held)
+        return used
+
+    def prune(self, min_uses: int, min_rate: float) -> int:
+        """Drop skills shown at least `min_uses` times whose verified uses per showing fell below `min_rate`;
+        then the least useful beyond `max_size`. Returns how many were dropped."""
+        before = len(self.skills)
+        self.skills = {i: s for i, s in self.skills.items()
+                       if s.n_retrieved < min_uses or s.n_success / s.n_retrieved >= min_rate}
+        if len(self.skills) > self.max_size:
+            keep = sorted(self.skills.values(), key=lambda s: (s.utility, s.n_success), reverse=True)[:self.max_size]
+            self.skills = {s.id: s for s in keep}
+        self._index = None
+        return before - len(self.skills)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, "".join(json.dumps(asdict(s), sort_keys=True) + "\n" for s in self.skills.values()))
+
+    @classmethod
+    def load(cls, path: str | Path, kind: SkillKind, env: Any = None, max_size: int = 200) -> SkillLibrary:
+        library = cls(kind, env, max_size)
+        for record in read_jsonl(path):
+            skill = Skill(**record)
+            library.skills[skill.id] = skill
+        return library
+
+
+# ---- skills in the solver's prompt --------------------------------------------------------------
+
+def skill_prompt(kind: SkillKind, shown: dict[str, list[Skill]], style: str) -> Callable[[Trajectory, str], Prompt]:
+    """A Solver prompt hook: the first observation of each task with the skills `shown[task_key]`."""
+    def prompt(trajectory: Trajectory, observation: str) -> Prompt:
+        messages = trajectory.conversation() + [{"role": "user", "content": observation}]
+        messages[0] = {"role": "user", "content": kind.render(messages[0]["content"],
+                                                               shown.get(task_key(trajectory.task), []), style)}
+        return messages
+    return prompt
+
+
+def as_shown(trajectory: Trajectory, kind: SkillKind, skills: list[Skill], style: str) -> None:
+    """Record in `trajectory` what its policy saw: the first observation with the skills, their ids in meta."""
+    if trajectory.turns:
+        trajectory.meta.setdefault("plain_observation", trajectory.turns[0].observation)
+        trajectory.turns[0].observation = kind.render(trajectory.meta["plain_observation"], skills, style)
+    trajectory.meta["skills"] = [s.id for s in skills]
+
+
+# ---- chains of similar tasks (SAGE) -------------------------------------------------------------
+
+def countdown_chain(task: dict[str, Any], length: int, env: Any, rng: random.Random) -> list[dict[str, Any]]:
+    """`task` and up to `length - 1` tasks that the same expression pattern solves (the expert's, for `task`),
+    with fresh numbers within the env's knobs and split."""
+    from sparring.envs.countdown import CountdownTask, expert_solution
+    from sparring.envs.expr import ExprError, parse
+
+    found = expression_pattern("".join(expert_solution(CountdownTask.from_dict(task)).split()))
+    chain, seen = [task], {task_key(task)}
+    if found is None:
+        return chain
+    pattern, args = found
+    config = env.config
+    for _ in range(200 * length):
+        if len(chain) >= length:
+            break
+        numbers = [rng.randint(config.min_number, config.max_number) for _ in args]
+        try:
+            value = parse(instantiate(pattern, numbers)).value
+        except (ExprError, ZeroDivisionError):
+            continue
+        if value.denominator != 1:
+            continue
+        candidate = {"numbers": numbers, "target": int(value)}
+        if task_key(candidate) in seen or env.task_problems(CountdownTask.from_dict(candidate)):
+            continue
+        seen.add(task_key(candidate))
+        chain.append(candidate)
+    return chain
+
+
+def make_chains(tasks: list[dict[str, Any]], length: int, env: Any, kind: SkillKind, seed: int) -> list[list[dict[str, Any]]]:
+    """Chains of similar tasks from `tasks`: for Countdown, each task and tasks its pattern solves (as many tasks
+    in all as given); for other families, the tasks sorted by their retrieval tokens and cut into runs."""
+    rng = random.Random(seed)
+    if getattr(env, "family", "") == "countdown":
+        chains, total = [], 0
+        for task in tasks:
+            if total >= len(tasks):
+                break
+            chain = countdown_chain(task, min(length, len(tasks) - total), env, rng)
+            chains.append(chain)
+            total += len(chain)
+        return chains
+    ordered = sorted(tasks, key=lambda t: " ".join(kind.query(t)))
+    return [ordered[i:i + length] for i in range(0, len(ordered), length)]
+
+
+def chain_rollout(policy: Policy, env_id: str, env_kwargs: dict[str, Any], library: SkillLibrary,
+                  chains: list[list[dict[str, Any]]], k: int, params: SamplingParams, config: SkillsConfig, *,
+                  max_turns: int = 32, seed: int = 0, round: int = 0,
+                  on_turn: Callable[[int, int], None] | None = None) -> tuple[list[Trajectory], dict[str, float]]:
+    """Play `chains` position by position with skills shown (the chain's own first, then retrieved ones), admit
+    the skills of verified attempts as they come, and give the skill-integrated reward (`meta["skill_bonus"]`).
+    Returns the trajectories, `k` per task in the chains' order (chain by chain), and metrics."""
+    from sparring.agents.solver import Solver, by_task
+
+    kind, style = library.kind, config.prompt
+    made: list[list[Skill]] = [[] for _ in chains]  # skills each chain made so far
+    makers: dict[tuple[int, str], Trajectory] = {}  # (chain, skill id) -> the attempt that made it
+    played: list[list[list[Trajectory]]] = [[] for _ in chains]
+    shown_total = used_total = admitted = 0
+    for position in range(max((len(c) for c in chains), default=0)):
+        live = [c for c, chain in enumerate(chains) if position < len(chain)]
+        tasks = [chains[c][position] for c in live]
+        shown: dict[str, list[Skill]] = {}
+        for c, task in zip(live, tasks):
+            own = made[c][-config.top_k:]
+            shown[task_key(task)] = own + library.retrieve(task, config.top_k - len(own), exclude={s.id for s in own})
+        solver = Solver(policy, env_id, env_kwargs, params, max_turns=max_turns, prompt=skill_prompt(kind, shown, style))
+        groups = by_task(solver.run(tasks, k=k, seed=seed * 1000 + position, on_turn=on_turn), k)
+        for c, task, group in zip(live, tasks, groups):
+            skills = shown[task_key(task)]
+            own_ids = {s.id for s in made[c]}
+            for t in group:
+                used = library.record(skills, t)
+                as_shown(t, kind, skills, style)
+                shown_total += bool(skills)
+                used_total += bool(used)
+                bonus = 0.0
+                if t.success and config.reward_bonus:
+                    for skill in used:
+                        if skill.id in own_ids:  # SAGE: a skill from earlier in the chain, reused successfully
+                            bonus = config.reward_bonus
+                            maker = makers.get((c, skill.id))
+                            if maker is not None:
+                                maker.meta["skill_bonus"] = config.reward_bonus
+                t.meta["skill_bonus"] = max(bonus, t.meta.get("skill_bonus", 0.0))
+            for t in group:
+                if t.success:
+                    before = len(library)
+                    skill = library.add(kind.extract(t, round))
+                    admitted += len(library) - before
+                    if skill is not None and skill.id not in {s.id for s in made[c]}:
+                        made[c].append(skill)
+                        makers[(c, skill.id)] = t
+                    break  # one skill per task and position
+            played[c].append(group)
+    trajectories = [t for chain in played for group in chain for t in group]
+    return trajectories, {"skills/shown_rate": shown_total / max(1, len(trajectories)),
+                          "skills/reuse_rate": used_total / max(1, shown_total),
+                          "skills/admitted": admitted,
+                          "skills/bonus_rate": sum(t.meta.get("skill_bonus", 0) > 0 for t in trajectories)
+                          / max(1, len(trajectories))}
+
+
+class SkillRewardFunction:
+    """A TRL reward function for GRPO (SAGE's skill-integrated reward): `bonus` for a completion that the env
+    verifies and that uses one of the skills its prompt showed (the dataset column `skills`, JSON ids)."""
+
+    __name__ = "skill_bonus"
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], library: SkillLibrary, bonus: float):
+        from sparring.trainers.grpo import EnvGrader
+
+        self.grader, self.library, self.bonus = EnvGrader(env_id, env_kwargs), library, bonus
+
+    def __call__(self, prompts: list[Any] | None = None, completions: list[Any] | None = None,
+                 task: list[Any] | None = None, skills: list[Any] | None = None, **kwargs: Any) -> list[float]:
+        from sparring.trainers.grpo import completion_text
+
+        if completions is None or task is None or skills is None:
+            raise ValueError("the skill reward needs `completions` and the dataset columns `task` and `skills`, got "
+                             f"kwargs {sorted(kwargs)}")
+        rewards = []
+        for completion, task_json, skill_ids in zip(completions, task, skills):
+            text, task_dict = completion_text(completion), json.loads(task_json)
+            verdict = self.grader.grade(task_dict, text)
+            trajectory = Trajectory(self.grader.env_id, task_dict, turns=[Turn("", text)], verdict=verdict)
+            shown = [self.library.skills[i] for i in json.loads(skill_ids) if i in self.library.skills]
+            used = any(self.library.kind.used(s, trajectory) for s in shown)
+            rewards.append(self.bonus if verdict["success"] and used else 0.0)
+        return rewards

@@ -1,0 +1,140 @@
+"""The skill library: admission only when verified, BM25 retrieval, counts, pruning, persistence, chains of
+similar tasks played in sequence (SAGE) and the skill-integrated reward."""
+
+import json
+
+import gymnasium
+import pytest
+
+import sparring  # noqa: F401
+from sparring.agents.policy import SamplingParams
+from sparring.agents.skills import (ExpressionSkills, MacroSkills, Skill, SkillLibrary, SkillRewardFunction, SkillsConfig,
+                                    chain_rollout, countdown_chain, countdown_features, expression_pattern, instantiate,
+                                    make_chains)
+from sparring.agents.solver import Solver, by_task
+from sparring.envs.expr import parse
+from tests.agents.fakes import ScriptedPolicy, expert_answer, pattern_user
+
+KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}
+
+
+def env(env_id="Countdown-v0"):
+    return gymnasium.make(env_id, **KWARGS).unwrapped
+
+
+def solved(task, answer):
+    return Solver(ScriptedPolicy(lambda p: answer), "Countdown-v0", KWARGS, SamplingParams(max_tokens=8)).run([task])[0]
+
+
+def test_patterns():
+    assert expression_pattern("8*3-2") == ("a*b-c", [8, 3, 2])
+    assert expression_pattern("(10+2)/3") == ("(a+b)/c", [10, 2, 3])
+    assert instantiate("(a+b)/c", [10, 2, 3]) == "(10+2)/3"
+
+
+def test_a_skill_is_admitted_only_when_it_verifies():
+    kind, e = ExpressionSkills(), env()
+    library = SkillLibrary(kind, e)
+    good = kind.extract(solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8 * 3 - 2</answer>"))
+    assert good.body == "a*b-c" and good.tests == [{"task": {"numbers": [8, 3, 2], "target": 22}, "args": [8, 3, 2]}]
+    assert library.add(good) is not None and "expression:a*b-c" in library
+    assert kind.extract(solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8+3+2</answer>")) is None  # failed
+    forged = Skill("expression:a+b+c", "expression", "a+b+c", ["count3"], [{"task": {"numbers": [8, 3, 2], "target": 22},
+                                                                            "args": [8, 3, 2]}])
+    assert library.add(forged) is None and len(library) == 1
+    again = kind.extract(solved({"numbers": [9, 4, 5], "target": 31}, "<answer>9*4-5</answer>"))
+    merged = library.add(again)
+    assert merged.version == 2 and len(merged.tests) == 2 and len(library) == 1
+
+
+def test_retrieval_prefers_skills_from_similar_tasks_and_their_success():
+    kind = ExpressionSkills()
+    library = SkillLibrary(kind, env())
+    library.add(kind.extract(solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8*3-2</answer>")))
+    library.add(kind.extract(solved({"numbers": [7, 5, 1], "target": 13}, "<answer>7+5+1</answer>")))
+    big = {"numbers": [9, 4, 6], "target": 30}    # above the sum, even, one divisor: like 8 3 2 -> 22
+    small = {"numbers": [6, 2, 1], "target": 9}   # within the sum, with a one: like 7 5 1 -> 13
+    assert [s.body for s in library.retrieve(big, 1)] == ["a*b-c"]
+    assert [s.body for s in library.retrieve(small, 1)] == ["a+b+c"]
+    assert len(library.retrieve(big, 5)) <= 2 and SkillLibrary(kind).retrieve(big, 2) == []
+    assert "t_above_sum" in countdown_features(big) and "has_one" in countdown_features(small)
+
+
+def test_usage_counts_pruning_and_persistence(tmp_path):
+    kind = ExpressionSkills()
+    library = SkillLibrary(kind, env())
+    skill = library.add(kind.extract(solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8*3-2</answer>")))
+    dud = library.add(kind.extract(solved({"numbers": [7, 5, 1], "target": 13}, "<answer>7+5+1</answer>")))
+    used = library.record([skill, dud], solved({"numbers": [9, 4, 5], "target": 31}, "<answer>9*4-5</answer>"))
+    assert used == [skill] and (skill.n_retrieved, skill.n_used, skill.n_success) == (1, 1, 1)
+    for _ in range(9):
+        library.record([dud], solved({"numbers": [9, 4, 5], "target": 31}, "<answer>9+4+5</answer>"))
+    assert (dud.n_retrieved, dud.n_used, dud.n_success) == (10, 9, 0)  # used 9 times, never right
+    assert library.prune(min_uses=8, min_rate=0.05) == 1 and list(library.skills) == ["expression:a*b-c"]
+    library.save(tmp_path / "skills.jsonl")
+    again = SkillLibrary.load(tmp_path / "skills.jsonl", kind)
+    assert again.skills == library.skills and again.retrieve({"numbers": [9, 4, 5], "target": 31}, 1)[0].n_success == 1
+
+
+def test_chains_hold_tasks_the_same_pattern_solves():
+    e = env()
+    task = e.generate_task(3).to_dict()
+    import random
+
+    chain = countdown_chain(task, 4, e, random.Random(0))
+    assert chain[0] == task and len(chain) == 4 and len({json.dumps(t) for t in chain}) == 4
+    pattern, _ = expression_pattern("".join(expert_answer(" ".join(map(str, task["numbers"])) + f" -> {task['target']}")
+                                            [8:-9].split()))
+    for other in chain[1:]:
+        assert not e.task_problems(e.task_type.from_dict(other))
+        assert parse(instantiate(pattern, other["numbers"])).value == other["target"]
+    chains = make_chains([e.generate_task(i).to_dict() for i in range(10)], 4, e, ExpressionSkills(), seed=0)
+    assert sum(map(len, chains)) == 10
+
+
+def test_sequential_rollout_reuses_skills_along_a_chain_and_rewards_them():
+    """The first task of a chain is solved without skills; its skill is admitted and shown first to the later
+    tasks of the chain, which use it: both the maker and the users get the skill-integrated bonus."""
+    e = env()
+    chains = make_chains([e.generate_task(i).to_dict() for i in range(6)], 3, e, ExpressionSkills(), seed=0)
+    library = SkillLibrary(ExpressionSkills(), e)
+    policy = ScriptedPolicy(pattern_user)
+    config = SkillsConfig(enabled=True, top_k=2, reward_bonus=0.5)
+    trajectories, metrics = chain_rollout(policy, "Countdown-v0", KWARGS, library, chains, 2,
+                                          SamplingParams(max_tokens=16), config)
+    assert len(trajectories) == 6 * 2 and all(t.success for t in trajectories)
+    assert [t.task for t in trajectories[::2]] == [t for chain in chains for t in chain]
+    firsts = [by_task(trajectories, 2)[0][0]]
+    assert firsts[0].meta["skills"] == [] and firsts[0].meta["skill_bonus"] == 0.5  # its skill was reused
+    later = by_task(trajectories, 2)[1][0]
+    assert later.meta["skills"][0] == f"expression:{library.kind.extract(firsts[0]).body}"
+    assert " | " in later.turns[0].observation and later.meta["plain_observation"] in later.turns[0].observation
+    assert later.meta["skill_bonus"] == 0.5 and metrics["skills/reuse_rate"] > 0.5 and len(library) >= 1
+
+
+def test_command_macros_for_multi_turn_envs():
+    e = gymnasium.make("CountdownSteps-v0", **KWARGS).unwrapped
+    moves = iter(["8*3", "24-2"])
+    episode = Solver(ScriptedPolicy(lambda p: next(moves)), "CountdownSteps-v0", KWARGS,
+                     SamplingParams(max_tokens=8)).run([{"numbers": [8, 3, 2], "target": 22}])[0]
+    kind = MacroSkills()
+    skill = kind.extract(episode)
+    assert skill.body == "8*3; 24-2" and kind.verify(skill, e) and kind.used(skill, episode)
+    library = SkillLibrary(kind, e)
+    assert library.add(skill) is not None
+    broken = Skill("macro:x", "macro", "8*3; 24-3", [], [{"task": {"numbers": [8, 3, 2], "target": 22}, "args": ["8*3", "24-3"]}])
+    assert library.add(broken) is None
+
+
+def test_the_skill_reward_for_grpo():
+    kind = ExpressionSkills()
+    library = SkillLibrary(kind, env())
+    skill = library.add(kind.extract(solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8*3-2</answer>")))
+    reward = SkillRewardFunction("Countdown-v0", KWARGS, library, bonus=0.5)
+    task = json.dumps({"numbers": [9, 4, 5], "target": 31})
+    shown = json.dumps([skill.id])
+    assert reward(completions=["<answer>9*4-5</answer>", "<answer>5+9*4-9</answer>", "<answer>(9+4)*5</answer>"],
+                  task=[task] * 3, skills=[shown] * 3) == [0.5, 0.0, 0.0]
+    assert reward(completions=["<answer>9*4-5</answer>"], task=[task], skills=["[]"]) == [0.0]
+    with pytest.raises(ValueError, match="skills"):
+        reward(completions=["x"], task=[task])

@@ -513,7 +513,8 @@ class TextNavEnv(TextEnv):
             if self.compact:
                 observation = world.describe_compact() if verb is not None else "invalid"
             else:
-                observation = f"{message}\n\n{world.describe()}" if verb in ("go", "look") else message
+                observation = "\n\n".join(filter(None, [message, world.describe()])) if verb in ("go", "look") \
+                    else message
             return observation, 0.0, False, False, None, self._info(verb is not None)
         self.done = True
         verdict = self._verdict(ended, message)

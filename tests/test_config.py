@@ -67,3 +67,23 @@ class Parent:
 def test_a_partial_section_keeps_the_parents_defaults():
     config = load_config(Parent, None, ["sft.steps=2000"])
     assert config.sft == SFTSettings(steps=2000, learning_rate=2e-3, scheduler="cosine")
+
+
+@dataclass
+class WithKwargs:
+    kwargs: dict = field(default_factory=lambda: {"difficulty": "easy", "max_number": 20})
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=1000, learning_rate=2e-3))
+
+
+@dataclass
+class Outer:
+    env: WithKwargs = field(default_factory=WithKwargs)
+
+
+def test_a_dict_value_in_a_partial_section_is_replaced_not_merged(tmp_path):
+    """Another env's kwargs must not inherit the default env's (max_number is no TextNav knob)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("env:\n  kwargs: {instruction: compact}\n  sft: {steps: 5}\n")
+    config = load_config(Outer, path)
+    assert config.env.kwargs == {"instruction": "compact"}
+    assert config.env.sft == SFTSettings(steps=5, learning_rate=2e-3)  # dataclass sections still merge

@@ -511,7 +511,7 @@ class TextNavEnv(TextEnv):
             "invalid" if self.invalid > cfg.max_invalid else "step_limit" if self.steps >= self.step_limit else None
         if ended is None:
             if self.compact:
-                observation = world.describe_compact() if verb is not None else "invalid"
+                observation = "invalid" if verb is None else message if verb == "examine" else world.describe_compact()
             else:
                 observation = "\n\n".join(filter(None, [message, world.describe()])) if verb in ("go", "look") \
                     else message

@@ -36,6 +36,7 @@ RECEPTACLE_KINDS = ("on", "in")  # "on" a surface (always visible), "in" a conta
 GOAL_TYPES = ("route", "goto_object", "coarse_to_fine", "fetch")
 NAV_GOALS = ("route", "goto_object", "coarse_to_fine")  # these end with `stop` in the goal room
 MAX_ROOMS, MAX_THINGS, MAX_NAME, MAX_TEXT, MAX_COMMAND = 200, 1000, 60, 4000, 400
+MAX_LOCKED = 8  # the expert searches rooms x subsets of keys: 2**8 subsets at most
 
 
 # ---- the task record --------------------------------------------------------------------------------
@@ -174,6 +175,8 @@ class TextNavTask:
                 _index(f"doors[{i}].key", d.key, len(self.objects))
             if not d.name.endswith("door"):
                 raise ValueError(f"doors[{i}].name must end with 'door', got {d.name!r}")
+        if sum(d.state == "locked" for d in self.doors) > MAX_LOCKED:
+            raise ValueError(f"a TextNav task has at most {MAX_LOCKED} locked doors")
         for room in range(n):  # a door's name must tell it apart from the other doors of both its rooms
             names = [self.doors[e.door].name for e in self.edges if e.door is not None and room in (e.a, e.b)]
             if len(set(names)) != len(names):
@@ -500,8 +503,8 @@ class World:
             self.doors[door] = "open"
             return f"You open the {name}."
         j = self._container(reference)
-        if isinstance(j, str):
-            return "!" + (door if "which one" in door else j)
+        if isinstance(j, str):  # neither a door nor a receptacle: say why (an ambiguous door first)
+            return "!" + (door if door.startswith("which one") else j)
         r = self.task.receptacles[j]
         if r.kind != "in" or not self.closed[j]:
             return f"!the {r.name} {'is already open' if r.kind == 'in' else 'does not open'}"
@@ -640,7 +643,8 @@ class World:
         return "\n".join(lines)
 
     def describe_compact(self) -> str:
-        """The room in one line: `study: n=hall e=(closed) | desk: red mug | cabinet(closed) | have: key`."""
+        """The room in one line: `study: n=hall e=(closed) | desk: red mug | cabinet(closed) | have: key`
+        (receptacles that are open and empty are not listed)."""
         t = self.task
         exits = []
         for direction in DIRECTIONS:
@@ -654,8 +658,8 @@ class World:
             inside = [self.short_names[i] for i, w in enumerate(self.where) if w == ("rec", j)]
             if r.kind == "in" and self.closed[j]:
                 parts.append(f"{r.name}(closed)")
-            else:
-                parts.append(f"{r.name}: {', '.join(inside)}" if inside else r.name)
+            elif inside:  # an empty open receptacle is left out: every character counts for a small model
+                parts.append(f"{r.name}: {', '.join(inside)}")
         floor = [self.short_names[i] for i, w in enumerate(self.where) if w == ("room", self.room)]
         if floor:
             parts.append(f"floor: {', '.join(floor)}")

@@ -215,17 +215,17 @@ class _Draw:
         return out
 
     def item(self, kind: str | None = None, like: Item | None = None) -> Item:
+        """A random object (of `kind` if given), or a distractor `like` the target."""
         rng = self.rng
-        values = {a: rng.choice(self.words(lex.ATTRIBUTE_WORDS[a])) for a in lex.ATTRIBUTES}
-        if like is not None:
-            values = {a: getattr(like, a) for a in lex.ATTRIBUTES}
-            if rng.random() < 0.6:  # a distractor of the same kind, one or two attributes changed
-                kind = like.kind
-                for a in rng.sample(lex.ATTRIBUTES, rng.randint(1, 2)):
-                    values[a] = rng.choice([w for w in self.words(lex.ATTRIBUTE_WORDS[a]) if w != values[a]])
-            else:  # the same attributes on another kind of thing
-                kind = rng.choice([k for k in self.words(lex.KINDS) if k != like.kind])
-        return Item(kind or rng.choice(self.words(lex.KINDS)), **values)
+        if like is None:
+            values = {a: rng.choice(self.words(lex.ATTRIBUTE_WORDS[a])) for a in lex.ATTRIBUTES}
+            return Item(kind or rng.choice(self.words(lex.KINDS)), **values)
+        values = {a: getattr(like, a) for a in lex.ATTRIBUTES}
+        if rng.random() < 0.6:  # the same kind, one or two attributes changed
+            for a in rng.sample(lex.ATTRIBUTES, rng.randint(1, 2)):
+                values[a] = rng.choice([w for w in self.words(lex.ATTRIBUTE_WORDS[a]) if w != values[a]])
+            return Item(like.kind, **values)
+        return Item(rng.choice([k for k in self.words(lex.KINDS) if k != like.kind]), **values)  # same attributes
 
     def objects(self, receptacles: list[Receptacle]) -> list[Item]:
         cfg, rng = self.config, self.rng

@@ -238,7 +238,9 @@ class TextNavTask:
 
 
 def _record(x: Any) -> dict[str, Any]:
-    return {f: getattr(x, f) for f in x.__dataclass_fields__}
+    """A record as a dict, optional fields that are None left out (so every value of a key has one type: Gymnasium's
+    vector envs stack `info["task"]` field by field)."""
+    return {f: getattr(x, f) for f in x.__dataclass_fields__ if getattr(x, f) is not None}
 
 
 def _short(x: Any) -> str:

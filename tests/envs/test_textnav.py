@@ -445,3 +445,23 @@ def test_the_shipped_config_loads_and_names_this_env():
     assert config.env.id == "TextNav-v0" and config.env.eval_tasks >= 500
     assert config.bootstrap.demonstrations == "optimal"
     gymnasium.make(config.env.id, **config.env.kwargs)  # the kwargs are all TextNav's (none of Countdown's)
+
+
+def test_vector_envs_stack_infos_of_mixed_goal_types():
+    """Gymnasium stacks `info["task"]` field by field: no field may be an int in one env and None in another."""
+    def nones(x):
+        if isinstance(x, dict):
+            return any(v is None or nones(v) for v in x.values())
+        return isinstance(x, list) and any(nones(v) for v in x)
+
+    envs = gymnasium.make_vec("TextNav-v0", num_envs=4, vectorization_mode="sync", difficulty="medium")
+    try:
+        for seed in range(0, 40, 4):
+            _, infos = envs.reset(seed=list(range(seed, seed + 4)))
+            for _ in range(3):
+                _, _, _, _, infos = envs.step(["look", "n", "stop", "take all"])
+        types = {generate_task(PRESETS["medium"], "train", 0, i).goal.type for i in range(40)}
+        assert types == set(GOAL_TYPES)
+        assert not any(nones(generate_task(PRESETS["hard"], "train", 0, i).to_dict()) for i in range(20))
+    finally:
+        envs.close()

@@ -11,8 +11,12 @@
 A proposed task is accepted only after validation (`check_task`): it parses as the family's Task, lies
 within the knobs (the env's `task_problems`, where the family has one), is not a held-out or earlier
 task, and the env's expert solves it (its actions, replayed in the env, verify). That is the family-generic
-certificate; a family adds its own filter (Code-as-Task's sandboxed checks, TextNav's navigator) through
-`task_problems` or its expert.
+certificate; a family adds its own filter (Code-as-Task's sandboxed checks) through `task_problems` or its
+expert.
+
+- `InstructionProposer` (SRDF, for instruction-following families: TextNav): the generator samples a house
+  and a route; the proposer writes the instruction for that route; the task with its instruction replaced
+  is kept when a navigator (the solver) follows it closely (the verdict's nDTW at or above a threshold).
 
 Learnability is Absolute Zero's: with p the share of the solver's k samples that solve a task,
 `1 - p` when 0 < p < 1, else 0 (a task always or never solved teaches nothing).
@@ -71,6 +75,8 @@ class ProposerConfig:
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=30, batch_size=64, learning_rate=3e-4))
     # the curriculum proposer
     levels: list[dict[str, Any]] = field(default_factory=list)  # knob overrides, easiest first (empty: the family's ladder)
+    # instruction families (TextNav, SRDF): an instruction is kept when the navigator's nDTW reaches this
+    ndtw: float = 0.8
 
     def __post_init__(self) -> None:
         check_choice("proposer.kind", self.kind, PROPOSER_KINDS)
@@ -86,6 +92,8 @@ class ProposerConfig:
                 raise ValueError(f"proposer.{name} must be an integer >= {low}, got {value!r}")
         if not self.temperature > 0:
             raise ValueError(f"proposer.temperature must be > 0 (proposals are sampled), got {self.temperature!r}")
+        if not 0 <= self.ndtw <= 1:
+            raise ValueError(f"proposer.ndtw must be in [0, 1] (an nDTW threshold), got {self.ndtw!r}")
         if not all(isinstance(level, dict) for level in self.levels):
             raise ValueError(f"proposer.levels must be a list of knob dicts, got {self.levels!r}")
 
@@ -357,3 +365,87 @@ class CurriculumProposer:
         kwargs = {**self.env_kwargs, **self.levels[level]}
         env = gymnasium.make(self.env_id, split="train", **kwargs).unwrapped
         return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
+
+
+# ---- instructions for sampled paths (SRDF) -------------------------------------------------------
+
+INSTRUCTION_FAMILIES = ("textnav",)
+
+
+class InstructionProposer:
+    """SRDF's speaker: instructions for routes the generator sampled, kept when a navigator follows them."""
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], config: ProposerConfig):
+        from sparring.envs.catalog import make
+
+        self.env_id, self.env_kwargs, self.config = env_id, dict(env_kwargs), config
+        self.env = make(env_id, **{**self.env_kwargs, "goal_types": ["route"]}).unwrapped
+        self.family = self.env.family
+
+    def draw(self, n: int, seed: int, start: int) -> list[dict[str, Any]]:
+        """Routes of the train split (the generator's own instructions still in them)."""
+        return [self.env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
+
+    def describe(self, task: dict[str, Any]) -> str:
+        """The route as the speaker sees it: each expert command and the room it leads to."""
+        self.env.reset(options={"task": task})
+        steps = []
+        for command in self.env.expert_actions():
+            _, _, terminated, truncated, info = self.env.step(command)
+            if terminated or truncated:
+                break
+            steps.append(f"{command} {info['location']}")
+        return " ; ".join(steps)
+
+    def prompt_text(self, task: dict[str, Any]) -> str:
+        if self.config.prompt == "compact":
+            return f"describe {self.describe(task)}"
+        return ("Write the navigation instruction a person would give for this route through a house (each step: "
+                f"the command taken and the room reached):\n{self.describe(task)}\nAnswer with the instruction only.")
+
+    def with_instruction(self, task: dict[str, Any], text: str) -> dict[str, Any]:
+        text = " ".join(text.split())
+        if not text or len(text) > 400:
+            raise ValueError("an instruction must be 1 to 400 characters of text")
+        goal = {**task["goal"], "text": text, "compact": text, "template": "route/proposer/0"}
+        return self.env.task_type.from_dict({**task, "goal": goal}).to_dict()
+
+    def write(self, policy: Policy, tasks: list[dict[str, Any]], *, seed: int = 0) -> list[Proposal]:
+        """One instruction per route; `task` is the route with it (None when it does not make a valid task)."""
+        prompts = [[{"role": "user", "content": self.prompt_text(t)}] for t in tasks]
+        params = SamplingParams(temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=seed)
+        proposals = []
+        for task, group in zip(tasks, policy.generate(prompts, params) if tasks else []):
+            proposal = Proposal(text=group[0].text)
+            try:
+                proposal.task = self.with_instruction(task, proposal.text)
+            except (ValueError, TypeError) as error:
+                proposal.reason, proposal.detail = "parse", str(error)
+            proposals.append(proposal)
+        return proposals
+
+    def accept(self, proposals: list[Proposal], navigator: Policy, quota: int | None = None, *,
+               max_tokens: int = 32, max_turns: int = 32, seed: int = 0) -> list[Proposal]:
+        """The navigator follows each instruction greedily; kept when its nDTW to the route reaches `ndtw`."""
+        from sparring.agents.solver import Solver
+
+        candidates = [p for p in proposals if p.task is not None and p.reason is None]
+        solver = Solver(navigator, self.env_id, self.env_kwargs, SamplingParams(temperature=0.0, max_tokens=max_tokens),
+                        max_turns=max_turns, role="navigator")
+        episodes = solver.run([p.task for p in candidates], k=1, seed=seed) if candidates else []
+        accepted = []
+        for proposal, episode in zip(candidates, episodes):
+            score = float(episode.verdict.get("details", {}).get("ndtw", 0.0))
+            if score < self.config.ndtw:
+                proposal.reason, proposal.detail = "navigator", f"the navigator's nDTW is {score:.2f} < {self.config.ndtw}"
+            elif quota is None or len(accepted) < quota:
+                accepted.append(proposal)
+        return accepted
+
+    def examples(self, tasks: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, str]]:
+        """The speaker's supervised pairs: a route -> its instruction (the generator's, or a kept proposal)."""
+        from sparring.agents.hf import render
+
+        field_name = "compact" if self.config.prompt == "compact" else "text"
+        return [{"prompt": render(tokenizer, [{"role": "user", "content": self.prompt_text(t)}]),
+                 "completion": t["goal"][field_name]} for t in tasks]

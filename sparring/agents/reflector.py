@@ -120,7 +120,7 @@ def attempt_text(trajectory: Trajectory) -> str:
 
 def reflection_text(trajectory: Trajectory, style: str = "compact") -> str:
     """The feedback reflection on a failed attempt: what was tried and what the verifier said."""
-    action, feedback = _clip(attempt_text(trajectory), 120), _clip(str(trajectory.verdict.get("feedback", "")), 100)
+    action, feedback = _clip(attempt_text(trajectory), 60), _clip(str(trajectory.verdict.get("feedback", "")), 80)
     return f"x {action} : {feedback}" if style == "compact" else f"Tried: {action}\nResult: {feedback}"
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from sparring.agents.policy import SamplingParams
-from sparring.agents.proposer import (CurriculumProposer, PolicyProposer, Proposal, learnability, pass_rate_metrics,
-                                      proposal_metrics, task_key)
+from sparring.agents.proposer import (INSTRUCTION_FAMILIES, CurriculumProposer, InstructionProposer, PolicyProposer,
+                                      learnability, pass_rate_metrics, proposal_metrics, task_key)
 from sparring.agents.reflector import ReflectionMemory, Reflector
 from sparring.agents.skills import (SkillLibrary, as_shown, chain_rollout, make_chains, skill_kind_for, skill_prompt)
 from sparring.agents.verifiers import (MajorityVoteVerifier, ModelJudgeVerifier, ProgrammaticVerifier, judge_examples,
@@ -76,10 +76,11 @@ class AgentTeam:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from sparring.selfplay import save_checkpoint
-        from sparring.trainers.sft import supervised_finetune
+        from sparring.trainers.sft import fitting, supervised_finetune
 
         start = self.loop.run.checkpoint("round-000") if r == 0 else self.checkpoint(role, r - 1)
         model, tokenizer = AutoModelForCausalLM.from_pretrained(start), AutoTokenizer.from_pretrained(start)
+        examples = fitting(examples, tokenizer)  # a prompt with long reflections may not fit a small model
         metrics: dict[str, float] = {f"{role}/examples": len(examples)}
         if examples:
             out = supervised_finetune(model, tokenizer, examples, settings, self.loop.run.root / "tmp-trainer",
@@ -161,7 +162,12 @@ class AgentTeam:
                 groups = by_task(solver.run(tasks, k=k, seed=cfg.seed, on_turn=self.loop.bars.episodes(
                     "roles' bootstrap: solver attempts", n * k)), k)
             metrics["bootstrap/roles_pass@1"] = sum(t.success for g in groups for t in g) / max(1, n * k)
-            if self.own_model("proposer"):
+            if self.own_model("proposer") and self.env.family in INSTRUCTION_FAMILIES:
+                speaker = InstructionProposer(self.env_id, self.env_kwargs, cfg.proposer)
+                routes = speaker.draw(sizes["proposer"], cfg.seed + BOOTSTRAP_STREAM, 0)
+                metrics.update(self._train_role("proposer", 0, speaker.examples(routes, tokenizer),
+                                                cfg.proposer.bootstrap_sft))
+            elif self.own_model("proposer"):
                 proposer = PolicyProposer(self.env_id, self.env_kwargs, cfg.proposer, k)
                 labelled = [(g[0].task, sum(t.success for t in g) / k) for g in groups[:sizes["proposer"]]]
                 metrics.update(self._train_role("proposer", 0, proposer.examples(labelled, tokenizer),
@@ -221,6 +227,8 @@ class AgentTeam:
 
     def _propose(self, r: int, quota: int, metrics: dict[str, float]) -> list[dict[str, Any]]:
         cfg = self.config.proposer
+        if self.env.family in INSTRUCTION_FAMILIES:
+            return self._propose_instructions(r, quota)
         proposer = PolicyProposer(self.env_id, self.env_kwargs, cfg, self.k, self.forbidden(r))
         aim = self.aim()
         recent = [(p["task"], p["pass_rate"]) for p in read_jsonl(self.loop.run.round_dir(r - 1) / "proposals.jsonl")
@@ -232,6 +240,20 @@ class AgentTeam:
         self.proposer = proposer
         metrics["proposer/aim"] = aim
         return [{"task": p.task, "source": "proposer", "label": p.label} for p in accepted]
+
+    def _propose_instructions(self, r: int, quota: int) -> list[dict[str, Any]]:
+        """SRDF: routes drawn from the generator, instructions written by the proposer, kept when the solver
+        (the navigator, as round r - 1 left it) follows them."""
+        cfg = self.config
+        proposer = InstructionProposer(self.env_id, self.env_kwargs, cfg.proposer)
+        routes = proposer.draw(cfg.proposer.candidates or 3 * quota, cfg.seed + BOOTSTRAP_STREAM + 1, r * 10**6)
+        with self.loop.generating(self.checkpoint("proposer", r - 1)) as policy:
+            self.proposals = proposer.write(policy, routes, seed=cfg.seed * 1000 + r)
+        with self.loop.generating(self.loop.run.checkpoint(f"round-{r - 1:03d}")) as navigator:
+            accepted = proposer.accept(self.proposals, navigator, quota, max_tokens=cfg.policy.max_tokens,
+                                       max_turns=cfg.env.max_turns, seed=cfg.seed * 1000 + r)
+        self.proposer = proposer
+        return [{"task": p.task, "source": "proposer"} for p in accepted]
 
     @property
     def k(self) -> int:
@@ -346,7 +368,10 @@ class AgentTeam:
                             "pass_rate": by_key.get(task_key(p.task)) if p.accepted else None,
                             "learnability": learnability(by_key[task_key(p.task)]) if p.accepted and task_key(p.task) in by_key else None},
                            sort_keys=True) + "\n" for p in self.proposals))
-            if self.own_model("proposer"):
+            if self.own_model("proposer") and isinstance(self.proposer, InstructionProposer):
+                # SRDF trains the speaker on the pairs its navigator filter kept
+                self.examples["proposer"] = self.proposer.examples([task for task, _ in proposed], tokenizer)
+            elif self.own_model("proposer"):
                 learnable = [(task, p) for task, p in proposed if 0 < p < 1]
                 self.examples["proposer"] = self.proposer.examples(learnable, tokenizer)
         else:

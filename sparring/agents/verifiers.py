@@ -123,7 +123,14 @@ def text_answer_key(trajectory: Trajectory) -> str | None:
     return text or None
 
 
-ANSWER_KEYS: dict[str, Callable[[Trajectory], str | None]] = {"Countdown": countdown_answer_key}
+def textnav_answer_key(trajectory: Trajectory) -> str | None:
+    """TextNav: where the episode ended (the room it stopped in), the outcome attempts can agree on."""
+    room = trajectory.verdict.get("details", {}).get("final_room")
+    return None if room is None else str(room)
+
+
+ANSWER_KEYS: dict[str, Callable[[Trajectory], str | None]] = {"Countdown": countdown_answer_key,
+                                                                "TextNav": textnav_answer_key}
 
 
 def answer_key(trajectory: Trajectory) -> str | None:

@@ -44,6 +44,18 @@ def sft_examples(trajectories: list[Trajectory], tokenizer: Any) -> list[dict[st
     return examples
 
 
+def sft_max_length(tokenizer: Any) -> int:
+    """The sequence length supervised fine-tuning keeps (longer examples are cut): 256 tokens, or the tokenizer's own
+    limit where it says a larger one."""
+    return max(256, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0)
+
+
+def fitting(examples: list[dict[str, str]], tokenizer: Any) -> list[dict[str, str]]:
+    """The examples whose prompt and completion fit in `sft_max_length` (a longer one would lose its completion)."""
+    limit = sft_max_length(tokenizer)
+    return [e for e in examples if len(tokenizer(e["prompt"] + e["completion"])["input_ids"]) < limit]
+
+
 @contextmanager
 def quiet_hf():
     """Silence transformers' and datasets' per-step chatter (we show our own progress)."""
@@ -74,7 +86,7 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
         output_dir=str(output_dir), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate, lr_scheduler_type=settings.scheduler, warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay, max_grad_norm=settings.max_grad_norm, adam_beta2=0.98,
-        completion_only_loss=True, max_length=max(256, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0),
+        completion_only_loss=True, max_length=sft_max_length(tokenizer),
         save_strategy="no", report_to="none", use_cpu=True, seed=seed, data_seed=seed, logging_strategy="no",
         disable_tqdm=True, dataloader_num_workers=0, eos_token=tokenizer.eos_token,
         bf16=False, gradient_checkpointing=False,  # TRL's defaults (bf16 autocast, recomputation) cost 2-3x on a CPU

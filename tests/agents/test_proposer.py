@@ -140,3 +140,38 @@ def test_a_tiny_model_bootstrapped_on_generator_tasks_writes_valid_ones(tiny_che
     accepted = proposer.accept(proposals)
     assert sum(p.reason not in ("parse", "duplicate") for p in proposals) >= 50, [p.text for p in proposals][:10]
     assert len(accepted) >= 3
+
+
+def follow(prompt):
+    """A scripted TextNav navigator: the directions of a compact route instruction (`w hall, n study`), then stop."""
+    lines = prompt.split("\n")
+    steps = [part.split()[0] for part in lines[0].split(", ") if part.split() and part.split()[0] in "nsewud"]
+    done = sum(1 for line in lines[1:] if line.strip() in ("n", "s", "e", "w", "u", "d", "stop"))
+    return steps[done] if done < len(steps) else "stop"
+
+
+def test_srdf_instructions_are_kept_when_the_navigator_follows_them():
+    from sparring.agents.proposer import InstructionProposer
+
+    kwargs = {"difficulty": "easy", "instruction": "compact"}
+    speaker = InstructionProposer("TextNav-v0", kwargs, ProposerConfig(kind="policy", ndtw=0.8))
+    routes = speaker.draw(6, seed=0, start=0)
+    assert all(t["goal"]["type"] == "route" for t in routes)
+    described = speaker.describe(routes[0])
+    assert speaker.prompt_text(routes[0]) == f"describe {described}"
+    assert described and all(part.split()[0] in ("n", "s", "e", "w", "u", "d") for part in described.split(" ; "))
+    # a speaker that says the route right, one that says nothing useful
+    honest = ScriptedPolicy(lambda p: ", ".join(step.strip() for step in p.removeprefix("describe ").split(" ; ")))
+    proposals = speaker.write(honest, routes, seed=0)
+    assert [p.task["goal"]["compact"] for p in proposals] == [r["goal"]["compact"] for r in routes]
+    kept = speaker.accept(proposals, ScriptedPolicy(follow), max_tokens=8)
+    assert len(kept) == 6 and all(p.task["goal"]["template"] == "route/proposer/0" for p in kept)
+    vague = speaker.write(ScriptedPolicy(lambda p: "go somewhere nice"), routes, seed=0)
+    assert speaker.accept(vague, ScriptedPolicy(follow), max_tokens=8) == []
+    assert all(p.reason == "navigator" for p in vague)
+    empty = speaker.write(ScriptedPolicy(lambda p: "   "), routes[:1], seed=0)
+    assert empty[0].reason == "parse"
+    from sparring.agents.tiny import build_tokenizer
+
+    rows = speaker.examples(routes[:2], build_tokenizer())
+    assert rows[0]["completion"] == routes[0]["goal"]["compact"] and rows[0]["prompt"].startswith("describe ")

@@ -138,3 +138,22 @@ def test_the_skill_reward_for_grpo():
     assert reward(completions=["<answer>9*4-5</answer>"], task=[task], skills=["[]"]) == [0.0]
     with pytest.raises(ValueError, match="skills"):
         reward(completions=["x"], task=[task])
+
+
+def test_textnav_gets_command_macros_that_verify_in_the_house_they_came_from():
+    from sparring.agents.skills import skill_kind_for
+
+    kwargs = {"difficulty": "easy", "instruction": "compact"}
+    e = gymnasium.make("TextNav-v0", **kwargs).unwrapped
+    task = e.generate_task(2).to_dict()
+    e.reset(options={"task": task})
+    plan = iter(e.expert_actions())
+    episode = Solver(ScriptedPolicy(lambda p: next(plan)), "TextNav-v0", kwargs, SamplingParams(max_tokens=8)).run([task])[0]
+    kind = skill_kind_for(e)
+    assert isinstance(kind, MacroSkills) and episode.success
+    library = SkillLibrary(kind, e)
+    skill = library.add(kind.extract(episode))
+    assert skill is not None and skill.body == "; ".join(t.action for t in episode.turns)
+    assert library.retrieve(task, 1) == [skill]
+    short = skill.tests[0]["args"][:-1]  # the macro without its last command does not finish the task
+    assert library.add(Skill("macro:short", "macro", "; ".join(short), [], [{"task": task, "args": short}])) is None

@@ -87,3 +87,18 @@ def test_config_checks():
     assert VerifierConfig(use="majority", measure=["judge", "majority"]).active == ["majority", "judge"]
     with pytest.raises(ValueError, match="did you mean 'majority'"):
         VerifierConfig(measure=["majorty"])
+
+
+def test_majority_on_textnav_votes_with_the_room_where_episodes_end():
+    import gymnasium
+
+    kwargs = {"difficulty": "easy", "instruction": "compact", "goal_types": ["route"]}
+    env = gymnasium.make("TextNav-v0", **kwargs).unwrapped
+    task = env.generate_task(1).to_dict()
+    env.reset(options={"task": task})
+    plan = env.expert_actions()
+    by_turn = ScriptedPolicy(lambda p: plan[(p.count("\n") - 1) // 2])  # compact: 2 lines, then an action and a line per turn
+    episodes = Solver(by_turn, "TextNav-v0", kwargs, SamplingParams(max_tokens=8)).run([task], k=2)
+    assert episodes[0].success and answer_key(episodes[0]) == episodes[0].verdict["details"]["goal_room"]
+    stay = Solver(ScriptedPolicy(lambda p: "stop"), "TextNav-v0", kwargs, SamplingParams(max_tokens=8)).run([task], k=1)
+    assert MajorityVoteVerifier().judge([episodes + stay]) == [[True, True, False]]

@@ -157,10 +157,27 @@ class Proposal:
         return self.task is not None and self.reason is None
 
 
+# A family's own acceptance filter, run after parsing and before the expert: "module:function", called with the
+# task dict, returning an object with `ok` and `problems` (ToolUse's Code-as-Task filter runs the task's verify
+# function on its solution and failure cases in the sandbox). Imported only when that family is proposed for.
+TASK_FILTERS: dict[str, str] = {"tooluse": "sparring.envs.tooluse_tasks:validate_task"}
+
+
+def family_filter(family: str) -> Any:
+    import importlib
+
+    target = TASK_FILTERS.get(family)
+    if target is None:
+        return None
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def check_task(env: Any, task: Any, config: Any = None) -> tuple[str, str] | None:
-    """None when `task` is one `env` may pose, else (reason code, detail): it must parse as the family's Task,
-    lie within the knobs (`env.task_problems(task, config)` where the family has it; `config` defaults to the
-    env's), and the expert's actions must solve it when replayed in the env. Never raises on a bad task."""
+    """None when `task` is one `env` may pose, else (reason code, detail): it must parse as the family's Task, lie
+    within the knobs (`env.task_problems(task, config)` where the family has it; `config` defaults to the
+    env's), pass the family's own filter (`TASK_FILTERS`), and the expert's actions must solve it when replayed
+    in the env. Never raises on a bad task."""
     try:
         parsed = env.task_type.from_dict(task)
     except (ValueError, TypeError, KeyError) as error:
@@ -168,6 +185,11 @@ def check_task(env: Any, task: Any, config: Any = None) -> tuple[str, str] | Non
     problems = env.task_problems(parsed, config) if hasattr(env, "task_problems") else []
     if problems:
         return "knobs", "; ".join(problems)
+    check = family_filter(getattr(env, "family", ""))
+    if check is not None:
+        result = check(parsed.to_dict())
+        if not result.ok:
+            return "filter", "; ".join(result.problems)
     try:
         env.reset(options={"task": parsed.to_dict()})
         actions = env.expert_actions()

@@ -175,3 +175,21 @@ def test_srdf_instructions_are_kept_when_the_navigator_follows_them():
 
     rows = speaker.examples(routes[:2], build_tokenizer())
     assert rows[0]["completion"] == routes[0]["goal"]["compact"] and rows[0]["prompt"].startswith("describe ")
+
+
+def test_a_familys_own_filter_runs_before_the_expert(monkeypatch):
+    """How ToolUse's Code-as-Task filter plugs in: a registered filter's problems reject the task."""
+    import sys
+    import types
+
+    from sparring.agents import proposer as module
+
+    class Result:
+        def __init__(self, ok, problems):
+            self.ok, self.problems = ok, problems
+    fake = types.ModuleType("fake_filters")
+    fake.no_twenties = lambda task: Result(task["target"] != 20, ["targets of 20 are banned"])
+    monkeypatch.setitem(sys.modules, "fake_filters", fake)
+    monkeypatch.setitem(module.TASK_FILTERS, "countdown", "fake_filters:no_twenties")
+    assert check_task(env(), {"numbers": [8, 3, 2], "target": 22}) is None
+    assert check_task(env(), {"numbers": [8, 3, 4], "target": 20}) == ("filter", "targets of 20 are banned")

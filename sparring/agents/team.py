@@ -52,8 +52,13 @@ class AgentTeam:
         self.kind = skill_kind_for(self.env) if cfg.skills.enabled else None
         self.library: SkillLibrary | None = None
         self.memory: ReflectionMemory | None = None
-        self.examples: dict[str, list[dict[str, str]]] = {}
-        self.records: list[dict[str, Any]] = []
+        # what the current round gathered between its calls
+        self.records: list[dict[str, Any]] = []           # tasks.jsonl's lines, in task order
+        self.chains: list[list[dict[str, Any]]] = []      # the tasks as chains (length 1 without skill chains)
+        self.proposer: PolicyProposer | InstructionProposer | None = None
+        self.proposals: list[Any] = []
+        self.refined: list[Trajectory] = []
+        self.examples: dict[str, list[dict[str, str]]] = {}  # each role's training data
 
     @staticmethod
     def wanted(config: Any) -> bool:

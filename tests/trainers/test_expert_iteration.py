@@ -31,6 +31,16 @@ def test_hard_tasks_weigh_more():
     assert metrics["ei/kept"] == 2 and metrics["ei/examples"] == 5
 
 
+def test_another_verifier_decides_what_is_kept():
+    """A majority vote or a judge may accept a wrong answer and reject a right one: its flags decide what is kept;
+    the exploration metrics stay the env's."""
+    samples = [episode(0, "a", True), episode(0, "b", False), episode(1, "c", False), episode(1, "d", False)]
+    kept, metrics = select_verified(samples, 2, max_per_task=1, verified=[False, True, True, False])
+    assert [t.turns[0].action for t in kept] == ["b", "c"] and metrics["ei/pass@1"] == 1 / 4
+    with pytest.raises(ValueError, match="one per trajectory"):
+        select_verified(samples, 2, max_per_task=1, verified=[True])
+
+
 @pytest.mark.parametrize("field, value", [("k", 0), ("max_per_task", 0), ("temperature", 0.0)])
 def test_config_checks(field, value):
     with pytest.raises(ValueError, match=field):

@@ -1,14 +1,16 @@
 """Ablations of the self-play agents: the tiny model on Countdown, baseline / +proposer / +reflector / +skills /
 all, with the same budget and seeds; a table of held-out success per round.
 
-    python benchmarks/ablations.py                      # the small version (about 15-20 min on 2 free cores)
+    python benchmarks/ablations.py --parallel 5         # the small version
     python benchmarks/ablations.py --scale 2 --seed 1   # twice the tasks and steps, another seed
     python benchmarks/ablations.py --arms baseline all  # some arms only
 
-Every arm starts from the same bootstrapped solver, so round 0 is shared and the rounds after it differ only
-by the agents: the same rounds, training tasks per round, samples per task, fine-tuning steps, evaluation tasks
-and seeds. Two bootstraps are made once: a plain one, and one whose demonstrations show retrieved skills (the
-prompt format of the skill arms; same steps); the skill arms start from the second and its library.
+Every arm starts from the same bootstrapped solver, so the rounds after round 0 differ only by the agents:
+the same rounds, training tasks per round, samples per task, fine-tuning steps, evaluation tasks and seeds.
+The bootstrap is made once (`boot-base`), then topped up by the same number of steps twice: on plain
+demonstrations (`boot-plain`, where the arms without skills start) and on demonstrations that show retrieved
+skills (`boot-skills`, the prompt format of the skill arms, which start from it and its library).
+`--parallel N` plays N arms at once (one torch thread each).
 
 What the arms turn on (sparring/agents/):
     baseline    expert iteration on generator tasks
@@ -43,10 +45,9 @@ def budget(scale: float, rounds: int, eval_tasks: int, threads: int) -> list[str
             f"threads={threads}"]
 
 
-def bootstrap(scale: float) -> list[str]:
-    n = lambda x: str(max(1, round(x * scale)))  # noqa: E731
-    return [f"bootstrap.sft.steps={n(600)}", "bootstrap.sft.batch_size=64", "bootstrap.eval_every=200",
-            "bootstrap.dev_tasks=200"]
+def bootstrap(steps: int, eval_every: int) -> list[str]:
+    return [f"bootstrap.sft.steps={steps}", "bootstrap.sft.batch_size=64", f"bootstrap.eval_every={eval_every}",
+            "bootstrap.dev_tasks=200", "bootstrap.patience=100"]  # a fixed number of steps: the same for every arm
 
 
 def roles(scale: float) -> dict[str, list[str]]:
@@ -63,23 +64,42 @@ def roles(scale: float) -> dict[str, list[str]]:
             "all": proposer + reflector + skills + verifiers}
 
 
-def selfplay(run_dir: Path, overrides: list[str], seed: int) -> list[dict]:
-    """Run (or resume, or read back) one self-play run; its metrics rows."""
+def launch(run_dir: Path, overrides: list[str], seed: int) -> subprocess.Popen | None:
+    """Start (or resume) one self-play run; None when it already finished."""
     from sparring.io import read_jsonl
 
     rounds = int(next(o.split("=")[1] for o in reversed(overrides) if o.startswith("rounds=")))
     rows = read_jsonl(run_dir / "metrics.jsonl")
     if len(rows) == rounds + 1:
-        return rows
+        return None
     command = [sys.executable, "-m", "sparring.cli", "--width", "160", "selfplay", "--run-dir", str(run_dir),
                "--seed", str(seed), *overrides, *(["--resume"] if rows else [])]
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir.with_suffix(".log"), "a") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if result.returncode:
-        raise SystemExit(f"{run_dir.name} failed (exit {result.returncode}); see {run_dir.with_suffix('.log')}")
-    return read_jsonl(run_dir / "metrics.jsonl")
+    log = open(run_dir.with_suffix(".log"), "a")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def run_all(runs: dict[str, tuple[Path, list[str]]], seed: int, parallel: int) -> dict[str, list[dict]]:
+    """Run `runs` (name -> (run dir, overrides)), `parallel` at a time; their metrics rows."""
+    from sparring.io import read_jsonl
+
+    pending, running = list(runs.items()), {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, (run_dir, overrides) = pending.pop(0)
+            print(f"start {name}", flush=True)
+            process = launch(run_dir, overrides, seed)
+            if process is not None:
+                running[name] = (process, run_dir)
+        for name, (process, run_dir) in list(running.items()):
+            if process.poll() is not None:
+                del running[name]
+                if process.returncode:
+                    raise SystemExit(f"{name} failed (exit {process.returncode}); see {run_dir.with_suffix('.log')}")
+                print(f"done {name}", flush=True)
+        time.sleep(2)
+    return {name: read_jsonl(run_dir / "metrics.jsonl") for name, (run_dir, _) in runs.items()}
 
 
 AGENT_COLUMNS = ["proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/majority/agreement",
@@ -113,31 +133,38 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies tasks per round and training steps")
     parser.add_argument("--arms", nargs="+", default=list(roles(1)), choices=list(roles(1)))
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no oversubscription on a shared machine)")
     parser.add_argument("--eval-tasks", type=int, default=300)
+    parser.add_argument("--boot-steps", type=int, default=500, help="the shared bootstrap's supervised steps")
+    parser.add_argument("--top-up", type=int, default=100, help="steps of each top-up (plain, with skills)")
+    parser.add_argument("--parallel", type=int, default=1, help="arms played at once")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = (args.out or ROOT / "runs" / f"ablations-seed{args.seed}").resolve()
     common = budget(args.scale, args.rounds, args.eval_tasks, args.threads)
     start = time.perf_counter()
-    boots = {}
-    for name, extra in (("plain", []), ("skills", ["skills.enabled=true"])):
-        if name == "skills" and not any("skills" in arm for arm in args.arms) and "all" not in args.arms:
-            continue
-        print(f"bootstrap ({name})", flush=True)
-        selfplay(out / f"boot-{name}", [*common, *bootstrap(args.scale), *extra, "rounds=0"], args.seed)
-        boots[name] = out / f"boot-{name}"
-    results = {}
+    base = out / "boot-base"
+    run_all({"boot-base": (base, [*common, *bootstrap(args.boot_steps, max(1, args.boot_steps // 2)), "rounds=0"])},
+            args.seed, 1)
+    from_base = [f"policy.backend=hf", f"policy.path={base / 'checkpoints' / 'round-000'}"]
+    top_up = bootstrap(args.top_up, args.top_up)
+    skill_arms = any("skills.enabled=true" in roles(1)[arm] for arm in args.arms)
+    boots = {"boot-plain": (out / "boot-plain", [*common, *from_base, *top_up, "rounds=0"])}
+    if skill_arms:
+        boots["boot-skills"] = (out / "boot-skills", [*common, *from_base, *top_up, "skills.enabled=true", "rounds=0"])
+    run_all(boots, args.seed, args.parallel)
+    arms = {}
     for arm in args.arms:
         overrides = roles(args.scale)[arm]
-        boot = boots["skills" if "skills.enabled=true" in overrides else "plain"]
-        start_from = [f"policy.backend=hf", f"policy.path={boot / 'checkpoints' / 'round-000'}", "bootstrap.enabled=false"]
+        boot = out / ("boot-skills" if "skills.enabled=true" in overrides else "boot-plain")
+        start_from = ["policy.backend=hf", f"policy.path={boot / 'checkpoints' / 'round-000'}", "bootstrap.enabled=false"]
         if boot.name == "boot-skills":
             start_from.append(f"skills.load={boot / 'rounds' / '000' / 'skills.jsonl'}")
-        print(f"arm {arm}", flush=True)
-        results[arm] = selfplay(out / arm, [*common, *start_from, *overrides], args.seed)
+        arms[arm] = (out / arm, [*common, *start_from, *overrides])
+    results = run_all(arms, args.seed, args.parallel)
     text = (f"Held-out greedy success (%) on {args.eval_tasks} test-seen Countdown tasks (3 numbers in 1..20), tiny model, "
-            f"seed {args.seed}, scale {args.scale}; round 0 is the shared bootstrap.\n\n" + table(results) +
+            f"seed {args.seed}, scale {args.scale}, bootstrap {args.boot_steps} + {args.top_up} steps; round 0 is "
+            "the shared bootstrap.\n\n" + table(results) +
             f"\n\nTotal wall time: {(time.perf_counter() - start) / 60:.1f} min (this machine, with whatever else ran).")
     (out / "ablations.md").write_text(text + "\n")
     (out / "ablations.json").write_text(json.dumps(results, indent=1, default=str))

@@ -146,7 +146,7 @@ def main() -> int:
     base = out / "boot-base"
     run_all({"boot-base": (base, [*common, *bootstrap(args.boot_steps, max(1, args.boot_steps // 2)), "rounds=0"])},
             args.seed, 1)
-    from_base = [f"policy.backend=hf", f"policy.path={base / 'checkpoints' / 'round-000'}"]
+    from_base = ["policy.backend=hf", f"policy.path={base / 'checkpoints' / 'round-000'}"]
     top_up = bootstrap(args.top_up, args.top_up)
     skill_arms = any("skills.enabled=true" in roles(1)[arm] for arm in args.arms)
     boots = {"boot-plain": (out / "boot-plain", [*common, *from_base, *top_up, "rounds=0"])}

@@ -5,7 +5,8 @@ A skill is what one family can reuse across episodes (`SkillKind`):
   order written (`a*b-c` from `8*3-2`): a verified macro the solver is shown for similar tasks.
 - Command envs (`MacroSkills`, the fallback for multi-turn families such as TextNav): the command
   sequence of a successful episode, a macro shown as a known routine.
-Code functions (code and tool envs) plug in as one more `SkillKind` with the same five methods.
+- Code (`FunctionSkills`): a function a verified answer defined (found by parsing, never run here), shown
+  to later tasks as code to call or copy; the env re-verifies it by replaying the answer in its sandbox.
 
 `SkillLibrary` admits a skill only when it verifies (its kind replays it in the env on the task it came
 from), merges a skill seen again into the one it already holds (one more test case, a longer
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -222,17 +224,7 @@ class MacroSkills(SkillKind):
                      tests=[{"task": trajectory.task, "args": commands}], created_round=round)
 
     def verify(self, skill: Skill, env: Any) -> bool:
-        for test in skill.tests[-MAX_TESTS:]:
-            env.reset(options={"task": test["task"]})
-            verdict = None
-            for command in test["args"]:
-                _, _, terminated, truncated, info = env.step(command)
-                if terminated or truncated:
-                    verdict = info.get("verdict")
-                    break
-            if not (verdict and verdict.get("success")):
-                return False
-        return bool(skill.tests)
+        return bool(skill.tests) and all(_replays(env, t["task"], t["args"]) for t in skill.tests[-MAX_TESTS:])
 
     def used(self, skill: Skill, trajectory: Trajectory) -> bool:
         return skill.body in "; ".join(" ".join(t.action.split()) for t in trajectory.turns)
@@ -241,7 +233,71 @@ class MacroSkills(SkillKind):
         return _words(task)
 
 
-SKILL_KINDS: dict[str, Callable[[], SkillKind]] = {"countdown": ExpressionSkills}
+def _replays(env: Any, task: dict[str, Any], actions: list[str]) -> bool:
+    """Whether `actions`, played in `env` on `task`, end the episode with a verified success."""
+    env.reset(options={"task": task})
+    for action in actions:
+        _, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            return bool(info.get("verdict", {}).get("success"))
+    return False
+
+
+MAX_CODE_CHARS = 20_000
+
+
+def defined_functions(code: str) -> list[tuple[str, str]]:
+    """(name, source) of each top-level function in `code` (a ```python block, or the text itself). Parsing only:
+    nothing is run; text that does not parse defines nothing."""
+    import ast
+
+    block = re.search(r"```(?:python)?\n(.*?)```", code, flags=re.DOTALL)
+    code = block[1] if block else code
+    if len(code) > MAX_CODE_CHARS:
+        return []
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    return [(node.name, ast.get_source_segment(code, node) or "") for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+class FunctionSkills(SkillKind):
+    """Code families: a function a verified answer defined, shown to later tasks as reusable code."""
+
+    kind = "function"
+
+    def extract(self, trajectory: Trajectory, round: int = 0) -> Skill | None:
+        if not trajectory.success or not trajectory.turns:
+            return None
+        functions = defined_functions(trajectory.turns[-1].action)
+        if not functions:
+            return None
+        name, source = functions[0]
+        return Skill(id=f"function:{name}:{zlib.crc32(source.encode()):08x}", kind=self.kind, body=source,
+                     description=_words(trajectory.task) + name.lower().split("_"),
+                     tests=[{"task": trajectory.task, "args": [t.action for t in trajectory.turns]}], created_round=round)
+
+    def verify(self, skill: Skill, env: Any) -> bool:
+        return bool(skill.tests) and all(_replays(env, t["task"], t["args"]) for t in skill.tests[-MAX_TESTS:])
+
+    def used(self, skill: Skill, trajectory: Trajectory) -> bool:
+        name = skill.id.split(":")[1]
+        text = "\n".join(t.action for t in trajectory.turns)
+        return len(re.findall(rf"\b{re.escape(name)}\s*\(", text)) > len(re.findall(rf"\bdef\s+{re.escape(name)}\s*\(", text))
+
+    def query(self, task: dict[str, Any]) -> list[str]:
+        return _words(task)
+
+    def render(self, observation: str, skills: list[Skill], style: str = "compact") -> str:
+        if not skills:
+            return observation
+        return observation + "\n\nFunctions that solved similar tasks (you may call or copy them):\n\n" + \
+            "\n\n".join(s.body for s in skills)
+
+
+SKILL_KINDS: dict[str, Callable[[], SkillKind]] = {"countdown": ExpressionSkills, "code": FunctionSkills}
 
 
 def skill_kind_for(env: Any) -> SkillKind:

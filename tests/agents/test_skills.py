@@ -157,3 +157,40 @@ def test_textnav_gets_command_macros_that_verify_in_the_house_they_came_from():
     assert library.retrieve(task, 1) == [skill]
     short = skill.tests[0]["args"][:-1]  # the macro without its last command does not finish the task
     assert library.add(Skill("macro:short", "macro", "; ".join(short), [], [{"task": task, "args": short}])) is None
+
+
+class ToyCodeEnv:
+    """Stands in for a code env: an answer passes when it defines `solve` and the helper the task names."""
+
+    family = "code"
+
+    def reset(self, *, options):
+        self.task = options["task"]
+        return self.task["prompt"], {}
+
+    def step(self, action):
+        ok = "def solve(" in action and f"{self.task['helper']}(" in action
+        return "", float(ok), True, False, {"verdict": {"success": ok, "reward": float(ok)}}
+
+
+def test_code_skills_are_functions_a_verified_answer_defined():
+    from sparring.agents.skills import FunctionSkills, defined_functions, skill_kind_for
+    from sparring.trajectories import Trajectory, Turn
+
+    answer = "```python\ndef digits_sum(n):\n    return sum(map(int, str(n)))\n\ndef solve(n):\n    return digits_sum(n)\n```"
+    assert [name for name, _ in defined_functions(answer)] == ["digits_sum", "solve"]
+    assert defined_functions("def broken(:\n") == [] and defined_functions("x" * 30_000) == []
+    task = {"prompt": "sum the digits of n", "helper": "digits_sum"}
+    trajectory = Trajectory("Toy-v0", task, [Turn("sum the digits of n", answer)], {"success": True, "reward": 1.0})
+    kind = skill_kind_for(ToyCodeEnv())
+    assert isinstance(kind, FunctionSkills)
+    library = SkillLibrary(kind, ToyCodeEnv())
+    skill = library.add(kind.extract(trajectory))
+    assert skill.body.startswith("def digits_sum(n):") and skill.id.startswith("function:digits_sum:")
+    assert library.retrieve({"prompt": "sum the digits of m", "helper": "digits_sum"}, 1) == [skill]
+    reuse = Trajectory("Toy-v0", task, [Turn("", "def solve(n):\n    return digits_sum(n) + 1")], {"success": True})
+    copy_only = Trajectory("Toy-v0", task, [Turn("", "def digits_sum(n):\n    return 0")], {"success": False})
+    assert kind.used(skill, reuse) and not kind.used(skill, copy_only)
+    assert "Functions that solved similar tasks" in kind.render("obs", [skill])
+    failing = Trajectory("Toy-v0", {**task, "helper": "other"}, trajectory.turns, {"success": True, "reward": 1.0})
+    assert library.add(kind.extract(failing)) is skill and len(skill.tests) == 1  # replayed there, it fails: not merged

@@ -1,8 +1,8 @@
 """Ablations of the self-play agents: the tiny model on Countdown, baseline / +proposer / +reflector / +skills /
 all, with the same budget and seeds; a table of held-out success per round.
 
-    python benchmarks/ablations.py --parallel 5         # the small version
-    python benchmarks/ablations.py --scale 2 --seed 1   # twice the tasks and steps, another seed
+    python benchmarks/ablations.py --parallel 5         # the small version: 21-31 min on the shared 2-core machine
+    python benchmarks/ablations.py --scale 1 --seed 1   # 2.5x the tasks and steps, another seed
     python benchmarks/ablations.py --arms baseline all  # some arms only
 
 Every arm starts from the same bootstrapped solver, so the rounds after round 0 differ only by the agents:
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def budget(scale: float, rounds: int, eval_tasks: int, threads: int) -> list[str]:
-    """The shared budget of every arm (scale 1: the small version)."""
+    """The shared budget of every arm (the default scale 0.4: 200 tasks per round, 12 fine-tuning steps)."""
     n = lambda x: str(max(1, round(x * scale)))  # noqa: E731
     return [f"rounds={rounds}", f"tasks_per_round={n(500)}", f"env.eval_tasks={eval_tasks}", "env.extra_eval_splits=[]",
             "eval.k=1",
@@ -130,12 +130,12 @@ def table(results: dict[str, list[dict]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies tasks per round and training steps")
+    parser.add_argument("--scale", type=float, default=0.4, help="multiplies tasks per round (500) and training steps")
     parser.add_argument("--arms", nargs="+", default=list(roles(1)), choices=list(roles(1)))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--eval-tasks", type=int, default=300)
-    parser.add_argument("--boot-steps", type=int, default=500, help="the shared bootstrap's supervised steps")
-    parser.add_argument("--top-up", type=int, default=100, help="steps of each top-up (plain, with skills)")
+    parser.add_argument("--boot-steps", type=int, default=300, help="the shared bootstrap's supervised steps")
+    parser.add_argument("--top-up", type=int, default=60, help="steps of each top-up (plain, with skills)")
     parser.add_argument("--parallel", type=int, default=1, help="arms played at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--out", type=Path, default=None)

@@ -10,7 +10,7 @@ import pytest
 import sparring  # noqa: F401
 from sparring.agents.proposer import (CurriculumProposer, PolicyProposer, Proposal, ProposerConfig, check_task,
                                       labels_for, learnability, next_aim, proposal_metrics, task_to_text, text_to_task)
-from tests.agents.fakes import ScriptedPolicy
+from agents_kit import ScriptedPolicy
 
 KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}
 

@@ -9,7 +9,7 @@ from sparring.agents.reflector import (Reflection, ReflectionMemory, Reflector, 
                                        reflection_text)
 from sparring.agents.solver import Solver, by_task
 from sparring.agents.tiny import build_tokenizer
-from tests.agents.fakes import ScriptedPolicy, compact_task, expert_answer
+from agents_kit import ScriptedPolicy, compact_task, expert_answer
 
 KWARGS = {"instruction": "compact"}
 TASKS = [{"numbers": [8, 3, 2], "target": 22}, {"numbers": [5, 4, 2], "target": 18}]

@@ -13,7 +13,7 @@ from sparring.agents.skills import (ExpressionSkills, MacroSkills, Skill, SkillL
                                     make_chains)
 from sparring.agents.solver import Solver, by_task
 from sparring.envs.expr import parse
-from tests.agents.fakes import ScriptedPolicy, expert_answer, pattern_user
+from agents_kit import ScriptedPolicy, expert_answer, pattern_user
 
 KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}
 

@@ -8,7 +8,7 @@ from sparring.agents.verifiers import (MajorityVoteVerifier, ModelJudgeVerifier,
                                        agreement, answer_key, judge_examples, judge_prompt, read_judgement,
                                        verifier_metrics)
 from sparring.agents.policy import SamplingParams
-from tests.agents.fakes import ScriptedPolicy
+from agents_kit import ScriptedPolicy
 
 KWARGS = {"instruction": "compact"}
 TASK = {"numbers": [8, 3, 2], "target": 22}

@@ -228,10 +228,15 @@ def expected_state(task: ToolTask) -> dict[str, Any]:
     return replay(task.world, task.solution["calls"], task.tools)[0]
 
 
+ModelResult = tuple[bool | None, str | None]  # (what verify returned, or None and why it did not run)
+
+
 def verify_outcome(task: ToolTask, state: dict[str, Any], answer: str | None, calls: list[dict[str, Any]], *,
-                   expected: dict[str, Any] | None = None, sandbox: str = "local") -> Outcome:
+                   expected: dict[str, Any] | None = None, sandbox: str = "local",
+                   model_result: ModelResult | None = None) -> Outcome:
     """Run the task's verification on a final `state`, `answer` and `calls`. Built-in checks run here;
-    `verify_src` runs in a sandbox. Never raises: a verification that fails to run is an `Outcome` with `error`."""
+    `verify_src` runs in a sandbox (unless its `model_result` is given). Never raises: a verification that
+    fails to run is an `Outcome` with `error`."""
     reasons: list[str] = []
     for check in task.checks:
         kind = check["kind"]
@@ -251,7 +256,8 @@ def verify_outcome(task: ToolTask, state: dict[str, Any], answer: str | None, ca
             if not any(c["name"] == check["name"] and c.get("ok", True) for c in calls):
                 reasons.append(f"the tool {check['name']} was never called successfully")
     if task.verify_src is not None:
-        result, error = run_model_verification(task.verify_src, state, answer, calls, sandbox=sandbox)
+        result, error = model_result or run_model_verifications(task.verify_src, [(state, answer, calls)],
+                                                                sandbox=sandbox)[0]
         if error:
             return Outcome(None, reasons, f"the task's verify function did not run: {error}")
         if not result:
@@ -260,7 +266,7 @@ def verify_outcome(task: ToolTask, state: dict[str, Any], answer: str | None, ca
 
 
 _HARNESS = """\
-import json, sys
+import json
 with open("verify_input.json") as f:
     data = json.load(f)
 from verification import verify
@@ -270,26 +276,33 @@ print({marker!r} + json.dumps(result if isinstance(result, bool) else "not a boo
 """
 
 
-def run_model_verification(source: str, state: dict[str, Any], answer: str | None, calls: list[dict[str, Any]], *,
-                           sandbox: str = "local", timeout_s: float = VERIFY_TIMEOUT_S) -> tuple[bool | None, str | None]:
-    """Run model-written `def verify(state, answer, calls) -> bool` in a sandbox: `(result, None)`, or
-    `(None, why it did not run)`. The inputs go in as a JSON file; the result comes back on stdout after a
-    marker that is random per run, so what the function prints cannot pass for its result."""
+def run_model_verifications(source: str, cases: list[tuple[dict[str, Any], str | None, list[dict[str, Any]]]], *,
+                            sandbox: str = "local", timeout_s: float = VERIFY_TIMEOUT_S) -> list[ModelResult]:
+    """Run model-written `def verify(state, answer, calls) -> bool` on each `(state, answer, calls)` in a sandbox,
+    in parallel: `(result, None)`, or `(None, why it did not run)`, per case. The inputs go in as a JSON file; the
+    result comes back on stdout after a marker that is random per run, so what the function prints cannot pass
+    for its result. Nothing of `source` runs in this process."""
     try:
         from sparring.sandboxes import make_sandbox
     except ImportError as error:
-        return None, f"no sandbox to run model-written code in ({error})"
+        return [(None, f"no sandbox to run model-written code in ({error})")] * len(cases)
     marker = f"@@verdict-{secrets.token_hex(8)}@@"
-    files = {"verification.py": source,
-             "verify_input.json": json.dumps({"state": state, "answer": answer, "calls": calls})}
+    requests = [{"code": _HARNESS.format(marker=marker), "timeout_s": timeout_s,
+                 "files": {"verification.py": source,
+                           "verify_input.json": json.dumps({"state": s, "answer": a, "calls": c})}}
+                for s, a, c in cases]
     try:
-        with make_sandbox(sandbox) as box:
-            result = box.run(_HARNESS.format(marker=marker), files=files, timeout_s=timeout_s)
+        with make_sandbox(sandbox, workers=max(1, min(4, len(cases)))) as box:
+            results = box.run_many(requests)
     except Exception as error:  # the sandbox could not start: a reason, not a crash
-        return None, f"the sandbox failed ({type(error).__name__}: {error})"
+        return [(None, f"the sandbox failed ({type(error).__name__}: {error})")] * len(cases)
+    return [_read_result(result, marker) for result in results]
+
+
+def _read_result(result: Any, marker: str) -> ModelResult:
     if result.status != "ok":
         tail = (result.stderr or "").strip().splitlines()[-1:] or [""]
-        return None, f"{result.status}: {tail[0][:300]}"
+        return None, f"{result.status}: {tail[0][:300]}".rstrip(": ")
     lines = [line for line in (result.stdout or "").splitlines() if line.startswith(marker)]
     if not lines:
         return None, "it printed no result"
@@ -324,16 +337,20 @@ def validate_task(task: ToolTask | dict[str, Any], *, sandbox: str = "local") ->
     for i, record in enumerate(records):
         if not record["ok"]:
             problems.append(f"solution call {i} ({record['name']}) fails: {record['result']}")
-    outcome = verify_outcome(task, expected, task.solution["answer"], records, expected=expected, sandbox=sandbox)
-    if outcome.error:
-        problems.append(f"on the solution, {outcome.error}")
-    elif not outcome.passed:
-        problems.append("the solution does not pass: " + "; ".join(outcome.reasons))
-    for i, case in enumerate(task.failure_cases):
+    cases = [(expected, task.solution["answer"], records)]
+    for case in task.failure_cases:
         state, case_records = replay(task.world, case["calls"], task.tools)
-        outcome = verify_outcome(task, state, case["answer"], case_records, expected=expected, sandbox=sandbox)
+        cases.append((state, case["answer"], case_records))
+    model_results: list[ModelResult | None] = [None] * len(cases)
+    if task.verify_src is not None:  # one sandbox runs them all, in parallel
+        model_results = list(run_model_verifications(task.verify_src, cases, sandbox=sandbox))
+    for i, ((state, answer, calls), model_result) in enumerate(zip(cases, model_results)):
+        outcome = verify_outcome(task, state, answer, calls, expected=expected, model_result=model_result)
+        where = "the solution" if i == 0 else f"failure case {i - 1}"
         if outcome.error:
-            problems.append(f"on failure case {i}, {outcome.error}")
-        elif outcome.passed:
-            problems.append(f"failure case {i} passes the verification, so it does not tell right from wrong")
+            problems.append(f"on {where}, {outcome.error}")
+        elif i == 0 and not outcome.passed:
+            problems.append("the solution does not pass: " + "; ".join(outcome.reasons))
+        elif i > 0 and outcome.passed:
+            problems.append(f"{where} passes the verification, so it does not tell right from wrong")
     return TaskValidation(not problems, problems)

@@ -34,7 +34,10 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
             default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING \
                 else fields[key].default
             if dataclasses.is_dataclass(default) and isinstance(value, dict):
-                value = deep_merge(dataclasses.asdict(default), value)
+                base = dataclasses.asdict(default)
+                if "id" in value and value["id"] != base.get("id"):  # another env: the default's kwargs are not its
+                    base = {k: {} if isinstance(v, dict) else v for k, v in base.items()}
+                value = deep_merge(base, value)
             values[key] = from_dict(hint, value, f"{where}{key}.")
         else:
             values[key] = _check_type(f"{where}{key}", value, hint)

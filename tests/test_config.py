@@ -67,3 +67,13 @@ class Parent:
 def test_a_partial_section_keeps_the_parents_defaults():
     config = load_config(Parent, None, ["sft.steps=2000"])
     assert config.sft == SFTSettings(steps=2000, learning_rate=2e-3, scheduler="cosine")
+
+
+def test_a_section_naming_another_id_does_not_inherit_the_defaults_dicts():
+    from sparring.selfplay import SelfPlayConfig
+
+    other = load_config(SelfPlayConfig, None, ["env.id=CountdownSteps-v0", "env.kwargs.max_invalid_moves=1",
+                                                    "bootstrap.demonstrations=optimal"])
+    assert other.env.kwargs == {"max_invalid_moves": 1} and other.env.eval_tasks == SelfPlayConfig().env.eval_tasks
+    same = load_config(SelfPlayConfig, None, ["env.id=Countdown-v0", "env.kwargs.max_number=50"])
+    assert same.env.kwargs == {**SelfPlayConfig().env.kwargs, "max_number": 50}

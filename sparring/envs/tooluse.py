@@ -36,7 +36,7 @@ from typing import Any
 from sparring.envs.base import TextEnv, Verdict, check_choice
 from sparring.envs.tooluse_tasks import ToolTask, expected_state, replay, run_call, validate_task, verify_outcome
 from sparring.envs.tooluse_templates import HELD_OUT, TEMPLATES, TRAINING, instantiate
-from sparring.envs.tooluse_world import TOOL_NAMES, ToolWorld, tool_schemas
+from sparring.envs.tooluse_world import TOOL_NAMES, ToolWorld, tool_parameters, tool_schemas
 from sparring.errors import UnknownNameError, UnsolvableTaskError
 
 __all__ = ["ToolUseConfig", "ToolUseEnv", "ToolTask", "generate_task", "parse_action", "validate_task"]
@@ -205,7 +205,7 @@ def _call_syntax(text: str) -> Action | None:
     if positional:
         if name not in TOOL_NAMES:
             return Action(calls=[(name, keywords)])  # run_call reports the unknown tool
-        params = list(tool_schemas([name])[0]["function"]["parameters"]["properties"])
+        params = tool_parameters(name)
         if len(positional) > len(params):
             return Action(invalid=f"{name} takes at most {len(params)} argument(s) ({', '.join(params) or 'none'}), "
                                   f"got {len(positional)}")
@@ -255,8 +255,8 @@ def format_call(name: str, arguments: dict[str, Any], compact: bool) -> str:
     """A call as an action: `{"name": ..., "arguments": ...}`, or (`compact`) `name(arg, ...)`."""
     if not compact:
         return json.dumps({"name": name, "arguments": arguments})
-    params = list(tool_schemas([name])[0]["function"]["parameters"]["properties"])
     parts, positional = [], True
+    params = tool_parameters(name) if name in TOOL_NAMES else tuple(arguments)
     for param in params:
         if param not in arguments:
             positional = False

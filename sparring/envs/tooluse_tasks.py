@@ -18,7 +18,7 @@ raising.
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 import re
 import secrets
@@ -94,8 +94,12 @@ class ToolTask:
     level: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        """The task as JSON (a deep copy: changing it never changes the task)."""
-        return copy.deepcopy({
+        """The task as JSON (a fresh copy each time: changing it never changes the task)."""
+        return json.loads(self._json)
+
+    @functools.cached_property
+    def _json(self) -> str:
+        return json.dumps({
             "template": self.template, "level": self.level, "instruction": self.instruction, "compact": self.compact,
             "world": self.world, "tools": list(self.tools), "checks": list(self.checks), "verify_src": self.verify_src,
             "solution": self.solution, "failure_cases": list(self.failure_cases), "max_turns": self.max_turns})
@@ -116,7 +120,7 @@ class ToolTask:
         for name, text in (("instruction", instruction), ("compact", compact)):
             if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_CHARS:
                 raise ValueError(f"task {name!r} must be non-empty text of at most {MAX_TEXT_CHARS} characters")
-        ToolWorld.from_snapshot(data["world"]).close()  # raises ValueError on a malformed world
+        ToolWorld.from_snapshot(data["world"], database=False).close()  # a ValueError on a malformed world
         world = json.loads(json.dumps(data["world"]))
         solution = _check_episode(data["solution"], "task['solution']")
         failures = data["failure_cases"]

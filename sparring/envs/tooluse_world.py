@@ -155,8 +155,9 @@ class ToolWorld:
 
     # ---- loading and saving ----------------------------------------------------------------------------
     @classmethod
-    def from_snapshot(cls, data: Any) -> ToolWorld:
-        """A world from its JSON snapshot; anything malformed is a `ValueError` naming the field and the rule."""
+    def from_snapshot(cls, data: Any, *, database: bool = True) -> ToolWorld:
+        """A world from its JSON snapshot; anything malformed is a `ValueError` naming the field and the rule.
+        With `database=False` the tables are checked but not created (a cheaper check of a snapshot)."""
         if not isinstance(data, dict):
             raise ValueError(f"a world snapshot is a dict, got {type(data).__name__}")
         known = {"now", "files", "dirs", "kv", "calendar", "db"}
@@ -164,12 +165,13 @@ class ToolWorld:
             raise ValueError(f"unknown world field(s) {sorted(set(data) - known)}; accepted: {sorted(known)}")
         world = cls()
         try:
-            world._load(data)
+            world._load(data, database)
         except ToolError as error:
+            world.close()
             raise ValueError(f"invalid world: {error}") from None
         return world
 
-    def _load(self, data: dict[str, Any]) -> None:
+    def _load(self, data: dict[str, Any], database: bool = True) -> None:
         now = data.get("now", "2026-03-02T09:00")
         try:
             self.now_ = dt.datetime.strptime(now, "%Y-%m-%dT%H:%M")
@@ -202,11 +204,13 @@ class ToolWorld:
                         or any(e["id"] == event["id"] for e in self.events[:-1]):
                     raise ToolError(f"calendar event ids are distinct integers >= 1, got {event['id']!r}")
                 self.events[-1]["id"] = event["id"]
-        self._load_db(data.get("db", {}))
+        self._load_db(data.get("db", {}), database)
 
-    def _load_db(self, db: Any) -> None:
+    def _load_db(self, db: Any, create: bool) -> None:
         if not isinstance(db, dict) or len(db) > MAX_TABLES:
             raise ToolError(f"'db' must be a dict of at most {MAX_TABLES} tables: name -> {{'columns', 'rows'}}")
+        if len({str(name).lower() for name in db}) < len(db):
+            raise ToolError("two tables share a name (table names ignore case)")
         for name, table in db.items():
             if not isinstance(name, str) or not _NAME.fullmatch(name) or name.lower().startswith("sqlite"):
                 raise ToolError(f"table names are identifiers like orders, got {name!r}")
@@ -226,6 +230,16 @@ class ToolWorld:
                         or isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 2**63 for v in row):
                     raise ToolError(f"table {name!r}: each row is a list of {len(columns)} values (text, numbers "
                                     f"or null), got {row!r}")
+            names = [c.lower() for c, _ in columns]
+            if len(set(names)) < len(names):
+                raise ToolError(f"table {name!r}: two columns share a name")
+            for i, (_, kind) in enumerate(columns):
+                keys = [row[i] for row in rows if row[i] is not None]
+                if kind == "INTEGER PRIMARY KEY" and (len(set(keys)) < len(keys) or not all(
+                        isinstance(k, int) for k in keys)):
+                    raise ToolError(f"table {name!r}: the INTEGER PRIMARY KEY values must be distinct integers")
+            if not create:
+                continue
             spec = ", ".join(f'"{c}" {t}' for c, t in columns)
             try:
                 self.db.execute(f'CREATE TABLE "{name}" ({spec})')
@@ -682,11 +696,22 @@ def _schemas() -> dict[str, dict[str, Any]]:
     return out
 
 
+@functools.cache
+def _schema_texts() -> dict[str, str]:
+    return {name: json.dumps(schema) for name, schema in _schemas().items()}
+
+
 def tool_schemas(names: list[str] | tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """The OpenAI function-calling schemas of the tools `names` (all by default), generated from the
-    methods' signatures and Google-style docstrings."""
-    schemas = _schemas()
-    return [copy.deepcopy(schemas[name]) for name in (names or TOOL_NAMES)]
+    methods' signatures and Google-style docstrings (fresh copies: changing them changes nothing here)."""
+    texts = _schema_texts()
+    return [json.loads(texts[name]) for name in (names or TOOL_NAMES)]
+
+
+@functools.cache
+def tool_parameters(name: str) -> tuple[str, ...]:
+    """The parameter names of tool `name`, in signature order."""
+    return tuple(_schemas()[name]["function"]["parameters"]["properties"])
 
 
 @functools.cache

@@ -139,11 +139,24 @@ class Action:
 
 FORMAT_HINT = ('write a tool call as JSON, like {"name": "kv_get", "arguments": {"key": "a"}}, or kv_get("a"); '
                "or a final answer as <answer>...</answer>")
-_THINK = re.compile(r"<think>.*?</think>", re.S)
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
 _FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
 _CALL_SYNTAX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\s*\(.*\)", re.S)
 _LITERAL_NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+
+
+def _tagged(text: str, open_tag: str, close_tag: str) -> tuple[list[str], str]:
+    """The contents of the complete `open_tag...close_tag` blocks of `text`, and the text without them.
+    A linear scan (a lazy regex is quadratic on many unclosed tags)."""
+    blocks, rest, position = [], [], 0
+    while (start := text.find(open_tag, position)) >= 0:
+        end = text.find(close_tag, start + len(open_tag))
+        if end < 0:
+            break
+        rest.append(text[position:start])
+        blocks.append(text[start + len(open_tag):end])
+        position = end + len(close_tag)
+    rest.append(text[position:])
+    return blocks, "".join(rest)
 
 
 def _answer_text(value: Any) -> str:
@@ -218,11 +231,11 @@ def _call_syntax(text: str) -> Action | None:
 
 def parse_action(action: str) -> Action:
     """Read one action (see the module docstring for the forms). Never raises."""
-    text = _THINK.sub("", action).strip()
+    text = _tagged(action, "<think>", "</think>")[1].strip()
     if "<answer>" in text:  # the last answer; an unclosed tag takes the rest of the text
         body = text[text.rfind("<answer>") + len("<answer>"):]
         return Action(answer=body.split("</answer>", 1)[0].strip())
-    blocks = _TOOL_CALL.findall(text) or _FENCE.findall(text) or [text]
+    blocks = _tagged(text, "<tool_call>", "</tool_call>")[0] or _FENCE.findall(text) or [text]
     calls: list[tuple[Any, Any]] = []
     for block in blocks:
         block = block.strip()

@@ -259,7 +259,8 @@ def test_final_answer_forms(text, answer):
 
 @pytest.mark.parametrize("text", ["", "go north", "1+1", "42", "[]", "{}", '{"arguments": {}}', "kv_get(__import__('os'))",
                                   "kv_get(*x)", "os.system('ls')", "(" * 5000 + ")" * 5000, "kv_get(" + "[" * 3000 + "]" * 3000 + ")",
-                                  '{"name": "kv_get", "arguments": "{bad json"}', "kv_get(1, 2, 3)", "kv_get('a', key='b')"])
+                                  '{"name": "kv_get", "arguments": "{bad json"}', "kv_get(1, 2, 3)", "kv_get('a', key='b')",
+                                  "<think>" * 9000, "<tool_call>" * 5000, "```" * 20000 + "`"])
 def test_junk_is_invalid_with_a_reason(text):
     action = parse_action(text)
     assert action.invalid and action.calls is None and action.answer is None
@@ -570,3 +571,13 @@ def test_junk_never_raises_and_never_crashes_a_tool(action):
     records = env.unwrapped.records
     json.dumps(records)
     replay(WORLD, [{"name": r["name"], "arguments": r["arguments"]} for r in records if isinstance(r["arguments"], dict)])
+
+
+def test_the_self_play_config_loads_and_makes_the_env():
+    from sparring.selfplay import load_selfplay_config
+
+    config = load_selfplay_config(Path(__file__).resolve().parents[2] / "configs" / "tooluse-ei.yaml", [])
+    assert config.env.id == "ToolUse-v0" and config.bootstrap.demonstrations == "optimal" and config.threads == 1
+    env = gymnasium.make(config.env.id, split=config.env.eval_split, **config.env.kwargs)  # no Countdown knobs leak in
+    task = env.reset(seed=0)[1]["task"]
+    assert task["template"] in config.env.kwargs["templates"] and env.unwrapped.compact

@@ -35,6 +35,20 @@ def world():
     w.close()
 
 
+@pytest.fixture(scope="module")
+def sandbox():
+    """The local sandbox that model-written verification runs in, or a skip saying why this host has none."""
+    from sparring.sandboxes import make_sandbox
+
+    try:
+        with make_sandbox("local") as box:
+            result = box.run("print(1)")
+    except Exception as error:
+        pytest.skip(f"no local sandbox here: {error}")
+    if result.status != "ok":
+        pytest.skip(f"the local sandbox does not run programs here: {result.status} {result.stderr[-200:]}")
+
+
 def kv_task(**changes):
     """A small valid proposed task: copy the value of 'color' into /out/color.txt."""
     task = {"instruction": "Write the value of the key 'color' to /out/color.txt.", "compact": "color > /out/color.txt",
@@ -380,14 +394,14 @@ def test_validate_task_rejects_bad_tasks(changes, problem):
     assert not report.valid and any(problem in p for p in report.problems), report.problems
 
 
-def test_validate_task_rejects_a_task_whose_verification_raises():
+def test_validate_task_rejects_a_task_whose_verification_raises(sandbox):
     raising = "def verify(state, answer, calls):\n    return state['files']['/nope'] == 'x'\n"
     report = validate_task(kv_task(checks=[], verify_src=raising))
     assert not report.valid
     assert "on the solution, the task's verify function did not run: error: KeyError" in report.problems[0]
 
 
-def test_model_written_verification_runs_in_the_sandbox(tmp_path):
+def test_model_written_verification_runs_in_the_sandbox(sandbox, tmp_path):
     marker = tmp_path / "ran-in-this-process"
     source = (f"import pathlib\ntry:\n    pathlib.Path({str(marker)!r}).write_text('x')  # works outside a sandbox\n"
               "except OSError:\n    pass\n"
@@ -409,7 +423,7 @@ def test_model_written_verification_runs_in_the_sandbox(tmp_path):
     assert reward == 0.0 and "verify function returned False" in info["verdict"]["feedback"]
 
 
-def test_model_verification_results_are_data():
+def test_model_verification_results_are_data(sandbox):
     cases = [({"x": 1}, None, [])]
     assert run_model_verifications("def verify(state, answer, calls):\n    return state['x'] == 1\n", cases) == [(True, None)]
     assert run_model_verifications("def verify(s, a, c):\n    return 1\n", cases)[0] == (None, "verify returned int, not True or False")

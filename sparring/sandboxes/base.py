@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from sparring.errors import SparringError
+
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed", "sandbox_error")
 
 # name: (lowest, highest, default). Every limit is checked against its range with a message naming it.
@@ -31,7 +33,7 @@ LIMIT_RANGES: dict[str, tuple[float, float, float]] = {
 }
 
 
-class SandboxError(RuntimeError):
+class SandboxError(SparringError, RuntimeError):
     """The sandbox itself failed (not the program in it): a backend that cannot start or clean up."""
 
 

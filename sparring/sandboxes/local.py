@@ -3,10 +3,12 @@
 Tiers, strongest first (the strongest that works is picked at start and recorded in every result):
 
 - "bwrap": bubblewrap with every namespace unshared (no network, own pids, ipc, uts, cgroup, user),
-  a read-only /usr, a private tmpfs /tmp and work dir (/work), a cleared environment, a new session,
+  a read-only root holding only /usr (read-only), private tmpfs /tmp and work dir (/work) and a minimal
+  /dev and /proc, a cleared environment, a new session,
   no capabilities, no nested user namespaces, and it dies with its parent.
-- "unshare": util-linux `unshare` (user, net, pid, ipc, uts, mount namespaces): no network and no
-  process outlives the run, but host files stay readable as far as permissions allow.
+- "unshare": util-linux `unshare` (user, net, pid, ipc, uts, mount namespaces) with private tmpfs /tmp,
+  /var/tmp and /dev/shm and no capabilities: no network and no process outlives the run, but the host's
+  files stay readable (and world-writable places writable) as far as the slot uid's permissions allow.
 - "rlimits": limits only, no namespaces. Insecure (network, host files, sibling processes are all
   reachable); it must be asked for by name and warns.
 
@@ -390,9 +392,9 @@ class LocalSandbox(Sandbox[LocalSlot]):
         except (ProcessLookupError, PermissionError):
             pass
         process.wait()
-        if slot.cgroups and slot.cgroups.pids_dir:  # every process the run started is in it, whatever its uid
+        if slot.cgroups:
             kill_until_gone(slot.cgroups.processes, f"slot {slot.index}'s cgroup")
-        elif slot.uid is not None:
+        if slot.uid is not None:  # also a namespace's init that is still exiting (no longer in the cgroup)
             kill_until_gone(lambda: uid_processes(slot.uid), f"slot {slot.index}'s uid {slot.uid}")
 
     # -- command lines ----------------------------------------------------------------------------
@@ -435,7 +437,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
             fd = memory_file(name, content)
             fds.append(fd)
             command += ["--perms", "0644", "--file", str(fd), f"/work/{name}"]
-        return command + ["--", "python3", "main.py"]
+        return command + ["--remount-ro", "/", "--", "python3", "main.py"]  # only /work and /tmp are writable
 
     def _host_work_dir(self, slot: LocalSlot, request: RunRequest) -> Path:
         work_dir = Path(tempfile.mkdtemp(dir=slot.work_root, prefix=f"slot{slot.index}-"))

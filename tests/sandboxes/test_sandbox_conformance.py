@@ -73,8 +73,8 @@ def test_run_many_keeps_input_order(sandbox):
     assert sandbox.run_many([]) == []
 
 
-def test_each_run_gets_a_fresh_private_work_dir(sandbox, kind):
-    private_tmp = kind != "local-rlimits"  # the insecure tier shares the host's /tmp
+def test_each_run_gets_a_fresh_private_work_dir(sandbox):
+    private_tmp = getattr(sandbox, "tier", "") != "rlimits"  # the insecure tier shares the host's /tmp
     name = f"/tmp/sparring-left-{uuid.uuid4().hex}"
     writer = sandbox.run(f"open('left.txt', 'w').write('x')\nopen({name!r}, 'w').write('x') if {private_tmp} else 0")
     assert writer.status == "ok", writer

@@ -16,7 +16,8 @@ Every tier adds, when the sandbox runs as root: a host uid per worker slot (leas
 a lock file, so no two slots anywhere share one), rlimits (CPU, address space, file size, open files,
 processes; RLIMIT_NPROC only binds below root) and cgroup pids and memory limits per slot (v1 or v2,
 where the hierarchy is writable). The launch chain is `sh` (joins the slot's cgroups, sets the
-rlimits) -> `setpriv` (drops to the slot's uid, no capabilities, no new privileges) -> the tier's
+rlimits) -> `setpriv` (drops to the slot's uid, no capabilities, no new privileges, dies with this
+process) -> the tier's
 sandbox -> `python3 main.py`, so nothing of the program runs before every limit is in place. When a
 run returns, the launch chain's process group is killed and the slot's cgroup and uid are checked
 until no process of theirs is left.
@@ -411,10 +412,11 @@ class LocalSandbox(Sandbox[LocalSlot]):
         return ["/bin/sh", "-c", "\n".join(lines + ['exec "$@"']), "sparring-sandbox"]
 
     def _drop_privileges(self, slot: LocalSlot) -> list[str]:
+        """setpriv: the slot's uid, no capabilities, no new privileges, and killed if this process dies."""
         if slot.uid is None:
-            return []
+            return ["setpriv", "--pdeathsig=KILL", "--no-new-privs", "--"]
         return ["setpriv", f"--reuid={slot.uid}", f"--regid={slot.uid}", "--clear-groups", "--no-new-privs",
-                "--inh-caps=-all", "--bounding-set=-all", "--"]
+                "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig=KILL", "--"]
 
     def _bwrap_command(self, request: RunRequest, fds: list[int]) -> list[str]:
         size = str(self.limits.max_file_mb << 20)

@@ -112,6 +112,11 @@ def make_request(limits: Limits, code: Any, stdin: Any = "", files: Mapping[str,
         checked[check_file_name(name)] = _as_bytes(f"files[{name!r}]", content)
     if "main.py" in checked:
         raise ValueError("files may not hold 'main.py': it is the program (`code`)")
+    parts = [name.split("/") for name in checked]
+    folders = {"/".join(path[:depth]) for path in parts for depth in range(1, len(path))}
+    clash = sorted(folders & set(checked))
+    if clash:
+        raise ValueError(f"file name {clash[0]!r} is also used as a folder by another file name")
     timeout = limits.timeout_s if timeout_s is None else timeout_s
     check_limit("timeout_s", timeout)
     memory = limits.memory_mb if memory_mb is None else memory_mb

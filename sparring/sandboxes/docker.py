@@ -408,17 +408,15 @@ class DockerSandbox(Sandbox[DockerSlot]):
 def remove_stale(client) -> None:
     """Remove the sandbox containers and volumes that a process of this host which no longer exists left."""
     host = socket.gethostname()
-    for kind in (client.containers, client.volumes):
-        found = kind.list(all=True, filters={"label": LABEL}) if kind is client.containers else \
-            kind.list(filters={"label": LABEL})
-        for item in found:
-            owner_host, _, pid = (item.attrs.get("Labels") or item.attrs.get("Config", {}).get("Labels") or {}
-                                  ).get(OWNER_LABEL, "").partition(":")
-            if owner_host == host and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                try:
-                    item.remove(force=True)
-                except Exception:
-                    pass  # another process is removing it
+    containers = [(c, c.labels) for c in client.containers.list(all=True, filters={"label": LABEL})]
+    volumes = [(v, v.attrs.get("Labels") or {}) for v in client.volumes.list(filters={"label": LABEL})]
+    for item, labels in containers + volumes:  # containers first: a volume in use cannot be removed
+        owner_host, _, pid = labels.get(OWNER_LABEL, "").partition(":")
+        if owner_host == host and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                item.remove(force=True)
+            except Exception:
+                pass  # another process is removing it
 
 
 def _work_tar(request: RunRequest) -> bytes:

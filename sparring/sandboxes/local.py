@@ -54,7 +54,8 @@ UID_LOCK_DIR = Path(tempfile.gettempdir()) / "sparring-sandbox-uids"
 OPEN_FILES = 256
 MEMORY_HEADROOM_MB = 64  # the cgroup limit above the address-space limit: bwrap itself, tmpfs pages
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-LAUNCHER_FAILED = 125  # the launcher's own exit status when a cgroup or rlimit cannot be set
+LAUNCHER_FAILED = 125  # the launcher's own exit status when a cgroup or rlimit cannot be set, with:
+LAUNCHER_MESSAGE = b"sparring-sandbox:"
 
 
 def is_root() -> bool:
@@ -293,14 +294,16 @@ class LocalSandbox(Sandbox[LocalSlot]):
         return getattr(self, "_isolation", "local")
 
     def _open_slot(self, index: int) -> LocalSlot:
-        lease = UidLease() if is_root() else None
-        cgroups = None
-        if is_root():
+        if not is_root():
+            return LocalSlot(index, None, None, None, self._root)
+        lease = UidLease()
+        try:
             cgroups = SlotCgroups(f"sparring-{os.getpid()}-{index}-{uuid.uuid4().hex[:8]}",
                                   self.limits.max_processes + 3)
-            if not cgroups.applied:
-                cgroups = None
-        return LocalSlot(index, lease.uid if lease else None, lease, cgroups, self._root)
+        except BaseException:
+            lease.release()
+            raise
+        return LocalSlot(index, lease.uid, lease, cgroups if cgroups.applied else None, self._root)
 
     def _close_slot(self, slot: LocalSlot) -> None:
         if slot.uid is not None:
@@ -354,7 +357,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
             with os.fdopen(status_read, "rb") as f:
                 fds.remove(status_read)
                 launch_status = f.read()
-            launched = b"child-pid" in launch_status if self.tier == "bwrap" else process.returncode != LAUNCHER_FAILED
+            launcher_failed = process.returncode == LAUNCHER_FAILED and stderr.startswith(LAUNCHER_MESSAGE)
+            launched = b"child-pid" in launch_status if self.tier == "bwrap" else not launcher_failed
             if not launched and stopped is None:
                 return self.failure(f"the {self.tier} sandbox failed to start: {decode(stderr[-2000:])}", wall)
             oom = slot.cgroups is not None and slot.cgroups.oom_kills() > oom_before
@@ -401,15 +405,16 @@ class LocalSandbox(Sandbox[LocalSlot]):
     # -- command lines ----------------------------------------------------------------------------
     def _launcher(self, slot: LocalSlot, request: RunRequest) -> list[str]:
         """`sh -c`: join the slot's cgroups, set the rlimits, then exec the rest of the command line."""
-        lines = [f"echo $$ > {shlex.quote(str(path))} || exit {LAUNCHER_FAILED}"
-                 for path in (slot.cgroups.procs_files if slot.cgroups else [])]
+        lines = [f"echo $$ > {shlex.quote(str(path))}" for path in (slot.cgroups.procs_files if slot.cgroups else [])]
         processes = self.limits.max_processes + 3  # + the sandbox's own processes (bwrap and its init)
         if slot.uid is None:  # RLIMIT_NPROC counts every process of the caller's uid
             processes += len(uid_processes(os.getuid()))
         limits = {"c": 0, "t": math.ceil(request.timeout_s) + 1, "v": request.memory_mb * 1024,
                   "f": self.limits.max_file_mb * 2048, "n": OPEN_FILES, "p": processes}
-        lines += [f"ulimit -{flag} {value} || exit {LAUNCHER_FAILED}" for flag, value in limits.items()]
-        return ["/bin/sh", "-c", "\n".join(lines + ['exec "$@"']), "sparring-sandbox"]
+        lines += [f"ulimit -{flag} {value}" for flag, value in limits.items()]
+        checked = [f"{line} || {{ echo {shlex.quote(f'{LAUNCHER_MESSAGE.decode()} failed: {line}')} >&2; "
+                   f"exit {LAUNCHER_FAILED}; }}" for line in lines]
+        return ["/bin/sh", "-c", "\n".join(checked + ['exec "$@"']), "sparring-sandbox"]
 
     def _drop_privileges(self, slot: LocalSlot) -> list[str]:
         """setpriv: the slot's uid, no capabilities, no new privileges, and killed if this process dies."""

@@ -176,6 +176,7 @@ def rootfs_tarball(destination: str | Path) -> Path:
                 tar.addfile(info)
                 add(os.path.join(parent, os.readlink(path)))
             elif info.isdir():
+                info.mode |= 0o755  # the sandbox user must reach everything (say, a python under /root)
                 tar.addfile(info)
             elif info.isfile():
                 with open(path, "rb") as f:

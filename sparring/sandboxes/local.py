@@ -207,9 +207,12 @@ class SlotCgroups:
     def procs_files(self) -> list[Path]:
         return [path / "cgroup.procs" for path in dict.fromkeys(self.dirs)]
 
+    memory_limit = 0  # bytes, as last set
+
     def set_memory(self, limit_bytes: int) -> None:
-        if not self.memory_dir:
+        if not self.memory_dir or limit_bytes == self.memory_limit:
             return
+        self.memory_limit = limit_bytes
         if self.kind == "v2":
             (self.memory_dir / "memory.max").write_text(str(limit_bytes))
             swap = self.memory_dir / "memory.swap.max"
@@ -283,7 +286,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
             raise SandboxError(f"isolation={isolation!r} does not work on this host: {tier_problem(self.tier)}")
         self._root = None if self.tier == "bwrap" else make_work_root()
         self._start_slots()
-        parts = [self.tier] + (["uid"] if is_root() else []) + ["rlimits"]
+        parts = ([] if self.tier == "rlimits" else [self.tier]) + (["uid"] if is_root() else []) + ["rlimits"]
         cgroups = self._slots[0].cgroups.applied if self._slots[0].cgroups else ""
         self._isolation = "+".join(parts + ([cgroups] if cgroups else []))
         if self.tier == "rlimits":

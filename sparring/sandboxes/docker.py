@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.sandboxes.base import (Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError, decode,
-                                     memory_error_in)
+from sparring.sandboxes.base import (RESERVED_NAMES, Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError,
+                                     decode, memory_error_in)
 from sparring.sandboxes.local import OPEN_FILES, sandbox_python
 
 IMAGE = "sparring-sandbox:latest"
@@ -41,7 +41,7 @@ OWNER_LABEL = "sparring.sandbox.owner"  # host:pid of the process whose sandbox 
 MEMORY_HEADROOM_MB = 64  # the container's limit above the program's address-space limit
 WATCHDOG_GRACE_S = 2.0  # `timeout` inside ends a run; the host removes the container if it does not
 DOCKER_MISSING = 'the docker backend needs the Docker SDK for Python: pip install "sparring[docker]"'
-STDIN_FILE = ".sparring-stdin"
+STDIN_FILE = RESERVED_NAMES[1]
 # The container's pid 1, as the sandbox user: reaps orphans (a killed daemon must not linger as a zombie
 # counting against the pids limit) and, as the namespace's init, ignores the `kill -9 -1` of the cleanup.
 REAPER = """import os, signal
@@ -426,7 +426,7 @@ def _work_tar(request: RunRequest) -> bytes:
     uid = int(USER.split(":")[0])
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         made = set()
-        for name, content in [("main.py", request.code.encode()), (STDIN_FILE, request.stdin), *request.files.items()]:
+        for name, content in [*request.work_files(), (STDIN_FILE, request.stdin)]:
             parts = name.split("/")
             for depth in range(1, len(parts)):
                 folder = "/".join(parts[:depth])

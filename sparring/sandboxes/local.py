@@ -437,7 +437,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
         command += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
                     "--size", size, "--tmpfs", "/work", "--chdir", "/work"]
         made_dirs = set()
-        for name, content in [("main.py", request.code.encode()), *request.files.items()]:
+        for name, content in request.work_files():
             parts = name.split("/")
             for depth in range(1, len(parts)):
                 folder = "/work/" + "/".join(parts[:depth])
@@ -451,7 +451,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
 
     def _host_work_dir(self, slot: LocalSlot, request: RunRequest) -> Path:
         work_dir = Path(tempfile.mkdtemp(dir=slot.work_root, prefix=f"slot{slot.index}-"))
-        for name, content in [("main.py", request.code.encode()), *request.files.items()]:
+        for name, content in request.work_files():
             path = work_dir / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)

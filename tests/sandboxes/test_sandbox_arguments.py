@@ -47,6 +47,8 @@ def test_bad_run_arguments(local):
         local.run("pass", timeout_s=-1)
     with pytest.raises(ValueError, match="files may not hold 'main.py'"):
         local.run("pass", files={"main.py": "x"})
+    with pytest.raises(ValueError, match="files may not hold '.sparring-stdin'"):
+        local.run("pass", files={".sparring-stdin": "x"})
     with pytest.raises(ValueError, match="unknown keys \\['stdn'\\]"):
         local.run_many([{"code": "pass", "stdn": ""}])
     with pytest.raises(TypeError, match="must be a mapping with a 'code' key"):

@@ -35,7 +35,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
             default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING \
                 else fields[key].default
             if dataclasses.is_dataclass(default) and isinstance(value, dict):
-                value = deep_merge(dataclasses.asdict(default), value)
+                value = merge_section(hint, dataclasses.asdict(default), value)
             values[key] = from_dict(hint, value, f"{where}{key}.")
         else:
             values[key] = _check_type(f"{where}{key}", value, hint)
@@ -89,6 +89,18 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
         out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def merge_section(cls: type, default: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` over `default` for dataclass `cls`: nested dataclass sections merge key by key, any other value
+    (a dict such as env.kwargs included) is replaced whole, so a config for another env keeps none of the
+    default env's arguments."""
+    hints, out = typing.get_type_hints(cls), dict(default)
+    for key, value in update.items():
+        hint = hints.get(key)
+        nested = hint is not None and dataclasses.is_dataclass(hint) and isinstance(out.get(key), dict)
+        out[key] = merge_section(hint, out[key], value) if nested and isinstance(value, dict) else value
     return out
 
 

@@ -78,3 +78,23 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     with pytest.raises(ValueError, match="rate must be float"):
         load_config(Top, None, ["section.rate=1e-4x"])
     assert load_config(Top, None, ["section.name=1e-4"]).section.name == "1e-4"  # a str key keeps the text
+
+
+@dataclass
+class WithKwargs:
+    kwargs: dict = field(default_factory=lambda: {"difficulty": "easy", "max_number": 20})
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=1000, learning_rate=2e-3))
+
+
+@dataclass
+class Outer:
+    env: WithKwargs = field(default_factory=WithKwargs)
+
+
+def test_a_dict_value_in_a_partial_section_is_replaced_not_merged(tmp_path):
+    """Another env's kwargs must not inherit the default env's (max_number is no TextNav knob)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("env:\n  kwargs: {instruction: compact}\n  sft: {steps: 5}\n")
+    config = load_config(Outer, path)
+    assert config.env.kwargs == {"instruction": "compact"}
+    assert config.env.sft == SFTSettings(steps=5, learning_rate=2e-3)  # dataclass sections still merge

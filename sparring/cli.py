@@ -1,4 +1,4 @@
-"""The `sparring` command: `sparring envs`, `sparring demo`, `sparring selfplay`, `sparring eval`, `sparring sandbox`."""
+"""The `sparring` command: `sparring envs`, `demo`, `selfplay`, `eval`, `play`, `sandbox`."""
 
 from __future__ import annotations
 
@@ -134,6 +134,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0 if any(works for works, _ in found.values()) else 1
 
 
+def cmd_play(args: argparse.Namespace) -> int:
+    """A person plays an env in the terminal."""
+    from sparring.play import load_task, play
+
+    task = load_task(args.task) if args.task else None
+    return play(args.env, seed=args.seed, difficulty=args.difficulty, task=task, env_kwargs=dict(args.env_kwargs))
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     import yaml
 
@@ -182,7 +190,19 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("action", choices=["info", "build-image"])
     sandbox.add_argument("--tag", default="sparring-sandbox:latest", help="build-image: the image tag")
     sandbox.set_defaults(func=cmd_sandbox)
-    args = parser.parse_args(argv)
+    play = sub.add_parser("play", help="play an env yourself in the terminal (help lists commands, quit leaves)")
+    play.add_argument("env", help="an env id, e.g. TextNav-v0")
+    play.add_argument("--seed", type=int, help="the episode's seed (default: a random one)")
+    play.add_argument("--difficulty", help="a preset: easy, medium, hard")
+    play.add_argument("--task", help="a task as JSON, or @file.json: play exactly this task")
+    play.add_argument("env_kwargs", type=_key_value, nargs="*", metavar="key=value",
+                      help="env arguments, e.g. instruction=compact n_rooms=6")
+    play.set_defaults(func=cmd_play)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse leaves positionals that follow options unparsed: play's key=value env arguments
+        if args.command != "play" or any(e.startswith("-") or "=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.env_kwargs += [_key_value(e) for e in extra]
     try:
         return args.func(args)
     except (ValueError, TypeError, SparringError) as error:

@@ -4,6 +4,7 @@ are errors that suggest the closest key. Configs are plain dataclasses; this mod
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -34,10 +35,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
             default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING \
                 else fields[key].default
             if dataclasses.is_dataclass(default) and isinstance(value, dict):
-                base = dataclasses.asdict(default)
-                if "id" in value and value["id"] != base.get("id"):  # another env: the default's kwargs are not its
-                    base = {k: {} if isinstance(v, dict) else v for k, v in base.items()}
-                value = deep_merge(base, value)
+                value = merge_section(hint, dataclasses.asdict(default), value)
             values[key] = from_dict(hint, value, f"{where}{key}.")
         else:
             values[key] = _check_type(f"{where}{key}", value, hint)
@@ -45,6 +43,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         return cls(**values)
     except TypeError as error:
         raise ValueError(f"config section {where or '(top level)'}: {error}") from error
+
+
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _check_type(name: str, value: Any, hint: Any) -> Any:
@@ -60,6 +61,8 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
             return value
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if origin is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; people mean the number
         if origin in (str, dict, list, tuple) and isinstance(value, origin if origin is not tuple else (tuple, list)):
             return tuple(value) if origin is tuple else value
         if option is Any:
@@ -86,6 +89,18 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
         out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def merge_section(cls: type, default: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` over `default` for dataclass `cls`: nested dataclass sections merge key by key, any other value
+    (a dict such as env.kwargs included) is replaced whole, so a config for another env keeps none of the
+    default env's arguments."""
+    hints, out = typing.get_type_hints(cls), dict(default)
+    for key, value in update.items():
+        hint = hints.get(key)
+        nested = hint is not None and dataclasses.is_dataclass(hint) and isinstance(out.get(key), dict)
+        out[key] = merge_section(hint, out[key], value) if nested and isinstance(value, dict) else value
     return out
 
 

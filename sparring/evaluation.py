@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sparring.agents.policy import Policy, SamplingParams
-from sparring.agents.solver import Solver
+from sparring.agents.solver import Solver, by_task
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -39,9 +39,21 @@ class EvalResult:
     pass_at_k_low: float | None = None
     pass_at_k_high: float | None = None
     mean_reward: float = 0.0
+    details: dict[str, float] = field(default_factory=dict)  # numeric verdict details, averaged (greedy episodes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def mean_details(verdicts: list[dict[str, Any]]) -> dict[str, float]:
+    """The mean of every numeric verdict detail (booleans as 0/1) over the verdicts that carry it: an env's own
+    metrics, such as TextNav's `spl` and `ndtw`, without the evaluation knowing them. Text, lists and None are skipped."""
+    sums: dict[str, list[float]] = {}
+    for verdict in verdicts:
+        for key, value in (verdict.get("details") or {}).items():
+            if isinstance(value, (bool, int, float)) and math.isfinite(value):
+                sums.setdefault(key, []).append(float(value))
+    return {key: sum(values) / len(values) for key, values in sorted(sums.items())}
 
 
 def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]], *, k: int = 1,
@@ -52,11 +64,12 @@ def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: lis
                     max_turns=max_turns).run(tasks, k=1, seed=seed, on_turn=on_turn)
     solved = sum(t.success for t in greedy)
     result = EvalResult(len(tasks), solved / max(1, len(tasks)), *wilson_interval(solved, len(tasks)),
-                        mean_reward=sum(t.reward for t in greedy) / max(1, len(tasks)))
+                        mean_reward=sum(t.reward for t in greedy) / max(1, len(tasks)),
+                        details=mean_details([t.verdict for t in greedy]))
     if k > 1:
         sampled = Solver(policy, env_id, env_kwargs, SamplingParams(temperature=temperature, max_tokens=max_tokens),
                          max_turns=max_turns).run(tasks, k=k, seed=seed + 1, on_turn=on_turn)
-        per_task = [sum(t.success for t in sampled[i * k:(i + 1) * k]) for i in range(len(tasks))]
+        per_task = [sum(t.success for t in group) for group in by_task(sampled, k)]
         estimate = sum(pass_at_k(k, c, k) for c in per_task) / max(1, len(tasks))
         any_solved = sum(c > 0 for c in per_task)
         result.k, result.pass_at_k = k, estimate

@@ -15,7 +15,8 @@ Run directory:
     rounds/NNN/tasks.jsonl          {"task": {...}, "source": "generator"} per line
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
     checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's)
-    metrics.jsonl                   one JSON object per round: "round", "eval/success", timings, trainer metrics
+    metrics.jsonl                   one JSON object per round: "round", "eval/success", the mean of each numeric
+                                    verdict detail ("eval/details/spl" for TextNav), timings, trainer metrics
     curves.png                      held-out success per round, redrawn every round
 """
 
@@ -86,7 +87,7 @@ class EvalConfig:
 class SelfPlayConfig:
     seed: int = 0
     threads: int = 2
-    rounds: int = 8
+    rounds: int = 6
     tasks_per_round: int = 3000
     algorithm: str = "expert_iteration"
     control: bool = False  # also spend each round's training steps on fresh expert demonstrations, from round 0
@@ -247,6 +248,7 @@ class SelfPlay:
                               on_turn=self.bars.episodes(f"{prefix} on {split}", len(tasks) * (1 + (k > 1) * k)))
             key = prefix if main else f"{prefix}/{split}"
             out[f"{key}/success"] = result.success
+            out.update({f"{key}/details/{name}": value for name, value in result.details.items()})  # e.g. SPL
             if main:
                 out[f"{key}/success_low"], out[f"{key}/success_high"] = result.success_low, result.success_high
                 if result.pass_at_k is not None:
@@ -398,7 +400,7 @@ class SelfPlay:
         rows = self.finished_rounds()
         k = self.config.eval.k
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
-        columns = ["round", "eval/success", f"eval/pass@{k}", "control/eval/success", "ei/pass@1", "ei/kept", "grpo/reward",
+        columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", "control/eval/success", "ei/pass@1", "ei/kept", "grpo/reward",
                    "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]
         for column in columns:

@@ -69,11 +69,32 @@ def test_a_partial_section_keeps_the_parents_defaults():
     assert config.sft == SFTSettings(steps=2000, learning_rate=2e-3, scheduler="cosine")
 
 
-def test_a_section_naming_another_id_does_not_inherit_the_defaults_dicts():
-    from sparring.selfplay import SelfPlayConfig
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 (PyYAML) reads `1e-4` as a string; a float key takes it as the number people mean
+    path = tmp_path / "run.yaml"
+    path.write_text("section:\n  rate: 3e-4\n")
+    assert load_config(Top, path).section.rate == 3e-4
+    assert load_config(Top, None, ["sft.learning_rate=1E-5"]).sft.learning_rate == 1e-5
+    with pytest.raises(ValueError, match="rate must be float"):
+        load_config(Top, None, ["section.rate=1e-4x"])
+    assert load_config(Top, None, ["section.name=1e-4"]).section.name == "1e-4"  # a str key keeps the text
 
-    other = load_config(SelfPlayConfig, None, ["env.id=CountdownSteps-v0", "env.kwargs.max_invalid_moves=1",
-                                                    "bootstrap.demonstrations=optimal"])
-    assert other.env.kwargs == {"max_invalid_moves": 1} and other.env.eval_tasks == SelfPlayConfig().env.eval_tasks
-    same = load_config(SelfPlayConfig, None, ["env.id=Countdown-v0", "env.kwargs.max_number=50"])
-    assert same.env.kwargs == {**SelfPlayConfig().env.kwargs, "max_number": 50}
+
+@dataclass
+class WithKwargs:
+    kwargs: dict = field(default_factory=lambda: {"difficulty": "easy", "max_number": 20})
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=1000, learning_rate=2e-3))
+
+
+@dataclass
+class Outer:
+    env: WithKwargs = field(default_factory=WithKwargs)
+
+
+def test_a_dict_value_in_a_partial_section_is_replaced_not_merged(tmp_path):
+    """Another env's kwargs must not inherit the default env's (max_number is no TextNav knob)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("env:\n  kwargs: {instruction: compact}\n  sft: {steps: 5}\n")
+    config = load_config(Outer, path)
+    assert config.env.kwargs == {"instruction": "compact"}
+    assert config.env.sft == SFTSettings(steps=5, learning_rate=2e-3)  # dataclass sections still merge

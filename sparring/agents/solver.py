@@ -2,6 +2,10 @@
 
     >>> solver = Solver(policy, "Countdown-v0", {"instruction": "compact"}, SamplingParams(n=1, max_tokens=32))
     >>> trajectories = solver.run(tasks, k=8)          # k episodes per task
+    >>> groups = by_task(trajectories, k=8)            # the k episodes of each task together
+
+Episodes run in lockstep, one env each; the envs are kept in a pool per (env id, kwargs) and reset with
+the next task, so a round of 12,000 episodes does not build 12,000 envs again.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+
+import json
 
 import gymnasium
 
@@ -33,9 +39,10 @@ class Solver:
             on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
         """`k` episodes per task, in task order. `on_turn(turn, active)` reports progress."""
         episodes = []
+        envs = iter(_acquire(self.env_id, self.env_kwargs, len(tasks) * k))
         for index, task in enumerate(tasks):
             for sample in range(k):
-                env = gymnasium.make(self.env_id, **self.env_kwargs)
+                env = next(envs)
                 observation, _ = env.reset(seed=seed, options={"task": task})
                 trajectory = Trajectory(self.env_id, task, role=self.role, env_kwargs=self.env_kwargs,
                                         meta={"task_index": index, "sample": sample, "policy": self.policy.name})
@@ -62,13 +69,36 @@ class Solver:
                                              completion.token_ids, completion.logprobs))
                 if terminated or truncated:
                     trajectory.verdict = info["verdict"]
-                    env.close()
-        for env, _, trajectory in episodes:
+        for _, _, trajectory in episodes:
             if not trajectory.verdict:
                 trajectory.verdict = {"reward": 0.0, "success": False,
                                       "feedback": f"ran out of turns ({self.max_turns})", "details": {}}
-                env.close()
+        _release(self.env_id, self.env_kwargs, [e[0] for e in episodes])
         return [e[2] for e in episodes]
+
+
+def by_task(trajectories: list[Trajectory], k: int) -> list[list[Trajectory]]:
+    """`Solver.run(tasks, k)`'s flat list as one group of `k` episodes per task, in task order."""
+    if k < 1 or len(trajectories) % k:
+        raise ValueError(f"{len(trajectories)} trajectories do not split into groups of k={k}")
+    return [trajectories[i:i + k] for i in range(0, len(trajectories), k)]
+
+
+_POOL: dict[str, list[Any]] = {}  # idle envs by (env id, kwargs)
+
+
+def _pool_key(env_id: str, env_kwargs: dict[str, Any]) -> str:
+    return json.dumps([env_id, env_kwargs], sort_keys=True, default=repr)
+
+
+def _acquire(env_id: str, env_kwargs: dict[str, Any], n: int) -> list[Any]:
+    idle = _POOL.setdefault(_pool_key(env_id, env_kwargs), [])
+    taken = [idle.pop() for _ in range(min(n, len(idle)))]
+    return taken + [gymnasium.make(env_id, **env_kwargs) for _ in range(n - len(taken))]
+
+
+def _release(env_id: str, env_kwargs: dict[str, Any], envs: list[Any]) -> None:
+    _POOL.setdefault(_pool_key(env_id, env_kwargs), []).extend(envs)
 
 
 def _seed(seed: int, turn: int) -> int:

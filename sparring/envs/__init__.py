@@ -4,4 +4,5 @@ from gymnasium.envs.registration import register
 
 register(id="Countdown-v0", entry_point="sparring.envs.countdown:CountdownEnv")
 register(id="CountdownSteps-v0", entry_point="sparring.envs.countdown:CountdownStepsEnv")
+register(id="TextNav-v0", entry_point="sparring.envs.textnav:TextNavEnv")
 register(id="ToolUse-v0", entry_point="sparring.envs.tooluse:ToolUseEnv")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.agents.policy import Policy, SamplingParams
-from sparring.agents.solver import Solver
+from sparring.agents.solver import Solver, by_task
 from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
 from sparring.trajectories import Trajectory
 
@@ -24,13 +24,13 @@ BALANCE_TARGET = 8  # B-STaR's n*: distinct correct answers per query that count
 
 @dataclass
 class ExpertIterationConfig:
-    k: int = 4  # samples per task
-    max_per_task: int = 1  # distinct correct answers kept per task (m)
+    k: int = 8  # samples per task
+    max_per_task: int = 2  # distinct correct answers kept per task (m)
     temperature: float = 1.0
     top_p: float = 1.0
     restart_from_base: bool = False  # True: ReST-EM; False: continue (STaR)
     weight_hard_tasks: bool = True  # repeat a task's kept answers k - c + 1 times (c of k correct): rarely solved tasks count more
-    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=3e-4))
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=1e-4, scheduler="cosine"))
 
     def __post_init__(self) -> None:
         for name in ("k", "max_per_task"):
@@ -48,7 +48,7 @@ def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int,
     With `weight_hard`, a task solved by c of its k samples has its kept answers repeated k - c + 1 times
     (weight proportional to 1 - c/k + 1/k), so training leans towards what the policy rarely gets right."""
     kept: list[Trajectory] = []
-    tasks = [trajectories[i:i + k] for i in range(0, len(trajectories), k)]
+    tasks = by_task(trajectories, k)
     distinct_counts, balance = [], []
     for samples in tasks:
         correct = [t for t in samples if t.success]

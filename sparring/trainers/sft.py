@@ -74,7 +74,7 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
         output_dir=str(output_dir), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate, lr_scheduler_type=settings.scheduler, warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay, max_grad_norm=settings.max_grad_norm, adam_beta2=0.98,
-        completion_only_loss=True, max_length=max(256, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0),
+        completion_only_loss=True, max_length=_context_length(model, tokenizer),
         save_strategy="no", report_to="none", use_cpu=True, seed=seed, data_seed=seed, logging_strategy="no",
         disable_tqdm=True, dataloader_num_workers=0, eos_token=tokenizer.eos_token,
         bf16=False, gradient_checkpointing=False,  # TRL's defaults (bf16 autocast, recomputation) cost 2-3x on a CPU
@@ -86,3 +86,11 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
         output = trainer.train()
     model.eval()
     return {"train/loss": float(output.training_loss), "train/steps": int(output.global_step)}
+
+
+def _context_length(model: Any, tokenizer: Any) -> int:
+    """How many tokens a training example may hold: the tokenizer's limit, else the model's positions (a
+    long multi-turn episode is cut here, not at TRL's default of 1024 or an unset tokenizer's 256)."""
+    if tokenizer.model_max_length < 10**6:
+        return int(tokenizer.model_max_length)
+    return int(getattr(model.config, "max_position_embeddings", None) or 1024)

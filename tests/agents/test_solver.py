@@ -2,7 +2,7 @@ import pytest
 
 from sparring.agents.hf import HFPolicy
 from sparring.agents.policy import SamplingParams
-from sparring.agents.solver import Solver
+from sparring.agents.solver import Solver, by_task
 from sparring.envs.countdown import PRESETS, generate_tasks
 from sparring.errors import UnknownNameError
 from sparring.trajectories import load_trajectories, save_trajectories
@@ -52,3 +52,26 @@ def test_trajectories_round_trip_through_parquet(tiny_checkpoint, tmp_path):
 def test_unknown_env_id_is_a_clear_error(tiny_checkpoint):
     with pytest.raises(UnknownNameError, match="Countdown-v0"):
         Solver(HFPolicy(tiny_checkpoint), "Countdwn-v0")
+
+
+def test_envs_are_pooled_across_runs(tiny_checkpoint, monkeypatch):
+    import gymnasium
+
+    made = []
+    real_make = gymnasium.make
+    monkeypatch.setattr(gymnasium, "make", lambda *a, **kw: made.append(a) or real_make(*a, **kw))
+    solver = Solver(HFPolicy(tiny_checkpoint), "CountdownSteps-v0", {"max_invalid_moves": 7},  # a pool of its own
+                    SamplingParams(max_tokens=4, seed=0), max_turns=2)
+    first = solver.run(TASKS, k=2)
+    assert len(made) == 8
+    again = solver.run(TASKS[:3], k=2)  # 6 of the 8 idle envs, reset with new tasks: nothing is built
+    assert len(made) == 8 and [t.task for t in again] == [t for t in TASKS[:3] for _ in range(2)]
+    assert all(len(t.turns) <= 2 and t.verdict for t in first + again)
+
+
+def test_by_task_groups_k_episodes_per_task(tiny_checkpoint):
+    trajectories = Solver(HFPolicy(tiny_checkpoint), "Countdown-v0", {}, SamplingParams(max_tokens=4)).run(TASKS, k=3)
+    groups = by_task(trajectories, 3)
+    assert [[t.task for t in g] for g in groups] == [[task] * 3 for task in TASKS]
+    with pytest.raises(ValueError, match="groups of k=5"):
+        by_task(trajectories, 5)

@@ -52,6 +52,8 @@ class HFPolicy(Policy):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device, self.batch_size = device, batch_size
+        if path is not None:
+            self.spec = {"backend": "hf", "path": str(path), "device": device, "batch_size": batch_size, "dtype": dtype}
         self._never = sorted({t for t in (self.tokenizer.pad_token_id, self.tokenizer.bos_token_id)
                               if t is not None and t != self.tokenizer.eos_token_id})
 

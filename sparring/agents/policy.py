@@ -58,6 +58,9 @@ class Policy(ABC):
 
     backend: str = ""
     name: str = ""
+    # `make_policy(**spec)` builds this policy again in another process (a Ray worker: sparring.executors);
+    # None when it cannot be (a model held in memory only)
+    spec: dict[str, Any] | None = None
 
     @abstractmethod
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:

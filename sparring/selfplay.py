@@ -22,6 +22,7 @@ Run directory:
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -390,6 +391,12 @@ class SelfPlay:
     def run_rounds(self, resume: bool = False) -> list[dict[str, Any]]:
         import torch
 
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise SparringError(f"the self-play loop runs in one process, but this is one of WORLD_SIZE="
+                                f"{os.environ['WORLD_SIZE']} processes (accelerate launch, torchrun): they would all "
+                                "write the same run directory. Run `sparring selfplay` plainly (executor.kind=ray "
+                                "spreads its episodes); multi-GPU training runs the trainers under accelerate "
+                                "(README: Cluster)")
         self.start(resume)
         torch.set_num_threads(self.config.threads)
         with make_executor(self.config.executor) as self.executor, self.bars.progress:

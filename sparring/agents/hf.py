@@ -34,7 +34,8 @@ class HFPolicy(Policy):
 
     def __init__(self, path: str | Path | None = None, *, model: Any = None, tokenizer: Any = None,
                  device: str = "cpu", batch_size: int = 256, dtype: str = "float32", threads: int | None = None):
-        """Load the checkpoint at `path`, or wrap a `model` and `tokenizer` already in memory (during training)."""
+        """Load the checkpoint at `path` onto `device`, or wrap a `model` and `tokenizer` already in memory
+        (during training; it generates on the device it is on)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -46,6 +47,8 @@ class HFPolicy(Policy):
             model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         elif tokenizer is None:
             raise ValueError("HFPolicy(model=...) also needs the model's tokenizer")
+        else:
+            device = str(next(model.parameters()).device)  # a model in memory generates where it is
         self.name = str(path) if path is not None else model.name_or_path
         self.model, self.tokenizer = model, tokenizer
         self.tokenizer.padding_side = "left"

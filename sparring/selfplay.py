@@ -3,6 +3,7 @@
     sparring selfplay                                   # the embedded default (configs/countdown-ei.yaml)
     sparring selfplay --config configs/countdown-grpo.yaml expert_iteration.k=8 --run-dir runs/x
     sparring selfplay --run-dir runs/x --resume         # after a crash or a kill -9
+    sparring selfplay executor.kind=ray                 # episodes on Ray workers (sparring.executors)
 
 Round 0 bootstraps the policy (for the tiny model: supervised training on the expert's
 demonstrations until more steps stop helping). Each later round draws fresh training tasks, runs the

@@ -115,11 +115,11 @@ def actions(trajectories):
 def test_greedy_episodes_through_ray_match_local_exactly(ray_executor, varied_checkpoint):
     from sparring.agents.hf import HFPolicy
 
-    tasks = draw_tasks("Countdown-v0", KWARGS, "test-seen", 0, 0, 70)
-    policy = HFPolicy(varied_checkpoint, batch_size=16)  # shards of 48 and 22 tasks: batches of 16 as locally
+    tasks = draw_tasks("Countdown-v0", KWARGS, "test-seen", 0, 0, 40)
+    policy = HFPolicy(varied_checkpoint, batch_size=8)  # shards of 24 and 16 tasks: batches of 8 as locally
     greedy = SamplingParams(temperature=0.0, max_tokens=16)
     local = Solver(policy, "Countdown-v0", KWARGS, greedy).run(tasks)
-    assert len({t.turns[0].action for t in local}) > 20  # the answers really differ
+    assert len({t.turns[0].action for t in local}) > 20  # the answers really differ from task to task
     remote = Solver(policy, "Countdown-v0", KWARGS, greedy, executor=ray_executor).run(tasks)
     assert actions(remote) == actions(local)
     assert [t.verdict for t in remote] == [t.verdict for t in local]
@@ -127,7 +127,7 @@ def test_greedy_episodes_through_ray_match_local_exactly(ray_executor, varied_ch
     sampled = SamplingParams(temperature=1.0, max_tokens=16)
     local = Solver(policy, "Countdown-v0", KWARGS, sampled).run(tasks, k=2, seed=5)
     remote = Solver(policy, "Countdown-v0", KWARGS, sampled, executor=ray_executor).run(tasks, k=2, seed=5)
-    first = plan_shards(70, 2, 16 // 2)[0][1] * 2
+    first = plan_shards(40, 2, 8 // 2)[0][1] * 2
     assert actions(remote)[:first] == actions(local)[:first]
     assert [a[:2] for a in actions(remote)] == [a[:2] for a in actions(local)]
     assert actions(remote)[first:] != actions(local)[first:]
@@ -169,9 +169,9 @@ def test_a_worker_killed_mid_round_is_retried_and_nothing_is_lost(ray_executor, 
 
     from sparring.agents.hf import HFPolicy
 
-    tasks = draw_tasks("Countdown-v0", KWARGS, "test-seen", 0, 100, 64)
+    tasks = draw_tasks("Countdown-v0", KWARGS, "test-seen", 0, 100, 40)
     policy = HFPolicy(varied_checkpoint, batch_size=8)
-    greedy = SamplingParams(temperature=0.0, max_tokens=48)
+    greedy = SamplingParams(temperature=0.0, max_tokens=32)
     expected = actions(Solver(policy, "Countdown-v0", KWARGS, greedy).run(tasks))
     killed, stop = [], threading.Event()
 

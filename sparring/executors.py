@@ -287,7 +287,9 @@ def _play_shard(shard: tuple[Any, ...]) -> list[Any]:
     from sparring.agents.solver import Solver
 
     spec, recipe, tasks, k, seed, first_task = shard
-    policy = _cached("policy", spec, lambda: make_policy(**spec))
+    weights = Path(spec["path"]) / "config.json" if "path" in spec else None  # a checkpoint rewritten in place reloads
+    version = weights.stat().st_mtime_ns if weights is not None and weights.exists() else None
+    policy = _cached("policy", {**spec, "version": version}, lambda: make_policy(**spec))
     return Solver(policy, **recipe).play(tasks, k, seed=seed, first_task=first_task)
 
 

@@ -96,7 +96,7 @@ class EvalConfig:
 class SelfPlayConfig:
     seed: int = 0
     threads: int = 2
-    rounds: int = 8
+    rounds: int = 6
     tasks_per_round: int = 3000
     algorithm: str = "expert_iteration"
     control: bool = False  # also spend each round's training steps on fresh expert demonstrations, from round 0

@@ -24,13 +24,13 @@ BALANCE_TARGET = 8  # B-STaR's n*: distinct correct answers per query that count
 
 @dataclass
 class ExpertIterationConfig:
-    k: int = 4  # samples per task
-    max_per_task: int = 1  # distinct correct answers kept per task (m)
+    k: int = 8  # samples per task
+    max_per_task: int = 2  # distinct correct answers kept per task (m)
     temperature: float = 1.0
     top_p: float = 1.0
     restart_from_base: bool = False  # True: ReST-EM; False: continue (STaR)
     weight_hard_tasks: bool = True  # repeat a task's kept answers k - c + 1 times (c of k correct): rarely solved tasks count more
-    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=3e-4))
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=1e-4, scheduler="cosine"))
 
     def __post_init__(self) -> None:
         for name in ("k", "max_per_task"):

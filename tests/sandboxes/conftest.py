@@ -2,8 +2,8 @@
 
 `sandbox` is parametrized over "local" (the strongest tier: bwrap here), "local-unshare",
 "local-rlimits" and "docker". Docker finds a running engine or starts `dockerd`, and builds the image
-offline, once per session; it skips, saying why, only where no engine can start. Each kind records
-what it claims to confine, so a test of a guarantee runs on exactly the sandboxes that claim it.
+offline, once per session; it skips, saying why, only where no engine can start. CONFINES records what
+each isolation tier claims, so a test of a guarantee runs on exactly the sandboxes whose tier claims it.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from sparring.sandboxes.local import available_tiers, uid_processes
 
 LIMITS = dict(workers=2, timeout_s=5.0, memory_mb=256, max_output_bytes=65536, max_processes=32, max_file_mb=16)
 KINDS = ("local", "local-unshare", "local-rlimits", "docker")
-# What each kind promises to confine (the rlimits tier as root still has per-slot uids and cgroups).
+# What each isolation tier promises to confine (the rlimits tier as root still has per-slot uids and cgroups).
 CONFINES = {
-    "local": {"filesystem", "network", "processes", "environment"},
-    "local-unshare": {"network", "processes", "environment"},
-    "local-rlimits": {"environment"} | ({"processes"} if os.geteuid() == 0 else set()),
+    "bwrap": {"filesystem", "network", "processes", "environment"},
+    "unshare": {"network", "processes", "environment"},
+    "rlimits": {"environment"} | ({"processes"} if os.geteuid() == 0 else set()),
     "docker": {"filesystem", "network", "processes", "environment"},
 }
 
@@ -45,7 +45,7 @@ def docker_image():
 
 
 @pytest.fixture(scope="session")
-def sandboxes(request):
+def sandboxes():
     """Sandboxes made on first use and shared by the whole session, closed at its end."""
     made: dict[str, object] = {}
     yield made
@@ -64,7 +64,10 @@ def open_sandbox(kind: str, request, **limits):
         pytest.skip(f"the {tier} tier does not work on this host")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rlimits warns that it is insecure: known, it is tested on its own
-        return make_sandbox("local", isolation=tier, **limits)
+        try:
+            return make_sandbox("local", isolation=tier, **limits)
+        except SandboxError as error:
+            pytest.skip(f"no local sandbox here: {error}")
 
 
 @pytest.fixture(params=KINDS)
@@ -79,9 +82,10 @@ def sandbox(kind, sandboxes, request):
     return sandboxes[kind]
 
 
-def requires(kind: str, guarantee: str) -> None:
-    if guarantee not in CONFINES[kind]:
-        pytest.skip(f"{kind} does not claim to confine {guarantee}")
+def requires(sandbox, guarantee: str) -> None:
+    tier = getattr(sandbox, "tier", sandbox.backend)
+    if guarantee not in CONFINES[tier]:
+        pytest.skip(f"the {tier} tier does not claim to confine {guarantee}")
 
 
 def leftover_processes(sandbox) -> set:

@@ -73,8 +73,8 @@ def test_run_many_keeps_input_order(sandbox):
     assert sandbox.run_many([]) == []
 
 
-def test_each_run_gets_a_fresh_private_work_dir(sandbox, kind):
-    private_tmp = kind != "local-rlimits"  # the insecure tier shares the host's /tmp
+def test_each_run_gets_a_fresh_private_work_dir(sandbox):
+    private_tmp = getattr(sandbox, "tier", "") != "rlimits"  # the insecure tier shares the host's /tmp
     name = f"/tmp/sparring-left-{uuid.uuid4().hex}"
     writer = sandbox.run(f"open('left.txt', 'w').write('x')\nopen({name!r}, 'w').write('x') if {private_tmp} else 0")
     assert writer.status == "ok", writer
@@ -89,6 +89,8 @@ def test_invalid_utf8_is_decoded_with_replacement(sandbox):
     assert result.status == "ok"
     assert result.stdout == "ok \ufffd\ufffd\ufffd end"
     assert result.stderr == "\ufffd("
+    unencodable = sandbox.run("print('\udcff')", stdin="\ud800", files={"x.txt": "\udfff"})  # lone surrogates
+    assert unencodable.status == "error" and "SyntaxError" in unencodable.stderr, unencodable
 
 
 def test_output_floods_are_capped_on_both_streams(sandbox):

@@ -64,11 +64,11 @@ class HFPolicy(Policy):
         import torch
 
         texts = [render(self.tokenizer, p) for p in prompts]
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
         out: list[list[Completion]] = []
         per_call = max(1, self.batch_size // params.n)
         for start in range(0, len(texts), per_call):
+            if params.seed is not None:  # each batch its own stream, seed + its first prompt's index: a call on
+                torch.manual_seed(params.seed + start)  # prompts[start:] with seed + start draws the same samples
             out += self._generate(texts[start:start + per_call], params)
         return out
 

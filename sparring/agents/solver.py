@@ -48,7 +48,8 @@ class Solver:
     def play(self, tasks: list[dict[str, Any]], k: int = 1, *, seed: int = 0,
              on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]:
         """`run` in this process. `first_task`: the index of `tasks[0]` in a larger batch that an executor
-        shards; it numbers the trajectories (`meta["task_index"]`) and gives the shard its own random stream."""
+        shards; it numbers the trajectories (`meta["task_index"]`) and moves the sampling seed on by as many
+        prompts, so the shard's first turn draws what the whole batch's run draws for those tasks."""
         episodes = []
         envs = iter(_acquire(self.env_id, self.env_kwargs, len(tasks) * k))
         for index, task in enumerate(tasks):
@@ -114,4 +115,6 @@ def _release(env_id: str, env_kwargs: dict[str, Any], envs: list[Any]) -> None:
 
 
 def _seed(seed: int, turn: int, first_task: int = 0) -> int:
-    return seed * 1_000 + turn + first_task * 1_000_000_007
+    """The sampling seed of a turn. Backends give prompt i the stream `seed + i`, so a shard whose first task
+    is `first_task` continues the streams of a whole batch's run (up to 10**6 prompts per turn)."""
+    return (seed * 1_000 + turn) * 1_000_000 + first_task

@@ -18,11 +18,13 @@ model, so it rebuilds the policy from `policy.spec` (a checkpoint folder, or the
 worker shares) and keeps it for the next shard with the same spec; a sandbox is kept the same way.
 
 Same seeds, same results up to batching. Shard boundaries fall on the policy's own batch boundaries
-(`batch_size` prompts per generate call), so every first-turn prompt is generated in the same batch as
-in a local run and greedy single-turn results match the local ones (tests/test_executors.py checks it).
-Later turns of multi-turn episodes are batched with whichever episodes of the shard are still running,
-so there greedy results match only as far as the model's numerics ignore padding. Sampled results
-differ from a local run (each shard draws its own random stream) and agree in distribution.
+(`batch_size` prompts per generate call), every backend samples prompt i of a call from the stream
+`seed + i` (hf: each batch from its first prompt's), and a shard's seed is moved on by the index of its
+first task. So every first-turn prompt is generated in the same batch, from the same stream, as in a
+local run: single-turn episodes, greedy and sampled, match the local ones exactly (tests/test_executors.py
+checks it, a whole self-play round included). Later turns of multi-turn episodes are batched with
+whichever episodes of the shard are still running, so there results match only as far as the model's
+numerics ignore padding and the streams line up.
 
 Faults. Ray runs a task again when its worker process dies (`max_retries` times); an error raised by
 the work itself is not retried but raised here with the worker's traceback. Results are collected by

@@ -83,7 +83,8 @@ class PolicyConfig:
             raise ValueError(f"policy.server_host and policy.server_args set the vLLM server of policy.generation="
                              f"'openai', but policy.generation is {self.generation!r}: set it to 'openai' or drop them")
         if not all(isinstance(a, str) for a in self.server_args):
-            raise ValueError(f"policy.server_args must be a list of strings (vllm serve arguments), got {self.server_args!r}")
+            raise ValueError("policy.server_args must be a list of strings (vllm serve arguments), got "
+                             f"{self.server_args!r}")
 
 
 @dataclass
@@ -229,7 +230,8 @@ class SelfPlay:
                 yield HFPolicy(checkpoint)
                 return
             policy = HFPolicy(model=model, tokenizer=tokenizer)
-            policy.spec = {"backend": "hf", "path": str(checkpoint)}  # the same weights, for Ray workers
+            # the same weights for Ray workers, from the checkpoint they were saved to
+            policy.spec = {"backend": "hf", "path": str(checkpoint), "batch_size": policy.batch_size}
             yield policy
         elif generation == "vllm":
             from sparring.agents.vllm_engine import VLLMPolicy

@@ -88,7 +88,9 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
     run_dir = run_dir or f"runs/{Path(config_path).stem if config_path else 'countdown-ei'}-seed{config.seed}"
     console = Console(width=args.width)
     console.print(f"[bold]sparring selfplay[/bold]: {config.env.id}, {config.algorithm}, {config.rounds} rounds, "
-                  f"run directory {run_dir}")
+                  f"run directory {run_dir}" + (f", episodes on Ray ({config.executor.num_workers} workers at "
+                                                f"{config.executor.address or 'a Ray started here'})"
+                                                if config.executor.kind == "ray" else ""))
     rows = SelfPlay(config, run_dir, console=console).run_rounds(resume=args.resume)
     first, last = rows[0]["eval/success"], rows[-1]["eval/success"]
     console.print(f"held-out success: round 0 {first:.3f} -> round {rows[-1]['round']} {last:.3f} "

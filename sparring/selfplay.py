@@ -3,6 +3,7 @@
     sparring selfplay                                   # the embedded default (configs/countdown-ei.yaml)
     sparring selfplay --config configs/countdown-grpo.yaml expert_iteration.k=8 --run-dir runs/x
     sparring selfplay --run-dir runs/x --resume         # after a crash or a kill -9
+    sparring selfplay executor.kind=ray                 # episodes on Ray workers (sparring.executors)
 
 Round 0 bootstraps the policy (for the tiny model: supervised training on the expert's
 demonstrations until more steps stop helping). Each later round draws fresh training tasks, runs the
@@ -23,6 +24,7 @@ Run directory:
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -39,6 +41,7 @@ from sparring.agents.tiny import TinyModelConfig
 from sparring.config import dump_yaml, load_config
 from sparring.envs.base import check_choice
 from sparring.errors import SparringError
+from sparring.executors import ExecutorConfig, make_executor
 from sparring.io import append_jsonl, atomic_dir, atomic_write_text, read_jsonl
 from sparring.trainers.bootstrap import BootstrapConfig
 from sparring.trainers.expert_iteration import ExpertIterationConfig
@@ -69,12 +72,20 @@ class PolicyConfig:
     generation: str = "hf"  # what samples and evaluates: hf, vllm (offline engine), openai (a vLLM server we start)
     max_tokens: int = 40
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    server_host: str = "127.0.0.1"  # openai: where the server listens; 0.0.0.0 lets Ray workers on other machines in
+    server_args: list[str] = field(default_factory=list)  # openai: more `vllm serve` arguments (they win)
 
     def __post_init__(self) -> None:
         check_choice("policy.backend for self-play training", self.backend, ("tiny", "hf"))
         check_choice("policy.generation", self.generation, GENERATION)
         if self.backend == "hf" and not self.path:
             raise ValueError("policy.backend 'hf' needs policy.path: a local checkpoint folder")
+        if self.generation != "openai" and (self.server_host != "127.0.0.1" or self.server_args):
+            raise ValueError(f"policy.server_host and policy.server_args set the vLLM server of policy.generation="
+                             f"'openai', but policy.generation is {self.generation!r}: set it to 'openai' or drop them")
+        if not all(isinstance(a, str) for a in self.server_args):
+            raise ValueError("policy.server_args must be a list of strings (vllm serve arguments), got "
+                             f"{self.server_args!r}")
 
 
 @dataclass
@@ -97,9 +108,19 @@ class SelfPlayConfig:
     expert_iteration: ExpertIterationConfig = field(default_factory=ExpertIterationConfig)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where solver episodes run: local or ray
 
     def __post_init__(self) -> None:
         check_choice("algorithm", self.algorithm, ALGORITHMS)
+        if self.executor.kind == "ray" and self.policy.generation == "vllm":
+            raise ValueError("executor.kind=ray with policy.generation=vllm would start one vLLM engine per Ray "
+                             "worker; set policy.generation=openai: the loop then starts one vLLM server per "
+                             "checkpoint and every worker shares it")
+        if (self.executor.kind == "ray" and self.executor.address is not None and self.policy.generation == "openai"
+                and self.policy.server_host.startswith("127.")):
+            raise ValueError(f"executor.address={self.executor.address!r} runs workers on other machines, which cannot "
+                             f"reach a vLLM server on loopback (policy.server_host={self.policy.server_host!r}); set "
+                             "policy.server_host=0.0.0.0")
         if self.bootstrap.demonstrations != "optimal" and self.env.id != "Countdown-v0":
             raise ValueError(f"bootstrap.demonstrations {self.bootstrap.demonstrations!r} exist for Countdown-v0 only, "
                              f"not {self.env.id}: set bootstrap.demonstrations=optimal")
@@ -170,6 +191,7 @@ class SelfPlay:
         self.config, self.run = config, RunDir(run_dir)
         self.console = console or Console()
         self.bars = Bars(self.console)
+        self.executor = None  # run_rounds opens config.executor; None plays episodes here
         cfg = config
         self.env_id, self.env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
         self.eval_tasks = {split: draw_tasks(self.env_id, self.env_kwargs, split, cfg.seed, 0, cfg.env.eval_tasks)
@@ -205,7 +227,13 @@ class SelfPlay:
 
         generation = self.config.policy.generation
         if generation == "hf":
-            yield HFPolicy(model=model, tokenizer=tokenizer) if model is not None else HFPolicy(checkpoint)
+            if model is None:
+                yield HFPolicy(checkpoint)
+                return
+            policy = HFPolicy(model=model, tokenizer=tokenizer)
+            # the same weights for Ray workers, from the checkpoint they were saved to
+            policy.spec = {"backend": "hf", "path": str(checkpoint), "batch_size": policy.batch_size}
+            yield policy
         elif generation == "vllm":
             from sparring.agents.vllm_engine import VLLMPolicy
 
@@ -218,8 +246,9 @@ class SelfPlay:
             from sparring.agents.openai_server import OpenAIPolicy
             from sparring.agents.vllm_server import VLLMServer
 
-            with VLLMServer(checkpoint) as server:
-                yield OpenAIPolicy(server.base_url)
+            cfg = self.config.policy
+            with VLLMServer(checkpoint, host=cfg.server_host, extra_args=tuple(cfg.server_args)) as server:
+                yield OpenAIPolicy(server.base_url)  # one server: every Ray worker shares it
 
     # ---- phases -----------------------------------------------------------------------------------
     def base_checkpoint(self) -> Path:
@@ -242,7 +271,7 @@ class SelfPlay:
         for split, tasks in self.eval_tasks.items():
             main = split == cfg.env.eval_split
             k = cfg.eval.k if main else 1
-            result = evaluate(policy, self.env_id, self.env_kwargs, tasks, k=k,
+            result = evaluate(policy, self.env_id, self.env_kwargs, tasks, k=k, executor=self.executor,
                               temperature=cfg.eval.temperature, max_tokens=cfg.policy.max_tokens,
                               max_turns=cfg.env.max_turns, seed=cfg.seed,
                               on_turn=self.bars.episodes(f"{prefix} on {split}", len(tasks) * (1 + (k > 1) * k)))
@@ -334,7 +363,8 @@ class SelfPlay:
             from sparring.trainers.expert_iteration import ExpertIterationTrainer
 
             trainer = ExpertIterationTrainer(cfg.expert_iteration, self.env_id, self.env_kwargs,
-                                             max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
+                                             max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns,
+                                             executor=self.executor)
             with self.generating(previous, model, tokenizer) as sampler:
                 model, trajectories, metrics = trainer.round(
                     sampler, model, tokenizer, self.run.checkpoint("round-000"), tasks, self.run.root / "tmp-trainer",
@@ -366,10 +396,19 @@ class SelfPlay:
     def run_rounds(self, resume: bool = False) -> list[dict[str, Any]]:
         import torch
 
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise SparringError(f"the self-play loop runs in one process, but this is one of WORLD_SIZE="
+                                f"{os.environ['WORLD_SIZE']} processes (accelerate launch, torchrun): they would all "
+                                "write the same run directory. Run `sparring selfplay` plainly (executor.kind=ray "
+                                "spreads its episodes); multi-GPU training runs the trainers under accelerate "
+                                "(README: Cluster)")
         self.start(resume)
         torch.set_num_threads(self.config.threads)
-        with self.bars.progress:
-            self._run_rounds()
+        with make_executor(self.config.executor) as self.executor, self.bars.progress:
+            try:
+                self._run_rounds()
+            finally:
+                self.executor = None
         return self.finished_rounds()
 
     def _run_rounds(self) -> None:

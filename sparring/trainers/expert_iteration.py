@@ -72,15 +72,16 @@ def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int,
 
 class ExpertIterationTrainer:
     def __init__(self, config: ExpertIterationConfig, env_id: str, env_kwargs: dict[str, Any], *,
-                 max_tokens: int = 64, max_turns: int = 32):
-        self.config, self.env_id, self.env_kwargs = config, env_id, dict(env_kwargs)
+                 max_tokens: int = 64, max_turns: int = 32, executor: Any = None):
+        """`executor` (a `sparring.executors.Executor`): where the sampled episodes run; None: here."""
+        self.config, self.env_id, self.env_kwargs, self.executor = config, env_id, dict(env_kwargs), executor
         self.max_tokens, self.max_turns = max_tokens, max_turns
 
     def collect(self, policy: Policy, tasks: list[dict[str, Any]], *, seed: int = 0,
                 on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
         """`k` sampled episodes per task from the current policy."""
         params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.max_tokens)
-        solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns)
+        solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns, executor=self.executor)
         return solver.run(tasks, k=self.config.k, seed=seed, on_turn=on_turn)
 
     def round(self, sampler: Policy, model: Any, tokenizer: Any, base_path: str | Path, tasks: list[dict[str, Any]],

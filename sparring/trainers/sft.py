@@ -61,6 +61,14 @@ def quiet_hf():
             datasets.enable_progress_bars()
 
 
+def train_on_cpu() -> bool:
+    """Whether the trainers train on the CPU: when no CUDA device is visible. With GPUs they train on the
+    process's GPU, and under `accelerate launch` on all of them (configs/accelerate/, README: Cluster)."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str]], settings: SFTSettings,
                         output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None) -> dict[str, float]:
     """Train `model` in place on `examples` for `settings.steps` steps; returns the trainer's final metrics."""
@@ -75,7 +83,7 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
         learning_rate=settings.learning_rate, lr_scheduler_type=settings.scheduler, warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay, max_grad_norm=settings.max_grad_norm, adam_beta2=0.98,
         completion_only_loss=True, max_length=_context_length(model, tokenizer),
-        save_strategy="no", report_to="none", use_cpu=True, seed=seed, data_seed=seed, logging_strategy="no",
+        save_strategy="no", report_to="none", use_cpu=train_on_cpu(), seed=seed, data_seed=seed, logging_strategy="no",
         disable_tqdm=True, dataloader_num_workers=0, eos_token=tokenizer.eos_token,
         bf16=False, gradient_checkpointing=False,  # TRL's defaults (bf16 autocast, recomputation) cost 2-3x on a CPU
     )

@@ -98,7 +98,7 @@ class EvalConfig:
 class SelfPlayConfig:
     seed: int = 0
     threads: int = 2
-    rounds: int = 6
+    rounds: int = 4
     tasks_per_round: int = 3000
     algorithm: str = "expert_iteration"
     control: bool = False  # also spend each round's training steps on fresh expert demonstrations, from round 0

@@ -41,6 +41,8 @@ REWARDS = ("fraction", "binary")
 MAX_RESULT_CHARS = 100_000
 MAX_SHOWN_CHARS = 200
 CACHE_SIZE = 20_000
+SHARED_MEMORY_MB = 4096  # the ceiling of the shared sandboxes; each run sets its own limits below it
+SHARED_TIMEOUT_S = 600.0
 
 
 # ---- what goes in and what comes back ------------------------------------------------------------
@@ -325,7 +327,7 @@ def shared_sandbox(backend: str = "local") -> Any:
     key = (os.getpid(), backend)
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = make_sandbox(backend, workers=2)
+            _shared[key] = make_sandbox(backend, workers=2, timeout_s=SHARED_TIMEOUT_S, memory_mb=SHARED_MEMORY_MB)
         return _shared[key]
 
 
@@ -350,6 +352,17 @@ def resolve_sandbox(spec: Any) -> Any:
         return spec
     raise TypeError(f"sandbox must be 'local', 'docker' or a Sandbox (from sparring.sandboxes.make_sandbox), "
                     f"got {spec!r}")
+
+
+def check_limits(timeout_s: Any, call_timeout_s: Any, memory_mb: Any) -> dict[str, Any]:
+    """An env's run limits, checked: seconds per run, seconds per call of the entry point, memory in MB."""
+    for name, value, high in (("timeout_s", timeout_s, SHARED_TIMEOUT_S), ("call_timeout_s", call_timeout_s, SHARED_TIMEOUT_S),
+                              ("memory_mb", memory_mb, SHARED_MEMORY_MB)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high:
+            raise ValueError(f"{name} must be a number in (0, {high:g}], got {value!r}")
+    if memory_mb < 64:
+        raise ValueError(f"memory_mb must be at least 64 (python3 itself needs it), got {memory_mb!r}")
+    return {"timeout_s": float(timeout_s), "call_timeout_s": float(call_timeout_s), "memory_mb": int(memory_mb)}
 
 
 def check_sandbox_spec(spec: Any) -> Any:

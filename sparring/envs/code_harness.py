@@ -110,6 +110,7 @@ def main():
     config = json.loads(sys.stdin.read())
     marker, entry_point = config["marker"], config["entry_point"]
     call_timeout, max_chars = float(config["call_timeout_s"]), int(config["max_result_chars"])
+    timeouts_left = int(config.get("max_timeouts", 2))  # after this many timed-out calls, the rest are not run
     channel = os.dup(1)  # the private results channel; fds 1 and 2 now go to /dev/null
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -165,10 +166,14 @@ def main():
         emit({"load_error": f"the program does not define a function {entry_point!r}"})
         return
     for index, call in enumerate(config["calls"]):
+        if timeouts_left <= 0:
+            emit({"i": index, "error": "not run: earlier calls timed out", "timeout": True})
+            continue
         args, kwargs = decode_value(call["args"]), decode_value(call["kwargs"])
         outcome, result = guarded(lambda: dumps(encode_value(function(*args, **kwargs))))
         if outcome == "timeout":
             emit({"i": index, "error": f"timed out after {call_timeout:g} s", "timeout": True})
+            timeouts_left -= 1
         elif outcome == "error":
             emit({"i": index, "error": result})
         elif len(result) > max_chars:

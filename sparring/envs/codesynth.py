@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sparring.envs.base import TextEnv, Verdict, check_choice
-from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, check_sandbox_spec, extract_code, grade,
+from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, check_limits, check_sandbox_spec, extract_code, grade,
                                         resolve_sandbox)
 from sparring.envs.code_harness import same_value
 
@@ -521,9 +521,7 @@ class CodeSynthEnv(TextEnv):
         self.reward_mode = check_choice("CodeSynth reward", reward, REWARDS)
         self.instruction = check_choice("CodeSynth instruction", instruction, INSTRUCTIONS)
         self.sandbox_spec = check_sandbox_spec(sandbox)
-        from sparring.envs.humaneval import _check_limits
-
-        self.limits = _check_limits(timeout_s, call_timeout_s, memory_mb)
+        self.limits = check_limits(timeout_s, call_timeout_s, memory_mb)
 
     def generate_task(self, index: int, *, seed: int = 0, config: CodeSynthConfig | None = None) -> CodeSynthTask:
         return generate_task(config or self.config, self.split, seed, index)

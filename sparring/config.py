@@ -34,7 +34,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
             default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING \
                 else fields[key].default
             if dataclasses.is_dataclass(default) and isinstance(value, dict):
-                value = deep_merge(dataclasses.asdict(default), value)
+                value = merge_sections(hint, dataclasses.asdict(default), value)
             values[key] = from_dict(hint, value, f"{where}{key}.")
         else:
             values[key] = _check_type(f"{where}{key}", value, hint)
@@ -83,6 +83,19 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
         out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def merge_sections(cls: type, base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`deep_merge` that descends only into `cls`'s nested dataclass sections: a plain dict field (an env's
+    `kwargs`) is replaced whole, so another env's knobs never leak in from the defaults."""
+    hints, out = typing.get_type_hints(cls), dict(base)
+    for key, value in update.items():
+        section = hints.get(key)
+        if dataclasses.is_dataclass(section) and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_sections(section, out[key], value)
+        else:
+            out[key] = value
     return out
 
 

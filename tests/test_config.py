@@ -67,3 +67,17 @@ class Parent:
 def test_a_partial_section_keeps_the_parents_defaults():
     config = load_config(Parent, None, ["sft.steps=2000"])
     assert config.sft == SFTSettings(steps=2000, learning_rate=2e-3, scheduler="cosine")
+
+
+@dataclass
+class Env:
+    kwargs: dict = field(default_factory=lambda: {"max_number": 20})
+
+
+@dataclass
+class WithEnv:
+    env: Env = field(default_factory=Env)
+
+
+def test_a_partial_section_replaces_a_plain_dict_whole():
+    assert load_config(WithEnv, None, ["env.kwargs={difficulty: easy}"]).env.kwargs == {"difficulty": "easy"}

@@ -58,7 +58,7 @@ class Call:
         return {"args": encode_value(list(self.args)), "kwargs": encode_value(dict(self.kwargs))}
 
     def render(self, name: str) -> str:
-        parts = [_show(a) for a in self.args] + [f"{k}={_show(v)}" for k, v in self.kwargs.items()]
+        parts = [show_value(a) for a in self.args] + [f"{k}={show_value(v)}" for k, v in self.kwargs.items()]
         return _clip(f"{name}({', '.join(parts)})")
 
 
@@ -140,9 +140,9 @@ class IOTestSuite:
         for call, want, got in zip(self.calls, self.expected, results):
             shown = call.render(self.entry_point)
             if not got.ok:
-                outcomes.append(TestOutcome(False, shown, _show(want), None, got.error))
+                outcomes.append(TestOutcome(False, shown, show_value(want), None, got.error))
             else:
-                outcomes.append(TestOutcome(same_value(got.value, want), shown, _show(want), _show(got.value)))
+                outcomes.append(TestOutcome(same_value(got.value, want), shown, show_value(want), show_value(got.value)))
         return outcomes
 
 
@@ -191,7 +191,7 @@ def _clip(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     try:
         return _clip(repr(value))
     except (RecursionError, ValueError):  # too deep, or an int past the conversion limit

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sparring.envs.base import TextEnv, Verdict, check_choice
-from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, check_limits, check_sandbox_spec, extract_code, grade,
-                                        resolve_sandbox)
+from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, TestOutcome, show_value, check_limits,
+                                        check_sandbox_spec, extract_code, grade, resolve_sandbox)
 from sparring.envs.code_harness import same_value
 
 SPLITS = ("train", "test-seen", "test-unseen")
@@ -501,7 +501,11 @@ class CodeSynthEnv(TextEnv):
     ## Arguments
     `difficulty` ("easy": one op, "medium": two, "hard": three), the knobs of `CodeSynthConfig`,
     `split` ("train", "test-seen", "test-unseen"), `reward`, `instruction` ("full" or "compact"),
-    `sandbox` ("local", "docker" or a Sandbox), `timeout_s`, `call_timeout_s`, `memory_mb`.
+    `sandbox` ("local", "docker" or a Sandbox), `timeout_s`, `call_timeout_s`, `memory_mb`, and
+    `trust_reference` (default False): an answer whose code is exactly the reference program passes
+    without a sandbox run. The reference computes the expected outputs by construction (the DSL and its
+    rendering agree, as the tests check), so this only saves time, for example when the expert's
+    demonstrations of a bootstrap are verified by the thousand; every other answer still runs.
     ## Version History
     v0: initial version.
     """
@@ -514,10 +518,13 @@ class CodeSynthEnv(TextEnv):
 
     def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
                  reward: str = "fraction", instruction: str = "full", sandbox: Any = "local", timeout_s: float = 5.0,
-                 call_timeout_s: float = 1.0, memory_mb: int = 256, **knobs: Any):
+                 call_timeout_s: float = 1.0, memory_mb: int = 256, trust_reference: bool = False, **knobs: Any):
         super().__init__(render_mode, split=split, difficulty=difficulty,
-                         env_args=("reward", "instruction", "sandbox", "timeout_s", "call_timeout_s", "memory_mb"),
-                         **knobs)
+                         env_args=("reward", "instruction", "sandbox", "timeout_s", "call_timeout_s", "memory_mb",
+                                   "trust_reference"), **knobs)
+        if not isinstance(trust_reference, bool):
+            raise TypeError(f"trust_reference must be True or False, got {trust_reference!r}")
+        self.trust_reference = trust_reference
         self.reward_mode = check_choice("CodeSynth reward", reward, REWARDS)
         self.instruction = check_choice("CodeSynth instruction", instruction, INSTRUCTIONS)
         self.sandbox_spec = check_sandbox_spec(sandbox)
@@ -530,7 +537,12 @@ class CodeSynthEnv(TextEnv):
         return sample_task(config, self.split, rng)
 
     def grade(self, program: str) -> Grade:
-        return grade(resolve_sandbox(self.sandbox_spec), program, self.task.suite(), **self.limits)
+        suite = self.task.suite()
+        if self.trust_reference and program.strip() == expert_solution(self.task):
+            outcomes = [TestOutcome(True, call.render(ENTRY_POINT), show_value(want), show_value(want))
+                        for call, want in zip(suite.calls, suite.expected)]
+            return Grade(outcomes, suite.total, status="reference", isolation="none: the reference program")
+        return grade(resolve_sandbox(self.sandbox_spec), program, suite, **self.limits)
 
     def verify(self, answer: str) -> Verdict:
         return self.grade(extract_code(answer, ENTRY_POINT)).verdict(self.reward_mode)

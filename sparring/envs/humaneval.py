@@ -32,7 +32,7 @@ from typing import Any
 
 from sparring.envs.base import TextEnv, Verdict, check_choice
 from sparring.envs.code_grading import (REWARDS, Call, CallResult, Grade, TestOutcome, check_limits, check_sandbox_spec,
-                                        extract_code, grade, resolve_sandbox, _show)
+                                        extract_code, grade, resolve_sandbox, show_value)
 from sparring.envs.code_harness import decode_value, encode_value
 
 SPLITS = ("test",)
@@ -292,8 +292,8 @@ class HumanEvalTests:
         for check_id, call_ids, ok, error in replay.tests:
             failed_call = next((errors[i] for i in call_ids if i in errors), None)
             shown_calls = [reference.calls[i].render(self.entry_point) for i in call_ids if i < len(reference.calls)]
-            expected = [_show(reference.expected[i]) for i in call_ids if i < len(reference.expected)]
-            values = [_show(got[i]) for i in call_ids if i in got]
+            expected = [show_value(reference.expected[i]) for i in call_ids if i < len(reference.expected)]
+            values = [show_value(got[i]) for i in call_ids if i in got]
             outcomes.append(TestOutcome(
                 passed=ok and failed_call is None,
                 call="; ".join(shown_calls) or "(no input)",

@@ -1,4 +1,4 @@
-"""The `sparring` command: `sparring envs`, `sparring demo`."""
+"""The `sparring` command: `sparring envs`, `sparring demo`, `sparring selfplay`, `sparring eval`, `sparring sandbox`."""
 
 from __future__ import annotations
 
@@ -119,6 +119,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """`sandbox info`: which sandbox backends work here and what confines them; `sandbox build-image`."""
+    if args.action == "build-image":
+        from sparring.sandboxes.docker import build_image
+
+        print(f"built {build_image(args.tag)}")
+        return 0
+    from sparring.sandboxes import probe_backends
+
+    found = probe_backends()
+    for backend, (works, detail) in found.items():
+        print(f"{backend:8} {'ok' if works else 'unavailable'}: {detail}")
+    return 0 if any(works for works, _ in found.values()) else 1
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     import yaml
 
@@ -163,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--max-tokens", type=int, default=64)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(func=cmd_eval)
+    sandbox = sub.add_parser("sandbox", help="code sandboxes: `info` (what works here), `build-image` (Docker, offline)")
+    sandbox.add_argument("action", choices=["info", "build-image"])
+    sandbox.add_argument("--tag", default="sparring-sandbox:latest", help="build-image: the image tag")
+    sandbox.set_defaults(func=cmd_sandbox)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

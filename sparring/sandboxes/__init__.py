@@ -21,7 +21,7 @@ from sparring.sandboxes.base import STATUSES, ExecResult, Limits, Sandbox, Sandb
 
 BACKENDS = ("local", "docker")
 
-__all__ = ["BACKENDS", "STATUSES", "ExecResult", "Limits", "Sandbox", "SandboxError", "make_sandbox"]
+__all__ = ["BACKENDS", "STATUSES", "ExecResult", "Limits", "Sandbox", "SandboxError", "make_sandbox", "probe_backends"]
 
 
 def make_sandbox(backend: str = "local", *, workers: int = 1, timeout_s: float = 10.0, memory_mb: int = 512,
@@ -51,3 +51,17 @@ def make_sandbox(backend: str = "local", *, workers: int = 1, timeout_s: float =
 
     kwargs: dict[str, Any] = {} if image is None else {"image": image}
     return DockerSandbox(limits, **kwargs)
+
+
+def probe_backends() -> dict[str, tuple[bool, str]]:
+    """For each backend: (works here, its isolation string or why it does not), by running one program."""
+    found = {}
+    for backend in BACKENDS:
+        try:
+            with make_sandbox(backend) as sandbox:
+                result = sandbox.run("print(6 * 7)")
+            works = result.status == "ok" and result.stdout == "42\n"
+            found[backend] = (works, result.isolation if works else f"{result.status}: {result.stderr.strip()[-300:]}")
+        except (SandboxError, OSError) as error:
+            found[backend] = (False, str(error))
+    return found

@@ -18,10 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from sparring.errors import SparringError
+
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed", "sandbox_error")
 
 # name: (lowest, highest, default). Every limit is checked against its range with a message naming it.
-LIMIT_RANGES: dict[str, tuple[float, float, float]] = {
+LIMIT_RANGES: dict[str, tuple[Any, Any, Any]] = {
     "workers": (1, 64, 1),
     "timeout_s": (0.05, 3600.0, 10.0),
     "memory_mb": (64, 65536, 512),
@@ -31,7 +33,7 @@ LIMIT_RANGES: dict[str, tuple[float, float, float]] = {
 }
 
 
-class SandboxError(RuntimeError):
+class SandboxError(SparringError, RuntimeError):
     """The sandbox itself failed (not the program in it): a backend that cannot start or clean up."""
 
 
@@ -80,11 +82,12 @@ def check_limit(name: str, value: Any) -> None:
     low, high, _ = LIMIT_RANGES[name]
     integer = name != "timeout_s"
     kind = int if integer else (int, float)
+    accepted = f"[{low}, {high}]" if integer else f"[{low:g}, {high:g}]"
     if isinstance(value, bool) or not isinstance(value, kind) or (not integer and not math.isfinite(value)):
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number of seconds'} "
-                         f"in [{low:g}, {high:g}], got {value!r}")
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number of seconds'} in {accepted}, "
+                         f"got {value!r}")
     if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+        raise ValueError(f"{name} must be in {accepted}, got {value!r}")
 
 
 @dataclass(frozen=True)

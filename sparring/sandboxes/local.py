@@ -3,10 +3,12 @@
 Tiers, strongest first (the strongest that works is picked at start and recorded in every result):
 
 - "bwrap": bubblewrap with every namespace unshared (no network, own pids, ipc, uts, cgroup, user),
-  a read-only /usr, a private tmpfs /tmp and work dir (/work), a cleared environment, a new session,
+  a read-only root holding only /usr (read-only), private tmpfs /tmp and work dir (/work) and a minimal
+  /dev and /proc, a cleared environment, a new session,
   no capabilities, no nested user namespaces, and it dies with its parent.
-- "unshare": util-linux `unshare` (user, net, pid, ipc, uts, mount namespaces): no network and no
-  process outlives the run, but host files stay readable as far as permissions allow.
+- "unshare": util-linux `unshare` (user, net, pid, ipc, uts, mount namespaces) with private tmpfs /tmp,
+  /var/tmp and /dev/shm and no capabilities: no network and no process outlives the run, but the host's
+  files stay readable (and world-writable places writable) as far as the slot uid's permissions allow.
 - "rlimits": limits only, no namespaces. Insecure (network, host files, sibling processes are all
   reachable); it must be asked for by name and warns.
 
@@ -150,6 +152,19 @@ class SlotCgroups:
         if self.pids_dir:
             (self.pids_dir / "pids.max").write_text(str(max_tasks))
 
+    @staticmethod
+    def remove_stale(parent: Path) -> None:
+        """Remove the slot cgroups that a process which no longer exists left under `parent`."""
+        for path in parent.glob("sparring-*-*"):
+            pid = path.name.split("-")[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                procs = path / "cgroup.procs"
+                try:
+                    kill_until_gone(lambda: {int(p) for p in procs.read_text().split()}, f"cgroup {path}")
+                    path.rmdir()
+                except (OSError, SandboxError):
+                    pass
+
     def _make_v1(self, name: str) -> None:
         self.pids_dir = self.memory_dir = None
         for controller in ("pids", "memory"):
@@ -157,6 +172,7 @@ class SlotCgroups:
             if parent is None or not (CGROUP_ROOT / controller / "cgroup.procs").exists():
                 continue
             path = CGROUP_ROOT / controller / parent.lstrip("/") / name
+            self.remove_stale(path.parent)
             path.mkdir()
             self.dirs.append(path)
             setattr(self, f"{controller}_dir", path)
@@ -169,6 +185,7 @@ class SlotCgroups:
         if not {"pids", "memory"} <= enabled:
             (parent / "cgroup.subtree_control").write_text("+pids +memory")  # fails where the parent holds processes
         path = parent / name
+        self.remove_stale(parent)
         path.mkdir()
         self.dirs.append(path)
         self.pids_dir = self.memory_dir = path
@@ -242,7 +259,7 @@ class LocalSlot:
     uid: int | None  # the slot's host uid (root only), else None: programs run as the caller
     lease: UidLease | None
     cgroups: SlotCgroups | None
-    work_root: Path  # per-run work dirs of the unshare and rlimits tiers live here
+    work_root: Path | None  # per-run work dirs of the unshare and rlimits tiers live here
 
 
 class LocalSandbox(Sandbox[LocalSlot]):
@@ -259,17 +276,12 @@ class LocalSandbox(Sandbox[LocalSlot]):
             warnings.warn("isolation='rlimits' is insecure: programs can reach the network, read host files and "
                           "signal other processes; use it only for trusted code", stacklevel=3)
         self.python = sandbox_python()
-        self._root = Path(tempfile.mkdtemp(prefix="sparring-sandbox-"))
-        os.chmod(self._root, 0o711)  # slot uids reach their own work dirs, list nothing
+        self.tier = isolation or strongest_tier()
+        if not tier_works(self.tier):
+            raise SandboxError(f"isolation={isolation!r} does not work on this host: {tier_problem(self.tier)}")
+        self._root = None if self.tier == "bwrap" else make_work_root()
         self._start_slots()
-        try:
-            self.tier = isolation or strongest_tier(self._slots[0].uid)
-            if not tier_works(self.tier, self._slots[0].uid):
-                raise SandboxError(f"isolation={isolation!r} does not work on this host: {tier_problem(self.tier)}")
-        except BaseException:
-            self.close()
-            raise
-        parts = [self.tier] + (["uid"] if self._slots[0].uid is not None else []) + ["rlimits"]
+        parts = [self.tier] + (["uid"] if is_root() else []) + ["rlimits"]
         cgroups = self._slots[0].cgroups.applied if self._slots[0].cgroups else ""
         self._isolation = "+".join(parts + ([cgroups] if cgroups else []))
         if self.tier == "rlimits":
@@ -355,7 +367,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
     def _result(self, returncode: int, stdout: bytes, stderr: bytes, stopped: str | None, oom: bool,
                 wall: float) -> ExecResult:
         exit_code = returncode
-        if self.tier == "bwrap" and returncode > 128:  # bwrap reports a child's death by signal N as 128 + N
+        if self.tier != "rlimits" and returncode > 128:  # bwrap and sh report death by signal N as 128 + N
             exit_code = -(returncode - 128)
         truncated = stopped == "output_limit"
         if stopped:
@@ -380,9 +392,9 @@ class LocalSandbox(Sandbox[LocalSlot]):
         except (ProcessLookupError, PermissionError):
             pass
         process.wait()
-        if slot.cgroups and slot.cgroups.pids_dir:  # every process the run started is in it, whatever its uid
+        if slot.cgroups:
             kill_until_gone(slot.cgroups.processes, f"slot {slot.index}'s cgroup")
-        elif slot.uid is not None:
+        if slot.uid is not None:  # also a namespace's init that is still exiting (no longer in the cgroup)
             kill_until_gone(lambda: uid_processes(slot.uid), f"slot {slot.index}'s uid {slot.uid}")
 
     # -- command lines ----------------------------------------------------------------------------
@@ -425,7 +437,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
             fd = memory_file(name, content)
             fds.append(fd)
             command += ["--perms", "0644", "--file", str(fd), f"/work/{name}"]
-        return command + ["--", "python3", "main.py"]
+        return command + ["--remount-ro", "/", "--", "python3", "main.py"]  # only /work and /tmp are writable
 
     def _host_work_dir(self, slot: LocalSlot, request: RunRequest) -> Path:
         work_dir = Path(tempfile.mkdtemp(dir=slot.work_root, prefix=f"slot{slot.index}-"))
@@ -442,7 +454,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
         program = [self.python, "main.py"]
         if self.tier == "unshare":
             return ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child",
-                    "--mount-proc", "--ipc", "--uts", "--"] + program
+                    "--mount-proc", "--ipc", "--uts", "--", "/bin/sh", "-c", UNSHARE_SETUP,
+                    f"{self.limits.max_file_mb}m"] + program
         return program
 
     def _environment(self, home) -> dict[str, str]:
@@ -451,6 +464,30 @@ class LocalSandbox(Sandbox[LocalSlot]):
         if python_bin not in path.split(":"):
             path = f"{python_bin}:{path}"
         return {"PATH": path, "HOME": str(home or "/"), "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+
+
+# Inside `unshare` (root of a new user namespace): private tmpfs scratch dirs, then every capability
+# dropped for good, then sh as the namespace's pid 1 so that the program gets ordinary signals.
+UNSHARE_SETUP = f"""size=$0
+for dir in /tmp /var/tmp /dev/shm; do
+    if [ -d "$dir" ]; then mount -t tmpfs -o "size=$size,mode=1777" sparring "$dir" || exit {LAUNCHER_FAILED}; fi
+done
+exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all -- /bin/sh -c '"$@"; exit $?' sh "$@"
+"""
+
+
+def make_work_root() -> Path:
+    """A private folder for the per-run work dirs of the host tiers, outside /tmp (which they replace),
+    named after this process; folders of processes that no longer exist are removed."""
+    parent = Path("/run") if is_root() and os.access("/run", os.W_OK) else Path.home() / ".cache" / "sparring"
+    parent.mkdir(parents=True, exist_ok=True)
+    for stale in parent.glob("sparring-sandbox-*-*"):
+        pid = stale.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    root = Path(tempfile.mkdtemp(dir=parent, prefix=f"sparring-sandbox-{os.getpid()}-"))
+    os.chmod(root, 0o711)  # slot uids reach their own work dirs, list nothing
+    return root
 
 
 def memory_file(name: str, content: bytes) -> int:
@@ -549,7 +586,7 @@ def _probe_command(tier: str, uid: int | None) -> list[str]:
                        "--new-session", "--cap-drop", "ALL", "--clearenv", *system_binds(sandbox_python()),
                        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--", sandbox_python(), "-c", "pass"]
     return drop + ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
-                   "--ipc", "--uts", "--", sandbox_python(), "-c", "pass"]
+                   "--ipc", "--uts", "--", "/bin/sh", "-c", UNSHARE_SETUP, "1m", sandbox_python(), "-c", "pass"]
 
 
 @functools.cache
@@ -567,18 +604,19 @@ def _probe(tier: str, uid: int | None) -> str:
     return ""
 
 
-def tier_works(tier: str, uid: int | None) -> bool:
-    return tier == "rlimits" or not _probe(tier, 65534 if uid is not None else None)
+def tier_works(tier: str) -> bool:
+    return tier == "rlimits" or not tier_problem(tier)
 
 
 def tier_problem(tier: str) -> str:
-    return _probe(tier, 65534 if is_root() else None) or "none"
+    """"" when `tier` runs a program on this host (as an unprivileged uid when root), else why not."""
+    return "" if tier == "rlimits" else _probe(tier, 65534 if is_root() else None)
 
 
-def strongest_tier(uid: int | None) -> str:
+def strongest_tier() -> str:
     """The strongest tier that runs a program on this host; SandboxError if none but "rlimits" does."""
     for tier in ("bwrap", "unshare"):
-        if tier_works(tier, uid):
+        if tier_works(tier):
             return tier
     raise SandboxError("no isolating tier works on this host: "
                        + "; ".join(f"{tier}: {tier_problem(tier)}" for tier in ("bwrap", "unshare"))
@@ -588,5 +626,4 @@ def strongest_tier(uid: int | None) -> str:
 
 def available_tiers() -> list[str]:
     """The local tiers that work here, strongest first ("rlimits" always does)."""
-    uid = 65534 if is_root() else None
-    return [tier for tier in TIERS if tier_works(tier, uid)]
+    return [tier for tier in TIERS if tier_works(tier)]

@@ -39,6 +39,7 @@ HARNESS_SOURCE = (Path(__file__).parent / "code_harness.py").read_text()
 SANDBOX_BACKENDS = ("local", "docker")
 REWARDS = ("fraction", "binary")
 MAX_RESULT_CHARS = 100_000
+MAX_TIMEOUTS = 2  # after this many calls time out, the harness runs no more (an endless loop costs two timeouts)
 MAX_SHOWN_CHARS = 200
 CACHE_SIZE = 20_000
 SHARED_MEMORY_MB = 4096  # the ceiling of the shared sandboxes; each run sets its own limits below it
@@ -253,7 +254,7 @@ def run_calls_many(sandbox: Any, jobs: list[tuple[str, str, list[Call]]], *, cal
                     continue
         marker = f"@@sparring-{secrets.token_hex(12)}@@"
         config = {"marker": marker, "entry_point": entry_point, "calls": encoded, "call_timeout_s": call_timeout_s,
-                  "max_result_chars": MAX_RESULT_CHARS}
+                  "max_result_chars": MAX_RESULT_CHARS, "max_timeouts": MAX_TIMEOUTS}
         requests.append({"code": HARNESS_SOURCE, "stdin": json.dumps(config), "files": {"solution.py": program},
                          "timeout_s": timeout_s, "memory_mb": memory_mb})
         pending.append((position, key, marker, len(calls)))

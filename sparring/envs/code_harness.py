@@ -3,7 +3,7 @@
 This file is shipped verbatim into the sandbox as `main.py` (it needs the standard library only).
 It reads its instructions as JSON on stdin: the candidate's entry point, the test inputs (never the
 expected outputs), the time limit per call and a random marker. It loads `solution.py` as a module,
-calls the entry point on each input under a per-call timer, and writes one line per call to a
+calls the entry point on each input under a per-call CPU-time limit, and writes one line per call to a
 private copy of stdout: `<marker>{"i": 3, "value": <encoded>}` or `<marker>{"i": 3, "error": "..."}`.
 The candidate's own stdout and stderr go to /dev/null, so its prints can neither flood nor fake the
 results channel by accident.
@@ -110,12 +110,14 @@ def main():
     config = json.loads(sys.stdin.read())
     marker, entry_point = config["marker"], config["entry_point"]
     call_timeout, max_chars = float(config["call_timeout_s"]), int(config["max_result_chars"])
-    timeouts_left = int(config.get("max_timeouts", 2))  # after this many timed-out calls, the rest are not run
+    timeouts_left = int(config["max_timeouts"])  # after this many timed-out calls, the rest are not run
     channel = os.dup(1)  # the private results channel; fds 1 and 2 now go to /dev/null
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    write, dumps, setitimer, real = os.write, json.dumps, signal.setitimer, signal.ITIMER_REAL
+    # the per-call timer counts CPU time (ITIMER_PROF), so a busy machine does not fail a fast program;
+    # a program that sleeps or blocks is stopped by the sandbox's wall-clock limit on the whole run
+    write, dumps, setitimer, cpu = os.write, json.dumps, signal.setitimer, signal.ITIMER_PROF
 
     def emit(record):
         data = (marker + dumps(record) + "\n").encode("utf-8", "replace")
@@ -128,7 +130,7 @@ def main():
     def disarm():
         while True:
             try:
-                setitimer(real, 0)
+                setitimer(cpu, 0)
                 return
             except CallTimeout:
                 continue
@@ -137,7 +139,7 @@ def main():
         """("value", result) or ("timeout", None) or ("error", text): `thunk()` under the per-call timer."""
         try:
             try:
-                setitimer(real, call_timeout, 0.05)  # re-fires every 50 ms until disarmed, past a swallowed alarm
+                setitimer(cpu, call_timeout, 0.05)  # re-fires every 50 ms of CPU until disarmed, past a swallowed alarm
                 return "value", thunk()
             finally:
                 disarm()
@@ -151,7 +153,7 @@ def main():
                 text = _type_name(type(error))
             return "error", text if len(text) <= 300 else text[:297] + "..."
 
-    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGPROF, on_alarm)
     solution = types.ModuleType("solution")
     solution.__file__ = "solution.py"
     sys.modules["solution"] = solution
@@ -159,7 +161,7 @@ def main():
         source = f.read()
     outcome, error = guarded(lambda: exec(compile(source, "solution.py", "exec"), solution.__dict__))
     if outcome != "value":
-        emit({"load_error": error or f"loading the program took longer than {call_timeout:g} s"})
+        emit({"load_error": error or f"loading the program took more than {call_timeout:g} s of CPU time"})
         return
     function = solution.__dict__.get(entry_point)
     if not callable(function):
@@ -172,7 +174,7 @@ def main():
         args, kwargs = decode_value(call["args"]), decode_value(call["kwargs"])
         outcome, result = guarded(lambda: dumps(encode_value(function(*args, **kwargs))))
         if outcome == "timeout":
-            emit({"i": index, "error": f"timed out after {call_timeout:g} s", "timeout": True})
+            emit({"i": index, "error": f"timed out after {call_timeout:g} s of CPU time", "timeout": True})
             timeouts_left -= 1
         elif outcome == "error":
             emit({"i": index, "error": result})

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sparring.envs.base import TextEnv, Verdict, check_choice
-from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, TestOutcome, show_value, check_limits,
+from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, TestOutcome, check_limits,
                                         check_sandbox_spec, extract_code, grade, resolve_sandbox)
 from sparring.envs.code_harness import same_value
 
@@ -517,7 +517,7 @@ class CodeSynthEnv(TextEnv):
     splits = SPLITS
 
     def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
-                 reward: str = "fraction", instruction: str = "full", sandbox: Any = "local", timeout_s: float = 5.0,
+                 reward: str = "fraction", instruction: str = "full", sandbox: Any = "local", timeout_s: float = 10.0,
                  call_timeout_s: float = 1.0, memory_mb: int = 256, trust_reference: bool = False, **knobs: Any):
         super().__init__(render_mode, split=split, difficulty=difficulty,
                          env_args=("reward", "instruction", "sandbox", "timeout_s", "call_timeout_s", "memory_mb",
@@ -539,8 +539,7 @@ class CodeSynthEnv(TextEnv):
     def grade(self, program: str) -> Grade:
         suite = self.task.suite()
         if self.trust_reference and program.strip() == expert_solution(self.task):
-            outcomes = [TestOutcome(True, call.render(ENTRY_POINT), show_value(want), show_value(want))
-                        for call, want in zip(suite.calls, suite.expected)]
+            outcomes = [TestOutcome(True, f"test {i}") for i in range(suite.total)]  # feedback lists failures only
             return Grade(outcomes, suite.total, status="reference", isolation="none: the reference program")
         return grade(resolve_sandbox(self.sandbox_spec), program, suite, **self.limits)
 

@@ -389,7 +389,7 @@ class HumanEvalEnv(TextEnv):
     ## Arguments
     `difficulty` ("easy": canonical solutions of 1-2 lines, "medium" 3-7, "hard" 8 or more), the knobs
     `min_solution_lines` and `max_solution_lines`, `reward`, `instruction` ("full" or "raw"),
-    `sandbox` ("local", "docker" or a Sandbox), `timeout_s` (per run), `call_timeout_s` (per test call),
+    `sandbox` ("local", "docker" or a Sandbox), `timeout_s` (wall seconds per run), `call_timeout_s` (CPU seconds per test call),
     `memory_mb`.
     ## Version History
     v0: initial version.

@@ -190,13 +190,19 @@ def test_the_sandbox_never_sees_expected_outputs():
         backend = "recording"
 
         def run(self, code, **kwargs):
-            seen.append(json.dumps([code, kwargs]))
+            seen.append((code, kwargs))
             return real.run(code, **kwargs)
 
     reward, verdict = play(RIGHT, sandbox=Recording())
-    assert reward == 1.0 and seen
-    for hidden in ("35", "55", "45", "40", "10, 15, 20"):
-        assert all(hidden not in payload for payload in seen)
+    assert reward == 1.0 and len(seen) == 1
+    code, kwargs = seen[0]
+    config = json.loads(kwargs["stdin"])
+    assert set(config) == {"marker", "entry_point", "calls", "call_timeout_s", "max_result_chars", "max_timeouts"}
+    assert [call["args"] for call in config["calls"]] == [[given] for given, _ in TASK["examples"] + TASK["tests"]]
+    assert set(kwargs["files"]) == {"solution.py"}
+    payload = code + json.dumps(kwargs)
+    for _, expected in TASK["examples"] + TASK["tests"]:
+        assert json.dumps(expected) not in payload
 
 
 def test_timeouts_fail_only_their_tests():
@@ -234,3 +240,35 @@ def test_sandbox_argument():
     with pytest.raises(TypeError, match="sandbox must be"):
         gymnasium.make("CodeSynth-v0", sandbox=42)
     assert resolve_sandbox("local") is shared_sandbox("local")
+
+
+@pytest.fixture(scope="module")
+def docker_backend():
+    """The docker backend, with an engine started and the image built offline if needed; or a skip saying why."""
+    pytest.importorskip("docker", reason='the Docker SDK is not installed (pip install "sparring[docker]")')
+    from sparring.sandboxes import SandboxError
+    from sparring.sandboxes.docker import IMAGE, build_image, start_engine
+
+    try:
+        client = start_engine()
+    except SandboxError as error:
+        pytest.skip(f"no Docker engine can start here: {error}")
+    try:
+        client.images.get(IMAGE)
+    except Exception:
+        build_image(IMAGE, client)
+    return "docker"
+
+
+@pytest.mark.parametrize("name", ["os._exit(0) in the call", "rigged __eq__", "forged result lines through the "
+                                  "private channel", "infinite loop", "read every file it can see"])
+def test_the_docker_backend_grades_alike(docker_backend, name):
+    assert play(RIGHT, sandbox=docker_backend)[0] == 1.0
+    reward, verdict = play(HACKS[name], sandbox=docker_backend)
+    assert reward == 0.0 and verdict["details"]["isolation"].startswith("docker"), verdict
+
+
+def test_a_program_that_sleeps_is_stopped_by_the_runs_wall_clock_limit():
+    reward, verdict = play("import time\ndef f(x):\n    time.sleep(1000)\n", timeout_s=2.0)
+    assert reward == 0.0 and verdict["details"]["status"] == "timeout"
+    assert "the run went past its time limit" in verdict["feedback"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import multiprocessing.util
 import os
 import re
 import secrets
@@ -60,7 +61,7 @@ class Call:
 
     def render(self, name: str) -> str:
         parts = [show_value(a) for a in self.args] + [f"{k}={show_value(v)}" for k, v in self.kwargs.items()]
-        return _clip(f"{name}({', '.join(parts)})")
+        return clip(f"{name}({', '.join(parts)})")
 
 
 @dataclass(frozen=True)
@@ -188,13 +189,13 @@ class Grade:
         return Verdict(value, self.success, self.feedback(max_failures), details)
 
 
-def _clip(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
+def clip(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def show_value(value: Any) -> str:
     try:
-        return _clip(repr(value))
+        return clip(repr(value))
     except (RecursionError, ValueError):  # too deep, or an int past the conversion limit
         return f"<a {type(value).__name__} too large to show>"
 
@@ -291,7 +292,7 @@ def parse_results(stdout: str, marker: str, n_calls: int, status: str, exit_code
         if type(record) is not dict:
             continue
         if set(record) == {"load_error"} and type(record["load_error"]) is str:
-            load_error = _clip(record["load_error"], 500)
+            load_error = clip(record["load_error"], 500)
             continue
         index = record.get("i")
         if type(index) is not int or not 0 <= index < n_calls:
@@ -300,9 +301,9 @@ def parse_results(stdout: str, marker: str, n_calls: int, status: str, exit_code
             try:
                 parsed = CallResult(value=decode_value(record["value"]))
             except (ValueError, RecursionError, TypeError) as error:
-                parsed = CallResult(error=f"the return value came back malformed: {_clip(str(error), 100)}")
+                parsed = CallResult(error=f"the return value came back malformed: {clip(str(error), 100)}")
         elif set(record) in ({"i", "error"}, {"i", "error", "timeout"}) and type(record["error"]) is str:
-            parsed = CallResult(error=_clip(record["error"], 300), timeout=record.get("timeout") is True)
+            parsed = CallResult(error=clip(record["error"], 300), timeout=record.get("timeout") is True)
         else:
             continue
         if index in found and found[index] != parsed:
@@ -359,6 +360,8 @@ def shared_sandbox(backend: str = "local") -> Any:
     with _shared_lock:
         if key not in _shared:
             _shared[key] = make_sandbox(backend, workers=2, timeout_s=SHARED_TIMEOUT_S, memory_mb=SHARED_MEMORY_MB)
+            # a forked worker ends with os._exit, past atexit: multiprocessing runs its finalizers first
+            multiprocessing.util.Finalize(_shared[key], close_shared_sandboxes, exitpriority=10)
         return _shared[key]
 
 
@@ -387,7 +390,8 @@ def resolve_sandbox(spec: Any) -> Any:
 
 def check_limits(timeout_s: Any, call_timeout_s: Any, memory_mb: Any) -> dict[str, Any]:
     """An env's run limits, checked: seconds per run, seconds per call of the entry point, memory in MB."""
-    for name, value, high in (("timeout_s", timeout_s, SHARED_TIMEOUT_S), ("call_timeout_s", call_timeout_s, SHARED_TIMEOUT_S),
+    for name, value, high in (("timeout_s", timeout_s, SHARED_TIMEOUT_S),
+                              ("call_timeout_s", call_timeout_s, SHARED_TIMEOUT_S),
                               ("memory_mb", memory_mb, SHARED_MEMORY_MB)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high:
             raise ValueError(f"{name} must be a number in (0, {high:g}], got {value!r}")

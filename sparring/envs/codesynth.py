@@ -300,7 +300,8 @@ class CodeSynthConfig:
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         low, high = self.num_ops if isinstance(self.num_ops, tuple) and len(self.num_ops) == 2 else (self.num_ops,) * 2
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)) or not 1 <= low <= high <= MAX_OPS:
+        integers = all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high))
+        if not integers or not 1 <= low <= high <= MAX_OPS:
             raise ValueError(f"num_ops must be an integer or a (min, max) pair in 1..{MAX_OPS}, got {self.num_ops!r}")
         if not self.input_types or not all(t in TYPES for t in self.input_types):
             raise ValueError(f"input_types must be a non-empty subset of {TYPES}, got {self.input_types!r}")
@@ -457,7 +458,8 @@ def generate_task(config: CodeSynthConfig, split: str = "train", seed: int = 0, 
     """Item `index` of `split` for `seed`: a pure function of its arguments."""
     check_choice("CodeSynth split", split, SPLITS)
     if not (isinstance(seed, int) and seed >= 0 and isinstance(index, int) and 0 <= index < 2**64):
-        raise ValueError(f"seed must be an integer >= 0 and index an integer in 0..2**64-1, got seed={seed!r}, index={index!r}")
+        raise ValueError(f"seed must be an integer >= 0 and index an integer in 0..2**64-1, "
+                         f"got seed={seed!r}, index={index!r}")
     return sample_task(config, split, random.Random(((seed * 4 + SPLITS.index(split)) << 64) | index))
 
 

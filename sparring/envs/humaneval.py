@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparring.envs.base import TextEnv, Verdict, check_choice
-from sparring.envs.code_grading import (REWARDS, Call, CallResult, Grade, TestOutcome, check_limits, check_sandbox_spec,
-                                        extract_code, grade, resolve_sandbox, show_value)
+from sparring.envs.code_grading import (REWARDS, Call, CallResult, Grade, TestOutcome, check_limits,
+                                        check_sandbox_spec, clip, extract_code, grade, resolve_sandbox, show_value)
 from sparring.envs.code_harness import decode_value, encode_value
 
 SPLITS = ("test",)
@@ -190,7 +190,7 @@ class _Replay:
         try:
             ok, error = bool(thunk()), None
         except Exception as exc:  # noqa: BLE001  (a failing expression is a failed test, whatever it raised)
-            ok, error = False, f"{type(exc).__name__}: {exc}" if not isinstance(exc, _NoResult) else None
+            ok, error = False, None if isinstance(exc, _NoResult) else clip(f"{type(exc).__name__}: {exc}", 300)
         if not self.pending:
             return  # no call of the candidate since the last test: `assert True` and the like
         self.tests.append((check_id, self.pending, ok, error))
@@ -389,8 +389,8 @@ class HumanEvalEnv(TextEnv):
     ## Arguments
     `difficulty` ("easy": canonical solutions of 1-2 lines, "medium" 3-7, "hard" 8 or more), the knobs
     `min_solution_lines` and `max_solution_lines`, `reward`, `instruction` ("full" or "raw"),
-    `sandbox` ("local", "docker" or a Sandbox), `timeout_s` (wall seconds per run), `call_timeout_s` (CPU seconds per test call),
-    `memory_mb`.
+    `sandbox` ("local", "docker" or a Sandbox), `timeout_s` (wall seconds per run), `call_timeout_s`
+    (CPU seconds per test call), `memory_mb`.
     ## Version History
     v0: initial version.
     """

@@ -272,3 +272,17 @@ def test_a_program_that_sleeps_is_stopped_by_the_runs_wall_clock_limit():
     reward, verdict = play("import time\ndef f(x):\n    time.sleep(1000)\n", timeout_s=2.0)
     assert reward == 0.0 and verdict["details"]["status"] == "timeout"
     assert "the run went past its time limit" in verdict["feedback"]
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_async_vector_workers_grade_and_close_their_sandboxes(context):
+    from pathlib import Path
+
+    envs = gymnasium.make_vec("CodeSynth-v0", num_envs=2, vectorization_mode="async", vector_kwargs={"context": context})
+    envs.reset(options={"task": TASK})
+    _, rewards, terminated, _, _ = envs.step((RIGHT, "def f(x): return x"))
+    workers = [process.pid for process in envs.processes]
+    envs.close()
+    assert list(rewards) == [1.0, 0.0] and all(terminated)
+    # a forked worker ends with os._exit: its sandbox must still be closed (no cgroup of its slots is left)
+    assert not [path for pid in workers for path in Path("/sys/fs/cgroup").glob(f"*/sparring-{pid}-*")]

@@ -120,3 +120,31 @@ def test_expert_solves_generated_tasks_through_the_sandbox():
         env.reset(seed=seed)
         _, reward, terminated, _, info = env.step(env.unwrapped.expert_actions()[0])
         assert reward == 1.0 and terminated and info["verdict"]["success"]
+
+
+def test_trust_reference_skips_the_sandbox_for_the_reference_program_only():
+    env = gymnasium.make("CodeSynth-v0", trust_reference=True)
+    env.reset(seed=0)
+    reference = env.unwrapped.expert_actions()[0]
+    verdict = env.step(reference)[4]["verdict"]
+    assert verdict["success"] and verdict["details"]["status"] == "reference"
+    env.reset(seed=0)
+    verdict = env.step(reference.replace("return ", "return  "))[4]["verdict"]  # the same function, other text
+    assert verdict["success"] and verdict["details"]["status"] == "ok"
+    env.reset(seed=0)
+    assert not env.step("def f(x): return x")[4]["verdict"]["success"]
+    assert gymnasium.make("CodeSynth-v0").unwrapped.trust_reference is False  # off unless asked for
+
+
+def test_the_code_selfplay_config_loads_and_its_expert_demonstrations_verify():
+    from pathlib import Path
+
+    from sparring.selfplay import draw_tasks, load_selfplay_config
+    from sparring.trainers.bootstrap import expert_demonstrations
+
+    config = load_selfplay_config(Path(__file__).resolve().parents[2] / "configs" / "code-ei.yaml", [])
+    assert config.env.id == "CodeSynth-v0" and config.bootstrap.demonstrations == "optimal"
+    assert config.env.kwargs["instruction"] == "compact" and "max_number" not in config.env.kwargs
+    tasks = draw_tasks(config.env.id, config.env.kwargs, "train", 0, 0, 20)
+    demos = expert_demonstrations(config.env.id, config.env.kwargs, tasks, "optimal")
+    assert len(demos) == 20 and all(d.success and d.turns[0].action.startswith("def f(x): return ") for d in demos)

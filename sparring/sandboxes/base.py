@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from sparring.errors import SparringError
 
+RESERVED_NAMES = ("main.py", ".sparring-stdin")  # the program, and Docker's stdin file
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed", "sandbox_error")
 
 # name: (lowest, highest, default). Every limit is checked against its range with a message naming it.
@@ -100,6 +101,10 @@ class RunRequest:
     timeout_s: float = 10.0
     memory_mb: int = 512
 
+    def work_files(self) -> list[tuple[str, bytes]]:
+        """What the work dir holds: main.py (the code) first, then the files."""
+        return [("main.py", _as_bytes("code", self.code)), *self.files.items()]
+
 
 def make_request(limits: Limits, code: Any, stdin: Any = "", files: Mapping[str, Any] | None = None,
                  timeout_s: float | None = None, memory_mb: int | None = None) -> RunRequest:
@@ -110,8 +115,15 @@ def make_request(limits: Limits, code: Any, stdin: Any = "", files: Mapping[str,
     checked: dict[str, bytes] = {}
     for name, content in (files or {}).items():
         checked[check_file_name(name)] = _as_bytes(f"files[{name!r}]", content)
-    if "main.py" in checked:
-        raise ValueError("files may not hold 'main.py': it is the program (`code`)")
+    for reserved in RESERVED_NAMES:
+        if reserved in checked:
+            raise ValueError(f"files may not hold {reserved!r}: the sandbox uses that name "
+                             f"({'the program, `code`' if reserved == 'main.py' else 'stdin, in Docker'})")
+    parts = [name.split("/") for name in checked]
+    folders = {"/".join(path[:depth]) for path in parts for depth in range(1, len(path))}
+    clash = sorted(folders & set(checked))
+    if clash:
+        raise ValueError(f"file name {clash[0]!r} is also used as a folder by another file name")
     timeout = limits.timeout_s if timeout_s is None else timeout_s
     check_limit("timeout_s", timeout)
     memory = limits.memory_mb if memory_mb is None else memory_mb
@@ -124,7 +136,7 @@ def make_request(limits: Limits, code: Any, stdin: Any = "", files: Mapping[str,
 
 def _as_bytes(what: str, value: Any) -> bytes:
     if isinstance(value, str):
-        return value.encode()
+        return value.encode("utf-8", errors="surrogatepass")  # any str, even a lone surrogate, goes through
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     raise TypeError(f"{what} must be str or bytes, got {type(value).__name__}")
@@ -201,7 +213,7 @@ class Sandbox(Generic[Slot]):
         slot = self._free.get()
         try:
             return self._run_in_slot(slot, request)
-        except SandboxError as error:
+        except (SandboxError, OSError) as error:  # the sandbox failed, not the program: data, never a raise
             return self.failure(f"{type(error).__name__}: {error}")
         finally:
             self._free.put(slot)

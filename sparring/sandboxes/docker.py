@@ -20,6 +20,7 @@ import io
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import tarfile
 import threading
@@ -29,17 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.sandboxes.base import (Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError, decode,
-                                     memory_error_in)
+from sparring.sandboxes.base import (RESERVED_NAMES, Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError,
+                                     decode, memory_error_in)
 from sparring.sandboxes.local import OPEN_FILES, sandbox_python
 
 IMAGE = "sparring-sandbox:latest"
 USER = "65534:65534"
 LABEL = "sparring.sandbox"
+OWNER_LABEL = "sparring.sandbox.owner"  # host:pid of the process whose sandbox it is
 MEMORY_HEADROOM_MB = 64  # the container's limit above the program's address-space limit
 WATCHDOG_GRACE_S = 2.0  # `timeout` inside ends a run; the host removes the container if it does not
 DOCKER_MISSING = 'the docker backend needs the Docker SDK for Python: pip install "sparring[docker]"'
-STDIN_FILE = ".sparring-stdin"
+STDIN_FILE = RESERVED_NAMES[1]
 # The container's pid 1, as the sandbox user: reaps orphans (a killed daemon must not linger as a zombie
 # counting against the pids limit) and, as the namespace's init, ignores the `kill -9 -1` of the cleanup.
 REAPER = """import os, signal
@@ -53,15 +55,30 @@ while True:
         pass
 """
 
+UNCLEAN = 255  # the wrapper's status when something of the run survives its cleanup (the slot is recycled)
 # $1 timeout seconds, $2 address space KB, $3 CPU seconds, $4 file size blocks. The program's stdin is a
-# file it never sees, the shell's own messages ("Killed") go nowhere; after the program, every other process of the user dies and the scratch dirs empty.
+# file it never sees, and the shell's own messages ("Killed") go nowhere. After the program, every other
+# process of the user is killed until /proc shows none but pid 1 (the reaper) and the wrapper, and the
+# scratch dirs are emptied.
 WRAPPER = f"""
 exec 0<{STDIN_FILE} 3>&2 2>/dev/null && rm -f {STDIN_FILE} || exit 125
 ulimit -c 0; ulimit -n {OPEN_FILES}; ulimit -f "$4"
 (ulimit -v "$2" && ulimit -t "$3" && exec timeout -s KILL "$1" python3 main.py 2>&3 3>&-)
 rc=$?
-kill -9 -1 2>/dev/null; kill -9 -1 2>/dev/null
-cd / && rm -rf /work/* /work/.[!.]* /work/..?* /tmp/* /tmp/.[!.]* /tmp/..?* /dev/shm/* /dev/shm/.[!.]* 2>/dev/null
+tries=0
+while :; do
+    kill -9 -1
+    left=0
+    for p in /proc/[0-9]*; do
+        p=${{p#/proc/}}
+        if [ "$p" != 1 ] && [ "$p" != $$ ]; then left=1; fi
+    done
+    [ $left = 0 ] && break
+    tries=$((tries + 1))
+    [ $tries -lt 300 ] || exit {UNCLEAN}
+    sleep 0.01  # killed processes linger until pid 1 reaps them
+done
+cd / && rm -rf /work/* /work/.[!.]* /work/..?* /tmp/* /tmp/.[!.]* /tmp/..?* /dev/shm/* /dev/shm/.[!.]*
 exit $rc
 """
 
@@ -159,6 +176,7 @@ def rootfs_tarball(destination: str | Path) -> Path:
                 tar.addfile(info)
                 add(os.path.join(parent, os.readlink(path)))
             elif info.isdir():
+                info.mode |= 0o755  # the sandbox user must reach everything (say, a python under /root)
                 tar.addfile(info)
             elif info.isfile():
                 with open(path, "rb") as f:
@@ -230,6 +248,8 @@ class DockerSandbox(Sandbox[DockerSlot]):
         except docker.errors.ImageNotFound as error:
             raise SandboxError(f"the Docker image {image!r} is not there: make it with `sparring sandbox "
                                f"build-image` (offline, from this host's python3)") from error
+        self._labels = {LABEL: "1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+        remove_stale(self.client)
         self._start_slots()
 
     @property
@@ -246,14 +266,15 @@ class DockerSandbox(Sandbox[DockerSlot]):
         name = f"sparring-sandbox-{os.getpid()}-{index}-{uuid.uuid4().hex[:8]}"
         uid = USER.split(":")[0]
         try:  # /work: a size-capped tmpfs that put_archive can fill (a read-only root refuses it anywhere else)
-            volume = self.client.volumes.create(name, driver="local", labels={LABEL: "1"}, driver_opts={
+            volume = self.client.volumes.create(name, driver="local", labels=self._labels, driver_opts={
                 "type": "tmpfs", "device": "tmpfs", "o": f"size={self.limits.max_file_mb}m,uid={uid},gid={uid},mode=0700"})
         except Exception as error:
             raise SandboxError(f"cannot create the work volume {name}: {error}") from error
         try:
             return self.client.containers.run(
                 self.image, ["python3", "-S", "-c", REAPER], detach=True,
-                name=name, labels={LABEL: "1"}, volumes={name: {"bind": "/work", "mode": "rw"}},
+                name=name, labels=self._labels, volumes={name: {"bind": "/work", "mode": "rw"}},
+                nano_cpus=1_000_000_000,
                 network_mode="none", read_only=True, tmpfs={"/tmp": scratch},
                 mem_limit=memory, memswap_limit=memory, pids_limit=self.limits.max_processes + 8,
                 cap_drop=["ALL"], security_opt=["no-new-privileges"], user=USER, working_dir="/work",
@@ -350,9 +371,12 @@ class DockerSandbox(Sandbox[DockerSlot]):
 
     def _result(self, slot: DockerSlot, request: RunRequest, exit_code: int | None, stdout: bytes, stderr: bytes,
                 stopped: str | None, ran_s: float, wall: float) -> ExecResult:
-        signal_number = exit_code - 128 if exit_code is not None and exit_code > 128 else None
+        signal_number = exit_code - 128 if exit_code is not None and 128 < exit_code < UNCLEAN else None
         if stopped:
             status = stopped
+        elif exit_code == UNCLEAN:
+            status = "sandbox_error"
+            stderr += b"\n[sparring: processes of this run survived the cleanup; its container was replaced]"
         elif exit_code == 0:
             status = "ok"
         elif memory_error_in(stderr):
@@ -365,7 +389,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
             status = "memory" if self._hit_memory_limit(slot) else "killed"
         else:
             status = "error"
-        if status not in ("ok", "error", "memory") or signal_number is not None:
+        if status not in ("ok", "error", "memory") or signal_number is not None or exit_code == UNCLEAN:
             self._discard(slot)  # whatever happened, the next run gets a fresh container
         code = -signal_number if signal_number is not None else exit_code
         return ExecResult(status, code, decode(stdout), decode(stderr), stopped == "output_limit", wall,
@@ -382,13 +406,27 @@ class DockerSandbox(Sandbox[DockerSlot]):
             return False
 
 
+def remove_stale(client) -> None:
+    """Remove the sandbox containers and volumes that a process of this host which no longer exists left."""
+    host = socket.gethostname()
+    containers = [(c, c.labels) for c in client.containers.list(all=True, filters={"label": LABEL})]
+    volumes = [(v, v.attrs.get("Labels") or {}) for v in client.volumes.list(filters={"label": LABEL})]
+    for item, labels in containers + volumes:  # containers first: a volume in use cannot be removed
+        owner_host, _, pid = labels.get(OWNER_LABEL, "").partition(":")
+        if owner_host == host and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                item.remove(force=True)
+            except Exception:
+                pass  # another process is removing it
+
+
 def _work_tar(request: RunRequest) -> bytes:
     """main.py, the files and the stdin file as a tar owned by the sandbox user."""
     buffer = io.BytesIO()
     uid = int(USER.split(":")[0])
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         made = set()
-        for name, content in [("main.py", request.code.encode()), (STDIN_FILE, request.stdin), *request.files.items()]:
+        for name, content in [*request.work_files(), (STDIN_FILE, request.stdin)]:
             parts = name.split("/")
             for depth in range(1, len(parts)):
                 folder = "/".join(parts[:depth])

@@ -16,7 +16,8 @@ Every tier adds, when the sandbox runs as root: a host uid per worker slot (leas
 a lock file, so no two slots anywhere share one), rlimits (CPU, address space, file size, open files,
 processes; RLIMIT_NPROC only binds below root) and cgroup pids and memory limits per slot (v1 or v2,
 where the hierarchy is writable). The launch chain is `sh` (joins the slot's cgroups, sets the
-rlimits) -> `setpriv` (drops to the slot's uid, no capabilities, no new privileges) -> the tier's
+rlimits) -> `setpriv` (drops to the slot's uid, no capabilities, no new privileges, dies with this
+process) -> the tier's
 sandbox -> `python3 main.py`, so nothing of the program runs before every limit is in place. When a
 run returns, the launch chain's process group is killed and the slot's cgroup and uid are checked
 until no process of theirs is left.
@@ -53,7 +54,8 @@ UID_LOCK_DIR = Path(tempfile.gettempdir()) / "sparring-sandbox-uids"
 OPEN_FILES = 256
 MEMORY_HEADROOM_MB = 64  # the cgroup limit above the address-space limit: bwrap itself, tmpfs pages
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-LAUNCHER_FAILED = 125  # the launcher's own exit status when a cgroup or rlimit cannot be set
+LAUNCHER_FAILED = 125  # the launcher's own exit status when a cgroup or rlimit cannot be set, with:
+LAUNCHER_MESSAGE = b"sparring-sandbox:"
 
 
 def is_root() -> bool:
@@ -205,9 +207,12 @@ class SlotCgroups:
     def procs_files(self) -> list[Path]:
         return [path / "cgroup.procs" for path in dict.fromkeys(self.dirs)]
 
+    memory_limit = 0  # bytes, as last set
+
     def set_memory(self, limit_bytes: int) -> None:
-        if not self.memory_dir:
+        if not self.memory_dir or limit_bytes == self.memory_limit:
             return
+        self.memory_limit = limit_bytes
         if self.kind == "v2":
             (self.memory_dir / "memory.max").write_text(str(limit_bytes))
             swap = self.memory_dir / "memory.swap.max"
@@ -281,7 +286,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
             raise SandboxError(f"isolation={isolation!r} does not work on this host: {tier_problem(self.tier)}")
         self._root = None if self.tier == "bwrap" else make_work_root()
         self._start_slots()
-        parts = [self.tier] + (["uid"] if is_root() else []) + ["rlimits"]
+        parts = ([] if self.tier == "rlimits" else [self.tier]) + (["uid"] if is_root() else []) + ["rlimits"]
         cgroups = self._slots[0].cgroups.applied if self._slots[0].cgroups else ""
         self._isolation = "+".join(parts + ([cgroups] if cgroups else []))
         if self.tier == "rlimits":
@@ -292,14 +297,16 @@ class LocalSandbox(Sandbox[LocalSlot]):
         return getattr(self, "_isolation", "local")
 
     def _open_slot(self, index: int) -> LocalSlot:
-        lease = UidLease() if is_root() else None
-        cgroups = None
-        if is_root():
+        if not is_root():
+            return LocalSlot(index, None, None, None, self._root)
+        lease = UidLease()
+        try:
             cgroups = SlotCgroups(f"sparring-{os.getpid()}-{index}-{uuid.uuid4().hex[:8]}",
                                   self.limits.max_processes + 3)
-            if not cgroups.applied:
-                cgroups = None
-        return LocalSlot(index, lease.uid if lease else None, lease, cgroups, self._root)
+        except BaseException:
+            lease.release()
+            raise
+        return LocalSlot(index, lease.uid, lease, cgroups if cgroups.applied else None, self._root)
 
     def _close_slot(self, slot: LocalSlot) -> None:
         if slot.uid is not None:
@@ -353,7 +360,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
             with os.fdopen(status_read, "rb") as f:
                 fds.remove(status_read)
                 launch_status = f.read()
-            launched = b"child-pid" in launch_status if self.tier == "bwrap" else process.returncode != LAUNCHER_FAILED
+            launcher_failed = process.returncode == LAUNCHER_FAILED and stderr.startswith(LAUNCHER_MESSAGE)
+            launched = b"child-pid" in launch_status if self.tier == "bwrap" else not launcher_failed
             if not launched and stopped is None:
                 return self.failure(f"the {self.tier} sandbox failed to start: {decode(stderr[-2000:])}", wall)
             oom = slot.cgroups is not None and slot.cgroups.oom_kills() > oom_before
@@ -400,21 +408,23 @@ class LocalSandbox(Sandbox[LocalSlot]):
     # -- command lines ----------------------------------------------------------------------------
     def _launcher(self, slot: LocalSlot, request: RunRequest) -> list[str]:
         """`sh -c`: join the slot's cgroups, set the rlimits, then exec the rest of the command line."""
-        lines = [f"echo $$ > {shlex.quote(str(path))} || exit {LAUNCHER_FAILED}"
-                 for path in (slot.cgroups.procs_files if slot.cgroups else [])]
+        lines = [f"echo $$ > {shlex.quote(str(path))}" for path in (slot.cgroups.procs_files if slot.cgroups else [])]
         processes = self.limits.max_processes + 3  # + the sandbox's own processes (bwrap and its init)
         if slot.uid is None:  # RLIMIT_NPROC counts every process of the caller's uid
             processes += len(uid_processes(os.getuid()))
         limits = {"c": 0, "t": math.ceil(request.timeout_s) + 1, "v": request.memory_mb * 1024,
                   "f": self.limits.max_file_mb * 2048, "n": OPEN_FILES, "p": processes}
-        lines += [f"ulimit -{flag} {value} || exit {LAUNCHER_FAILED}" for flag, value in limits.items()]
-        return ["/bin/sh", "-c", "\n".join(lines + ['exec "$@"']), "sparring-sandbox"]
+        lines += [f"ulimit -{flag} {value}" for flag, value in limits.items()]
+        checked = [f"{line} || {{ echo {shlex.quote(f'{LAUNCHER_MESSAGE.decode()} failed: {line}')} >&2; "
+                   f"exit {LAUNCHER_FAILED}; }}" for line in lines]
+        return ["/bin/sh", "-c", "\n".join(checked + ['exec "$@"']), "sparring-sandbox"]
 
     def _drop_privileges(self, slot: LocalSlot) -> list[str]:
+        """setpriv: the slot's uid, no capabilities, no new privileges, and killed if this process dies."""
         if slot.uid is None:
-            return []
+            return ["setpriv", "--pdeathsig=KILL", "--no-new-privs", "--"]
         return ["setpriv", f"--reuid={slot.uid}", f"--regid={slot.uid}", "--clear-groups", "--no-new-privs",
-                "--inh-caps=-all", "--bounding-set=-all", "--"]
+                "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig=KILL", "--"]
 
     def _bwrap_command(self, request: RunRequest, fds: list[int]) -> list[str]:
         size = str(self.limits.max_file_mb << 20)
@@ -427,7 +437,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
         command += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
                     "--size", size, "--tmpfs", "/work", "--chdir", "/work"]
         made_dirs = set()
-        for name, content in [("main.py", request.code.encode()), *request.files.items()]:
+        for name, content in request.work_files():
             parts = name.split("/")
             for depth in range(1, len(parts)):
                 folder = "/work/" + "/".join(parts[:depth])
@@ -441,7 +451,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
 
     def _host_work_dir(self, slot: LocalSlot, request: RunRequest) -> Path:
         work_dir = Path(tempfile.mkdtemp(dir=slot.work_root, prefix=f"slot{slot.index}-"))
-        for name, content in [("main.py", request.code.encode()), *request.files.items()]:
+        for name, content in request.work_files():
             path = work_dir / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)

@@ -47,10 +47,33 @@ def test_bad_run_arguments(local):
         local.run("pass", timeout_s=-1)
     with pytest.raises(ValueError, match="files may not hold 'main.py'"):
         local.run("pass", files={"main.py": "x"})
+    with pytest.raises(ValueError, match="files may not hold '.sparring-stdin'"):
+        local.run("pass", files={".sparring-stdin": "x"})
     with pytest.raises(ValueError, match="unknown keys \\['stdn'\\]"):
         local.run_many([{"code": "pass", "stdn": ""}])
     with pytest.raises(TypeError, match="must be a mapping with a 'code' key"):
         local.run_many(["print(1)"])
+    with pytest.raises(ValueError, match="file name 'a/b' is also used as a folder"):
+        local.run("pass", files={"a/b": "x", "a/b/c.txt": "y"})
+
+
+@pytest.mark.parametrize("tier", ["bwrap", "unshare", "rlimits"])
+def test_a_launcher_that_fails_is_a_sandbox_error(tier, monkeypatch):
+    """The sandbox's own failure (here: an open-files limit the kernel refuses) is "sandbox_error" saying why,
+    never a verdict on the program."""
+    import warnings
+
+    import sparring.sandboxes.local as local_backend
+
+    if tier not in local_backend.available_tiers():
+        pytest.skip(f"the {tier} tier does not work on this host")
+    monkeypatch.setattr(local_backend, "OPEN_FILES", 10 ** 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with make_sandbox("local", isolation=tier, memory_mb=128) as sandbox:
+            result = sandbox.run("print(1)")
+    assert (result.status, result.exit_code, result.stdout) == ("sandbox_error", None, "")
+    assert "failed: ulimit -n" in result.stderr
 
 
 @pytest.mark.parametrize("name", ["/etc/passwd", "../x", "a/../../x", "", ".", "a//b", "./a", "a\0b", 3])

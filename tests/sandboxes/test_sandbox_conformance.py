@@ -89,6 +89,8 @@ def test_invalid_utf8_is_decoded_with_replacement(sandbox):
     assert result.status == "ok"
     assert result.stdout == "ok \ufffd\ufffd\ufffd end"
     assert result.stderr == "\ufffd("
+    unencodable = sandbox.run("print('\udcff')", stdin="\ud800", files={"x.txt": "\udfff"})  # lone surrogates
+    assert unencodable.status == "error" and "SyntaxError" in unencodable.stderr, unencodable
 
 
 def test_output_floods_are_capped_on_both_streams(sandbox):

@@ -35,9 +35,10 @@ from typing import Any, Protocol
 
 from sparring.envs.base import Verdict, check_choice
 from sparring.envs.code_harness import decode_value, encode_value, same_value
+from sparring.sandboxes import BACKENDS as SANDBOX_BACKENDS
+from sparring.sandboxes import make_sandbox
 
 HARNESS_SOURCE = (Path(__file__).parent / "code_harness.py").read_text()
-SANDBOX_BACKENDS = ("local", "docker")
 REWARDS = ("fraction", "binary")
 MAX_RESULT_CHARS = 100_000
 MAX_TIMEOUTS = 2  # after this many calls time out, the harness runs no more (an endless loop costs two timeouts)
@@ -354,7 +355,6 @@ def shared_sandbox(backend: str = "local") -> Any:
     """This process's sandbox for `backend`, started on first use and closed at exit. A forked child
     (AsyncVectorEnv's workers) starts its own instead of using its parent's."""
     check_choice("sandbox backend", backend, SANDBOX_BACKENDS)
-    from sparring.sandboxes import make_sandbox
 
     key = (os.getpid(), backend)
     with _shared_lock:

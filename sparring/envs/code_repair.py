@@ -200,7 +200,8 @@ class CodeRepairEnv(TextEnv):
     Terminates when an attempt passes every test, or after `max_turns` attempts.
     ## Arguments
     `difficulty` (the source family's "easy", "medium" or "hard"), the knobs `source` ("CodeSynth-v0"
-    or "HumanEval-v0"), `source_difficulty` and `start` ("buggy" or "scratch"), `max_turns` (default 3),
+    or "HumanEval-v0"), `source_difficulty` and `start` ("buggy" or "scratch"), `split` (CodeSynth's
+    "train", "test-seen" or "test-unseen"; HumanEval has one set of problems), `max_turns` (default 3),
     `shaping`, `reward`, `instruction` (the source's prompt mode), `sandbox`, `timeout_s`,
     `call_timeout_s`, `memory_mb`.
     ## Version History

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sparring  # noqa: F401
-from sparring.envs.code_grading import (Call, IOTestSuite, extract_code, grade, parse_results, resolve_sandbox,
-                                        run_calls, shared_sandbox)
+from sparring.envs.code_grading import (Call, IOTestSuite, extract_code, grade, grade_many, parse_results,
+                                        resolve_sandbox, run_calls, shared_sandbox)
 from sparring.envs.code_harness import decode_value, encode_value, same_value
 
 # f(x) = [v * 5 for v in x]: the expected outputs (35, 55, ...) appear nowhere in the inputs
@@ -286,3 +286,10 @@ def test_async_vector_workers_grade_and_close_their_sandboxes(context):
     assert list(rewards) == [1.0, 0.0] and all(terminated)
     # a forked worker ends with os._exit: its sandbox must still be closed (no cgroup of its slots is left)
     assert not [path for pid in workers for path in Path("/sys/fs/cgroup").glob(f"*/sparring-{pid}-*")]
+
+
+def test_grade_many_runs_in_parallel_and_keeps_the_order():
+    suite = IOTestSuite("f", [Call([2]), Call([3])], [4, 9])
+    programs = ["def f(x): return x * x", "def f(x): return x + 2", "def f(x): return x ** 2", "syntax error("]
+    grades = grade_many(shared_sandbox("local"), [(p, suite) for p in programs], use_cache=False)
+    assert [g.passed for g in grades] == [2, 1, 2, 0] and grades[3].load_error.startswith("SyntaxError")

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import leftover_processes
+from sandbox_kit import leftover_processes
 
 from sparring.sandboxes import STATUSES
 
@@ -120,7 +120,7 @@ def test_the_sandbox_keeps_working_after_failures(sandbox):
 
 @pytest.mark.parametrize("kind", ["local"])
 def test_closed_sandbox_refuses_runs(kind, request):
-    from conftest import open_sandbox
+    from sandbox_kit import open_sandbox
     from sparring.sandboxes import SandboxError
 
     sandbox = open_sandbox(kind, request, workers=1)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import open_sandbox
+from sandbox_kit import open_sandbox
 
 OWNER = """
 import sys, threading

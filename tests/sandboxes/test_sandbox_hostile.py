@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from conftest import leftover_processes, requires
+from sandbox_kit import leftover_processes, requires
 
 FORK_BOMB = """
 import os, time

@@ -5,7 +5,7 @@ import math
 
 import gymnasium
 import pytest
-from conftest import teach
+from kit import teach
 
 import sparring  # noqa: F401
 from sparring.agents.hf import render

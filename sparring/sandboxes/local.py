@@ -400,6 +400,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
         except (ProcessLookupError, PermissionError):
             pass
         process.wait()
+        process.stdout.close()  # read by `capture`; closed here so no pipe outlives the run
+        process.stderr.close()
         if slot.cgroups:
             kill_until_gone(slot.cgroups.processes, f"slot {slot.index}'s cgroup")
         if slot.uid is not None:  # also a namespace's init that is still exiting (no longer in the cgroup)

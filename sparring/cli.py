@@ -1,4 +1,4 @@
-"""The `sparring` command: `sparring envs`, `sparring demo`, `sparring selfplay`, `sparring eval`, `sparring play`."""
+"""The `sparring` command: `sparring envs`, `demo`, `selfplay`, `eval`, `play`, `sandbox`."""
 
 from __future__ import annotations
 
@@ -88,7 +88,9 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
     run_dir = run_dir or f"runs/{Path(config_path).stem if config_path else 'countdown-ei'}-seed{config.seed}"
     console = Console(width=args.width)
     console.print(f"[bold]sparring selfplay[/bold]: {config.env.id}, {config.algorithm}, {config.rounds} rounds, "
-                  f"run directory {run_dir}")
+                  f"run directory {run_dir}" + (f", episodes on Ray ({config.executor.num_workers} workers at "
+                                                f"{config.executor.address or 'a Ray started here'})"
+                                                if config.executor.kind == "ray" else ""))
     rows = SelfPlay(config, run_dir, console=console).run_rounds(resume=args.resume)
     first, last = rows[0]["eval/success"], rows[-1]["eval/success"]
     console.print(f"held-out success: round 0 {first:.3f} -> round {rows[-1]['round']} {last:.3f} "
@@ -117,6 +119,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         console.print(f"pass@{result.k} (temperature {args.temperature}): {result.pass_at_k:.3f}  "
                       f"95% CI [{result.pass_at_k_low:.3f}, {result.pass_at_k_high:.3f}]")
     return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """`sandbox info`: which sandbox backends work here and what confines them; `sandbox build-image`."""
+    if args.action == "build-image":
+        from sparring.sandboxes.docker import build_image
+
+        print(f"built {build_image(args.tag)}")
+        return 0
+    from sparring.sandboxes import probe_backends
+
+    found = probe_backends()
+    for backend, (works, detail) in found.items():
+        print(f"{backend:8} {'ok' if works else 'unavailable'}: {detail}")
+    return 0 if any(works for works, _ in found.values()) else 1
 
 
 def cmd_play(args: argparse.Namespace) -> int:
@@ -171,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--max-tokens", type=int, default=64)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(func=cmd_eval)
+    sandbox = sub.add_parser("sandbox", help="code sandboxes: `info` (what works here), `build-image` (Docker, offline)")
+    sandbox.add_argument("action", choices=["info", "build-image"])
+    sandbox.add_argument("--tag", default="sparring-sandbox:latest", help="build-image: the image tag")
+    sandbox.set_defaults(func=cmd_sandbox)
     play = sub.add_parser("play", help="play an env yourself in the terminal (help lists commands, quit leaves)")
     play.add_argument("env", help="an env id, e.g. TextNav-v0")
     play.add_argument("--seed", type=int, help="the episode's seed (default: a random one)")

@@ -58,18 +58,21 @@ def mean_details(verdicts: list[dict[str, Any]]) -> dict[str, float]:
 
 def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]], *, k: int = 1,
              temperature: float = 1.0, max_tokens: int = 64, max_turns: int = 32, seed: int = 0,
-             on_turn: Callable[[int, int], None] | None = None, prompt: Callable[..., Any] | None = None) -> EvalResult:
-    """Greedy success on `tasks`, and with `k > 1` pass@k from `k` samples per task. `prompt`: the solver's
-    prompt hook (e.g. retrieved skills added to the first observation); None shows the env's observations."""
+             on_turn: Callable[[int, int], None] | None = None, executor: Any = None,
+             prompt: Callable[..., Any] | None = None) -> EvalResult:
+    """Greedy success on `tasks`, and with `k > 1` pass@k from `k` samples per task; the episodes run on
+    `executor` (a `sparring.executors.Executor`) when given. `prompt`: the solver's prompt hook (e.g. retrieved
+    skills added to the first observation); None shows the env's observations."""
     greedy = Solver(policy, env_id, env_kwargs, SamplingParams(temperature=0.0, max_tokens=max_tokens),
-                    max_turns=max_turns, prompt=prompt).run(tasks, k=1, seed=seed, on_turn=on_turn)
+                    max_turns=max_turns, executor=executor, prompt=prompt).run(tasks, k=1, seed=seed, on_turn=on_turn)
     solved = sum(t.success for t in greedy)
     result = EvalResult(len(tasks), solved / max(1, len(tasks)), *wilson_interval(solved, len(tasks)),
                         mean_reward=sum(t.reward for t in greedy) / max(1, len(tasks)),
                         details=mean_details([t.verdict for t in greedy]))
     if k > 1:
         sampled = Solver(policy, env_id, env_kwargs, SamplingParams(temperature=temperature, max_tokens=max_tokens),
-                         max_turns=max_turns, prompt=prompt).run(tasks, k=k, seed=seed + 1, on_turn=on_turn)
+                         max_turns=max_turns, executor=executor, prompt=prompt).run(tasks, k=k, seed=seed + 1,
+                                                                                    on_turn=on_turn)
         per_task = [sum(t.success for t in group) for group in by_task(sampled, k)]
         estimate = sum(pass_at_k(k, c, k) for c in per_task) / max(1, len(tasks))
         any_solved = sum(c > 0 for c in per_task)

@@ -3,6 +3,7 @@
     sparring selfplay                                   # the embedded default (configs/countdown-ei.yaml)
     sparring selfplay --config configs/countdown-grpo.yaml expert_iteration.k=8 --run-dir runs/x
     sparring selfplay --run-dir runs/x --resume         # after a crash or a kill -9
+    sparring selfplay executor.kind=ray                 # episodes on Ray workers (sparring.executors)
 
 Round 0 bootstraps the policy (for the tiny model: supervised training on the expert's
 demonstrations until more steps stop helping). Each later round draws fresh training tasks, runs the
@@ -28,6 +29,7 @@ Run directory:
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -48,6 +50,7 @@ from sparring.agents.verifiers import VerifierConfig
 from sparring.config import dump_yaml, load_config
 from sparring.envs.base import check_choice
 from sparring.errors import SparringError
+from sparring.executors import ExecutorConfig, make_executor
 from sparring.io import append_jsonl, atomic_dir, atomic_write_text, read_jsonl
 from sparring.trainers.bootstrap import BootstrapConfig
 from sparring.trainers.expert_iteration import ExpertIterationConfig
@@ -78,12 +81,20 @@ class PolicyConfig:
     generation: str = "hf"  # what samples and evaluates: hf, vllm (offline engine), openai (a vLLM server we start)
     max_tokens: int = 40
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    server_host: str = "127.0.0.1"  # openai: where the server listens; 0.0.0.0 lets Ray workers on other machines in
+    server_args: list[str] = field(default_factory=list)  # openai: more `vllm serve` arguments (they win)
 
     def __post_init__(self) -> None:
         check_choice("policy.backend for self-play training", self.backend, ("tiny", "hf"))
         check_choice("policy.generation", self.generation, GENERATION)
         if self.backend == "hf" and not self.path:
             raise ValueError("policy.backend 'hf' needs policy.path: a local checkpoint folder")
+        if self.generation != "openai" and (self.server_host != "127.0.0.1" or self.server_args):
+            raise ValueError(f"policy.server_host and policy.server_args set the vLLM server of policy.generation="
+                             f"'openai', but policy.generation is {self.generation!r}: set it to 'openai' or drop them")
+        if not all(isinstance(a, str) for a in self.server_args):
+            raise ValueError("policy.server_args must be a list of strings (vllm serve arguments), got "
+                             f"{self.server_args!r}")
 
 
 @dataclass
@@ -96,7 +107,7 @@ class EvalConfig:
 class SelfPlayConfig:
     seed: int = 0
     threads: int = 2
-    rounds: int = 8
+    rounds: int = 4
     tasks_per_round: int = 3000
     algorithm: str = "expert_iteration"
     control: bool = False  # also spend each round's training steps on fresh expert demonstrations, from round 0
@@ -106,6 +117,7 @@ class SelfPlayConfig:
     expert_iteration: ExpertIterationConfig = field(default_factory=ExpertIterationConfig)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where solver episodes run: local or ray
     # the agents around the solver (sparring/agents/team.py); all off by default
     proposer: ProposerConfig = field(default_factory=ProposerConfig)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
@@ -114,6 +126,15 @@ class SelfPlayConfig:
 
     def __post_init__(self) -> None:
         check_choice("algorithm", self.algorithm, ALGORITHMS)
+        if self.executor.kind == "ray" and self.policy.generation == "vllm":
+            raise ValueError("executor.kind=ray with policy.generation=vllm would start one vLLM engine per Ray "
+                             "worker; set policy.generation=openai: the loop then starts one vLLM server per "
+                             "checkpoint and every worker shares it")
+        if (self.executor.kind == "ray" and self.executor.address is not None and self.policy.generation == "openai"
+                and self.policy.server_host.startswith("127.")):
+            raise ValueError(f"executor.address={self.executor.address!r} runs workers on other machines, which cannot "
+                             f"reach a vLLM server on loopback (policy.server_host={self.policy.server_host!r}); set "
+                             "policy.server_host=0.0.0.0")
         if self.algorithm == "grpo" and self.verifier.use != "programmatic":
             raise ValueError(f"verifier.use {self.verifier.use!r} decides what expert iteration keeps; GRPO's rewards "
                              "are the env's verdicts: use algorithm=expert_iteration, or list it in verifier.measure")
@@ -190,6 +211,7 @@ class SelfPlay:
         self.config, self.run = config, RunDir(run_dir)
         self.console = console or Console()
         self.bars = Bars(self.console)
+        self.executor = None  # run_rounds opens config.executor; None plays episodes here
         cfg = config
         self.env_id, self.env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
         self.eval_tasks = {split: draw_tasks(self.env_id, self.env_kwargs, split, cfg.seed, 0, cfg.env.eval_tasks)
@@ -228,7 +250,13 @@ class SelfPlay:
 
         generation = self.config.policy.generation
         if generation == "hf":
-            yield HFPolicy(model=model, tokenizer=tokenizer) if model is not None else HFPolicy(checkpoint)
+            if model is None:
+                yield HFPolicy(checkpoint)
+                return
+            policy = HFPolicy(model=model, tokenizer=tokenizer)
+            # the same weights for Ray workers, from the checkpoint they were saved to
+            policy.spec = {"backend": "hf", "path": str(checkpoint), "batch_size": policy.batch_size}
+            yield policy
         elif generation == "vllm":
             from sparring.agents.vllm_engine import VLLMPolicy
 
@@ -241,8 +269,9 @@ class SelfPlay:
             from sparring.agents.openai_server import OpenAIPolicy
             from sparring.agents.vllm_server import VLLMServer
 
-            with VLLMServer(checkpoint) as server:
-                yield OpenAIPolicy(server.base_url)
+            cfg = self.config.policy
+            with VLLMServer(checkpoint, host=cfg.server_host, extra_args=tuple(cfg.server_args)) as server:
+                yield OpenAIPolicy(server.base_url)  # one server: every Ray worker shares it
 
     # ---- phases -----------------------------------------------------------------------------------
     def base_checkpoint(self) -> Path:
@@ -265,7 +294,7 @@ class SelfPlay:
         for split, tasks in self.eval_tasks.items():
             main = split == cfg.env.eval_split
             k = cfg.eval.k if main else 1
-            result = evaluate(policy, self.env_id, self.env_kwargs, tasks, k=k,
+            result = evaluate(policy, self.env_id, self.env_kwargs, tasks, k=k, executor=self.executor,
                               temperature=cfg.eval.temperature, max_tokens=cfg.policy.max_tokens,
                               max_turns=cfg.env.max_turns, seed=cfg.seed,
                               prompt=self.team.eval_prompt(tasks) if self.team else None,
@@ -366,8 +395,8 @@ class SelfPlay:
             from sparring.trainers.expert_iteration import ExpertIterationTrainer
 
             ei = cfg.expert_iteration
-            trainer = ExpertIterationTrainer(ei, self.env_id, self.env_kwargs,
-                                             max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
+            trainer = ExpertIterationTrainer(ei, self.env_id, self.env_kwargs, max_tokens=cfg.policy.max_tokens,
+                                             max_turns=cfg.env.max_turns, executor=self.executor)
             on_turn = self.bars.episodes("sampling", len(tasks) * ei.k)
             with self.generating(previous, model, tokenizer) as sampler:
                 if team:
@@ -425,10 +454,19 @@ class SelfPlay:
     def run_rounds(self, resume: bool = False) -> list[dict[str, Any]]:
         import torch
 
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise SparringError(f"the self-play loop runs in one process, but this is one of WORLD_SIZE="
+                                f"{os.environ['WORLD_SIZE']} processes (accelerate launch, torchrun): they would all "
+                                "write the same run directory. Run `sparring selfplay` plainly (executor.kind=ray "
+                                "spreads its episodes); multi-GPU training runs the trainers under accelerate "
+                                "(README: Cluster)")
         self.start(resume)
         torch.set_num_threads(self.config.threads)
-        with self.bars.progress:
-            self._run_rounds()
+        with make_executor(self.config.executor) as self.executor, self.bars.progress:
+            try:
+                self._run_rounds()
+            finally:
+                self.executor = None
         return self.finished_rounds()
 
     def _run_rounds(self) -> None:

@@ -98,3 +98,17 @@ def test_a_dict_value_in_a_partial_section_is_replaced_not_merged(tmp_path):
     config = load_config(Outer, path)
     assert config.env.kwargs == {"instruction": "compact"}
     assert config.env.sft == SFTSettings(steps=5, learning_rate=2e-3)  # dataclass sections still merge
+
+
+@dataclass
+class Env:
+    kwargs: dict = field(default_factory=lambda: {"max_number": 20})
+
+
+@dataclass
+class WithEnv:
+    env: Env = field(default_factory=Env)
+
+
+def test_a_partial_section_replaces_a_plain_dict_whole():
+    assert load_config(WithEnv, None, ["env.kwargs={difficulty: easy}"]).env.kwargs == {"difficulty": "easy"}

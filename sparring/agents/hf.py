@@ -34,7 +34,8 @@ class HFPolicy(Policy):
 
     def __init__(self, path: str | Path | None = None, *, model: Any = None, tokenizer: Any = None,
                  device: str = "cpu", batch_size: int = 256, dtype: str = "float32", threads: int | None = None):
-        """Load the checkpoint at `path`, or wrap a `model` and `tokenizer` already in memory (during training)."""
+        """Load the checkpoint at `path` onto `device`, or wrap a `model` and `tokenizer` already in memory
+        (during training; it generates on the device it is on)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -46,12 +47,16 @@ class HFPolicy(Policy):
             model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         elif tokenizer is None:
             raise ValueError("HFPolicy(model=...) also needs the model's tokenizer")
+        else:
+            device = str(next(model.parameters()).device)  # a model in memory generates where it is
         self.name = str(path) if path is not None else model.name_or_path
         self.model, self.tokenizer = model, tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device, self.batch_size = device, batch_size
+        if path is not None:
+            self.spec = {"backend": "hf", "path": str(path), "device": device, "batch_size": batch_size, "dtype": dtype}
         self._never = sorted({t for t in (self.tokenizer.pad_token_id, self.tokenizer.bos_token_id)
                               if t is not None and t != self.tokenizer.eos_token_id})
 
@@ -59,11 +64,11 @@ class HFPolicy(Policy):
         import torch
 
         texts = [render(self.tokenizer, p) for p in prompts]
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
         out: list[list[Completion]] = []
         per_call = max(1, self.batch_size // params.n)
         for start in range(0, len(texts), per_call):
+            if params.seed is not None:  # each batch its own stream, seed + its first prompt's index: a call on
+                torch.manual_seed(params.seed + start)  # prompts[start:] with seed + start draws the same samples
             out += self._generate(texts[start:start + per_call], params)
         return out
 

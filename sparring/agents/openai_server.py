@@ -57,6 +57,9 @@ class OpenAIPolicy(Policy):
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
         self.model = model or self._served_model()
         self.name = f"{base_url}#{self.model}"
+        self.spec = {"backend": "openai", "base_url": base_url, "model": self.model, "api_key": api_key,
+                     "timeout": timeout, "max_retries": max_retries, "concurrency": concurrency,
+                     "vllm_extensions": vllm_extensions}
 
     def _served_model(self) -> str:
         models = self._call(lambda: self.client.models.list())

@@ -28,7 +28,7 @@ class SamplingParams:
     top_p: float = 1.0
     max_tokens: int = 64
     stop: tuple[str, ...] = ()
-    seed: int | None = None
+    seed: int | None = None  # prompt i of a call draws from stream seed + i (hf: its batch's, from the batch's first i)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.n, int) and self.n >= 1):
@@ -58,6 +58,9 @@ class Policy(ABC):
 
     backend: str = ""
     name: str = ""
+    # `make_policy(**spec)` builds this policy again in another process (a Ray worker: sparring.executors);
+    # None when it cannot be (a model held in memory only)
+    spec: dict[str, Any] | None = None
 
     @abstractmethod
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:

@@ -3,6 +3,7 @@
     >>> solver = Solver(policy, "Countdown-v0", {"instruction": "compact"}, SamplingParams(n=1, max_tokens=32))
     >>> trajectories = solver.run(tasks, k=8)          # k episodes per task
     >>> groups = by_task(trajectories, k=8)            # the k episodes of each task together
+    >>> Solver(policy, "Countdown-v0", executor=executor).run(tasks, k=8)   # sharded over Ray (sparring.executors)
 
 Episodes run in lockstep, one env each; the envs are kept in a pool per (env id, kwargs) and reset with
 the next task, so a round of 12,000 episodes does not build 12,000 envs again.
@@ -26,18 +27,29 @@ from sparring.trajectories import Trajectory, Turn
 class Solver:
     def __init__(self, policy: Policy, env_id: str, env_kwargs: dict[str, Any] | None = None,
                  params: SamplingParams = SamplingParams(), *, max_turns: int = 32, role: str = "solver",
-                 prompt: Callable[[Trajectory, str], Any] | None = None):
+                 prompt: Callable[[Trajectory, str], Any] | None = None, executor: Any = None):
+        """`executor` (a `sparring.executors.Executor`): where the episodes run; None plays them here."""
         from sparring.envs.catalog import env_class
 
         env_class(env_id)  # a clear error on a mistyped id
         self.policy, self.env_id, self.env_kwargs = policy, env_id, dict(env_kwargs or {})
-        self.params, self.max_turns, self.role = params, max_turns, role
+        self.params, self.max_turns, self.role, self.executor = params, max_turns, role, executor
         self.prompt = prompt or (lambda trajectory, observation: trajectory.conversation()
                                  + [{"role": "user", "content": observation}])
 
     def run(self, tasks: list[dict[str, Any]], k: int = 1, *, seed: int = 0,
             on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
-        """`k` episodes per task, in task order. `on_turn(turn, active)` reports progress."""
+        """`k` episodes per task, in task order, through the executor if there is one. `on_turn(turn, active)`
+        reports progress."""
+        if self.executor is not None:
+            return self.executor.run_episodes(self, tasks, k, seed=seed, on_turn=on_turn)
+        return self.play(tasks, k, seed=seed, on_turn=on_turn)
+
+    def play(self, tasks: list[dict[str, Any]], k: int = 1, *, seed: int = 0,
+             on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]:
+        """`run` in this process. `first_task`: the index of `tasks[0]` in a larger batch that an executor
+        shards; it numbers the trajectories (`meta["task_index"]`) and moves the sampling seed on by as many
+        prompts, so the shard's first turn draws what the whole batch's run draws for those tasks."""
         episodes = []
         envs = iter(_acquire(self.env_id, self.env_kwargs, len(tasks) * k))
         for index, task in enumerate(tasks):
@@ -45,7 +57,8 @@ class Solver:
                 env = next(envs)
                 observation, _ = env.reset(seed=seed, options={"task": task})
                 trajectory = Trajectory(self.env_id, task, role=self.role, env_kwargs=self.env_kwargs,
-                                        meta={"task_index": index, "sample": sample, "policy": self.policy.name})
+                                        meta={"task_index": first_task + index, "sample": sample,
+                                              "policy": self.policy.name})
                 episodes.append([env, observation, trajectory])
         for turn in range(self.max_turns):
             active = [e for e in episodes if not e[2].verdict]
@@ -56,11 +69,11 @@ class Solver:
             if turn == 0:  # every sample of a task sees the same first prompt: ask once for k completions
                 firsts = active[::k]
                 outputs = self.policy.generate([self.prompt(e[2], e[1]) for e in firsts],
-                                               replace(self.params, n=k, seed=_seed(seed, turn)))
+                                               replace(self.params, n=k, seed=_seed(seed, turn, first_task)))
                 completions = [c for group in outputs for c in group]
             else:
                 outputs = self.policy.generate([self.prompt(e[2], e[1]) for e in active],
-                                               replace(self.params, n=1, seed=_seed(seed, turn)))
+                                               replace(self.params, n=1, seed=_seed(seed, turn, first_task)))
                 completions = [group[0] for group in outputs]
             for episode, completion in zip(active, completions):
                 env, observation, trajectory = episode
@@ -101,5 +114,7 @@ def _release(env_id: str, env_kwargs: dict[str, Any], envs: list[Any]) -> None:
     _POOL.setdefault(_pool_key(env_id, env_kwargs), []).extend(envs)
 
 
-def _seed(seed: int, turn: int) -> int:
-    return seed * 1_000 + turn
+def _seed(seed: int, turn: int, first_task: int = 0) -> int:
+    """The sampling seed of a turn. Backends give prompt i the stream `seed + i`, so a shard whose first task
+    is `first_task` continues the streams of a whole batch's run (up to 10**6 prompts per turn)."""
+    return (seed * 1_000 + turn) * 1_000_000 + first_task

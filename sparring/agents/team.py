@@ -85,7 +85,7 @@ class AgentTeam:
 
         start = self.loop.run.checkpoint("round-000") if r == 0 else self.checkpoint(role, r - 1)
         model, tokenizer = AutoModelForCausalLM.from_pretrained(start), AutoTokenizer.from_pretrained(start)
-        examples = fitting(examples, tokenizer)  # a prompt with long reflections may not fit a small model
+        examples = fitting(examples, model, tokenizer)  # a prompt with long reflections may not fit a small model
         metrics: dict[str, float] = {f"{role}/examples": len(examples)}
         if examples:
             out = supervised_finetune(model, tokenizer, examples, settings, self.loop.run.root / "tmp-trainer",

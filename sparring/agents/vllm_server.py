@@ -3,6 +3,9 @@
     >>> with VLLMServer("runs/x/checkpoints/round-003") as server:
     ...     policy = make_policy("openai", base_url=server.base_url)
 
+`host="0.0.0.0"` listens on every interface and advertises this machine's address in `base_url`, so
+rollout workers on other machines (sparring.executors) can share the server.
+
 The server runs in its own process group; `stop()` sends SIGINT (vLLM then stops its engine
 processes) and SIGKILLs the whole group if anything lingers, so nothing outlives the context.
 """
@@ -25,6 +28,19 @@ from sparring.agents.vllm_engine import INSTALL_HINT
 from sparring.errors import SparringError
 
 
+def this_machine_address() -> str:
+    """The address other machines reach this one at: Ray's node address when Ray is up, else the one the
+    hostname resolves to."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.util.get_node_ip_address()
+    except ImportError:
+        pass
+    return socket.gethostbyname(socket.gethostname())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -34,12 +50,16 @@ def free_port() -> int:
 class VLLMServer:
     def __init__(self, path: str | Path, *, port: int | None = None, served_model_name: str | None = None,
                  dtype: str = "float32", max_model_len: int = 512, startup_timeout_s: float = 300.0,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), host: str = "127.0.0.1"):
+        """`extra_args` go last on vLLM's command line, so they override the CPU-minded defaults above
+        (e.g. `("--dtype", "bfloat16", "--max-model-len", "4096")` on a GPU)."""
         self.path, self.port = check_checkpoint(path), port or free_port()
         self.name = served_model_name or self.path.name
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        everywhere = host in ("0.0.0.0", "::")
+        self.local_host = "127.0.0.1" if everywhere else host  # where this process checks its health
+        self.base_url = f"http://{this_machine_address() if everywhere else host}:{self.port}/v1"
         self.command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.path),
-                        "--served-model-name", self.name, "--host", "127.0.0.1", "--port", str(self.port),
+                        "--served-model-name", self.name, "--host", host, "--port", str(self.port),
                         "--dtype", dtype, "--enforce-eager", "--max-model-len", str(max_model_len),
                         "--logprobs-mode", "processed_logprobs", *extra_args]
         self.startup_timeout_s = startup_timeout_s
@@ -63,7 +83,7 @@ class VLLMServer:
                 raise SparringError(f"the vLLM server for {self.path} exited with {self.process.returncode} before "
                                     f"it was ready; its log ends:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as answer:
+                with urllib.request.urlopen(f"http://{self.local_host}:{self.port}/health", timeout=5) as answer:
                     if answer.status == 200:
                         return self
             except OSError:  # refused until the engine is up

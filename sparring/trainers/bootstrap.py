@@ -32,7 +32,7 @@ class BootstrapConfig:
     patience: int = 2
     min_delta: float = 0.01
     dev_tasks: int = 500
-    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=1000, learning_rate=2e-3, warmup_steps=50,
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=2000, learning_rate=2e-3, warmup_steps=50,
                                                                  scheduler="cosine"))
 
     def __post_init__(self) -> None:

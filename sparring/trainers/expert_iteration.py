@@ -24,13 +24,13 @@ BALANCE_TARGET = 8  # B-STaR's n*: distinct correct answers per query that count
 
 @dataclass
 class ExpertIterationConfig:
-    k: int = 4  # samples per task
-    max_per_task: int = 1  # distinct correct answers kept per task (m)
+    k: int = 8  # samples per task
+    max_per_task: int = 2  # distinct correct answers kept per task (m)
     temperature: float = 1.0
     top_p: float = 1.0
     restart_from_base: bool = False  # True: ReST-EM; False: continue (STaR)
     weight_hard_tasks: bool = True  # repeat a task's kept answers k - c + 1 times (c of k correct): rarely solved tasks count more
-    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=3e-4))
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=1e-4, scheduler="cosine"))
 
     def __post_init__(self) -> None:
         for name in ("k", "max_per_task"):
@@ -79,15 +79,16 @@ def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int, w
 
 class ExpertIterationTrainer:
     def __init__(self, config: ExpertIterationConfig, env_id: str, env_kwargs: dict[str, Any], *,
-                 max_tokens: int = 64, max_turns: int = 32):
-        self.config, self.env_id, self.env_kwargs = config, env_id, dict(env_kwargs)
+                 max_tokens: int = 64, max_turns: int = 32, executor: Any = None):
+        """`executor` (a `sparring.executors.Executor`): where the sampled episodes run; None: here."""
+        self.config, self.env_id, self.env_kwargs, self.executor = config, env_id, dict(env_kwargs), executor
         self.max_tokens, self.max_turns = max_tokens, max_turns
 
     def collect(self, policy: Policy, tasks: list[dict[str, Any]], *, seed: int = 0,
                 on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
         """`k` sampled episodes per task from the current policy."""
         params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.max_tokens)
-        solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns)
+        solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns, executor=self.executor)
         return solver.run(tasks, k=self.config.k, seed=seed, on_turn=on_turn)
 
     def round(self, sampler: Policy, model: Any, tokenizer: Any, base_path: str | Path, tasks: list[dict[str, Any]],

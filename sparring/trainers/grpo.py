@@ -47,7 +47,7 @@ from typing import Any
 
 from sparring.agents.hf import render
 from sparring.errors import SparringError, UnknownNameError
-from sparring.trainers.sft import quiet_hf
+from sparring.trainers.sft import quiet_hf, train_on_cpu
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")  # and True (= "group"), False (= "none")
@@ -100,6 +100,17 @@ class GRPOSettings:
         if self.vllm_server_base_url is not None and not isinstance(self.vllm_server_base_url, str):
             raise TypeError("grpo.vllm_server_base_url must be a URL string or None, "
                             f"got {self.vllm_server_base_url!r}")
+        url = self.vllm_server_base_url
+        if url is not None and (not url.startswith(("http://", "https://")) or url.rstrip("/").endswith("/v1")):
+            raise ValueError(f"grpo.vllm_server_base_url must be the http(s) URL of TRL's server (`trl vllm-serve`), "
+                             f"such as 'http://10.0.0.5:8000', without /v1 (it is not the OpenAI API); got {url!r}")
+        if url is not None and not self.use_vllm:
+            raise ValueError(f"grpo.vllm_server_base_url is {url!r} but grpo.use_vllm is False, so no server is "
+                             "used: set use_vllm=True and vllm_mode='server', or drop the URL")
+        if self.use_vllm and self.vllm_mode == "server" and url is None:
+            raise ValueError("grpo.vllm_mode='server' needs grpo.vllm_server_base_url: the URL of a `trl vllm-serve "
+                             "--model <checkpoint>` on other GPUs (e.g. 'http://10.0.0.5:8000'); or use "
+                             "vllm_mode='colocate' to run vLLM inside the trainer")
         if self.use_vllm and self.vllm_mode == "colocate" and self.vllm_server_base_url is not None:
             raise ValueError(f"grpo.vllm_server_base_url is {self.vllm_server_base_url!r} but grpo.vllm_mode is "
                              "'colocate', which runs vLLM inside the trainer and never contacts a server; set "
@@ -548,7 +559,7 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
         rollout, reward = None, env_reward_function(env_id, env_kwargs)
 
     parameter = next(model.parameters())
-    on_cpu = parameter.device.type == "cpu"
+    on_cpu = parameter.device.type == "cpu" and train_on_cpu()  # with a GPU, TRL moves the model there
     colocated = settings.use_vllm and settings.vllm_mode == "colocate"
     if colocated and not (Path(str(model.name_or_path or "")) / "config.json").is_file():
         raise ValueError(f"colocated vLLM (grpo.use_vllm=True) starts from the checkpoint at model.name_or_path, "

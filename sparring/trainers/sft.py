@@ -44,15 +44,10 @@ def sft_examples(trajectories: list[Trajectory], tokenizer: Any) -> list[dict[st
     return examples
 
 
-def sft_max_length(tokenizer: Any) -> int:
-    """The sequence length supervised fine-tuning keeps (longer examples are cut): 256 tokens, or the tokenizer's own
-    limit where it says a larger one."""
-    return max(256, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0)
-
-
-def fitting(examples: list[dict[str, str]], tokenizer: Any) -> list[dict[str, str]]:
-    """The examples whose prompt and completion fit in `sft_max_length` (a longer one would lose its completion)."""
-    limit = sft_max_length(tokenizer)
+def fitting(examples: list[dict[str, str]], model: Any, tokenizer: Any) -> list[dict[str, str]]:
+    """The examples whose prompt and completion fit in the context supervised fine-tuning keeps (a longer one would
+    lose its completion)."""
+    limit = _context_length(model, tokenizer)
     return [e for e in examples if len(tokenizer(e["prompt"] + e["completion"])["input_ids"]) < limit]
 
 
@@ -73,6 +68,14 @@ def quiet_hf():
             datasets.enable_progress_bars()
 
 
+def train_on_cpu() -> bool:
+    """Whether the trainers train on the CPU: when no CUDA device is visible. With GPUs they train on the
+    process's GPU, and under `accelerate launch` on all of them (configs/accelerate/, README: Cluster)."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str]], settings: SFTSettings,
                         output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None) -> dict[str, float]:
     """Train `model` in place on `examples` for `settings.steps` steps; returns the trainer's final metrics."""
@@ -86,8 +89,8 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
         output_dir=str(output_dir), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate, lr_scheduler_type=settings.scheduler, warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay, max_grad_norm=settings.max_grad_norm, adam_beta2=0.98,
-        completion_only_loss=True, max_length=sft_max_length(tokenizer),
-        save_strategy="no", report_to="none", use_cpu=True, seed=seed, data_seed=seed, logging_strategy="no",
+        completion_only_loss=True, max_length=_context_length(model, tokenizer),
+        save_strategy="no", report_to="none", use_cpu=train_on_cpu(), seed=seed, data_seed=seed, logging_strategy="no",
         disable_tqdm=True, dataloader_num_workers=0, eos_token=tokenizer.eos_token,
         bf16=False, gradient_checkpointing=False,  # TRL's defaults (bf16 autocast, recomputation) cost 2-3x on a CPU
     )
@@ -98,3 +101,11 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
         output = trainer.train()
     model.eval()
     return {"train/loss": float(output.training_loss), "train/steps": int(output.global_step)}
+
+
+def _context_length(model: Any, tokenizer: Any) -> int:
+    """How many tokens a training example may hold: the tokenizer's limit, else the model's positions (a
+    long multi-turn episode is cut here, not at TRL's default of 1024 or an unset tokenizer's 256)."""
+    if tokenizer.model_max_length < 10**6:
+        return int(tokenizer.model_max_length)
+    return int(getattr(model.config, "max_position_embeddings", None) or 1024)

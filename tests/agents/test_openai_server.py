@@ -16,7 +16,7 @@ from sparring.agents.vllm_server import VLLMServer, free_port
 from sparring.agents.policy import SamplingParams, make_policy
 from sparring.errors import SparringError
 
-from conftest import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the engine tests)
+from kit import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the engine tests)
 
 STARTUP_LIMIT_S = 300  # a bound on waiting for the server (it takes ~30 s on 2 busy cores), not a speed check
 

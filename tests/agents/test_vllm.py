@@ -11,7 +11,7 @@ import pytest
 from sparring.agents.policy import SamplingParams, make_policy
 from sparring.errors import SparringError
 
-from conftest import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the server tests)
+from kit import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the server tests)
 
 
 @pytest.fixture(scope="module")

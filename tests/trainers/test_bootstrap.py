@@ -33,3 +33,13 @@ def test_multi_turn_demonstrations_take_several_steps():
 def test_unknown_demonstration_style_suggests_the_closest():
     with pytest.raises(ValueError, match="did you mean 'diverse'"):
         BootstrapConfig(demonstrations="divers")
+
+
+def test_training_examples_fill_the_models_context(tiny_checkpoint):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sparring.trainers.sft import _context_length
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_checkpoint), AutoTokenizer.from_pretrained(tiny_checkpoint)
+    assert tokenizer.model_max_length > 10**6  # the char tokenizer sets no limit of its own
+    assert _context_length(model, tokenizer) == model.config.max_position_embeddings == 512

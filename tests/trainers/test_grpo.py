@@ -5,7 +5,7 @@ import math
 
 import gymnasium
 import pytest
-from conftest import teach
+from kit import teach
 
 import sparring  # noqa: F401
 from sparring.agents.hf import render
@@ -117,6 +117,10 @@ def test_settings_accept_what_trl_accepts():
     ({"temperature": 0}, ValueError, "temperature must be a number > 0"),
     ({"beta": -0.1}, ValueError, "beta must be a number >= 0"),
     ({"use_vllm": True, "vllm_server_base_url": "http://x:8000"}, ValueError, "set vllm_mode='server'"),
+    ({"use_vllm": True, "vllm_mode": "server"}, ValueError, "needs grpo.vllm_server_base_url"),
+    ({"vllm_server_base_url": "http://x:8000"}, ValueError, "grpo.use_vllm is False"),
+    ({"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "http://x:8000/v1"}, ValueError, "without /v1"),
+    ({"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "x:8000"}, ValueError, "trl vllm-serve"),
 ])
 def test_bad_settings_say_what_to_do(kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -1,0 +1,441 @@
+"""The Docker backend: each worker slot is a warm, hardened container; each program is one `exec_run` in it.
+
+Containers run with no network, memory and pids limits, a read-only root, tmpfs /work and /tmp, every
+capability dropped, no-new-privileges and a non-root user (65534). A run
+copies main.py and its files into /work with `put_archive`, then executes a small shell wrapper that
+sets the run's rlimits, runs `timeout -s KILL <t> python3 main.py`, and afterwards kills every other
+process of the user (the container's pid 1, an orphan reaper, is immune as the namespace's init) and
+empties /work, /tmp and /dev/shm, so the next run starts clean. A run that
+does not end normally (timeout, output cap, a signal, a killed wrapper, any API error) gets its
+container removed and a fresh one started: a slot is recycled after any failure.
+
+No registry is reachable here, so the image is made offline: `sparring sandbox build-image` copies the
+host's python3, its standard library, the shared libraries they load and a shell with `timeout` into a
+tarball and `docker import`s it (`build_image` below).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparring.sandboxes.base import (RESERVED_NAMES, Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError,
+                                     decode, memory_error_in)
+from sparring.sandboxes.local import OPEN_FILES, sandbox_python
+
+IMAGE = "sparring-sandbox:latest"
+USER = "65534:65534"
+LABEL = "sparring.sandbox"
+OWNER_LABEL = "sparring.sandbox.owner"  # host:pid of the process whose sandbox it is
+MEMORY_HEADROOM_MB = 64  # the container's limit above the program's address-space limit
+WATCHDOG_GRACE_S = 2.0  # `timeout` inside ends a run; the host removes the container if it does not
+DOCKER_MISSING = 'the docker backend needs the Docker SDK for Python: pip install "sparring[docker]"'
+STDIN_FILE = RESERVED_NAMES[1]
+# The container's pid 1, as the sandbox user: reaps orphans (a killed daemon must not linger as a zombie
+# counting against the pids limit) and, as the namespace's init, ignores the `kill -9 -1` of the cleanup.
+REAPER = """import os, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+while True:
+    signal.sigwaitinfo({signal.SIGCHLD})
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+"""
+
+UNCLEAN = 255  # the wrapper's status when something of the run survives its cleanup (the slot is recycled)
+# $1 timeout seconds, $2 address space KB, $3 CPU seconds, $4 file size blocks. The program's stdin is a
+# file it never sees, and the shell's own messages ("Killed") go nowhere. After the program, every other
+# process of the user is killed until /proc shows none but pid 1 (the reaper) and the wrapper, and the
+# scratch dirs are emptied.
+WRAPPER = f"""
+exec 0<{STDIN_FILE} 3>&2 2>/dev/null && rm -f {STDIN_FILE} || exit 125
+ulimit -c 0; ulimit -n {OPEN_FILES}; ulimit -f "$4"
+(ulimit -v "$2" && ulimit -t "$3" && exec timeout -s KILL "$1" python3 main.py 2>&3 3>&-)
+rc=$?
+tries=0
+while :; do
+    kill -9 -1
+    left=0
+    for p in /proc/[0-9]*; do
+        p=${{p#/proc/}}
+        if [ "$p" != 1 ] && [ "$p" != $$ ]; then left=1; fi
+    done
+    [ $left = 0 ] && break
+    tries=$((tries + 1))
+    [ $tries -lt 300 ] || exit {UNCLEAN}
+    sleep 0.01  # killed processes linger until pid 1 reaps them
+done
+cd / && rm -rf /work/* /work/.[!.]* /work/..?* /tmp/* /tmp/.[!.]* /tmp/..?* /dev/shm/* /dev/shm/.[!.]*
+exit $rc
+"""
+
+
+def _docker():
+    try:
+        import docker
+    except ImportError as error:
+        raise SandboxError(DOCKER_MISSING) from error
+    return docker
+
+
+# -- the engine and the image ------------------------------------------------------------------------
+def connect(timeout_s: float = 10.0):
+    """A client of the engine at DOCKER_HOST (or the default socket); SandboxError saying why if none answers."""
+    docker = _docker()
+    try:
+        client = docker.from_env(timeout=max(int(timeout_s), 1))
+        client.ping()
+        return client
+    except Exception as error:
+        raise SandboxError(f"no Docker engine answers ({error}). Start one: dockerd & (Debian: apt-get install "
+                           f"docker.io), or set DOCKER_HOST") from error
+
+
+def start_engine(wait_s: float = 60.0, log: str | Path | None = None):
+    """Connect to a running engine, or start `dockerd` in the background (as root) and wait until it answers."""
+    try:
+        return connect()
+    except SandboxError as error:
+        first = error
+    if shutil.which("dockerd") is None:
+        raise SandboxError(f"{first}; and dockerd is not installed (apt-get install docker.io)")
+    if os.geteuid() != 0:
+        raise SandboxError(f"{first}; and starting dockerd needs root")
+    log = Path(log or Path("/tmp") / "sparring-dockerd.log")
+    with open(log, "ab") as out:
+        subprocess.Popen(["dockerd"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            return connect()
+        except SandboxError:
+            continue
+    tail = log.read_text(errors="replace")[-1500:]
+    raise SandboxError(f"dockerd did not answer within {wait_s:.0f}s; the end of {log}:\n{tail}")
+
+
+def _run_python(python: str, code: str) -> str:
+    return subprocess.run([python, "-S", "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _shared_libraries(paths: list[str]) -> set[str]:
+    """Every shared library (and the dynamic loader) that `paths` load, as ldd names them."""
+    found = set()
+    for path in paths:
+        done = subprocess.run(["ldd", path], capture_output=True, text=True)
+        for line in done.stdout.splitlines():
+            parts = line.split()
+            for part in parts:
+                if part.startswith("/"):
+                    found.add(part)
+                    break
+    return found
+
+
+def rootfs_tarball(destination: str | Path) -> Path:
+    """A minimal root filesystem from this host: its python3 (with the standard library), sh, timeout, rm,
+    the libraries they load, and /etc/passwd naming the sandbox user; written as a tar to `destination`."""
+    python = sandbox_python()
+    stdlib = _run_python(python, "import sysconfig; print(sysconfig.get_paths()['stdlib'])")
+    dynload = _run_python(python, "import sysconfig; print(sysconfig.get_config_var('DESTSHARED') or '')")
+    tools = [shutil.which(name, path="/usr/bin:/bin") for name in ("sh", "timeout", "rm", "sleep")]
+    if None in tools:
+        raise SandboxError("building the image needs sh, timeout, rm and sleep on this host (coreutils, dash)")
+    extensions = [str(p) for p in Path(dynload or stdlib).rglob("*.so")] if Path(dynload or stdlib).exists() else []
+    wanted = [python, *tools]
+    destination = Path(destination)
+    with tarfile.open(destination, "w") as tar:
+        added: set[str] = set()
+
+        def add(path: str) -> None:
+            """`path` as on the host: its parent dirs, a symlink (and what it points to), or the file."""
+            path = os.path.normpath(path)
+            if path in added or path == "/":
+                return
+            parent = os.path.dirname(path)
+            add(parent)
+            added.add(path)
+            info = tar.gettarinfo(path, arcname=path.lstrip("/"))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if info.issym():
+                tar.addfile(info)
+                add(os.path.join(parent, os.readlink(path)))
+            elif info.isdir():
+                info.mode |= 0o755  # the sandbox user must reach everything (say, a python under /root)
+                tar.addfile(info)
+            elif info.isfile():
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+
+        for path in wanted + sorted(_shared_libraries(wanted + extensions)):
+            add(path)
+        for path in sorted(Path(stdlib).rglob("*")):
+            if any(part in ("test", "idlelib", "tkinter", "turtledemo", "ensurepip") for part in path.parts):
+                continue
+            add(str(path))
+        add(os.path.dirname(python) + "/python3") if os.path.exists(os.path.dirname(python) + "/python3") else None
+        for name in ("bin", "sbin", "lib", "lib64"):
+            if os.path.islink(f"/{name}"):
+                add(f"/{name}")
+        for name, mode in (("work", 0o1777), ("tmp", 0o1777), ("proc", 0o755), ("dev", 0o755), ("sys", 0o755),
+                           ("etc", 0o755)):
+            if f"/{name}" not in added:
+                info = tarfile.TarInfo(name)
+                info.type, info.mode = tarfile.DIRTYPE, mode
+                tar.addfile(info)
+        for name, text in (("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:sandbox:/work:/bin/sh\n"),
+                           ("etc/group", "root:x:0:\nnogroup:x:65534:\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return destination
+
+
+def build_image(tag: str = IMAGE, client=None) -> str:
+    """Make the sandbox image offline (`docker import` of `rootfs_tarball`) and check it runs python3."""
+    client = client or connect()
+    repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+    work = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True, check=True).stdout.strip())
+    try:
+        tarball = rootfs_tarball(work / "rootfs.tar")
+        changes = ["WORKDIR /work", f"USER {USER}", "ENV PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8",
+                   f"LABEL {LABEL}=1", 'CMD ["sleep", "infinity"]']
+        client.api.import_image(src=str(tarball), repository=repository, tag=version, changes=changes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    output = client.containers.run(tag, ["python3", "-c", "import sys, json, sqlite3; print(sys.version_info[0])"],
+                                   remove=True, network_mode="none")
+    if output.strip() != b"3":
+        raise SandboxError(f"the image {tag} was built but its python3 printed {output!r}")
+    return tag
+
+
+# -- the sandbox -------------------------------------------------------------------------------------
+@dataclass
+class DockerSlot:
+    index: int
+    container: Any | None  # None after a failure: the next run starts a fresh one
+
+
+class DockerSandbox(Sandbox[DockerSlot]):
+    """Programs run in warm hardened containers, one per worker slot (see the module docstring)."""
+
+    backend = "docker"
+
+    def __init__(self, limits: Limits, image: str = IMAGE):
+        super().__init__(limits)
+        docker = _docker()
+        self.client = connect()
+        self.image = image
+        try:
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound as error:
+            raise SandboxError(f"the Docker image {image!r} is not there: make it with `sparring sandbox "
+                               f"build-image` (offline, from this host's python3)") from error
+        self._labels = {LABEL: "1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+        remove_stale(self.client)
+        self._start_slots()
+
+    @property
+    def isolation(self) -> str:
+        return "docker"
+
+    def _open_slot(self, index: int) -> DockerSlot:
+        return DockerSlot(index, self._new_container(index))
+
+    def _new_container(self, index: int):
+        docker = _docker()
+        scratch = f"rw,nosuid,nodev,size={self.limits.max_file_mb}m,mode=1777"
+        memory = f"{self.limits.memory_mb + MEMORY_HEADROOM_MB}m"
+        name = f"sparring-sandbox-{os.getpid()}-{index}-{uuid.uuid4().hex[:8]}"
+        uid = USER.split(":")[0]
+        try:  # /work: a size-capped tmpfs that put_archive can fill (a read-only root refuses it anywhere else)
+            volume = self.client.volumes.create(name, driver="local", labels=self._labels, driver_opts={
+                "type": "tmpfs", "device": "tmpfs", "o": f"size={self.limits.max_file_mb}m,uid={uid},gid={uid},mode=0700"})
+        except Exception as error:
+            raise SandboxError(f"cannot create the work volume {name}: {error}") from error
+        try:
+            return self.client.containers.run(
+                self.image, ["python3", "-S", "-c", REAPER], detach=True,
+                name=name, labels=self._labels, volumes={name: {"bind": "/work", "mode": "rw"}},
+                nano_cpus=1_000_000_000,
+                network_mode="none", read_only=True, tmpfs={"/tmp": scratch},
+                mem_limit=memory, memswap_limit=memory, pids_limit=self.limits.max_processes + 8,
+                cap_drop=["ALL"], security_opt=["no-new-privileges"], user=USER, working_dir="/work",
+                ulimits=[docker.types.Ulimit(name="nofile", soft=OPEN_FILES, hard=OPEN_FILES),
+                         docker.types.Ulimit(name="core", soft=0, hard=0)],
+                environment={}, hostname="sandbox", shm_size=f"{self.limits.max_file_mb}m", ipc_mode="private")
+        except Exception as error:
+            volume.remove(force=True)
+            raise SandboxError(f"cannot start a container from {self.image!r}: {error}") from error
+
+    def _close_slot(self, slot: DockerSlot) -> None:
+        self._discard(slot)
+
+    def _discard(self, slot: DockerSlot) -> None:
+        """Remove the slot's container (every process in it dies); the next run starts a fresh one."""
+        container, slot.container = slot.container, None
+        if container is None:
+            return
+        try:
+            container.remove(force=True)
+            self.client.volumes.get(container.name).remove(force=True)  # the work volume has its name
+        except Exception as error:
+            if "No such" not in str(error) and "is already in progress" not in str(error):
+                raise SandboxError(f"cannot remove container {container.name} or its volume: {error}") from error
+
+    # -- one run ----------------------------------------------------------------------------------
+    def _run_in_slot(self, slot: DockerSlot, request: RunRequest) -> ExecResult:
+        started = time.monotonic()
+        if slot.container is None:
+            slot.container = self._new_container(slot.index)
+        api = self.client.api
+        try:
+            if not slot.container.put_archive("/work", _work_tar(request)):
+                raise SandboxError("put_archive into /work failed")
+            command = ["sh", "-c", WRAPPER, "sandbox", f"{request.timeout_s:.3f}", str(request.memory_mb * 1024),
+                       str(int(request.timeout_s) + 1), str(self.limits.max_file_mb * 2048)]
+            exec_id = api.exec_create(slot.container.id, command, user=USER, workdir="/work",
+                                      environment={"HOME": "/work", "TMPDIR": "/tmp"})["Id"]
+            deadline = Deadline(request.timeout_s + WATCHDOG_GRACE_S)
+            stream = api.exec_start(exec_id, stream=True, demux=True)
+        except SandboxError:
+            self._discard(slot)
+            raise
+        except Exception as error:
+            self._discard(slot)
+            raise SandboxError(f"docker exec failed: {error}") from error
+        stdout, stderr, stopped = self._capture(slot, stream, deadline)
+        ran_s, wall = deadline.elapsed(), time.monotonic() - started
+        exit_code = None
+        if stopped is None:
+            try:
+                exit_code = api.exec_inspect(exec_id)["ExitCode"]
+            except Exception as error:
+                self._discard(slot)
+                return self.failure(f"docker exec_inspect failed: {error}", wall)
+        return self._result(slot, request, exit_code, stdout, stderr, stopped, ran_s, wall)
+
+    def _capture(self, slot: DockerSlot, stream, deadline: Deadline) -> tuple[bytes, bytes, str | None]:
+        """Read the exec's output until it ends, the watchdog fires, or a stream passes the cap; in the last
+        two cases the container is removed (which ends the stream and every process)."""
+        chunks: queue.Queue = queue.Queue()
+
+        def read() -> None:
+            try:
+                for pair in stream:
+                    chunks.put(pair)
+            except Exception:
+                pass  # the container was removed under the stream
+            finally:
+                chunks.put(None)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        out, err = bytearray(), bytearray()
+        stopped = None
+        cap = self.limits.max_output_bytes
+        while True:
+            try:
+                pair = chunks.get(timeout=max(deadline.left(), 0.001))
+            except queue.Empty:
+                stopped = "timeout"
+                break
+            if pair is None:
+                break
+            out += pair[0] or b""
+            err += pair[1] or b""
+            if len(out) > cap or len(err) > cap:
+                stopped = "output_limit"
+                break
+        if stopped:
+            self._discard(slot)
+            reader.join(timeout=10)
+        return bytes(out[:cap]), bytes(err[:cap]), stopped
+
+    def _result(self, slot: DockerSlot, request: RunRequest, exit_code: int | None, stdout: bytes, stderr: bytes,
+                stopped: str | None, ran_s: float, wall: float) -> ExecResult:
+        signal_number = exit_code - 128 if exit_code is not None and 128 < exit_code < UNCLEAN else None
+        if stopped:
+            status = stopped
+        elif exit_code == UNCLEAN:
+            status = "sandbox_error"
+            stderr += b"\n[sparring: processes of this run survived the cleanup; its container was replaced]"
+        elif exit_code == 0:
+            status = "ok"
+        elif memory_error_in(stderr):
+            status = "memory"
+        elif signal_number == 9 and ran_s >= request.timeout_s:
+            status = "timeout"  # `timeout -s KILL`
+        elif signal_number == 24:
+            status = "timeout"  # SIGXCPU: the CPU-time rlimit
+        elif signal_number is not None:
+            status = "memory" if self._hit_memory_limit(slot) else "killed"
+        else:
+            status = "error"
+        if status not in ("ok", "error", "memory") or signal_number is not None or exit_code == UNCLEAN:
+            self._discard(slot)  # whatever happened, the next run gets a fresh container
+        code = -signal_number if signal_number is not None else exit_code
+        return ExecResult(status, code, decode(stdout), decode(stderr), stopped == "output_limit", wall,
+                          self.backend, self.isolation)
+
+    def _hit_memory_limit(self, slot: DockerSlot) -> bool:
+        """Whether the container's memory cgroup hit its limit (read before the container is recycled)."""
+        if slot.container is None:
+            return False
+        try:
+            stats = slot.container.stats(stream=False, one_shot=True)
+            return bool(stats.get("memory_stats", {}).get("failcnt"))
+        except Exception:
+            return False
+
+
+def remove_stale(client) -> None:
+    """Remove the sandbox containers and volumes that a process of this host which no longer exists left."""
+    host = socket.gethostname()
+    containers = [(c, c.labels) for c in client.containers.list(all=True, filters={"label": LABEL})]
+    volumes = [(v, v.attrs.get("Labels") or {}) for v in client.volumes.list(filters={"label": LABEL})]
+    for item, labels in containers + volumes:  # containers first: a volume in use cannot be removed
+        owner_host, _, pid = labels.get(OWNER_LABEL, "").partition(":")
+        if owner_host == host and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                item.remove(force=True)
+            except Exception:
+                pass  # another process is removing it
+
+
+def _work_tar(request: RunRequest) -> bytes:
+    """main.py, the files and the stdin file as a tar owned by the sandbox user."""
+    buffer = io.BytesIO()
+    uid = int(USER.split(":")[0])
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        made = set()
+        for name, content in [*request.work_files(), (STDIN_FILE, request.stdin)]:
+            parts = name.split("/")
+            for depth in range(1, len(parts)):
+                folder = "/".join(parts[:depth])
+                if folder not in made:
+                    made.add(folder)
+                    info = tarfile.TarInfo(folder)
+                    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, uid
+                    tar.addfile(info)
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(content), 0o644, uid, uid, int(time.time())
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()

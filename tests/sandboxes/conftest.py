@@ -1,0 +1,52 @@
+"""Sandboxes for the conformance and hostile suite: one per backend (and local tier) that works here.
+
+`sandbox` is parametrized over "local" (the strongest tier: bwrap here), "local-unshare",
+"local-rlimits" and "docker". Docker finds a running engine or starts `dockerd`, and builds the image
+offline, once per session; it skips, saying why, only where no engine can start. CONFINES records what
+each isolation tier claims, so a test of a guarantee runs on exactly the sandboxes whose tier claims it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sandbox_kit import KINDS, open_sandbox
+
+from sparring.sandboxes import SandboxError
+
+
+@pytest.fixture(scope="session")
+def docker_image():
+    """A Docker engine (started here if none runs) with the sandbox image built offline; or a skip saying why."""
+    pytest.importorskip("docker", reason='the Docker SDK is not installed (pip install "sparring[docker]")')
+    from sparring.sandboxes.docker import IMAGE, build_image, start_engine
+
+    try:
+        client = start_engine()
+    except SandboxError as error:
+        pytest.skip(f"no Docker engine can start here: {error}")
+    try:
+        client.images.get(IMAGE)
+    except Exception:
+        build_image(IMAGE, client)
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def sandboxes():
+    """Sandboxes made on first use and shared by the whole session, closed at its end."""
+    made: dict[str, object] = {}
+    yield made
+    for sandbox in made.values():
+        sandbox.close()
+
+
+@pytest.fixture(params=KINDS)
+def kind(request):
+    return request.param
+
+
+@pytest.fixture
+def sandbox(kind, sandboxes, request):
+    if kind not in sandboxes:
+        sandboxes[kind] = open_sandbox(kind, request)
+    return sandboxes[kind]

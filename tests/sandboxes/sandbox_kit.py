@@ -1,0 +1,66 @@
+"""What the sandbox tests share: limits, backends, each tier's claims, and helpers (a module of its
+own, not conftest: every folder's conftest.py is named `conftest`)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+from sparring.sandboxes import SandboxError, make_sandbox
+from sparring.sandboxes.local import available_tiers, uid_processes
+
+LIMITS = dict(workers=2, timeout_s=5.0, memory_mb=256, max_output_bytes=65536, max_processes=32, max_file_mb=16)
+KINDS = ("local", "local-unshare", "local-rlimits", "docker")
+# What each isolation tier promises to confine (the rlimits tier as root still has per-slot uids and cgroups).
+CONFINES = {
+    "bwrap": {"filesystem", "network", "processes", "environment"},
+    "unshare": {"network", "processes", "environment"},
+    "rlimits": {"environment"} | ({"processes"} if os.geteuid() == 0 else set()),
+    "docker": {"filesystem", "network", "processes", "environment"},
+}
+
+
+def open_sandbox(kind: str, request, **limits):
+    """A fresh sandbox of `kind` (or a skip saying why this host has none)."""
+    limits = {**LIMITS, **limits}
+    if kind == "docker":
+        request.getfixturevalue("docker_image")
+        return make_sandbox("docker", **limits)
+    tier = {"local": None, "local-unshare": "unshare", "local-rlimits": "rlimits"}[kind]
+    if tier and tier not in available_tiers():
+        pytest.skip(f"the {tier} tier does not work on this host")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rlimits warns that it is insecure: known, it is tested on its own
+        try:
+            return make_sandbox("local", isolation=tier, **limits)
+        except SandboxError as error:
+            pytest.skip(f"no local sandbox here: {error}")
+
+
+def requires(sandbox, guarantee: str) -> None:
+    tier = getattr(sandbox, "tier", sandbox.backend)
+    if guarantee not in CONFINES[tier]:
+        pytest.skip(f"the {tier} tier does not claim to confine {guarantee}")
+
+
+def leftover_processes(sandbox) -> set:
+    """Processes still running for the sandbox's programs (its slots' uids and cgroups, or its containers
+    beyond their pid 1 reaper): empty after every run."""
+    found = set()
+    if sandbox.backend == "local":
+        for slot in sandbox._slots:
+            if slot.uid is not None:
+                found |= uid_processes(slot.uid)
+            if slot.cgroups:
+                found |= slot.cgroups.processes()
+        return found
+    for slot in sandbox._slots:
+        if slot.container is not None:
+            slot.container.reload()
+            reaper = str(slot.container.attrs["State"]["Pid"])
+            top = slot.container.top()
+            pid = top["Titles"].index("PID")
+            found |= {tuple(row) for row in top["Processes"] if row[pid] != reaper}
+    return found

@@ -1,0 +1,255 @@
+"""Hostile programs against every sandbox that claims to confine what they attack.
+
+Resource attacks (loops, memory, fork and thread bombs, floods) run on every kind: each slot runs as an
+unprivileged uid with RLIMIT_NPROC and a pids cgroup (locally), or under a pids limit (Docker), so the
+bombs here are small, time-limited and can never reach the host. Escapes (host files and environment,
+writes outside the work dir, network, processes that outlive the run, killing the parent) run on the
+sandboxes whose tier CONFINES the guarantee, and skip, saying so, on the others.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from sandbox_kit import leftover_processes, requires
+
+FORK_BOMB = """
+import os, time
+for _ in range(500):
+    try:
+        os.fork()
+    except OSError:
+        break
+time.sleep(0.5)
+print("done")
+"""
+
+THREAD_BOMB = """
+import threading, time
+threading.stack_size(64 * 1024)
+started = 0
+try:
+    for _ in range(10_000):
+        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()
+        started += 1
+except (RuntimeError, MemoryError) as error:
+    print("stopped at", started, type(error).__name__)
+"""
+
+
+def test_infinite_loop_times_out(sandbox):
+    result = sandbox.run("while True:\n    pass", timeout_s=1.0)
+    assert result.status == "timeout" and 1.0 <= result.wall_s < 5, result
+    assert not leftover_processes(sandbox)
+
+
+def test_memory_bombs(sandbox):
+    big, creeping = sandbox.run_many([
+        {"code": "data = bytearray(8 * 1024 ** 3)"},
+        {"code": "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 ** 2))"},
+    ])
+    assert big.status == "memory", big
+    assert creeping.status == "memory", creeping
+    assert sandbox.run("print(len(bytearray(50 * 1024 ** 2)))").stdout == "52428800\n"
+
+
+def test_fork_bomb_is_contained(sandbox):
+    if sandbox.backend == "local":  # never without an unprivileged uid and a process limit in place
+        assert all(slot.uid is not None or os.geteuid() != 0 for slot in sandbox._slots)
+    result = sandbox.run(FORK_BOMB, timeout_s=3.0)
+    assert result.status in ("ok", "timeout", "error", "killed"), result
+    assert result.stdout.count("done") <= sandbox.limits.max_processes + 8  # not 2**500
+    assert not leftover_processes(sandbox)
+    assert sandbox.run("print('alive')").stdout == "alive\n"
+
+
+def test_thread_bomb_is_contained(sandbox):
+    result = sandbox.run(THREAD_BOMB, timeout_s=5.0)
+    assert result.status == "ok", result
+    started = int(result.stdout.split()[2])
+    assert started <= sandbox.limits.max_processes + 8, result
+    assert not leftover_processes(sandbox)
+
+
+def test_daemons_do_not_outlive_the_run(sandbox, tmp_path):
+    requires(sandbox, "processes")
+    marker = tmp_path / "late"
+    os.chmod(tmp_path, 0o777)  # where the insecure tier could write: nothing may write it later
+    code = f"""
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.close(1); os.close(2)
+        for path in ({str(marker)!r}, "late.txt", "/tmp/late.txt"):
+            time.sleep(0.3)
+            try:
+                open(path, "w").write("still here")
+            except OSError:
+                pass
+        time.sleep(30)
+    os._exit(0)
+print("parent exits")
+"""
+    result = sandbox.run(code)
+    assert (result.status, result.stdout) == ("ok", "parent exits\n"), result
+    assert not leftover_processes(sandbox)
+    time.sleep(1.2)
+    assert not marker.exists()
+    listings = sandbox.run_many([{"code": "import os\nprint(os.listdir('.'), os.path.exists('/tmp/late.txt'))"}] * 2)
+    assert {r.stdout for r in listings} == {"['main.py'] False\n"}
+
+
+def test_killing_the_parent_and_everyone(sandbox):
+    requires(sandbox, "processes")  # without its own uid, the insecure tier could kill this test's process
+    bystander = "import time\ntime.sleep(0.8)\nprint('survived')"
+    results = sandbox.run_many([
+        {"code": "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(30)", "timeout_s": 1.5},
+        {"code": bystander},
+    ])
+    assert results[0].status in ("killed", "ok", "error", "timeout"), results[0]
+    assert results[1].stdout == "survived\n", results[1]
+    results = sandbox.run_many([
+        {"code": "import os, time\ntry:\n    os.kill(-1, 9)\nexcept OSError:\n    pass\ntime.sleep(30)", "timeout_s": 1.5},
+        {"code": bystander},
+    ])
+    assert results[0].status in ("killed", "timeout"), results[0]
+    assert results[1].stdout == "survived\n", results[1]
+    assert not leftover_processes(sandbox)
+    assert sandbox.run_many([{"code": "print(1)"}] * 2)[1].stdout == "1\n"
+
+
+def test_host_environment_is_invisible(sandbox, monkeypatch):
+    requires(sandbox, "environment")
+    secret = f"sparring-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SPARRING_TEST_SECRET", secret)
+    code = """
+import os
+print(sorted(os.environ))
+seen = []
+for pid in os.listdir('/proc'):
+    try:
+        seen.append(open(f'/proc/{pid}/environ', 'rb').read().decode(errors='replace'))
+    except (OSError, ValueError):
+        pass
+print('\\n'.join(seen))
+"""
+    result = sandbox.run(code)
+    assert result.status == "ok", result
+    assert secret not in result.stdout and "SPARRING_TEST_SECRET" not in result.stdout
+
+
+def test_host_files_are_out_of_reach(sandbox, tmp_path):
+    requires(sandbox, "filesystem")
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text("host secret")
+    os.chmod(secret_file, 0o644)
+    os.chmod(tmp_path, 0o755)
+    code = f"""
+import os
+for path in ("/etc/shadow", {str(secret_file)!r}, "/root/.bashrc", "/work/notes/helper-brief.md", "/etc/hostname"):
+    try:
+        print(path, repr(open(path).read()[:40]))
+    except OSError as error:
+        print(path, "refused", type(error).__name__)
+for folder in ("/root", "/work", "/home", "/var/lib/docker"):
+    try:
+        print(folder, os.listdir(folder))
+    except OSError as error:
+        print(folder, "refused", type(error).__name__)
+"""
+    result = sandbox.run(code)
+    assert result.status == "ok", result
+    assert "host secret" not in result.stdout
+    for line in result.stdout.splitlines():
+        path = line.split()[0]
+        if path in ("/etc/shadow", str(secret_file), "/root/.bashrc", "/work/notes/helper-brief.md"):
+            assert "refused" in line, line
+        if path in ("/root", "/home", "/var/lib/docker"):
+            assert "refused" in line or line.endswith("[]"), line
+    work_listing = next(line for line in result.stdout.splitlines() if line.startswith("/work "))
+    assert "notes" not in work_listing and "main" not in work_listing.replace("main.py", "")
+
+
+def test_writes_outside_the_work_dir_do_not_reach_the_host(sandbox, tmp_path):
+    requires(sandbox, "filesystem")
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    os.chmod(tmp_path, 0o755)
+    name = f"sparring-escape-{uuid.uuid4().hex}"
+    targets = [f"/{name}", f"/usr/{name}", f"/etc/{name}", f"/tmp/{name}", f"/dev/shm/{name}", str(open_dir / name)]
+    code = f"""
+for path in {targets!r}:
+    try:
+        open(path, "w").write("escaped")
+        print(path, "written")
+    except OSError as error:
+        print(path, "refused", type(error).__name__)
+"""
+    result = sandbox.run(code)
+    assert result.status == "ok", result
+    for target in targets:
+        assert not os.path.exists(target), target
+    for line in result.stdout.splitlines():  # the read-only system refuses; private scratch dirs may accept
+        if line.startswith(("/usr/", "/etc/")):
+            assert "refused" in line, line
+
+
+@pytest.fixture
+def host_server():
+    """A TCP server on the host's 127.0.0.1 that counts the connections it accepts."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    accepted = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            accepted.append(connection)
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_no_network_egress(sandbox, host_server):
+    requires(sandbox, "network")
+    port, accepted = host_server
+    code = f"""
+import socket
+def attempt(what, fn):
+    try:
+        fn()
+        print(what, "reached")
+    except OSError as error:
+        print(what, "refused", type(error).__name__)
+attempt("loopback", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=1).close())
+attempt("internet", lambda: socket.create_connection(("1.1.1.1", 53), timeout=1).close())
+attempt("dns", lambda: socket.getaddrinfo("pypi.org", 443))
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", ("8.8.8.8", 53))
+attempt("udp", udp)
+print(sorted(name for _, name in socket.if_nameindex()))
+"""
+    result = sandbox.run(code)
+    assert result.status == "ok", result
+    lines = result.stdout.splitlines()
+    assert all("refused" in line for line in lines[:4]), result.stdout
+    assert lines[4] in ("['lo']", "[]"), lines[4]
+    assert accepted == []

@@ -158,8 +158,9 @@ class Proposal:
 
 
 # A family's own acceptance filter, run after parsing and before the expert: "module:function", called with the
-# task dict, returning an object with `ok` and `problems` (ToolUse's Code-as-Task filter runs the task's verify
-# function on its solution and failure cases in the sandbox). Imported only when that family is proposed for.
+# task dict, returning something false when the task is rejected, with its reasons in `problems` (ToolUse's
+# Code-as-Task filter, `validate_task`, replays the solution and failure cases and runs a model-written verify
+# function in the sandbox). Imported only when that family is proposed for.
 TASK_FILTERS: dict[str, str] = {"tooluse": "sparring.envs.tooluse_tasks:validate_task"}
 
 
@@ -188,8 +189,8 @@ def check_task(env: Any, task: Any, config: Any = None) -> tuple[str, str] | Non
     check = family_filter(getattr(env, "family", ""))
     if check is not None:
         result = check(parsed.to_dict())
-        if not result.ok:
-            return "filter", "; ".join(result.problems)
+        if not result:
+            return "filter", "; ".join(getattr(result, "problems", None) or ["the family's filter rejects it"])
     try:
         env.reset(options={"task": parsed.to_dict()})
         actions = env.expert_actions()

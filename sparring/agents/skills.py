@@ -107,9 +107,12 @@ class SkillKind(ABC):
     def used(self, skill: Skill, trajectory: Trajectory) -> bool:
         """Whether an attempt used the skill."""
 
+    sees_observation: bool = False  # query from the task's first observation (what the solver sees), not the task
+
     @abstractmethod
-    def query(self, task: dict[str, Any]) -> list[str]:
-        """Retrieval tokens for a task (what a skill's description is matched against)."""
+    def query(self, task: dict[str, Any], observation: str = "") -> list[str]:
+        """Retrieval tokens for a task (what a skill's description is matched against): only what the solver sees,
+        never hidden parts of the task (a program to synthesise, a goal's reference path)."""
 
     def render(self, observation: str, skills: list[Skill], style: str = "compact") -> str:
         """The observation with the skills shown."""
@@ -199,18 +202,24 @@ class ExpressionSkills(SkillKind):
         found = expression_pattern(expression) if expression else None
         return found is not None and found[0] == skill.body
 
-    def query(self, task: dict[str, Any]) -> list[str]:
-        return countdown_features(task)
+    def query(self, task: dict[str, Any], observation: str = "") -> list[str]:
+        return countdown_features(task)  # the numbers and the target: all of it is in the observation
 
 
-def _words(value: Any) -> list[str]:
-    return re.findall(r"[a-z]+|\d+", json.dumps(value, sort_keys=True).lower())
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+|\d+", text.lower())
+
+
+def _first_observation(trajectory: Trajectory) -> str:
+    """What the solver was shown first, without any skills added to it."""
+    return trajectory.meta.get("plain_observation") or (trajectory.turns[0].observation if trajectory.turns else "")
 
 
 class MacroSkills(SkillKind):
     """Multi-turn command envs (TextNav and the like): a successful episode's command sequence as a macro."""
 
     kind = "macro"
+    sees_observation = True
 
     def __init__(self, max_commands: int = 12):
         self.max_commands = max_commands
@@ -220,7 +229,8 @@ class MacroSkills(SkillKind):
         if not trajectory.success or not commands or len(commands) > self.max_commands:
             return None
         body = "; ".join(commands)
-        return Skill(id=f"macro:{body}", kind=self.kind, body=body, description=_words(trajectory.task) + _words(body),
+        return Skill(id=f"macro:{body}", kind=self.kind, body=body,
+                     description=_words(_first_observation(trajectory)) + _words(body),
                      tests=[{"task": trajectory.task, "args": commands}], created_round=round)
 
     def verify(self, skill: Skill, env: Any) -> bool:
@@ -229,8 +239,8 @@ class MacroSkills(SkillKind):
     def used(self, skill: Skill, trajectory: Trajectory) -> bool:
         return skill.body in "; ".join(" ".join(t.action.split()) for t in trajectory.turns)
 
-    def query(self, task: dict[str, Any]) -> list[str]:
-        return _words(task)
+    def query(self, task: dict[str, Any], observation: str = "") -> list[str]:
+        return _words(observation)
 
 
 def _replays(env: Any, task: dict[str, Any], actions: list[str]) -> bool:
@@ -267,6 +277,7 @@ class FunctionSkills(SkillKind):
     """Code families: a function a verified answer defined, shown to later tasks as reusable code."""
 
     kind = "function"
+    sees_observation = True
 
     def extract(self, trajectory: Trajectory, round: int = 0) -> Skill | None:
         if not trajectory.success or not trajectory.turns:
@@ -276,7 +287,7 @@ class FunctionSkills(SkillKind):
             return None
         name, source = functions[0]
         return Skill(id=f"function:{name}:{zlib.crc32(source.encode()):08x}", kind=self.kind, body=source,
-                     description=_words(trajectory.task) + name.lower().split("_"),
+                     description=_words(_first_observation(trajectory)) + name.lower().split("_"),
                      tests=[{"task": trajectory.task, "args": [t.action for t in trajectory.turns]}], created_round=round)
 
     def verify(self, skill: Skill, env: Any) -> bool:
@@ -287,8 +298,8 @@ class FunctionSkills(SkillKind):
         text = "\n".join(t.action for t in trajectory.turns)
         return len(re.findall(rf"\b{re.escape(name)}\s*\(", text)) > len(re.findall(rf"\bdef\s+{re.escape(name)}\s*\(", text))
 
-    def query(self, task: dict[str, Any]) -> list[str]:
-        return _words(task)
+    def query(self, task: dict[str, Any], observation: str = "") -> list[str]:
+        return _words(observation)
 
     def render(self, observation: str, skills: list[Skill], style: str = "compact") -> str:
         if not skills:
@@ -353,10 +364,17 @@ class SkillLibrary:
 
             self._ids = list(self.skills)
             self._index = BM25L([self.skills[i].description or ["<empty>"] for i in self._ids])
-        scores = self._index.get_scores(self.kind.query(task))
+        scores = self._index.get_scores(self.kind.query(task, self.observation(task)))
         ranked = sorted(((score * self.skills[i].utility, i) for score, i in zip(scores, self._ids)
                          if score > 0 and i not in exclude), reverse=True)
         return [self.skills[i] for _, i in ranked[:k]]
+
+    def observation(self, task: dict[str, Any]) -> str:
+        """The task's first observation, for kinds that retrieve by it (needs the library's env)."""
+        if not self.kind.sees_observation or self.env is None:
+            return ""
+        observation, _ = self.env.reset(options={"task": task})
+        return observation
 
     def record(self, shown: list[Skill], trajectory: Trajectory) -> list[Skill]:
         """Count one showing of `shown` with an attempt; returns the skills it used."""
@@ -461,7 +479,8 @@ def make_chains(tasks: list[dict[str, Any]], length: int, env: Any, kind: SkillK
             chains.append(chain)
             total += len(chain)
         return chains
-    ordered = sorted(tasks, key=lambda t: " ".join(kind.query(t)))
+    observe = (lambda t: env.reset(options={"task": t})[0]) if kind.sees_observation else (lambda t: "")
+    ordered = sorted(tasks, key=lambda t: " ".join(kind.query(t, observe(t))))
     return [ordered[i:i + length] for i in range(0, len(ordered), length)]
 
 

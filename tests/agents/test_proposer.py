@@ -185,11 +185,33 @@ def test_a_familys_own_filter_runs_before_the_expert(monkeypatch):
     from sparring.agents import proposer as module
 
     class Result:
-        def __init__(self, ok, problems):
-            self.ok, self.problems = ok, problems
+        def __init__(self, valid, problems):
+            self.valid, self.problems = valid, problems
+
+        def __bool__(self):
+            return self.valid
     fake = types.ModuleType("fake_filters")
     fake.no_twenties = lambda task: Result(task["target"] != 20, ["targets of 20 are banned"])
     monkeypatch.setitem(sys.modules, "fake_filters", fake)
     monkeypatch.setitem(module.TASK_FILTERS, "countdown", "fake_filters:no_twenties")
     assert check_task(env(), {"numbers": [8, 3, 2], "target": 22}) is None
     assert check_task(env(), {"numbers": [8, 3, 4], "target": 20}) == ("filter", "targets of 20 are banned")
+
+
+def test_tooluse_tasks_go_through_the_code_as_task_filter():
+    """A proposed ToolUse task is held to Self-Challenging's filter: a failure case that passes the task's
+    verification (here: the solution itself) rejects it."""
+    from sparring.sandboxes import make_sandbox
+
+    try:
+        with make_sandbox("local") as box:
+            if box.run("print(1)").status != "ok":
+                pytest.skip("the local sandbox does not run programs here")
+    except Exception as error:  # noqa: BLE001 - any reason this host has no sandbox
+        pytest.skip(f"no local sandbox here: {error}")
+    e = gymnasium.make("ToolUse-v0").unwrapped
+    task = e.generate_task(0).to_dict()
+    assert check_task(e, task) is None
+    solution = {"calls": task["solution"]["calls"], "answer": task["solution"]["answer"]}
+    problem = check_task(e, {**task, "failure_cases": [solution]})
+    assert problem[0] == "filter" and "does not tell right from wrong" in problem[1]

@@ -12,6 +12,8 @@ from sparring.agents.skills import (ExpressionSkills, MacroSkills, Skill, SkillL
                                     chain_rollout, countdown_chain, countdown_features, expression_pattern, instantiate,
                                     make_chains)
 from sparring.agents.solver import Solver, by_task
+from sparring.agents.skills import skill_kind_for as skill_kind_for_env
+from sparring.trajectories import Trajectory, Turn
 from sparring.envs.expr import parse
 from agents_kit import ScriptedPolicy, expert_answer, pattern_user
 
@@ -194,3 +196,27 @@ def test_code_skills_are_functions_a_verified_answer_defined():
     assert "Functions that solved similar tasks" in kind.render("obs", [skill])
     failing = Trajectory("Toy-v0", {**task, "helper": "other"}, trajectory.turns, {"success": True, "reward": 1.0})
     assert library.add(kind.extract(failing)) is skill and len(skill.tests) == 1  # replayed there, it fails: not merged
+
+
+def test_codesynth_skills_are_verified_in_the_sandbox_and_retrieved_by_what_the_solver_sees():
+    from sparring.sandboxes import make_sandbox
+
+    try:
+        with make_sandbox("local") as box:
+            if box.run("print(1)").status != "ok":
+                pytest.skip("the local sandbox does not run programs here")
+    except Exception as error:  # noqa: BLE001 - any reason this host has no sandbox
+        pytest.skip(f"no local sandbox here: {error}")
+    e = gymnasium.make("CodeSynth-v0").unwrapped
+    task = e.generate_task(0).to_dict()
+    e.reset(options={"task": task})
+    answer = e.expert_actions()[0]
+    episode = Solver(ScriptedPolicy(lambda p: answer), "CodeSynth-v0", {}, SamplingParams(max_tokens=8)).run([task])[0]
+    library = SkillLibrary(skill_kind_for_env(e), e)
+    skill = library.add(library.kind.extract(episode))
+    assert episode.success and skill is not None and skill.kind == "function"
+    observation, _ = e.reset(options={"task": task})
+    # described by what the solver saw and the function's name, never by the hidden program (task["program"])
+    assert set(skill.description) <= set(library.kind.query(task, observation)) | {"f"}
+    wrong = Trajectory("CodeSynth-v0", task, [Turn(observation, "def f(x):\n    return x - 1")], {"success": True})
+    assert library.add(library.kind.extract(wrong)) is None  # replayed in the sandbox, it fails its tests

@@ -41,3 +41,23 @@ def check_completions(out, prompts, tokenizer, n, max_tokens):
             assert all(lp <= 0 for lp in completion.logprobs)
             assert tokenizer.decode(completion.token_ids, skip_special_tokens=True) == completion.text
             assert completion.prompt_token_ids == tokenizer(prompt)["input_ids"]  # with <bos>, as hf tokenizes
+
+
+def docker_image_or_skip() -> str:
+    """A Docker engine (started here if none runs) with the sandbox image built offline: the image's tag.
+    Where no engine can start, the calling test skips and says why."""
+    import pytest
+
+    pytest.importorskip("docker", reason='the Docker SDK is not installed (pip install "sparring[docker]")')
+    from sparring.sandboxes import SandboxError
+    from sparring.sandboxes.docker import IMAGE, build_image, start_engine
+
+    try:
+        client = start_engine()
+    except SandboxError as error:
+        pytest.skip(f"no Docker engine can start here: {error}")
+    try:
+        client.images.get(IMAGE)
+    except Exception:
+        build_image(IMAGE, client)
+    return IMAGE

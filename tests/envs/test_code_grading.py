@@ -7,6 +7,7 @@ import gymnasium
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kit import docker_image_or_skip
 
 import sparring  # noqa: F401
 from sparring.envs.code_grading import (Call, IOTestSuite, extract_code, grade, grade_many, parse_results,
@@ -245,18 +246,7 @@ def test_sandbox_argument():
 @pytest.fixture(scope="module")
 def docker_backend():
     """The docker backend, with an engine started and the image built offline if needed; or a skip saying why."""
-    pytest.importorskip("docker", reason='the Docker SDK is not installed (pip install "sparring[docker]")')
-    from sparring.sandboxes import SandboxError
-    from sparring.sandboxes.docker import IMAGE, build_image, start_engine
-
-    try:
-        client = start_engine()
-    except SandboxError as error:
-        pytest.skip(f"no Docker engine can start here: {error}")
-    try:
-        client.images.get(IMAGE)
-    except Exception:
-        build_image(IMAGE, client)
+    docker_image_or_skip()
     return "docker"
 
 

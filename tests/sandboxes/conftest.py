@@ -9,26 +9,14 @@ each isolation tier claims, so a test of a guarantee runs on exactly the sandbox
 from __future__ import annotations
 
 import pytest
+from kit import docker_image_or_skip
 from sandbox_kit import KINDS, open_sandbox
-
-from sparring.sandboxes import SandboxError
 
 
 @pytest.fixture(scope="session")
 def docker_image():
     """A Docker engine (started here if none runs) with the sandbox image built offline; or a skip saying why."""
-    pytest.importorskip("docker", reason='the Docker SDK is not installed (pip install "sparring[docker]")')
-    from sparring.sandboxes.docker import IMAGE, build_image, start_engine
-
-    try:
-        client = start_engine()
-    except SandboxError as error:
-        pytest.skip(f"no Docker engine can start here: {error}")
-    try:
-        client.images.get(IMAGE)
-    except Exception:
-        build_image(IMAGE, client)
-    return IMAGE
+    return docker_image_or_skip()
 
 
 @pytest.fixture(scope="session")

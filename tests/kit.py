@@ -61,3 +61,18 @@ def docker_image_or_skip() -> str:
     except Exception:
         build_image(IMAGE, client)
     return IMAGE
+
+
+def local_sandbox_or_skip() -> None:
+    """Skip the calling test, saying why, where the local sandbox cannot run a program on this host."""
+    import pytest
+
+    from sparring.sandboxes import make_sandbox
+
+    try:
+        with make_sandbox("local") as box:
+            result = box.run("print(1)")
+    except Exception as error:  # noqa: BLE001 - any reason this host has no sandbox
+        pytest.skip(f"no local sandbox here: {error}")
+    if result.status != "ok":
+        pytest.skip(f"the local sandbox does not run programs here: {result.status} {result.stderr[-200:]}")

@@ -11,6 +11,7 @@ import sparring  # noqa: F401
 from sparring.agents.proposer import (CurriculumProposer, PolicyProposer, Proposal, ProposerConfig, check_task,
                                       labels_for, learnability, next_aim, proposal_metrics, task_to_text, text_to_task)
 from agents_kit import ScriptedPolicy
+from kit import local_sandbox_or_skip
 
 KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}
 
@@ -201,14 +202,7 @@ def test_a_familys_own_filter_runs_before_the_expert(monkeypatch):
 def test_tooluse_tasks_go_through_the_code_as_task_filter():
     """A proposed ToolUse task is held to Self-Challenging's filter: a failure case that passes the task's
     verification (here: the solution itself) rejects it."""
-    from sparring.sandboxes import make_sandbox
-
-    try:
-        with make_sandbox("local") as box:
-            if box.run("print(1)").status != "ok":
-                pytest.skip("the local sandbox does not run programs here")
-    except Exception as error:  # noqa: BLE001 - any reason this host has no sandbox
-        pytest.skip(f"no local sandbox here: {error}")
+    local_sandbox_or_skip()
     e = gymnasium.make("ToolUse-v0").unwrapped
     task = e.generate_task(0).to_dict()
     assert check_task(e, task) is None

@@ -16,6 +16,7 @@ from sparring.agents.skills import skill_kind_for as skill_kind_for_env
 from sparring.trajectories import Trajectory, Turn
 from sparring.envs.expr import parse
 from agents_kit import ScriptedPolicy, expert_answer, pattern_user
+from kit import local_sandbox_or_skip
 
 KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}
 
@@ -199,14 +200,7 @@ def test_code_skills_are_functions_a_verified_answer_defined():
 
 
 def test_codesynth_skills_are_verified_in_the_sandbox_and_retrieved_by_what_the_solver_sees():
-    from sparring.sandboxes import make_sandbox
-
-    try:
-        with make_sandbox("local") as box:
-            if box.run("print(1)").status != "ok":
-                pytest.skip("the local sandbox does not run programs here")
-    except Exception as error:  # noqa: BLE001 - any reason this host has no sandbox
-        pytest.skip(f"no local sandbox here: {error}")
+    local_sandbox_or_skip()
     e = gymnasium.make("CodeSynth-v0").unwrapped
     task = e.generate_task(0).to_dict()
     e.reset(options={"task": task})

@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 import sparring  # noqa: F401
 from sparring.envs.tooluse import (PRESETS, SPLITS, ToolUseConfig, format_call, generate_task, parse_action,
                                    split_of)
-from sparring.envs.tooluse_tasks import (ToolTask, answers_match, normalise_answer, replay, run_model_verifications,
+from sparring.envs.tooluse_tasks import (answers_match, normalise_answer, replay, run_model_verifications,
                                          validate_task)
 from sparring.envs.tooluse_templates import HELD_OUT, TEMPLATES, TRAINING, instantiate
 from sparring.envs.tooluse_world import (TOOL_NAMES, ToolError, ToolWorld, normalise_path, state_hash, tool_schemas)
 from sparring.errors import UnknownNameError, UnsolvableTaskError
+from kit import local_sandbox_or_skip
 
 WORLD = {
     "now": "2026-03-02T09:00",
@@ -38,15 +39,7 @@ def world():
 @pytest.fixture(scope="module")
 def sandbox():
     """The local sandbox that model-written verification runs in, or a skip saying why this host has none."""
-    from sparring.sandboxes import make_sandbox
-
-    try:
-        with make_sandbox("local") as box:
-            result = box.run("print(1)")
-    except Exception as error:
-        pytest.skip(f"no local sandbox here: {error}")
-    if result.status != "ok":
-        pytest.skip(f"the local sandbox does not run programs here: {result.status} {result.stderr[-200:]}")
+    local_sandbox_or_skip()
 
 
 def kv_task(**changes):

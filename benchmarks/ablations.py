@@ -1,9 +1,10 @@
-"""Ablations of the self-play agents: the tiny model on Countdown, baseline / +proposer / +reflector / +skills /
-all, with the same budget and seeds; a table of held-out success per round.
+"""Ablations of the self-play agents: the tiny model on Countdown and on TextNav, baseline / +proposer /
++reflector / +skills / all, with the same budget and seeds; a table of held-out success per round.
 
-    python benchmarks/ablations.py --parallel 5         # the small version: 21-31 min on the shared 2-core machine
-    python benchmarks/ablations.py --scale 1 --seed 1   # 2.5x the tasks and steps, another seed
-    python benchmarks/ablations.py --arms baseline all  # some arms only
+    python benchmarks/ablations.py --parallel 5                 # Countdown, the small version: 21-31 min on the shared 2-core machine
+    python benchmarks/ablations.py --env textnav --parallel 2   # TextNav (configs/textnav-ei.yaml's houses and goals)
+    python benchmarks/ablations.py --scale 1 --seed 1           # 2.5x the tasks and steps, another seed
+    python benchmarks/ablations.py --arms baseline all          # some arms only
 
 Every arm starts from the same bootstrapped solver, so the rounds after round 0 differ only by the agents:
 the same rounds, training tasks per round, samples per task, fine-tuning steps, evaluation tasks and seeds.
@@ -14,13 +15,15 @@ skills (`boot-skills`, the prompt format of the skill arms, which start from it 
 
 What the arms turn on (sparring/agents/):
     baseline    expert iteration on generator tasks
-    +proposer   half of each round's tasks written by a proposer model (difficulty-aware, trained in the loop)
+    +proposer   half of each round's tasks written by a proposer model, trained in the loop: on Countdown
+                difficulty-aware tasks, on TextNav instructions for sampled routes kept when the solver follows them
     +reflector  failed tasks refined by a reflector model with a Reflexion memory; refined attempts are trained on
-    +skills     a skill library of verified expression patterns shown to the solver over chains of similar tasks
+    +skills     a skill library of verified skills (Countdown: expression patterns; TextNav: command macros)
+                shown to the solver over chains of similar tasks
     all         all three, and the majority-vote and model-judge verifiers measured against the env's
 
-Run directories land in --out (default runs/ablations-seed<seed>); an arm already finished is read back, a
-killed one resumes. The table goes to stdout and to <out>/ablations.md.
+Run directories land in --out (default runs/ablations-<env>-seed<seed>; Countdown: runs/ablations-seed<seed>); an
+arm already finished is read back, a killed one resumes. The table goes to stdout and to <out>/ablations.md.
 """
 
 from __future__ import annotations
@@ -36,17 +39,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def budget(scale: float, rounds: int, eval_tasks: int, threads: int) -> list[str]:
-    """The shared budget of every arm (the default scale 0.4: 200 tasks per round, 12 fine-tuning steps)."""
+# Each env's base config and shared budget. Countdown: the embedded default's task family (3 numbers in 1..20).
+# TextNav: configs/textnav-ei.yaml (easy houses, route and coarse-to-fine goals), with its env settings.
+ENVS = {
+    "countdown": {"config": [], "batch_size": 64, "tasks": 500, "steps": 30, "boot_steps": 300, "top_up": 60,
+                  "describe": "test-seen Countdown tasks (3 numbers in 1..20)"},
+    "textnav": {"config": ["--config", str(ROOT / "configs" / "textnav-ei.yaml")], "batch_size": 32, "tasks": 500,
+                "steps": 100, "boot_steps": 400, "top_up": 60,
+                "describe": "test-seen TextNav houses (easy, route and coarse-to-fine goals)"},
+}
+
+
+def budget(env: str, scale: float, rounds: int, eval_tasks: int, threads: int) -> list[str]:
+    """The shared budget of every arm (the default scale 0.4: 200 tasks per round, 12 fine-tuning steps on Countdown)."""
     n = lambda x: str(max(1, round(x * scale)))  # noqa: E731
-    return [f"rounds={rounds}", f"tasks_per_round={n(500)}", f"env.eval_tasks={eval_tasks}", "env.extra_eval_splits=[]",
-            "eval.k=1",
-            "expert_iteration.k=4", f"expert_iteration.sft.steps={n(30)}", "expert_iteration.sft.batch_size=64",
-            f"threads={threads}"]
+    spec = ENVS[env]
+    return [f"rounds={rounds}", f"tasks_per_round={n(spec['tasks'])}", f"env.eval_tasks={eval_tasks}",
+            "env.extra_eval_splits=[]", "eval.k=1",
+            "expert_iteration.k=4", f"expert_iteration.sft.steps={n(spec['steps'])}",
+            f"expert_iteration.sft.batch_size={spec['batch_size']}", f"threads={threads}"]
 
 
-def bootstrap(steps: int, eval_every: int) -> list[str]:
-    return [f"bootstrap.sft.steps={steps}", "bootstrap.sft.batch_size=64", f"bootstrap.eval_every={eval_every}",
+def bootstrap(env: str, steps: int, eval_every: int) -> list[str]:
+    return [f"bootstrap.sft.steps={steps}", f"bootstrap.sft.batch_size={ENVS[env]['batch_size']}",
+            f"bootstrap.eval_every={eval_every}",
             "bootstrap.dev_tasks=200", "bootstrap.patience=100"]  # a fixed number of steps: the same for every arm
 
 
@@ -129,25 +145,31 @@ def table(results: dict[str, list[dict]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", choices=list(ENVS), default="countdown")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=0.4, help="multiplies tasks per round (500) and training steps")
     parser.add_argument("--arms", nargs="+", default=list(roles(1)), choices=list(roles(1)))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--eval-tasks", type=int, default=300)
-    parser.add_argument("--boot-steps", type=int, default=300, help="the shared bootstrap's supervised steps")
-    parser.add_argument("--top-up", type=int, default=60, help="steps of each top-up (plain, with skills)")
+    parser.add_argument("--boot-steps", type=int, default=None,
+                        help="the shared bootstrap's supervised steps (Countdown 300, TextNav 400)")
+    parser.add_argument("--top-up", type=int, default=None, help="steps of each top-up (plain, with skills; 60)")
     parser.add_argument("--parallel", type=int, default=1, help="arms played at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    out = (args.out or ROOT / "runs" / f"ablations-seed{args.seed}").resolve()
-    common = budget(args.scale, args.rounds, args.eval_tasks, args.threads)
+    spec = ENVS[args.env]
+    boot_steps = args.boot_steps or spec["boot_steps"]
+    top_up_steps = args.top_up or spec["top_up"]
+    name = f"ablations-seed{args.seed}" if args.env == "countdown" else f"ablations-{args.env}-seed{args.seed}"
+    out = (args.out or ROOT / "runs" / name).resolve()
+    common = [*spec["config"], *budget(args.env, args.scale, args.rounds, args.eval_tasks, args.threads)]
     start = time.perf_counter()
     base = out / "boot-base"
-    run_all({"boot-base": (base, [*common, *bootstrap(args.boot_steps, max(1, args.boot_steps // 2)), "rounds=0"])},
+    run_all({"boot-base": (base, [*common, *bootstrap(args.env, boot_steps, max(1, boot_steps // 2)), "rounds=0"])},
             args.seed, 1)
     from_base = ["policy.backend=hf", f"policy.path={base / 'checkpoints' / 'round-000'}"]
-    top_up = bootstrap(args.top_up, args.top_up)
+    top_up = bootstrap(args.env, top_up_steps, top_up_steps)
     skill_arms = any("skills.enabled=true" in roles(1)[arm] for arm in args.arms)
     boots = {"boot-plain": (out / "boot-plain", [*common, *from_base, *top_up, "rounds=0"])}
     if skill_arms:
@@ -162,8 +184,8 @@ def main() -> int:
             start_from.append(f"skills.load={boot / 'rounds' / '000' / 'skills.jsonl'}")
         arms[arm] = (out / arm, [*common, *start_from, *overrides])
     results = run_all(arms, args.seed, args.parallel)
-    text = (f"Held-out greedy success (%) on {args.eval_tasks} test-seen Countdown tasks (3 numbers in 1..20), tiny model, "
-            f"seed {args.seed}, scale {args.scale}, bootstrap {args.boot_steps} + {args.top_up} steps; round 0 is "
+    text = (f"Held-out greedy success (%) on {args.eval_tasks} {spec['describe']}, tiny model, "
+            f"seed {args.seed}, scale {args.scale}, bootstrap {boot_steps} + {top_up_steps} steps; round 0 is "
             "the shared bootstrap.\n\n" + table(results) +
             f"\n\nTotal wall time: {(time.perf_counter() - start) / 60:.1f} min (this machine, with whatever else ran).")
     (out / "ablations.md").write_text(text + "\n")

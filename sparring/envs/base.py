@@ -221,3 +221,23 @@ class TextEnv(gymnasium.Env[str, str]):
             print(text)
             return None
         return text
+
+
+class SingleTurnEnv(TextEnv):
+    """A text environment answered in one step: the observation poses the task, the action is graded and ends
+    the episode. A family implements `verify` (the answer's verdict) and `expert_answer`."""
+
+    def verify(self, answer: str) -> Verdict:
+        """The verdict on `answer` to the current task; never raises on model output."""
+        raise NotImplementedError
+
+    def expert_answer(self) -> str:
+        """An answer that solves the current task."""
+        raise NotImplementedError
+
+    def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict, dict[str, Any]]:
+        verdict = self.verify(action)
+        return verdict.feedback, verdict.reward, True, False, verdict, {}
+
+    def expert_actions(self) -> list[str]:
+        return [] if self.done else [self.expert_answer()]

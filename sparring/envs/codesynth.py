@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparring.envs.base import TextEnv, Verdict, check_choice
+from sparring.envs.base import SingleTurnEnv, Verdict, check_choice
 from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, TestOutcome, check_limits,
                                         check_sandbox_spec, extract_code, grade, resolve_sandbox)
 from sparring.envs.code_harness import same_value
@@ -487,7 +487,7 @@ def expert_solution(task: CodeSynthTask) -> str:
     return render_program(task.program)
 
 
-class CodeSynthEnv(TextEnv):
+class CodeSynthEnv(SingleTurnEnv):
     """CodeSynth in one turn: the observation shows input-output examples, the action is the function.
 
     ## Action Space
@@ -551,9 +551,5 @@ class CodeSynthEnv(TextEnv):
     def _begin(self) -> tuple[str, dict[str, Any]]:
         return prompt(self.task, self.instruction), {}
 
-    def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict, dict[str, Any]]:
-        verdict = self.verify(action)
-        return verdict.feedback, verdict.reward, True, False, verdict, {}
-
-    def expert_actions(self) -> list[str]:
-        return [] if self.done else [expert_solution(self.task)]
+    def expert_answer(self) -> str:
+        return expert_solution(self.task)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sparring.envs.base import TextEnv, Verdict, as_text, check_choice
+from sparring.envs.base import SingleTurnEnv, TextEnv, Verdict, as_text, check_choice
 from sparring.envs.countdown_expert import Step, solve, solve_steps
 from sparring.envs.expr import ExprError, format_value, parse
 from sparring.errors import UnsolvableTaskError
@@ -274,7 +274,7 @@ def expert_solution(task: CountdownTask, *, allow_subset: bool = False) -> str:
 
 # ---- environments -------------------------------------------------------------------------------
 
-class CountdownEnv(TextEnv):
+class CountdownEnv(SingleTurnEnv):
     """Countdown in one turn: the observation poses the task, the action is the answer.
 
     ## Action Space
@@ -323,12 +323,11 @@ class CountdownEnv(TextEnv):
     def _begin(self) -> tuple[str, dict[str, Any]]:
         return prompt(self.task, self.instruction), {}
 
-    def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict, dict[str, Any]]:
-        verdict = verify(self.task, action, allow_subset=self.allow_subset, format_reward=self.format_reward)
-        return verdict.feedback, verdict.reward, True, False, verdict, {}
+    def verify(self, answer: str) -> Verdict:
+        return verify(self.task, answer, allow_subset=self.allow_subset, format_reward=self.format_reward)
 
-    def expert_actions(self) -> list[str]:
-        return [] if self.done else [f"<answer>{expert_solution(self.task, allow_subset=self.allow_subset)}</answer>"]
+    def expert_answer(self) -> str:
+        return f"<answer>{expert_solution(self.task, allow_subset=self.allow_subset)}</answer>"
 
 
 _MOVE = re.compile(r"\s*(?:<answer>)?\s*(\d{1,15})\s*([-+*/×÷])\s*(\d{1,15})\s*(?:=\s*(\d{1,30}))?\s*(?:</answer>)?\s*")

@@ -30,7 +30,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from sparring.envs.base import TextEnv, Verdict, check_choice
+from sparring.envs.base import SingleTurnEnv, Verdict, check_choice
 from sparring.envs.code_grading import (REWARDS, Call, CallResult, Grade, TestOutcome, check_limits,
                                         check_sandbox_spec, clip, extract_code, grade, resolve_sandbox, show_value)
 from sparring.envs.code_harness import decode_value, encode_value
@@ -373,7 +373,7 @@ def prompt(task: HumanEvalTask, instruction: str = "full") -> str:
 INSTRUCTIONS = ("full", "raw")
 
 
-class HumanEvalEnv(TextEnv):
+class HumanEvalEnv(SingleTurnEnv):
     """HumanEval in one turn: the observation is the problem, the action is a solution.
 
     ## Action Space
@@ -427,9 +427,5 @@ class HumanEvalEnv(TextEnv):
     def _begin(self) -> tuple[str, dict[str, Any]]:
         return prompt(self.task, self.instruction), {}
 
-    def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict, dict[str, Any]]:
-        verdict = self.verify(action)
-        return verdict.feedback, verdict.reward, True, False, verdict, {}
-
-    def expert_actions(self) -> list[str]:
-        return [] if self.done else [expert_solution(self.task)]
+    def expert_answer(self) -> str:
+        return expert_solution(self.task)

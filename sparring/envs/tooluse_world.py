@@ -772,26 +772,26 @@ def state_hash(state: dict[str, Any]) -> str:
 def state_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     """In words, which parts of `actual` differ from `expected` (what a failed state check tells the model)."""
     a, b = canonical(expected), canonical(actual)
-    out = []
-    for path in sorted(set(a["files"]) | set(b["files"])):
-        if path not in b["files"]:
-            out.append(f"file {path} is missing")
-        elif path not in a["files"]:
-            out.append(f"file {path} should not exist")
-        elif a["files"][path] != b["files"][path]:
-            out.append(f"file {path} has the wrong content")
+    out = _mapping_diff(a["files"], b["files"], lambda path: f"file {path}", "has the wrong content")
     if a["dirs"] != b["dirs"]:
         out.append("the folders differ")
-    for key in sorted(set(a["kv"]) | set(b["kv"])):
-        if key not in b["kv"]:
-            out.append(f"key {key!r} is missing")
-        elif key not in a["kv"]:
-            out.append(f"key {key!r} should not exist")
-        elif a["kv"][key] != b["kv"][key]:
-            out.append(f"key {key!r} has the wrong value")
+    out += _mapping_diff(a["kv"], b["kv"], lambda key: f"key {key!r}", "has the wrong value")
     if a["calendar"] != b["calendar"]:
         out.append("the calendar's events differ")
     for table in sorted(set(a["db"]) | set(b["db"])):
         if a["db"].get(table) != b["db"].get(table):
             out.append(f"table {table} differs")
+    return out
+
+
+def _mapping_diff(expected: dict[str, Any], actual: dict[str, Any], name: Any, wrong: str) -> list[str]:
+    """Each entry of two mappings that is missing, extra or different, in words."""
+    out = []
+    for key in sorted(set(expected) | set(actual)):
+        if key not in actual:
+            out.append(f"{name(key)} is missing")
+        elif key not in expected:
+            out.append(f"{name(key)} should not exist")
+        elif expected[key] != actual[key]:
+            out.append(f"{name(key)} {wrong}")
     return out

@@ -30,6 +30,7 @@ class ExpertIterationConfig:
     top_p: float = 1.0
     restart_from_base: bool = False  # True: ReST-EM; False: continue (STaR)
     weight_hard_tasks: bool = True  # repeat a task's kept answers k - c + 1 times (c of k correct): rarely solved tasks count more
+    max_invalid: int | None = None  # keep an attempt only if it made at most this many invalid actions (multi-turn envs)
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=1e-4, scheduler="cosine"))
 
     def __post_init__(self) -> None:
@@ -39,20 +40,36 @@ class ExpertIterationConfig:
                 raise ValueError(f"expert_iteration.{name} must be an integer >= 1, got {value!r}")
         if not self.temperature > 0:
             raise ValueError(f"expert_iteration.temperature must be > 0 (sampling needs it), got {self.temperature!r}")
+        if self.max_invalid is not None and (isinstance(self.max_invalid, bool) or not isinstance(self.max_invalid, int)
+                                             or self.max_invalid < 0):
+            raise ValueError(f"expert_iteration.max_invalid must be null or an integer >= 0, got {self.max_invalid!r}")
+
+
+def invalid_actions(trajectory: Trajectory) -> int:
+    """The invalid actions (unknown commands, malformed calls) the env counted in an episode; 0 where it counts none."""
+    details = trajectory.verdict.get("details") or {}
+    value = details.get("invalid_actions", 0) if isinstance(details, dict) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int, weight_hard: bool = False,
-                    verified: list[bool] | None = None) -> tuple[list[Trajectory], dict[str, float]]:
+                    verified: list[bool] | None = None, max_invalid: int | None = None
+                    ) -> tuple[list[Trajectory], dict[str, float]]:
     """Keep at most `max_per_task` distinct successful trajectories per task (the `k` consecutive samples of
     a task), and measure exploration: pass@1, pass@k, distinct correct answers, and B-STaR's balance score.
     With `weight_hard`, a task solved by c of its k samples has its kept answers repeated k - c + 1 times
     (weight proportional to 1 - c/k + 1/k), so training leans towards what the policy rarely gets right.
     `verified` (one flag per trajectory) replaces the env's verdicts in deciding what is kept, for a verifier
-    other than the env's (majority vote, a model judge); the exploration metrics stay the env's."""
+    other than the env's (majority vote, a model judge); the exploration metrics stay the env's. With
+    `max_invalid`, an accepted episode with more invalid actions than that is not kept (a successful TextNav
+    episode may hold invalid commands, and training on them teaches them; `ei/rejected_invalid` counts these)."""
     if verified is not None and len(verified) != len(trajectories):
         raise ValueError(f"verified has {len(verified)} flags for {len(trajectories)} trajectories; give one per trajectory")
     flags = iter(verified if verified is not None else [t.success for t in trajectories])
     accepted = {id(t) for t in trajectories if next(flags)}
+    too_sloppy = {id(t) for t in trajectories
+                  if id(t) in accepted and max_invalid is not None and invalid_actions(t) > max_invalid}
+    accepted -= too_sloppy
     kept: list[Trajectory] = []
     tasks = by_task(trajectories, k)
     distinct_counts, balance = [], []
@@ -74,6 +91,7 @@ def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int, w
         "ei/balance": sum(balance) / n,
         "ei/kept": len({id(t) for t in kept}),
         "ei/examples": len(kept),
+        **({"ei/rejected_invalid": len(too_sloppy)} if max_invalid is not None else {}),
     }
 
 
@@ -107,7 +125,7 @@ class ExpertIterationTrainer:
         overrides the env's verdicts, see `select_verified`), add `extra` (refined attempts, skill bonuses)
         and fine-tune. Returns the fine-tuned model and the metrics."""
         kept, metrics = select_verified(trajectories, self.config.k, self.config.max_per_task,
-                                        self.config.weight_hard_tasks, verified)
+                                        self.config.weight_hard_tasks, verified, self.config.max_invalid)
         kept += list(extra)
         metrics["ei/examples"] = len(kept)
         if self.config.restart_from_base:

@@ -41,7 +41,21 @@ def test_another_verifier_decides_what_is_kept():
         select_verified(samples, 2, max_per_task=1, verified=[True])
 
 
-@pytest.mark.parametrize("field, value", [("k", 0), ("max_per_task", 0), ("temperature", 0.0)])
+def test_max_invalid_drops_successes_that_hold_invalid_actions():
+    """A TextNav episode can succeed after invalid commands; with max_invalid 0 only clean successes are kept."""
+    samples = [episode(0, "a", True), episode(0, "b", True), episode(1, "c", True), episode(1, "d", False)]
+    for t, invalid in zip(samples, [2, 0, 1, 0]):
+        t.verdict["details"] = {"invalid_actions": invalid}
+    kept, metrics = select_verified(samples, 2, max_per_task=2, max_invalid=0)
+    assert [t.turns[0].action for t in kept] == ["b"] and metrics["ei/rejected_invalid"] == 2
+    kept, metrics = select_verified(samples, 2, max_per_task=2, max_invalid=1)
+    assert [t.turns[0].action for t in kept] == ["b", "c"] and metrics["ei/rejected_invalid"] == 1
+    kept, metrics = select_verified(samples, 2, max_per_task=2)
+    assert [t.turns[0].action for t in kept] == ["a", "b", "c"] and "ei/rejected_invalid" not in metrics
+
+
+@pytest.mark.parametrize("field, value", [("k", 0), ("max_per_task", 0), ("temperature", 0.0), ("max_invalid", -1),
+                                          ("max_invalid", True)])
 def test_config_checks(field, value):
     with pytest.raises(ValueError, match=field):
         ExpertIterationConfig(**{field: value})

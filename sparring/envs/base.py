@@ -112,6 +112,21 @@ def check_choice(kind: str, value: Any, accepted: tuple[str, ...]) -> str:
     return value
 
 
+def is_int(x: Any) -> bool:
+    """An integer that is not a bool."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def item_rng(family: str, split: str, splits: tuple[str, ...], seed: int, index: int) -> random.Random:
+    """The random generator of item `index` of `split` for generator seed `seed` (what makes a family's
+    `generate_task` a pure function of its arguments); errors name a bad split, seed or index."""
+    check_choice(f"{family} split", split, splits)
+    if not (is_int(seed) and seed >= 0 and is_int(index) and 0 <= index < 2**64):
+        raise ValueError(f"seed must be an integer >= 0 and index an integer in 0..2**64-1, got seed={seed!r}, "
+                         f"index={index!r}")
+    return random.Random(((seed * 4 + splits.index(split)) << 64) | index)
+
+
 def as_text(action: Any) -> str:
     """Any action as text: models write `str`; bytes are decoded; anything else is shown as it prints."""
     if isinstance(action, str):

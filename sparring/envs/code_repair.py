@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparring.envs import codesynth, humaneval
-from sparring.envs.base import TextEnv, Verdict, check_choice
+from sparring.envs.base import TextEnv, Verdict, check_choice, item_rng
 from sparring.envs.code_grading import (REWARDS, Grade, check_limits, check_sandbox_spec, extract_code, grade,
                                         resolve_sandbox)
 from sparring.envs.code_harness import same_value
@@ -262,11 +262,7 @@ class CodeRepairEnv(TextEnv):
     def generate_task(self, index: int, *, seed: int = 0, config: CodeRepairConfig | None = None) -> CodeRepairTask:
         """Item `index` for `seed`: a pure function of them (for HumanEval, as long as the sandbox runs
         the mutants the same way: one that times out is skipped)."""
-        if not (isinstance(seed, int) and seed >= 0 and isinstance(index, int) and 0 <= index < 2**64):
-            raise ValueError(f"seed must be an integer >= 0 and index an integer in 0..2**64-1, got seed={seed!r}, "
-                             f"index={index!r}")
-        return self.sample_task(random.Random(((seed * 4 + self.splits.index(self.split)) << 64) | index),
-                                config or self.config)
+        return self.sample_task(item_rng("CodeRepair", self.split, self.splits, seed, index), config or self.config)
 
     # ---- grading --------------------------------------------------------------------------------
     def _grade(self, source: str, task: Any, code: str) -> Grade:

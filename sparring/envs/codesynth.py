@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparring.envs.base import SingleTurnEnv, Verdict, check_choice
+from sparring.envs.base import SingleTurnEnv, Verdict, check_choice, item_rng
 from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, TestOutcome, check_limits,
                                         check_sandbox_spec, extract_code, grade, resolve_sandbox)
 from sparring.envs.code_harness import same_value
@@ -456,11 +456,7 @@ def sample_task(config: CodeSynthConfig, split: str, rng: random.Random) -> Code
 
 def generate_task(config: CodeSynthConfig, split: str = "train", seed: int = 0, index: int = 0) -> CodeSynthTask:
     """Item `index` of `split` for `seed`: a pure function of its arguments."""
-    check_choice("CodeSynth split", split, SPLITS)
-    if not (isinstance(seed, int) and seed >= 0 and isinstance(index, int) and 0 <= index < 2**64):
-        raise ValueError(f"seed must be an integer >= 0 and index an integer in 0..2**64-1, "
-                         f"got seed={seed!r}, index={index!r}")
-    return sample_task(config, split, random.Random(((seed * 4 + SPLITS.index(split)) << 64) | index))
+    return sample_task(config, split, item_rng("CodeSynth", split, SPLITS, seed, index))
 
 
 # ---- prompt and solutions -----------------------------------------------------------------------

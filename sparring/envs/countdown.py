@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sparring.envs.base import SingleTurnEnv, TextEnv, Verdict, as_text, check_choice
+from sparring.envs.base import SingleTurnEnv, TextEnv, Verdict, as_text, check_choice, is_int, item_rng
 from sparring.envs.countdown_expert import Step, solve, solve_steps
 from sparring.envs.expr import ExprError, format_value, parse
 from sparring.errors import UnsolvableTaskError
@@ -32,10 +32,6 @@ MAX_ATTEMPTS = 200_000
 
 
 # ---- task ---------------------------------------------------------------------------------------
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
 
 @dataclass(frozen=True)
 class CountdownTask:
@@ -52,11 +48,11 @@ class CountdownTask:
             keys = sorted(data) if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"a Countdown task is a dict with exactly the keys 'numbers' and 'target', got {keys}")
         numbers, target = data["numbers"], data["target"]
-        if not isinstance(numbers, (list, tuple)) or not all(_is_int(n) for n in numbers):
+        if not isinstance(numbers, (list, tuple)) or not all(is_int(n) for n in numbers):
             raise ValueError(f"task 'numbers' must be a list of integers, got {numbers!r}")
         if not 1 <= len(numbers) <= MAX_NUMBERS or not all(0 <= n <= MAX_VALUE for n in numbers):
             raise ValueError(f"task 'numbers' must hold 1 to {MAX_NUMBERS} integers in 0..{MAX_VALUE}, got {numbers!r}")
-        if not _is_int(target) or abs(target) > MAX_VALUE:
+        if not is_int(target) or abs(target) > MAX_VALUE:
             raise ValueError(f"task 'target' must be an integer in -{MAX_VALUE}..{MAX_VALUE}, got {target!r}")
         return cls(tuple(numbers), target)
 
@@ -78,10 +74,10 @@ class CountdownConfig:
         if isinstance(count, list):
             object.__setattr__(self, "num_numbers", count := tuple(count))
         low, high = count if isinstance(count, tuple) and len(count) == 2 else (count, count)
-        if not (_is_int(low) and _is_int(high) and 2 <= low <= high <= MAX_NUMBERS):
+        if not (is_int(low) and is_int(high) and 2 <= low <= high <= MAX_NUMBERS):
             raise ValueError(f"num_numbers must be an integer or a (min, max) pair in 2..{MAX_NUMBERS}, got {count!r}")
         for name in ("min_number", "max_number", "min_target", "max_target"):
-            if not _is_int(getattr(self, name)):
+            if not is_int(getattr(self, name)):
                 raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
         if not 1 <= self.min_number <= self.max_number <= MAX_VALUE:
             raise ValueError(f"need 1 <= min_number <= max_number <= {MAX_VALUE}, "
@@ -156,10 +152,7 @@ def sample_task(config: CountdownConfig, split: str, rng: random.Random) -> Coun
 
 def generate_task(config: CountdownConfig, split: str = "train", seed: int = 0, index: int = 0) -> CountdownTask:
     """Item `index` of `split` for `seed`: a pure function of its arguments, always solvable."""
-    check_choice("Countdown split", split, SPLITS)
-    if not (_is_int(seed) and seed >= 0 and _is_int(index) and 0 <= index < 2**64):
-        raise ValueError(f"seed must be an integer >= 0 and index an integer in 0..2**64-1, got seed={seed!r}, index={index!r}")
-    return sample_task(config, split, random.Random(((seed * 4 + SPLITS.index(split)) << 64) | index))
+    return sample_task(config, split, item_rng("Countdown", split, SPLITS, seed, index))
 
 
 def generate_tasks(config: CountdownConfig, split: str = "train", seed: int = 0, n: int = 100,
@@ -387,7 +380,7 @@ class CountdownStepsEnv(TextEnv):
         super().__init__(render_mode, split=split, difficulty=difficulty,
                          env_args=("max_invalid_moves", "instruction"), **knobs)
         self.instruction = check_choice("CountdownSteps instruction", instruction, INSTRUCTIONS)
-        if not _is_int(max_invalid_moves) or max_invalid_moves < 0:
+        if not is_int(max_invalid_moves) or max_invalid_moves < 0:
             raise ValueError(f"max_invalid_moves must be an integer >= 0, got {max_invalid_moves!r}")
         self.max_invalid_moves = max_invalid_moves
         self.values: list[int] = []

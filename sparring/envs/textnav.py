@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sparring.envs import textnav_lexicon as lex
-from sparring.envs.base import TextEnv, Verdict, check_choice
+from sparring.envs.base import TextEnv, Verdict, check_choice, is_int, item_rng
 from sparring.envs.textnav_world import (DELTA, GOAL_TYPES, NAV_GOALS, SHORT, Door, Edge, Goal, Item, Receptacle, Room,
                                          TextNavTask, World, distances)
 
@@ -41,10 +41,6 @@ MAX_ATTEMPTS = 2000
 
 
 # ---- knobs and presets ------------------------------------------------------------------------------
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
 
 @dataclass(frozen=True)
 class TextNavConfig:
@@ -70,7 +66,7 @@ class TextNavConfig:
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         low, high = self.room_range
-        if not (_is_int(low) and _is_int(high) and 1 <= low <= high <= len(lex.ROOMS.seen)):
+        if not (is_int(low) and is_int(high) and 1 <= low <= high <= len(lex.ROOMS.seen)):
             raise ValueError(f"n_rooms must be an integer or a (min, max) pair in 1..{len(lex.ROOMS.seen)}, "
                              f"got {self.n_rooms!r}")
         limits = {"n_floors": (1, 5), "loops": (0, 50), "n_locked": (0, len(lex.KEY_METALS.seen)),
@@ -78,7 +74,7 @@ class TextNavConfig:
                   "min_path": (0, 100), "max_path": (0, 100), "max_invalid": (0, 10_000)}
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
-            if not _is_int(value) or not lo <= value <= hi:
+            if not is_int(value) or not lo <= value <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
         for name in ("p_door", "p_closed"):
             value = getattr(self, name)
@@ -409,11 +405,7 @@ def sample_task(config: TextNavConfig, split: str, rng: random.Random) -> TextNa
 
 def generate_task(config: TextNavConfig, split: str = "train", seed: int = 0, index: int = 0) -> TextNavTask:
     """Item `index` of `split` for `seed`: a pure function of its arguments, always solvable."""
-    check_choice("TextNav split", split, SPLITS)
-    if not (_is_int(seed) and seed >= 0 and _is_int(index) and 0 <= index < 2**64):
-        raise ValueError(f"seed must be an integer >= 0 and index an integer in 0..2**64-1, got seed={seed!r}, "
-                         f"index={index!r}")
-    return sample_task(config, split, random.Random(((seed * 4 + SPLITS.index(split)) << 64) | index))
+    return sample_task(config, split, item_rng("TextNav", split, SPLITS, seed, index))
 
 
 # ---- the environment --------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from sparring.envs.base import TextEnv, Verdict, check_choice
+from sparring.envs.base import TextEnv, Verdict, check_choice, is_int, item_rng
 from sparring.envs.tooluse_tasks import ToolTask, expected_state, replay, run_call, validate_task, verify_outcome
 from sparring.envs.tooluse_templates import HELD_OUT, TEMPLATES, TRAINING, instantiate
 from sparring.envs.tooluse_world import TOOL_NAMES, ToolWorld, tool_parameters, tool_schemas
@@ -50,10 +50,6 @@ FULL_RESULT_CHARS = 4_000
 
 # ---- generator -----------------------------------------------------------------------------------------
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 @dataclass(frozen=True)
 class ToolUseConfig:
     """The difficulty knobs. `level` (1..3) scales every template: more items to combine, bigger tables,
@@ -69,11 +65,11 @@ class ToolUseConfig:
         if isinstance(self.templates, (list, str)):
             object.__setattr__(self, "templates", (self.templates,) if isinstance(self.templates, str)
                                else tuple(self.templates))
-        if not _is_int(self.level) or not 1 <= self.level <= 3:
+        if not is_int(self.level) or not 1 <= self.level <= 3:
             raise ValueError(f"level must be 1, 2 or 3, got {self.level!r}")
-        if not _is_int(self.distractors) or not 0 <= self.distractors <= 50:
+        if not is_int(self.distractors) or not 0 <= self.distractors <= 50:
             raise ValueError(f"distractors must be an integer in 0..50, got {self.distractors!r}")
-        if not _is_int(self.max_turns) or not 2 <= self.max_turns <= 200:
+        if not is_int(self.max_turns) or not 2 <= self.max_turns <= 200:
             raise ValueError(f"max_turns must be an integer in 2..200, got {self.max_turns!r}")
         for name in self.templates:
             if name not in TEMPLATES:
@@ -120,10 +116,7 @@ def sample_task(config: ToolUseConfig, split: str, rng: random.Random) -> ToolTa
 
 def generate_task(config: ToolUseConfig, split: str = "train", seed: int = 0, index: int = 0) -> ToolTask:
     """Item `index` of `split` for `seed`: a pure function of its arguments."""
-    check_choice("ToolUse split", split, SPLITS)
-    if not (_is_int(seed) and seed >= 0 and _is_int(index) and 0 <= index < 2**64):
-        raise ValueError(f"seed must be an integer >= 0 and index an integer in 0..2**64-1, got seed={seed!r}, index={index!r}")
-    return sample_task(config, split, random.Random(((seed * 4 + SPLITS.index(split)) << 64) | index))
+    return sample_task(config, split, item_rng("ToolUse", split, SPLITS, seed, index))
 
 
 # ---- actions -------------------------------------------------------------------------------------------
@@ -324,7 +317,7 @@ class ToolUseEnv(TextEnv):
         super().__init__(render_mode, split=split, difficulty=difficulty,
                          env_args=("instruction", "max_invalid", "sandbox"), **knobs)
         self.instruction = check_choice("ToolUse instruction", instruction, INSTRUCTIONS)
-        if not _is_int(max_invalid) or max_invalid < 0:
+        if not is_int(max_invalid) or max_invalid < 0:
             raise ValueError(f"max_invalid must be an integer >= 0, got {max_invalid!r}")
         if not isinstance(sandbox, str):
             raise ValueError(f"sandbox must be a sandbox backend name such as 'local', got {sandbox!r}")

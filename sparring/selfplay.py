@@ -532,7 +532,9 @@ class SelfPlay:
         rows = self.finished_rounds()
         k = self.config.eval.k
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
-        columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", "control/eval/success", "ei/pass@1", "ei/kept",
+        named = [f"eval/{name}/success" for name in self.config.env.eval_sets]
+        columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", *named, "control/eval/success",
+                   "ei/pass@1", "ei/kept",
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]
@@ -541,7 +543,7 @@ class SelfPlay:
         for row in rows:
             table.add_row(*[_fmt(row.get(c)) for c in columns])
         self.console.print(table)
-        plot_curves(rows, self.run.curves, k)
+        plot_curves(rows, self.run.curves, k, list(self.config.env.eval_sets))
 
 
 def _fmt(value: Any) -> str:
@@ -550,7 +552,7 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path, k: int) -> None:
+def plot_curves(rows: list[dict[str, Any]], path: Path, k: int, eval_sets: list[str] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -562,6 +564,12 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, k: int) -> None:
     ax.fill_between(rounds, [row["eval/success_low"] for row in rows], [row["eval/success_high"] for row in rows], alpha=0.2)
     if all(f"eval/pass@{k}" in row for row in rows):
         ax.plot(rounds, [row[f"eval/pass@{k}"] for row in rows], "s--", label=f"held-out pass@{k}")
+    for name in eval_sets:  # the named held-out sets (easy-to-hard: 5 numbers, the bootstrap's 3), with intervals
+        key = f"eval/{name}/success"
+        if all(key in row for row in rows):
+            line, = ax.plot(rounds, [row[key] for row in rows], "o-", label=f"held-out success: {name}")
+            ax.fill_between(rounds, [row[f"eval/{name}/success_low"] for row in rows],
+                            [row[f"eval/{name}/success_high"] for row in rows], alpha=0.15, color=line.get_color())
     control = [(row["round"], row["control/eval/success"]) for row in rows if "control/eval/success" in row]
     if control:
         ax.plot([0] + [r for r, _ in control], [rows[0]["eval/success"]] + [s for _, s in control], "^:",

@@ -106,6 +106,17 @@ def test_parser_never_trusts_lines_it_cannot_read():
     assert "no result" in results[6].error
 
 
+@pytest.mark.parametrize("status", ["timeout", "memory", "output_limit", "killed", "sandbox_error"])
+def test_results_of_a_run_that_did_not_end_on_its_own_never_count(status):
+    # what a forger outside the harness would write before killing it: right values, then the harness dies
+    stdout = '@@m@@{"i": 0, "value": 4}\n@@m@@{"i": 1, "error": "ValueError: no"}'
+    execution = parse_results(stdout, "@@m@@", 3, status, -9)
+    assert not any(result.ok for result in execution.results)
+    assert "not counted" in execution.results[0].error and execution.results[1].error == "ValueError: no"
+    assert IOTestSuite("f", [Call([2])] * 3, [4, 4, 4]).judge(execution.results)[0].passed is False
+    assert parse_results(stdout, "@@m@@", 3, "error", 1).results[0].value == 4  # it exited: its results count
+
+
 def test_a_forged_load_error_only_fails_everything():
     execution = parse_results('@@m@@{"i": 0, "value": 1}\n@@m@@{"load_error": "x"}', "@@m@@", 1, "ok")
     assert execution.load_error == "x" and not execution.results[0].ok

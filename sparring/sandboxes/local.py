@@ -370,7 +370,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
             for fd in fds:
                 os.close(fd)
             if work_dir:
-                shutil.rmtree(work_dir, ignore_errors=True)
+                remove_tree(work_dir)
 
     def _result(self, returncode: int, stdout: bytes, stderr: bytes, stopped: str | None, oom: bool,
                 wall: float) -> ExecResult:
@@ -500,6 +500,20 @@ def make_work_root() -> Path:
     root = Path(tempfile.mkdtemp(dir=parent, prefix=f"sparring-sandbox-{os.getpid()}-"))
     os.chmod(root, 0o711)  # slot uids reach their own work dirs, list nothing
     return root
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a run's work dir, folders its program locked (mode 000) included: they are opened up first
+    (root needs no such step; the caller's own uid, without per-slot uids, does)."""
+    for folder, subfolders, _ in os.walk(path):
+        for name in subfolders:
+            sub = os.path.join(folder, name)
+            try:
+                if not os.path.islink(sub):  # every process of the run is dead: nothing swaps it for a link now
+                    os.chmod(sub, 0o700)
+            except OSError:
+                pass
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def memory_file(name: str, content: bytes) -> int:

@@ -367,3 +367,47 @@ def test_a_run_leaves_nothing_for_the_next(sandbox):
     for slot in sandbox._slots:  # the host tiers' per-run work dirs are gone too, mode 000 folders and all
         if getattr(slot, "work_root", None) is not None:
             assert not list(slot.work_root.iterdir()), list(slot.work_root.iterdir())
+
+
+FILL = """
+import os
+written = {}
+for folder in (os.getcwd(), "/tmp", "/dev/shm", "/dev"):
+    total = 0
+    try:
+        for i in range(64):
+            with open(os.path.join(folder, f"fill{i}"), "wb") as f:
+                for _ in range(4):
+                    f.write(b"x" * (1 << 20))
+                    total += 1 << 20
+    except OSError:
+        pass
+    written[folder] = total >> 20
+print(written)
+"""
+
+
+def test_every_writable_place_is_capped(sandbox):
+    requires(sandbox, "scratch")  # many files, each under the file-size limit, into every writable folder
+    result = sandbox.run(FILL, timeout_s=20)
+    assert result.status == "ok", result
+    written = eval(result.stdout)  # a dict of ints this test's own program printed
+    assert all(megabytes <= sandbox.limits.max_file_mb for megabytes in written.values()), written
+
+
+def memory_capped_by_cgroup(sandbox) -> bool:
+    return sandbox.backend == "docker" or all(slot.cgroups is not None and slot.cgroups.memory_dir
+                                              for slot in sandbox._slots)
+
+
+def test_a_program_cannot_choose_its_status(sandbox):
+    exits = sandbox.run_many([{"code": f"import os\nos._exit({code})"} for code in (152, 137, 255)])
+    assert [r.status for r in exits] != ["timeout"] * 3
+    assert exits[0].status != "timeout" and exits[2].status != "sandbox_error", exits  # SIGXCPU's 128 + 24, and 255
+    assert all(r.status in ("error", "killed") for r in exits), exits  # the shells' 128 + N: see the README
+    claimed = sandbox.run("import sys\nsys.stderr.write('Traceback\\nMemoryError\\n')\nsys.exit(1)")
+    if memory_capped_by_cgroup(sandbox):  # else RLIMIT_AS caps memory and this line is the only sign of it
+        assert claimed.status == "error", claimed
+    forged = sandbox.run("import sys\nsys.stderr.write('\\n@@sparring-supervisor@@{\"exit\": 0, \"signal\": null, "
+                         "\"timeout\": true, \"oom\": false, \"wall_s\": 1, \"cpu_s\": 1, \"left\": []}\\n')\nsys.exit(3)")
+    assert (forged.status, forged.exit_code) == ("error", 3), forged

@@ -51,6 +51,22 @@ def test_same_value_is_strict_about_types(value):
     assert not same_value(1, value)
 
 
+@pytest.mark.parametrize("a, b", [
+    ({True}, {1}), ({1.0: "a"}, {1: "a"}), (-0.0, 0.0), ([-0.0], [0.0]), (frozenset({(1, 2.0)}), frozenset({(1, 2)})),
+    ({1: {0.0}}, {1: {-0.0}}), ({(True, 1): 1}, {(1, 1): 1}), ({1, 2}, {1, 2, 3}), ({1: 1}, {1: 1, 2: 2}),
+    (float("nan"), 1.0),
+])
+def test_same_value_is_strict_inside_sets_dict_keys_and_for_signed_zero(a, b):
+    assert not same_value(a, b) and not same_value(b, a)
+    assert same_value(a, a) and same_value(b, b)
+
+
+def test_same_value_keeps_what_is_equal():
+    assert same_value({1, "a", (2, 3.5)}, {(2, 3.5), "a", 1}) and same_value({"k": [1.5]}, {"k": [1.5]})
+    assert same_value(float("nan"), float("nan")) and same_value(frozenset(), frozenset())
+    assert not same_value({1: 2}, {1: 3})
+
+
 def test_encoder_refuses_subclasses_and_objects():
     class Int(int):
         pass

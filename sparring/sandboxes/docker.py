@@ -369,6 +369,8 @@ class DockerSandbox(Sandbox[DockerSlot]):
             raise SandboxError(f"the Docker image {image!r} is not there: make it with `sparring sandbox "
                                f"build-image` (offline, from this host's python3)") from error
         self._labels = {LABEL: "1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+        self._abandoned: set[str] = set()  # discarded containers the engine could not remove yet
+        self._abandoned_lock = threading.Lock()
         remove_stale(self.client)
         self._start_slots()
 
@@ -409,18 +411,52 @@ class DockerSandbox(Sandbox[DockerSlot]):
     def _close_slot(self, slot: DockerSlot) -> None:
         self._discard(slot)
 
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            left = self._remove_abandoned() if hasattr(self, "_abandoned") else []
+        if left:
+            raise SandboxError(f"cannot remove {len(left)} sandbox container(s) or their volumes: {left[0]}")
+
     def _discard(self, slot: DockerSlot) -> None:
-        """Remove the slot's container (every process in it dies); the next run starts a fresh one."""
+        """Take the slot's container away (every process in it dies); the next run starts a fresh one. Where
+        the engine cannot remove it now (it stopped answering), it is removed when it answers again."""
         container, slot.container = slot.container, None
         slot.memory_mb = self.limits.memory_mb
-        if container is None:
-            return
+        if container is not None:
+            with self._abandoned_lock:
+                self._abandoned.add(container.name)
+            self._remove_abandoned()
+
+    def _remove_abandoned(self) -> list[str]:
+        """Remove the discarded containers and their work volumes (same name); returns why for those left."""
+        docker, problems = _docker(), []
+        with self._abandoned_lock:
+            names = sorted(self._abandoned)
+        for name in names:
+            try:
+                for remove in (self.client.api.remove_container, self.client.api.remove_volume):
+                    try:
+                        remove(name, force=True)
+                    except docker.errors.NotFound:
+                        pass
+                with self._abandoned_lock:
+                    self._abandoned.discard(name)
+            except Exception as error:
+                if "is already in progress" in str(error):
+                    continue
+                problems.append(f"{name}: {error}")
+        return problems
+
+    def _engine_failure(self, what: str, error: Exception) -> SandboxError:
+        """The error of a failed API call, saying so plainly when the engine itself stopped answering."""
         try:
-            container.remove(force=True)
-            self.client.volumes.get(container.name).remove(force=True)  # the work volume has its name
-        except Exception as error:
-            if "No such" not in str(error) and "is already in progress" not in str(error):
-                raise SandboxError(f"cannot remove container {container.name} or its volume: {error}") from error
+            self.client.ping()
+        except Exception:
+            return SandboxError(f"the Docker engine stopped answering ({what}: {error}); this run did not happen. "
+                                f"The sandbox starts fresh containers once the engine answers again")
+        return SandboxError(f"{what} failed: {error}")
 
     # -- one run ----------------------------------------------------------------------------------
     def _run_in_slot(self, slot: DockerSlot, request: RunRequest) -> ExecResult:
@@ -428,6 +464,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
         api = self.client.api
         try:
             if slot.container is None:
+                self._remove_abandoned()
                 slot.container = self._new_container(slot.index)
             if slot.memory_mb != request.memory_mb:  # the cgroup is the memory limit (no RLIMIT_AS: threads work)
                 limit = f"{request.memory_mb + MEMORY_HEADROOM_MB}m"
@@ -441,12 +478,12 @@ class DockerSandbox(Sandbox[DockerSlot]):
                                       environment={"HOME": "/work", "TMPDIR": "/tmp"})["Id"]
             deadline = Deadline(request.timeout_s + WATCHDOG_GRACE_S)
             stream = api.exec_start(exec_id, stream=True, demux=True)
-        except SandboxError:
+        except SandboxError as error:
             self._discard(slot)
-            raise
+            raise self._engine_failure("starting the run", error) from error
         except Exception as error:
             self._discard(slot)
-            raise SandboxError(f"docker exec failed: {error}") from error
+            raise self._engine_failure("docker exec", error) from error
         stdout, stderr, stopped = self._capture(slot, stream, deadline)
         wall = time.monotonic() - started
         exit_code = None
@@ -455,7 +492,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
                 exit_code = api.exec_inspect(exec_id)["ExitCode"]
             except Exception as error:
                 self._discard(slot)
-                return self.failure(f"docker exec_inspect failed: {error}", wall)
+                return self.failure(str(self._engine_failure("docker exec_inspect", error)), wall)
         return self._result(slot, exit_code, stdout, stderr, stopped, wall)
 
     def _capture(self, slot: DockerSlot, stream, deadline: Deadline) -> tuple[bytes, bytes, str | None]:

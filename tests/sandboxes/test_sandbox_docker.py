@@ -1,7 +1,13 @@
-"""Docker specifics: the hardening flags the containers really run with, the warm pool and its recycling,
-and `sparring sandbox build-image`."""
+"""Docker specifics: the hardening flags the containers really run with, the seccomp profile, statuses from
+the supervisor, the warm pool and its recycling (an engine that stops and comes back included), and
+`sparring sandbox build-image`."""
 
 from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
 
 import pytest
 
@@ -120,3 +126,83 @@ def test_cli_builds_the_image_offline(docker_image, capsys):
             assert sandbox.run("import json, sqlite3, sys\nprint(sys.version_info[0])").stdout == "3\n"
     finally:
         connect().images.remove(tag, force=True)
+
+
+class EngineLink:
+    """A unix socket that forwards to the real engine: `cut()` makes it look as if the engine stopped (open
+    connections drop, new ones are refused), `restore()` as if it came back."""
+
+    def __init__(self, path: str, engine: str = "/var/run/docker.sock"):
+        self.path, self.engine = path, engine
+        self.server, self.open = None, []
+        self.restore()
+
+    def restore(self) -> None:
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(self.path)
+        self.server.listen(64)
+        threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
+
+    def cut(self) -> None:
+        self.server.close()
+        os.unlink(self.path)
+        for connection in self.open:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            connection.close()
+        self.open = []
+
+    def _accept(self, server) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.engine)
+            self.open += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, target) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        for end in (source, target):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_the_pool_survives_an_engine_that_stops_and_comes_back(docker_image, monkeypatch, tmp_path):
+    from sparring.sandboxes.docker import connect
+
+    if not os.path.exists("/var/run/docker.sock"):
+        pytest.skip("the engine does not listen on /var/run/docker.sock here")
+    link = EngineLink(str(tmp_path / "engine.sock"))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{link.path}")
+    sandbox = make_sandbox("docker", workers=1, memory_mb=128)
+    try:
+        assert sandbox.run("print(1)").stdout == "1\n"
+        first = sandbox._slots[0].container.name
+        results = []
+        during = threading.Thread(target=lambda: results.append(sandbox.run("import time\ntime.sleep(3)\nprint(2)")))
+        during.start()
+        time.sleep(1)  # the run is under way (or not yet started: either way the engine is gone for it)
+        link.cut()
+        during.join()
+        after = sandbox.run("print(3)")
+        for result in results + [after]:
+            assert result.status == "sandbox_error", result
+            assert "the Docker engine stopped answering" in result.stderr, result.stderr
+        link.restore()
+        assert [sandbox.run(f"print({n})").stdout for n in (4, 5)] == ["4\n", "5\n"]  # the same sandbox object
+        assert not connect().containers.list(all=True, filters={"name": first})  # what it lost touch with is gone
+    finally:
+        sandbox.close()

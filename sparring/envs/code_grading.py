@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from sparring.envs.base import Verdict, check_choice
 from sparring.envs.code_harness import decode_value, encode_value, same_value
 from sparring.sandboxes import BACKENDS as SANDBOX_BACKENDS
-from sparring.sandboxes import make_sandbox
+from sparring.sandboxes import SandboxError, make_sandbox
 
 HARNESS_SOURCE = (Path(__file__).parent / "code_harness.py").read_text()
 REWARDS = ("fraction", "binary")
@@ -265,6 +265,11 @@ def run_calls_many(sandbox: Any, jobs: list[tuple[str, str, list[Call]]], *, cal
         results = sandbox.run_many(requests)
     else:
         results = [sandbox.run(r.pop("code"), **r) for r in requests]
+    failed = [r for r in results if r.status == "sandbox_error"]
+    if failed and not getattr(sandbox, "available", lambda: True)():
+        # the infrastructure failed, not the programs: grading them 0 would train on it; the caller stops instead
+        raise SandboxError(f"the {getattr(sandbox, 'backend', 'sandbox')} sandbox is unavailable, so "
+                           f"{len(failed)} program(s) could not be graded: {failed[0].stderr.strip()[-400:]}")
     for (position, key, marker, n_calls), result in zip(pending, results):
         execution = parse_results(result.stdout, marker, n_calls, result.status, result.exit_code,
                                   getattr(result, "isolation", ""))

@@ -449,11 +449,18 @@ class DockerSandbox(Sandbox[DockerSlot]):
                 problems.append(f"{name}: {error}")
         return problems
 
+    def available(self) -> bool:
+        return not self._closed and self._engine_answers()
+
+    def _engine_answers(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except Exception:
+            return False
+
     def _engine_failure(self, what: str, error: Exception) -> SandboxError:
         """The error of a failed API call, saying so plainly when the engine itself stopped answering."""
-        try:
-            self.client.ping()
-        except Exception:
+        if not self._engine_answers():
             return SandboxError(f"the Docker engine stopped answering ({what}: {error}); this run did not happen. "
                                 f"The sandbox starts fresh containers once the engine answers again")
         return SandboxError(f"{what} failed: {error}")

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from sparring.cli import main
-from sparring.sandboxes import make_sandbox
+from sparring.envs.code_grading import Call, IOTestSuite, grade
+from sparring.sandboxes import SandboxError, make_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +202,14 @@ def test_the_pool_survives_an_engine_that_stops_and_comes_back(docker_image, mon
         for result in results + [after]:
             assert result.status == "sandbox_error", result
             assert "the Docker engine stopped answering" in result.stderr, result.stderr
+        assert not sandbox.available()
+        suite = IOTestSuite("f", [Call([2])], [4])
+        with pytest.raises(SandboxError, match="the docker sandbox is unavailable, so 1 program"):
+            grade(sandbox, "def f(x):\n    return x * x\n", suite, memory_mb=128, use_cache=False)  # not a 0
         link.restore()
+        assert sandbox.available()
         assert [sandbox.run(f"print({n})").stdout for n in (4, 5)] == ["4\n", "5\n"]  # the same sandbox object
+        assert grade(sandbox, "def f(x):\n    return x * x\n", suite, memory_mb=128, use_cache=False).success
         assert not connect().containers.list(all=True, filters={"name": first})  # what it lost touch with is gone
     finally:
         sandbox.close()

@@ -7,8 +7,9 @@ Tiers, strongest first (the strongest that works is picked at start and recorded
   each of max_file_mb, and a minimal read-only /dev and /proc, a cleared environment, a new session,
   no capabilities, no nested user namespaces, and it dies with its parent.
 - "unshare": util-linux `unshare` (user, net, pid, ipc, uts, mount namespaces) with private tmpfs /tmp,
-  /var/tmp and /dev/shm and no capabilities: no network and no process outlives the run, but the host's
-  files stay readable (and world-writable places writable) as far as the slot uid's permissions allow.
+  /var/tmp, /dev/shm and /run/lock and no capabilities: no network and no process outlives the run, but
+  the host's files stay readable (and other world-writable places writable, where a later run could
+  read what a run left) as far as the slot uid's permissions allow.
 - "rlimits": limits only, no namespaces. Insecure (network, host files, sibling processes are all
   reachable); it must be asked for by name and warns.
 
@@ -493,10 +494,10 @@ class LocalSandbox(Sandbox[LocalSlot]):
         return {"PATH": path, "HOME": str(home or "/"), "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
 
 
-# Inside `unshare` (root of a new user namespace): private tmpfs scratch dirs, then every capability
+# Inside `unshare` (root of a new user namespace): private tmpfs scratch dirs (the usual world-writable ones), then every capability
 # dropped for good, then sh as the namespace's pid 1 so that the program gets ordinary signals.
 UNSHARE_SETUP = f"""size=$0
-for dir in /tmp /var/tmp /dev/shm; do
+for dir in /tmp /var/tmp /dev/shm /run/lock; do
     if [ -d "$dir" ]; then mount -t tmpfs -o "size=$size,mode=1777" sparring "$dir" || exit {LAUNCHER_FAILED}; fi
 done
 exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all -- /bin/sh -c '"$@"; exit $?' sh "$@"

@@ -18,7 +18,7 @@ KINDS = ("local", "local-unshare", "local-rlimits", "docker")
 # place a program can write is a tmpfs of at most max_file_mb.
 CONFINES = {
     "bwrap": {"filesystem", "network", "processes", "environment", "leftovers", "scratch"},
-    "unshare": {"network", "processes", "environment", "leftovers"},
+    "unshare": {"network", "processes", "environment"},  # other world-writable host folders persist
     "rlimits": {"environment"} | ({"processes"} if os.geteuid() == 0 else set()),
     "docker": {"filesystem", "network", "processes", "environment", "leftovers", "scratch"},
 }

@@ -103,18 +103,22 @@ def test_humaneval_source_repairs_a_mutated_canonical_solution():
     assert "return x - y" in "\n".join(mutants)
 
 
-def lookup_table_attack(env, task, turns):
+def lookup_table_attack(env, task, turns, name="f", source="CodeSynth-v0", seen=None):
     """The attack of a model that learns nothing: a program mapping every (call -> expected value) it has
-    seen, in the prompt's examples and in the feedback, and nothing else. Returns the last verdict."""
-    seen = {f"f({given!r})": output for given, output in task.examples}
-    observation, _ = env.reset(options={"task": {"source": "CodeSynth-v0", "task": task.to_dict(),
-                                                 "program": "def f(x):\n    return None\n"}})
+    seen, in the prompt's examples (`seen`) and in the feedback, and nothing else. Returns the last verdict."""
+    seen = dict(seen or {})
+    observation, _ = env.reset(options={"task": {"source": source, "task": task,
+                                                 "program": f"def {name}(*args):\n    return None\n"}})
     for _ in range(turns):
         for line in observation.splitlines():
-            if line.startswith("- f(") and ": expected " in line:
+            if line.startswith(f"- {name}(") and ": expected " in line:
                 call, _, rest = line[2:].partition(": expected ")
-                seen[call] = ast.literal_eval(rest.split(", got ")[0].split(", error: ")[0])
-        program = f"T = {seen!r}\ndef f(*args):\n    return T.get('f(' + ', '.join(map(repr, args)) + ')')\n"
+                try:
+                    seen[call] = ast.literal_eval(rest.split(", got ")[0].split(", error: ")[0])
+                except (ValueError, SyntaxError):
+                    pass
+        program = (f"T = {seen!r}\ndef {name}(*args):\n"
+                   f"    return T.get('{name}(' + ', '.join(map(repr, args)) + ')')\n")
         observation, _, terminated, _, info = env.step(program)
         if terminated:
             return info["verdict"]
@@ -125,11 +129,19 @@ def test_a_lookup_table_of_the_feedback_never_succeeds():
     env = gymnasium.make("CodeRepair-v0", max_turns=4)
     for index in range(6):
         task = generate_task(PRESETS["easy"], "train", 0, index)
-        verdict = lookup_table_attack(env, task, 4)
+        verdict = lookup_table_attack(env, task.to_dict(), 4, seen={f"f({i!r})": o for i, o in task.examples})
         assert not verdict["success"], (index, verdict)
         shown = "\n".join([verdict["feedback"]] + [str(f) for f in verdict["details"]["failures"]])
         for given, output in task.tests[len(task.tests) // 2:]:  # nothing of the held-out tests was ever shown
             assert f"f({given!r})" not in shown
+
+
+def test_a_lookup_table_of_the_feedback_never_succeeds_on_humaneval():
+    env = gymnasium.make("CodeRepair-v0", source="HumanEval-v0", max_turns=4)
+    for task_id, name in [("HumanEval/0", "has_close_elements"), ("HumanEval/2", "truncate_number"),
+                          ("HumanEval/12", "longest"), ("HumanEval/23", "strlen"), ("HumanEval/53", "add")]:
+        verdict = lookup_table_attack(env, {"task_id": task_id}, 4, name, "HumanEval-v0")
+        assert not verdict["success"], (task_id, verdict)
 
 
 def test_bad_tasks_and_arguments():

@@ -29,11 +29,11 @@ close_range dup dup2 dup3 pipe pipe2 fcntl ioctl flock fsync fdatasync sync sync
 ftruncate truncate sendfile splice tee copy_file_range readahead fadvise64
 stat fstat lstat newfstatat statx statfs fstatfs access faccessat faccessat2 readlink readlinkat getdents getdents64
 getcwd chdir fchdir mkdir mkdirat rmdir unlink unlinkat rename renameat renameat2 link linkat symlink symlinkat
-chmod fchmod fchmodat chown fchown fchownat lchown umask utime utimes utimensat futimesat mknod mknodat
+chmod fchmod fchmodat fchmodat2 chown fchown fchownat lchown umask utime utimes utimensat futimesat mknod mknodat
 getxattr lgetxattr fgetxattr listxattr llistxattr flistxattr setxattr lsetxattr fsetxattr removexattr
 lremovexattr fremovexattr
 mmap munmap mprotect mremap madvise brk msync mincore mlock mlock2 munlock mlockall munlockall membarrier
-memfd_create pkey_alloc pkey_free pkey_mprotect
+memfd_create pkey_alloc pkey_free pkey_mprotect map_shadow_stack
 fork vfork execve execveat exit exit_group wait4 waitid kill tkill tgkill pidfd_open pidfd_send_signal
 getpid getppid gettid getpgid getpgrp setpgid getsid setsid getuid geteuid getgid getegid getresuid getresgid
 getgroups setuid setgid setreuid setregid setresuid setresgid setfsuid setfsgid setgroups capget capset

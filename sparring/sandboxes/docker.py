@@ -183,7 +183,7 @@ for folder in {SCRATCH!r}:
     except OSError as error:
         names = [str(error)]
     if names:
-        left_behind.append(f"{{folder}}: {{sorted(names)[:5]}}")
+        left_behind.append(f"{{folder}}: {{[name[:40] for name in sorted(names)[:5]]}}")
 for kind in ("shm", "msg", "sem"):
     try:
         with open(f"/proc/sysvipc/{{kind}}") as f:

@@ -213,3 +213,19 @@ def test_the_pool_survives_an_engine_that_stops_and_comes_back(docker_image, mon
         assert not connect().containers.list(all=True, filters={"name": first})  # what it lost touch with is gone
     finally:
         sandbox.close()
+
+
+def test_a_cleanup_that_leaves_something_replaces_the_container(docker_sandbox, monkeypatch):
+    from sparring.sandboxes import docker as backend
+
+    # a scratch folder the supervisor cannot empty (the image's read-only /etc) stands for anything left over
+    monkeypatch.setattr(backend, "SUPERVISOR", backend.SUPERVISOR.replace(repr(backend.SCRATCH),
+                                                                          repr(backend.SCRATCH + ("/etc",))))
+    slot = docker_sandbox._slots[0]
+    docker_sandbox.run("print(1)")
+    result = docker_sandbox.run("print(2)")
+    assert (result.status, result.stdout) == ("sandbox_error", "2\n"), result
+    assert "the cleanup after this run left /etc: ['group'" in result.stderr and "container was replaced" in result.stderr
+    assert slot.container is None
+    monkeypatch.undo()
+    assert docker_sandbox.run("print(3)").stdout == "3\n"

@@ -188,7 +188,7 @@ def _times(k: int) -> str:
 
 
 _MOVE = re.compile(r"\s*(?:<answer>)?\s*(\d{1,15})\s*([-+*/×÷])\s*(\d{1,15})\s*(?:=\s*(\d{1,30}))?\s*(?:</answer>)?\s*")
-_STATE = re.compile(r"\s*((?:\d{1,15}\s+)*\d{1,15})\s*->\s*(\d{1,15})\s*")
+_STATE = re.compile(r"\s*((?:(?:\d{1,15}|_)\s+)*(?:\d{1,15}|_))\s*->\s*(\d{1,15})\s*")
 _OPS = {"×": "*", "÷": "/"}
 
 
@@ -224,9 +224,20 @@ def apply_move(values: list[int], step: Step) -> list[int]:
     return [*left, int(step.result)]
 
 
-def state_text(values: list[int], target: int) -> str:
-    """The numbers left and the target as the compact prompt writes a task: `24 2 -> 22`."""
-    return f"{' '.join(map(str, values))} -> {target}"
+def state_text(values: list[int | None], target: int) -> str:
+    """The numbers left and the target as the compact prompt writes a task: `24 2 -> 22` (`_` for a used slot)."""
+    return f"{' '.join('_' if v is None else str(v) for v in values)} -> {target}"
+
+
+def apply_to_slots(slots: list[int | None], step: Step) -> list[int | None]:
+    """The task's slots after `step`: its result in the first operand's slot, `_` in the second's; every other
+    number stays where the task wrote it, so each state line is the one before with two places changed."""
+    out = list(slots)
+    first = out.index(int(step.left))
+    out[first] = None
+    second = out.index(int(step.right))
+    out[first], out[second] = int(step.result), None
+    return out
 
 
 MAX_STEP_LINES = 4 * MAX_NUMBERS
@@ -265,7 +276,7 @@ def verify_steps(task: CountdownTask, completion: Any, *, allow_subset: bool = F
     for i, line in enumerate(lines, 1):
         state = _STATE.fullmatch(line) if len(line) <= 200 else None
         if state is not None:
-            said = [int(n) for n in state[1].split()]
+            said = [int(n) for n in state[1].split() if n != "_"]
             if Counter(said) != Counter(values) or int(state[2]) != task.target:
                 return wrong(i, line, f"the numbers left are {state_text(values, task.target)}", "wrong_state",
                              float(format_reward))
@@ -357,8 +368,8 @@ def prompt(task: CountdownTask, instruction: str = "full", answer_format: str = 
         return state_text(list(task.numbers), task.target)
     numbers = ", ".join(map(str, task.numbers))
     if answer_format != "expression":
-        example = "8*3=24\n24-2=22" if answer_format == "steps" else "8*3=24\n24 2 -> 22\n24-2=22"
-        state = (" After each step you may restate the numbers left and the target, like 24 2 -> 22."
+        example = "8*3=24\n24-2=22" if answer_format == "steps" else "8*3=24\n24 _ 2 -> 22\n24-2=22\n22 _ _ -> 22"
+        state = (" After each step you may restate the numbers in their places, _ for those used, and the target."
                  if answer_format == "steps-with-state" else "")
         return (f"Using the numbers [{numbers}], reach {task.target}. Write one operation per line with its result, "
                 "combining two of the numbers still available with +, -, * or / (no negative results, exact "
@@ -374,16 +385,18 @@ def prompt(task: CountdownTask, instruction: str = "full", answer_format: str = 
 def expert_steps(task: CountdownTask, answer_format: str = "steps", *, allow_subset: bool = False,
                  rng: random.Random | None = None) -> str:
     """An exact solution one whole-number operation per line (`steps-with-state`: each step followed by the
-    numbers left); `rng` picks a random one of the solutions."""
+    state, the task's numbers in their places with `_` for those used up: `8*3=24` then `24 _ 2 -> 22`);
+    `rng` picks a random one of the solutions."""
     found = solve_steps(list(task.numbers), task.target, allow_subset=allow_subset, integer_only=True, rng=rng)
     if found is None:
         raise UnsolvableTaskError(f"Countdown task {task.to_dict()} has no solution in whole-number steps")
-    lines, values = [], list(task.numbers)
+    lines: list[str] = []
+    slots: list[int | None] = list(task.numbers)
     for step in found[1]:
         lines.append(str(step))
-        values = apply_move(values, step)
-        if answer_format == "steps-with-state" and len(values) > 1:
-            lines.append(state_text(values, task.target))
+        if answer_format == "steps-with-state":
+            slots = apply_to_slots(slots, step)
+            lines.append(state_text(slots, task.target))
     return "\n".join(lines)
 
 
@@ -418,7 +431,7 @@ class CountdownEnv(SingleTurnEnv):
     Any text (`UnicodeText`); the last `<answer>...</answer>` is graded: an expression (`8*3-2`), or with
     `answer_format="steps"` one operation per line with its result (`8*3=24` newline `24-2=22`), each line
     checked exactly; `"steps-with-state"` is the same answer, and the expert also restates the numbers
-    left after each step (`24 2 -> 22`); such state lines are checked when present.
+    after each step in their places (`24 _ 2 -> 22`); such state lines are checked when present.
     ## Observation Space
     Text: TinyZero's instruction with the numbers and the target; after the step, the verdict's feedback.
     ## Reward

@@ -247,7 +247,10 @@ def test_answer_formats_expert_verifies_and_prompt_says_the_format(answer_format
         else:
             states = [line for line in lines if "->" in line]
             assert len(lines) - len(states) == len(task["numbers"]) - 1
-            assert len(states) == (len(task["numbers"]) - 2 if answer_format == "steps-with-state" else 0)
+            assert len(states) == (len(task["numbers"]) - 1 if answer_format == "steps-with-state" else 0)
+            if states:  # the numbers in their places, `_` for those used up; the last state holds the target alone
+                assert all(len(state.split()) == len(task["numbers"]) + 2 for state in states)
+                assert states[-1].split()[:-2].count("_") == len(task["numbers"]) - 1
         _, reward, terminated, _, info = env.step(answer)
         assert reward == 1.0 and terminated and info["verdict"]["success"]
 
@@ -255,6 +258,8 @@ def test_answer_formats_expert_verifies_and_prompt_says_the_format(answer_format
 @pytest.mark.parametrize("answer, reward, feedback", [
     ("<answer>9-6=3\n16-3=13</answer>", 1.0, "correct"),
     ("<answer>9-6=3\n16 3 -> 13\n16-3=13</answer>", 1.0, "correct"),
+    ("<answer>9-6=3\n16 3 _ -> 13\n16-3=13\n13 _ _ -> 13</answer>", 1.0, "correct"),
+    ("<answer>9-6=3\n16 _ 3 -> 13\n16-3=13\n_ 12 _ -> 13</answer>", 0.1, "line 4 ('_ 12 _ -> 13'): the numbers left"),
     ("<answer>9-6=3\n16-3=12</answer>", 0.1, "line 2 ('16-3=12'): 16-3 is 13, not 12"),
     ("<answer>9-6=3\n16 4 -> 13\n16-3=13</answer>", 0.1, "line 2 ('16 4 -> 13'): the numbers left are 16 3 -> 13"),
     ("<answer>9-6=3\n9-3=6</answer>", 0.1, "line 2 ('9-3=6'): 9 and 3 are not both among the current numbers [16, 3]"),

@@ -437,14 +437,27 @@ class SelfPlay:
                     agent_metrics.update(collected)
                 else:
                     trajectories = trainer.collect(sampler, tasks, seed=cfg.seed * 1000 + r, on_turn=on_turn)
-            verified, extra = None, []
+                searched, search_attempts = [], []
+                if ei.search:  # first moves tried, the policy finishing each smaller task
+                    searched, search_attempts, search_metrics = trainer.search(
+                        sampler, tasks, seed=cfg.seed * 1000 + r,
+                        on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search))
+                    agent_metrics.update(search_metrics)
+            verified, extra = None, list(searched)
+            if ei.replay:  # the bootstrap's kind of demonstrations, fresh tasks each round
+                from sparring.trainers.bootstrap import expert_demonstrations
+
+                replayed = draw_tasks(self.env_id, self.expert_kwargs, "train", cfg.seed,
+                                      r * TASKS_PER_STREAM + TASKS_PER_STREAM // 4, ei.replay)
+                extra += expert_demonstrations(self.env_id, self.expert_kwargs, replayed, cfg.bootstrap.demonstrations)
             if team:  # verifiers, the proposer's pass rates, the reflector's refined attempts
-                verified, extra, after = team.after_collect(r, trajectories, ei.k, tokenizer)
+                verified, team_extra, after = team.after_collect(r, trajectories, ei.k, tokenizer)
+                extra += team_extra
                 agent_metrics.update(after)
             model, metrics = trainer.fit(model, tokenizer, self.run.checkpoint("round-000"), trajectories,
                                          self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r, verified=verified,
                                          extra=extra, callbacks=[self.bars.steps("training on verified samples", ei.sft.steps)])
-            save_trajectories(trajectories + (team.refined if team else []), round_dir / "trajectories")
+            save_trajectories(trajectories + search_attempts + (team.refined if team else []), round_dir / "trajectories")
             sft_settings = cfg.expert_iteration.sft
         else:
             from sparring.trainers.grpo import train_grpo
@@ -534,7 +547,7 @@ class SelfPlay:
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
         named = [f"eval/{name}/success" for name in self.config.env.eval_sets]
         columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", *named, "control/eval/success",
-                   "ei/pass@1", "ei/kept",
+                   "ei/pass@1", "ei/kept", "ei/search_solved",
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]

@@ -382,6 +382,32 @@ def prompt(task: CountdownTask, instruction: str = "full", answer_format: str = 
             "<answer> (1 + 2) / 3 </answer>.")
 
 
+def render_steps(task: CountdownTask, steps: list[Step], answer_format: str = "steps") -> str:
+    """`steps` one per line (`steps-with-state`: each followed by the state, the task's numbers in their places)."""
+    lines: list[str] = []
+    slots: list[int | None] = list(task.numbers)
+    for step in steps:
+        lines.append(str(step))
+        if answer_format == "steps-with-state":
+            slots = apply_to_slots(slots, step)
+            lines.append(state_text(slots, task.target))
+    return "\n".join(lines)
+
+
+def read_steps(task: CountdownTask, completion: Any) -> list[Step] | None:
+    """The steps of a step answer that verifies for `task`, or None (never raises)."""
+    if not verify_steps(task, completion).success:
+        return None
+    values, steps = list(task.numbers), []
+    for line in (extract_answer(as_text(completion)) or "").splitlines():
+        if line.strip() and _STATE.fullmatch(line) is None:
+            step = check_move(values, line, need_result=True)
+            assert not isinstance(step, str)  # verify_steps accepted every line
+            values = apply_move(values, step)
+            steps.append(step)
+    return steps
+
+
 def expert_steps(task: CountdownTask, answer_format: str = "steps", *, allow_subset: bool = False,
                  rng: random.Random | None = None) -> str:
     """An exact solution one whole-number operation per line (`steps-with-state`: each step followed by the
@@ -390,14 +416,7 @@ def expert_steps(task: CountdownTask, answer_format: str = "steps", *, allow_sub
     found = solve_steps(list(task.numbers), task.target, allow_subset=allow_subset, integer_only=True, rng=rng)
     if found is None:
         raise UnsolvableTaskError(f"Countdown task {task.to_dict()} has no solution in whole-number steps")
-    lines: list[str] = []
-    slots: list[int | None] = list(task.numbers)
-    for step in found[1]:
-        lines.append(str(step))
-        if answer_format == "steps-with-state":
-            slots = apply_to_slots(slots, step)
-            lines.append(state_text(slots, task.target))
-    return "\n".join(lines)
+    return render_steps(task, found[1], answer_format)
 
 
 def expert_answer(task: CountdownTask, answer_format: str = "expression", *, allow_subset: bool = False,
@@ -485,6 +504,36 @@ class CountdownEnv(SingleTurnEnv):
 
     def expert_answer(self) -> str:
         return expert_answer(self.task, self.answer_format, allow_subset=self.allow_subset)
+
+    # search over first moves (expert iteration's `search`): the policy finishes each smaller task
+    def decompose(self, task: dict[str, Any], n: int, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
+        """Up to `n` random legal first moves on `task`, each with the smaller task it leaves (the same target,
+        the move's result in place of its operands): `[(move, subtask), ...]`. Needs step answers."""
+        if self.answer_format == "expression":
+            raise ValueError("search over first moves needs step answers: set answer_format='steps' or "
+                             "'steps-with-state' on Countdown-v0")
+        parsed = CountdownTask.from_dict(task)
+        if len(parsed.numbers) < 3:
+            return []
+        moves = admissible_moves(list(parsed.numbers))
+        out = []
+        for move in rng.sample(moves, min(n, len(moves))):
+            step = check_move(list(parsed.numbers), move)
+            assert not isinstance(step, str)
+            out.append((str(step), {"numbers": apply_move(list(parsed.numbers), step), "target": parsed.target}))
+        return out
+
+    def compose(self, task: dict[str, Any], move: str, sub_answer: str) -> str | None:
+        """The whole answer to `task`: `move`, then the steps of `sub_answer` (a verified answer to the smaller
+        task `move` leaves), in this env's answer format; None when `sub_answer` does not verify."""
+        parsed = CountdownTask.from_dict(task)
+        first = check_move(list(parsed.numbers), move, need_result=True)
+        if isinstance(first, str):
+            return None
+        rest = read_steps(CountdownTask(tuple(apply_move(list(parsed.numbers), first)), parsed.target), sub_answer)
+        if rest is None:
+            return None
+        return f"<answer>{render_steps(parsed, [first, *rest], self.answer_format)}</answer>"
 
 
 def state_line(target: int, values: list[int], steps: list[Step]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from sparring.agents.policy import Policy, SamplingParams
 from sparring.agents.solver import Solver, by_task
 from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
-from sparring.trajectories import Trajectory
+from sparring.trajectories import Trajectory, Turn
 
 BALANCE_TARGET = 8  # B-STaR's n*: distinct correct answers per query that count as fully explored
 
@@ -31,9 +31,22 @@ class ExpertIterationConfig:
     restart_from_base: bool = False  # True: ReST-EM; False: continue (STaR)
     weight_hard_tasks: bool = True  # repeat a task's kept answers k - c + 1 times (c of k correct): rarely solved tasks count more
     max_invalid: int | None = None  # keep an attempt only if it made at most this many invalid actions (multi-turn envs)
+    # search over first moves (envs with decompose/compose, e.g. Countdown-v0 with step answers): per task, up to
+    # `search` random legal first moves; the policy finishes each smaller task `search_samples` times; whole answers
+    # that verify are kept (at most max_per_task per task) beside the sampled ones. 0: no search
+    search: int = 0
+    search_samples: int = 1
+    # expert demonstrations replayed in each round's training data, on the bootstrap's tasks (env.bootstrap_kwargs
+    # in easy-to-hard runs), as Self-Improving Transformers keeps its labelled data: what the rounds learn does not
+    # wash out what the bootstrap taught. 0: none
+    replay: int = 0
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=1e-4, scheduler="cosine"))
 
     def __post_init__(self) -> None:
+        for name, low in (("search", 0), ("search_samples", 1), ("replay", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"expert_iteration.{name} must be an integer >= {low}, got {value!r}")
         for name in ("k", "max_per_task"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -108,6 +121,47 @@ class ExpertIterationTrainer:
         params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.max_tokens)
         solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns, executor=self.executor)
         return solver.run(tasks, k=self.config.k, seed=seed, on_turn=on_turn)
+
+    def search(self, policy: Policy, tasks: list[dict[str, Any]], *, seed: int = 0,
+               on_turn: Callable[[int, int], None] | None = None) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
+        """Search over first moves: the env's `decompose` gives up to `config.search` random legal first moves per
+        task and the smaller task each leaves; the policy solves those (`search_samples` each); `compose` joins a
+        move and a verified finish into a whole answer, which the env grades on the whole task. Returns the kept
+        whole answers (at most `max_per_task` distinct per task), every whole attempt, and metrics."""
+        import random
+
+        import gymnasium
+
+        env = gymnasium.make(self.env_id, **self.env_kwargs).unwrapped
+        if not (hasattr(env, "decompose") and hasattr(env, "compose")):
+            raise ValueError(f"expert_iteration.search needs an env that can split a task after a first move "
+                             f"(decompose/compose); {self.env_id} cannot: set expert_iteration.search=0")
+        rng = random.Random(seed)
+        pieces = [(i, move, sub) for i, task in enumerate(tasks) for move, sub in env.decompose(task, self.config.search, rng)]
+        params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.max_tokens)
+        solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns, executor=self.executor)
+        finishes = solver.run([sub for _, _, sub in pieces], k=self.config.search_samples, seed=seed + 1, on_turn=on_turn)
+        attempts: list[Trajectory] = []
+        kept: dict[int, dict[str, Trajectory]] = {}
+        for (i, move, _), group in zip(pieces, by_task(finishes, self.config.search_samples)):
+            for finish in group:
+                action = finish.turns[-1].action if finish.turns else ""
+                whole = env.compose(tasks[i], move, action) if finish.success else None
+                if whole is None:
+                    continue
+                observation, _ = env.reset(options={"task": tasks[i]})
+                _, reward, _, _, info = env.step(whole)
+                trajectory = Trajectory(self.env_id, tasks[i], source="search", env_kwargs=dict(self.env_kwargs),
+                                        meta={"task_index": i, "first_move": move})
+                trajectory.turns.append(Turn(observation, whole, float(reward)))
+                trajectory.verdict = info["verdict"]
+                attempts.append(trajectory)
+                if trajectory.success and len(kept.setdefault(i, {})) < self.config.max_per_task:
+                    kept[i].setdefault(whole, trajectory)
+        chosen = [t for answers in kept.values() for t in answers.values()]
+        n = max(1, len(tasks))
+        return chosen, attempts, {"ei/search_solved": len(kept) / n, "ei/search_kept": len(chosen),
+                                  "ei/search_finishes": sum(t.success for t in finishes) / max(1, len(finishes))}
 
     def round(self, sampler: Policy, model: Any, tokenizer: Any, base_path: str | Path, tasks: list[dict[str, Any]],
               output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,

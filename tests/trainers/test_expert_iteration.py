@@ -59,3 +59,75 @@ def test_max_invalid_drops_successes_that_hold_invalid_actions():
 def test_config_checks(field, value):
     with pytest.raises(ValueError, match=field):
         ExpertIterationConfig(**{field: value})
+
+
+class ThreeNumberSolver:
+    """A policy that can do Countdown tasks of at most 3 numbers (the expert's step answers, with states) and
+    writes nothing useful for longer ones: what a bootstrap on at most 3 numbers gives, idealised."""
+
+    backend, name, spec = "scripted", "three-number-solver", None
+
+    def generate(self, prompts, params):
+        import random
+
+        from sparring.agents.policy import Completion
+        from sparring.envs.countdown import CountdownTask, expert_answer
+        from sparring.errors import UnsolvableTaskError
+
+        out = []
+        for prompt in prompts:
+            text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+            numbers, target = text.split("->")
+            task = CountdownTask(tuple(int(n) for n in numbers.split()), int(target))
+            answer = "<answer>1+1=2</answer>"
+            if len(task.numbers) <= 3:
+                try:
+                    answer = expert_answer(task, "steps-with-state", rng=random.Random(len(out)))
+                except UnsolvableTaskError:
+                    pass
+            out.append([Completion(answer) for _ in range(params.n)])
+        return out
+
+    def close(self):
+        pass
+
+
+def test_search_finishes_after_first_moves_and_keeps_whole_answers_that_verify():
+    """Search over first moves climbs one number: the policy solves the 3-number tasks that random legal first
+    moves leave, and the whole 4-number answers are graded by the env on the whole task."""
+    import gymnasium
+
+    from sparring.envs.countdown import generate_tasks, CountdownConfig
+    from sparring.trainers.expert_iteration import ExpertIterationTrainer
+
+    kwargs = {"num_numbers": 4, "max_number": 20, "min_target": 1, "instruction": "compact",
+              "answer_format": "steps-with-state"}
+    tasks = [t.to_dict() for t in generate_tasks(CountdownConfig(4, max_number=20, min_target=1), n=20)]
+    trainer = ExpertIterationTrainer(ExpertIterationConfig(k=2, search=6, max_per_task=2), "Countdown-v0", kwargs,
+                                     max_tokens=120)
+    policy = ThreeNumberSolver()
+    assert not any(t.success for t in trainer.collect(policy, tasks))  # sampling alone never solves 4 numbers
+    kept, attempts, metrics = trainer.search(policy, tasks, seed=0)
+    assert metrics["ei/search_solved"] >= 0.5 and kept and len(kept) == metrics["ei/search_kept"]
+    env = gymnasium.make("Countdown-v0", **kwargs)
+    for trajectory in kept:
+        assert trajectory.source == "search" and trajectory.success
+        answer = trajectory.turns[0].action
+        assert answer.startswith(f"<answer>{trajectory.meta['first_move']}\n")
+        env.reset(options={"task": trajectory.task})  # graded again from scratch: right on the whole task
+        assert env.step(answer)[1] == 1.0 and trajectory.turns[0].observation == env.unwrapped._begin()[0]
+    per_task = {}
+    for trajectory in kept:
+        per_task.setdefault(trajectory.meta["task_index"], []).append(trajectory)
+    assert max(len(v) for v in per_task.values()) <= 2
+
+
+def test_search_needs_an_env_that_splits_tasks():
+    from sparring.trainers.expert_iteration import ExpertIterationTrainer
+
+    trainer = ExpertIterationTrainer(ExpertIterationConfig(search=2), "Countdown-v0", {"answer_format": "expression"})
+    with pytest.raises(ValueError, match="answer_format='steps'"):
+        trainer.search(ThreeNumberSolver(), [{"numbers": [1, 2, 3, 4], "target": 10}])
+    trainer = ExpertIterationTrainer(ExpertIterationConfig(search=2), "CountdownSteps-v0", {})
+    with pytest.raises(ValueError, match="expert_iteration.search=0"):
+        trainer.search(ThreeNumberSolver(), [{"numbers": [1, 2, 3, 4], "target": 10}])

@@ -8,7 +8,8 @@ climbs to 4- and 5-number Countdown, where no expert answer is ever shown?
 The base is configs/countdown-easy-to-hard.yaml. Its round 0 (the bootstrap) runs once (`boot`); every arm then
 starts from that checkpoint with the same rounds, tasks per round, samples per task and fine-tuning steps:
 
-    fixed       4-number tasks from round 1, the exact verifier, expert iteration (the config as shipped)
+    fixed       the config as shipped: 4-number tasks, then 4-5, the exact verifier, expert iteration with search
+    no-search   the same without search over first moves: only whole answers sampled from the model
     ladder      a mixed ladder, some harder tasks every round (Self-Improving Transformers): 3-4, 4, 4-5 numbers
     curriculum  the curriculum proposer's ladder (proposer.kind=curriculum) over 3..5 numbers
     proposer    the trained proposer (proposer.kind=policy) writes half the tasks, 3..5 numbers
@@ -34,6 +35,7 @@ CONFIG = ["--config", str(ROOT / "configs" / "countdown-easy-to-hard.yaml")]
 LADDER = ["proposer.knobs={num_numbers: [3, 5]}"]
 ARMS = {
     "fixed": [],
+    "no-search": ["expert_iteration.search=0"],
     "ladder": ["env.curriculum=[{num_numbers: [3, 4]}, {num_numbers: 4}, {num_numbers: [4, 5]}]"],
     "curriculum": ["proposer.kind=curriculum", "proposer.fraction=1.0",
                    "proposer.levels=[{num_numbers: 3}, {num_numbers: 4}, {num_numbers: 5}]"],

@@ -188,7 +188,8 @@ def test_easy_to_hard_no_expert_answer_beyond_three_numbers_enters_training(tmp_
 
     monkeypatch.setattr(countdown, "expert_answer", guarded)
     path = Path(__file__).resolve().parents[1] / "configs" / "countdown-easy-to-hard.yaml"
-    config = load_selfplay_config(path, TINY + ["control=true", "policy.max_tokens=40",
+    config = load_selfplay_config(path, TINY + ["control=true", "policy.max_tokens=40", "expert_iteration.replay=5",
+                                                "expert_iteration.search=2",
                                                 "env.curriculum=[{num_numbers: 4}, {num_numbers: 5}]"])
     rows = SelfPlay(config, tmp_path / "run").run_rounds()
     assert sizes and set(sizes) <= {2, 3}  # the expert did write (bootstrap and control), never beyond 3 numbers
@@ -196,4 +197,5 @@ def test_easy_to_hard_no_expert_answer_beyond_three_numbers_enters_training(tmp_
     for r, count in ((1, 4), (2, 5)):  # the curriculum's tasks, answered only by the policy
         tasks = [json.loads(line) for line in (tmp_path / f"run/rounds/00{r}/tasks.jsonl").read_text().splitlines()]
         assert {len(t["task"]["numbers"]) for t in tasks} == {count}
-        assert {t.source for t in load_trajectories(tmp_path / f"run/rounds/00{r}/trajectories")} == {"policy"}
+        sources = {t.source for t in load_trajectories(tmp_path / f"run/rounds/00{r}/trajectories")}
+        assert sources <= {"policy", "search"} and "policy" in sources

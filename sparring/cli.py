@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sparring.errors import SparringError
+from sparring.io import read_jsonl
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -71,12 +72,11 @@ def quiet_libraries() -> None:
 
 
 def cmd_selfplay(args: argparse.Namespace) -> int:
-    """Run (or resume) the self-play loop."""
-    from sparring.selfplay import SelfPlay, load_selfplay_config
+    """Run (or resume) the self-play loop; `--print-config` shows the resolved config with every key's help."""
+    from sparring.selfplay import SelfPlay, check_resume, default_run_dir, load_selfplay_config
 
     quiet_libraries()
-    run_dir = args.run_dir
-    config_path = args.config
+    run_dir, config_path = args.run_dir, args.config
     if args.resume:
         if not run_dir:
             raise ValueError("--resume needs --run-dir: the run to continue")
@@ -85,13 +85,26 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume: {saved} does not exist; there is no run to continue in {run_dir}")
         config_path = config_path or saved
     config = load_selfplay_config(config_path, args.overrides, seed=args.seed)  # no --config: the embedded default
-    run_dir = run_dir or f"runs/{Path(config_path).stem if config_path else 'countdown-ei'}-seed{config.seed}"
+    if args.print_config:
+        from sparring.config import annotated_yaml
+
+        if args.resume:
+            check_resume(Path(run_dir) / "config.yaml", config)
+        print(annotated_yaml(config), end="")
+        return 0
+    run_dir = run_dir or default_run_dir(Path(config_path).stem if config_path else "countdown-ei", config.seed)
     console = Console(width=args.width)
     console.print(f"[bold]sparring selfplay[/bold]: {config.env.id}, {config.algorithm}, {config.rounds} rounds, "
                   f"run directory {run_dir}" + (f", episodes on Ray ({config.executor.num_workers} workers at "
                                                 f"{config.executor.address or 'a Ray started here'})"
                                                 if config.executor.kind == "ray" else ""))
-    rows = SelfPlay(config, run_dir, console=console).run_rounds(resume=args.resume)
+    try:
+        rows = SelfPlay(config, run_dir, console=console).run_rounds(resume=args.resume)
+    except KeyboardInterrupt:
+        done = len(read_jsonl(Path(run_dir) / "metrics.jsonl"))
+        print(f"\nsparring selfplay: interrupted; {done} finished round(s) are kept in {run_dir}. Continue with: "
+              f"sparring selfplay --run-dir {run_dir} --resume", file=sys.stderr)
+        return 130
     first, last = rows[0]["eval/success"], rows[-1]["eval/success"]
     console.print(f"held-out success: round 0 {first:.3f} -> round {rows[-1]['round']} {last:.3f} "
                   f"({100 * (last - first):+.1f} points); curves in {Path(run_dir) / 'curves.png'}")
@@ -154,7 +167,6 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded: models are local folders
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     parser = argparse.ArgumentParser(prog="sparring", description=__doc__)
     parser.add_argument("--width", type=int, default=None, help="terminal width for tables")
@@ -172,10 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     selfplay.add_argument("--run-dir", help="where the run's files go (default runs/<config>-seed<N>)")
     selfplay.add_argument("--seed", type=int, help="overrides the config's seed")
     selfplay.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last finished round")
+    selfplay.add_argument("--print-config", action="store_true",
+                          help="print the resolved config (defaults, --config, overrides) with every key's help, and exit")
     selfplay.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, dotted for nested keys")
     selfplay.set_defaults(func=cmd_selfplay)
     evaluate = sub.add_parser("eval", help="success and pass@k of a policy on an env split")
-    evaluate.add_argument("--policy", required=True, help="a checkpoint folder, or an OpenAI-compatible server URL")
+    evaluate.add_argument("--policy", required=True, help="a checkpoint folder, a Hugging Face model id (from the local cache, or downloaded where allowed), or an OpenAI-compatible server URL (http://host:8000/v1)")
     evaluate.add_argument("--backend", choices=["hf", "tiny", "vllm", "openai"], help="default: hf, or openai for a URL")
     evaluate.add_argument("--model", help="the served model name (openai backend)")
     evaluate.add_argument("--env", required=True, help="an env id, e.g. Countdown-v0")

@@ -119,16 +119,100 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 def to_dict(config: Any) -> dict[str, Any]:
     """A config as plain data (tuples as lists), ready for YAML."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-    return plain(dataclasses.asdict(config))
+    return _plain(dataclasses.asdict(config))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def dump_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def field_help(cls: type, name: str) -> str:
+    """One line of help for field `name` of dataclass `cls`: its `metadata["help"]` (as TRL's HfArgumentParser
+    reads it), else the comment that documents it in the source (on its line, or the lines right above)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name and f.metadata.get("help"):
+            return str(f.metadata["help"])
+    return _source_comments(cls).get(name, "")
+
+
+_FIELD = re.compile(r"\s*([A-Za-z_]\w*)\s*:")
+
+
+def _source_comments(cls: type) -> dict[str, str]:
+    """Field name -> the comment that documents it in `cls`'s source: the one on its line, else the block of
+    comment lines right above it. Read with `tokenize`, so `#` inside strings is not a comment."""
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source (frozen, built at runtime): no comments to read
+        return {}
+    comments: dict[int, str] = {}  # line number -> comment text
+    code_lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+            code_lines.update(range(token.start[0], token.end[0] + 1))
+    names = {f.name for f in dataclasses.fields(cls)}
+    lines, out = source.splitlines(), {}
+    for number, line in enumerate(lines, start=1):
+        match = _FIELD.match(line)
+        if not match or match.group(1) not in names or match.group(1) in out or line[:1].strip():
+            continue
+        if number in comments:
+            out[match.group(1)] = comments[number]
+            continue
+        above, n = [], number - 1
+        while n in comments and n not in code_lines:
+            above.insert(0, comments[n])
+            n -= 1
+        out[match.group(1)] = " ".join(above)
+    return out
+
+
+def annotated_yaml(config: Any) -> str:
+    """`config` as YAML that loads back to the same config, every key preceded by a one-line `# help` comment
+    (what `sparring selfplay --print-config` prints)."""
+    lines: list[str] = []
+
+    def walk(node: Any, indent: str) -> None:
+        hints = typing.get_type_hints(type(node))
+        for f in dataclasses.fields(node):
+            value, help_text = getattr(node, f.name), field_help(type(node), f.name)
+            kind = _type_name(hints[f.name])
+            lines.append(f"{indent}# {help_text + ' ' if help_text else ''}({kind})" if not dataclasses.is_dataclass(value)
+                         else f"{indent}# {help_text or f.name}")
+            if dataclasses.is_dataclass(value):
+                lines.append(f"{indent}{f.name}:")
+                walk(value, indent + "  ")
+            else:
+                shown = yaml.safe_dump(_plain(value), default_flow_style=True, width=10**6).strip()
+                shown = shown.removesuffix("\n...").removesuffix("...").strip()
+                lines.append(f"{indent}{f.name}: {shown}")
+
+    walk(config, "")
+    return "\n".join(lines) + "\n"
+
+
+def _type_name(hint: Any) -> str:
+    """`int | tuple[int, int]` for a type hint, as people write it."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return "None"
+    if typing.get_origin(hint) is not None:
+        args = ", ".join("..." if a is Ellipsis else _type_name(a) for a in typing.get_args(hint))
+        return f"{typing.get_origin(hint).__name__}[{args}]"
+    return getattr(hint, "__name__", str(hint))

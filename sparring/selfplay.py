@@ -79,6 +79,9 @@ class EnvConfig:
     eval_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from sparring.envs.catalog import env_class
+
+        env_class(self.id)  # a mistyped id is named first, with the closest one
         for name, value in [("env.bootstrap_kwargs", self.bootstrap_kwargs), *[
                 (f"env.curriculum[{i}]", c) for i, c in enumerate(self.curriculum)], *[
                 (f"env.eval_sets.{k}", v) for k, v in self.eval_sets.items()]]:
@@ -92,8 +95,8 @@ GENERATION = ("hf", "vllm", "openai")
 
 @dataclass
 class PolicyConfig:
-    backend: str = "tiny"  # tiny (created in the run directory), or hf: a local checkpoint at `path`
-    path: str | None = None
+    backend: str = "tiny"  # tiny (created in the run directory), or hf: the checkpoint at `path`
+    path: str | None = None  # hf: a checkpoint folder, or a Hugging Face model id (the local cache, downloaded where allowed)
     generation: str = "hf"  # what samples and evaluates: hf, vllm (offline engine), openai (a vLLM server we start)
     max_tokens: int = 40
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
@@ -104,7 +107,7 @@ class PolicyConfig:
         check_choice("policy.backend for self-play training", self.backend, ("tiny", "hf"))
         check_choice("policy.generation", self.generation, GENERATION)
         if self.backend == "hf" and not self.path:
-            raise ValueError("policy.backend 'hf' needs policy.path: a local checkpoint folder")
+            raise ValueError("policy.backend 'hf' needs policy.path: a checkpoint folder or a Hugging Face model id")
         if self.generation != "openai" and (self.server_host != "127.0.0.1" or self.server_args):
             raise ValueError(f"policy.server_host and policy.server_args set the vLLM server of policy.generation="
                              f"'openai', but policy.generation is {self.generation!r}: set it to 'openai' or drop them")
@@ -257,6 +260,8 @@ class SelfPlay:
         leftovers = [*self.run.root.rglob(".*.tmp*"), *self.run.root.rglob(".*.old")]  # from a writer that was killed
         for leftover in sorted(leftovers, reverse=True):
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        if resume and self.run.config.exists():
+            check_resume(self.run.config, self.config)
         atomic_write_text(self.run.config, dump_yaml(self.config))
 
     def seed_everything(self, r: int) -> None:
@@ -533,6 +538,7 @@ class SelfPlay:
             else:
                 metrics = self.train_round(r)
             metrics.update({"round": r, "time/round_s": time.perf_counter() - start})
+            warn_untrained(self.console, r, metrics)
             append_jsonl(self.run.metrics, metrics)
             shutil.rmtree(self.run.root / "tmp-trainer", ignore_errors=True)
             self.report()
@@ -602,3 +608,78 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, k: int, eval_sets: list[
 def load_selfplay_config(path: str | Path | None, overrides: list[str], *, seed: int | None = None) -> SelfPlayConfig:
     """The embedded default, then the YAML at `path`, then `overrides`, then `seed` (the CLI's --seed)."""
     return load_config(SelfPlayConfig, path, [*overrides, *([f"seed={seed}"] if seed is not None else [])])
+
+
+def run(config: SelfPlayConfig | str | Path | None = None, run_dir: str | Path | None = None, *,
+        overrides: list[str] = (), resume: bool = False, console: Any = None) -> list[dict[str, Any]]:
+    """Run the self-play loop from Python, as `sparring selfplay` does; returns the rows of `metrics.jsonl`.
+
+        from sparring.selfplay import run
+        rows = run("configs/countdown-ei.yaml", "runs/mine", overrides=["rounds=2"])
+        rows = run(SelfPlayConfig(rounds=2), "runs/mine2")
+        rows = run(run_dir="runs/mine", resume=True, overrides=["rounds=4"])   # continue it for 2 more rounds
+
+    `config`: a `SelfPlayConfig`, a YAML file, or None (with `resume`: the run's own config.yaml, else the
+    embedded default); `overrides` are `key=value` strings applied on top of a file (`policy.backend=hf
+    policy.path=Qwen/Qwen2.5-0.5B-Instruct`). `run_dir` defaults to runs/<config name>-seed<seed>.
+    """
+    if isinstance(config, SelfPlayConfig):
+        if overrides:
+            raise ValueError("overrides apply to a config file or the default; with a SelfPlayConfig, set its fields "
+                             "(dataclasses.replace) instead")
+    else:
+        if config is None and resume:
+            if run_dir is None:
+                raise ValueError("resume=True needs run_dir: the run to continue")
+            config = Path(run_dir) / "config.yaml"
+            if not config.exists():
+                raise SparringError(f"{config} does not exist: there is no run to continue in {run_dir}")
+        config_name = Path(config).stem if config is not None and not resume else "countdown-ei"
+        config = load_selfplay_config(config, list(overrides))
+        run_dir = run_dir or default_run_dir(config_name, config.seed)
+    return SelfPlay(config, run_dir or default_run_dir("countdown-ei", config.seed),
+                    console=console).run_rounds(resume=resume)
+
+
+def default_run_dir(config_name: str, seed: int) -> str:
+    return f"runs/{config_name}-seed{seed}"
+
+
+# keys that may change when a run is resumed: how it runs, not what its checkpoints and metrics depend on
+RESUMABLE = ("rounds", "threads", "executor", "policy.generation", "policy.server_host", "policy.server_args",
+             "logging")
+
+
+def check_resume(saved_path: Path, config: SelfPlayConfig) -> None:
+    """Refuse to continue a run with a config that differs from its saved config.yaml outside `RESUMABLE`: its
+    checkpoints, tasks and metrics were made under the saved one."""
+    saved = load_config(SelfPlayConfig, saved_path)
+    before, after = _flat(saved), _flat(config)
+    changed = [key for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)
+               and not any(key == r or key.startswith(r + ".") for r in RESUMABLE)]
+    if changed:
+        shown = ", ".join(f"{key} {before.get(key)!r} -> {after.get(key)!r}" for key in changed)
+        raise SparringError(f"--resume continues {saved_path.parent} as it was configured, but this changes {shown}; "
+                            f"on resume only these may change: {', '.join(RESUMABLE)}. Start a new --run-dir to "
+                            "change the rest")
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A config's values by dotted key, nested sections walked (dicts such as env.kwargs stay whole)."""
+    import dataclasses
+
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out.update(_flat(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else {f"{prefix}{f.name}": value})
+    return out
+
+
+def warn_untrained(console: Any, r: int, metrics: dict[str, Any]) -> None:
+    """A round whose trainer had no example (no sampled answer verified, nothing replayed or searched) looks like
+    any other in the table: say so."""
+    if r > 0 and metrics.get("ei/examples") == 0:
+        console.print(f"[bold yellow]warning:[/bold yellow] round {r} trained on nothing: none of its sampled "
+                      "answers verified (ei/kept 0), so its checkpoint is the previous round's model. More samples "
+                      "per task "
+                      "(expert_iteration.k), easier tasks (env.curriculum) or expert_iteration.replay help")

@@ -11,13 +11,62 @@ from sparring.errors import SparringError
 
 
 def check_checkpoint(path: str | Path) -> Path:
-    """`path` if it is a local checkpoint folder (with config.json), else an error that says what one is."""
-    path = Path(path)
-    if not (path / "config.json").is_file():
+    """The local checkpoint folder (with config.json) that `path` names: a folder, or a Hugging Face model id
+    (`Qwen/Qwen2.5-0.5B-Instruct`) found in the local Hugging Face cache, or downloaded into it where this
+    machine allows (not with HF_HUB_OFFLINE=1, not without a connection); else an error that says which."""
+    folder = Path(path)
+    if (folder / "config.json").is_file():
+        return folder
+    if folder.exists() or not is_model_id(str(path)):
         raise SparringError(f"{str(path)!r} is not a checkpoint folder: expected a folder with config.json, model "
-                            "weights and a tokenizer, as written by save_pretrained (nothing is downloaded: use a "
-                            "local path, or the 'tiny' backend to create a model)")
-    return path
+                            "weights and a tokenizer, as written by save_pretrained, or a Hugging Face model id "
+                            "such as Qwen/Qwen2.5-0.5B-Instruct (or use the 'tiny' backend to create a model)")
+    return hub_checkpoint(str(path))
+
+
+def is_model_id(text: str) -> bool:
+    """Whether `text` can be a Hugging Face model id (`name` or `owner/name`)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def hub_checkpoint(model_id: str) -> Path:
+    """Hugging Face model `model_id` from the local cache (HF_HUB_CACHE), downloaded there first where this
+    machine allows it; an error that says why not otherwise."""
+    import os
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import ENV_VARS_TRUE_VALUES, HF_HUB_CACHE
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cache = os.environ.get("HF_HUB_CACHE", HF_HUB_CACHE)
+    try:
+        folder = Path(snapshot_download(model_id, local_files_only=True, cache_dir=cache))
+    except LocalEntryNotFoundError:
+        if os.environ.get("HF_HUB_OFFLINE", "").upper() in ENV_VARS_TRUE_VALUES:
+            raise SparringError(f"{model_id!r} is not a local folder, and the Hugging Face model of that id is not in "
+                                f"the local cache ({cache}); downloads are off (HF_HUB_OFFLINE=1): download it where "
+                                f"there is a connection (`hf download {model_id}`), or unset HF_HUB_OFFLINE here, "
+                                "or pass a checkpoint folder") from None
+        try:
+            folder = Path(snapshot_download(model_id, cache_dir=cache, ignore_patterns=HUB_IGNORED))
+        except Exception as error:  # noqa: BLE001 - no connection, unknown or gated repo: all end the same way
+            raise SparringError(f"{model_id!r} is not a local folder, not in the local Hugging Face cache ({cache}), "
+                                f"and downloading it failed ({type(error).__name__}: {str(error).splitlines()[0]}): "
+                                f"check the id, download it where there is a connection (`hf download {model_id}`), "
+                                "or pass a checkpoint folder") from None
+    if not (folder / "config.json").is_file():
+        raise SparringError(f"the Hugging Face model {model_id!r} ({folder}) has no config.json: it is not a "
+                            "transformers checkpoint")
+    return folder
+
+
+HUB_IGNORED = ["original/*", "*.pth", "*.onnx", "*.onnx_data", "*.msgpack", "*.h5", "*.gguf", "*.ot"]  # other formats
 
 
 def render(tokenizer: Any, prompt: Prompt) -> str:

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from rich.console import Console
 from rich.table import Table
@@ -16,17 +17,32 @@ from sparring.io import read_jsonl
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
+    """Every env id with family, description and knobs; with an id, every argument it accepts."""
+    from rich.markup import escape
+
     from sparring.envs.catalog import describe, env_ids
 
-    table = Table(title="sparring environments")
+    console = Console(width=args.width)
+    if args.env:
+        info = describe(args.env)
+        console.print(f"[bold]{args.env}[/bold] ({info['family']}): {info['description']}")
+        table = Table(title=f"what gymnasium.make({args.env!r}, ...) accepts (env.kwargs in a self-play config)")
+        for column in ("argument", "type", "default", "help"):
+            table.add_column(column, overflow="fold")
+        for argument in info["arguments"]:
+            table.add_row(*map(escape, (argument["name"] + (" (knob)" if argument["kind"] == "knob" else ""),
+                                        argument["type"], repr(argument["default"]), argument["help"])))
+        console.print(table)
+        return 0
+    table = Table(title="sparring environments (sparring envs ID: every argument of one)")
     for column in ("id", "family", "description", "knobs (defaults)", "presets", "splits"):
         table.add_column(column, overflow="fold")
     for env_id in env_ids():
         info = describe(env_id)
         knobs = ", ".join(f"{k}={v}" for k, v in info["knobs"].items())
-        table.add_row(env_id, info["family"], info["description"], knobs,
-                      ", ".join(info["presets"]), ", ".join(info["splits"]))
-    Console(width=args.width).print(table)
+        table.add_row(*map(escape, (env_id, info["family"], info["description"], knobs,
+                                    ", ".join(info["presets"]), ", ".join(info["splits"]))))
+    console.print(table)
     return 0
 
 
@@ -117,14 +133,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sparring.evaluation import evaluate
     from sparring.selfplay import draw_tasks
 
-    quiet_libraries()
+    from sparring.envs.catalog import env_class
+
+    env_class(args.env)  # a mistyped id: the closest one, before anything loads
+    if not args.verbose:
+        quiet_libraries()
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM's start-up log: -v shows it
     kwargs = dict(args.env_kwargs or {})
     backend = args.backend or ("openai" if args.policy.startswith(("http://", "https://")) else "hf")
     policy_kwargs = {"base_url": args.policy, "model": args.model} if backend == "openai" else {"path": args.policy}
     tasks = draw_tasks(args.env, kwargs, args.split, args.seed, 0, args.n)
-    with make_policy(backend, **policy_kwargs) as policy:
-        result = evaluate(policy, args.env, kwargs, tasks, k=args.k, temperature=args.temperature,
-                          max_tokens=args.max_tokens, seed=args.seed)
+    try:
+        with make_policy(backend, **policy_kwargs) as policy:
+            result = evaluate(policy, args.env, kwargs, tasks, k=args.k, temperature=args.temperature,
+                              max_tokens=args.max_tokens, seed=args.seed)
+    except SparringError as error:
+        if backend == "openai" and not urlparse(args.policy).path.rstrip("/").endswith("/v1"):
+            raise SparringError(f"{error} Hint: add /v1 to the URL ({args.policy.rstrip('/')}/v1): "
+                                "OpenAI-compatible servers such as vLLM answer under /v1") from error
+        raise
     console = Console(width=args.width)
     console.print(f"{args.env} {args.split}, {result.n_tasks} tasks, policy {args.policy}")
     console.print(f"success (greedy): {result.success:.3f}  95% CI [{result.success_low:.3f}, {result.success_high:.3f}]")
@@ -157,6 +184,17 @@ def cmd_play(args: argparse.Namespace) -> int:
     return play(args.env, seed=args.seed, difficulty=args.difficulty, task=task, env_kwargs=dict(args.env_kwargs))
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     import yaml
 
@@ -169,17 +207,22 @@ def _key_value(text: str) -> tuple[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     parser = argparse.ArgumentParser(prog="sparring", description=__doc__)
-    parser.add_argument("--width", type=int, default=None, help="terminal width for tables")
+    width = argparse.ArgumentParser(add_help=False)  # --width after the verb too: `sparring envs --width 80`
+    width.add_argument("--width", type=positive_int, default=argparse.SUPPRESS,
+                       help="terminal width for tables (default: the terminal's)")
+    parser.add_argument("--width", type=positive_int, default=None, help="terminal width for tables (default: the terminal's)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("envs", help="list every registered env id with its family, description and knobs").set_defaults(
-        func=cmd_envs)
-    demo = sub.add_parser("demo", help="grade expert and wrong Countdown answers")
+    envs = sub.add_parser("envs", parents=[width], help="list every env id; with an id, every argument it accepts "
+                          "(type, default, help)")
+    envs.add_argument("env", nargs="?", help="an env id, e.g. Countdown-v0")
+    envs.set_defaults(func=cmd_envs)
+    demo = sub.add_parser("demo", parents=[width], help="grade expert and wrong Countdown answers")
     demo.add_argument("--episodes", type=int, default=5)
     demo.add_argument("--difficulty", default="medium")
     demo.add_argument("--split", default="train")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
-    selfplay = sub.add_parser("selfplay", help="run the self-play loop (no arguments: the embedded default)")
+    selfplay = sub.add_parser("selfplay", parents=[width], help="run the self-play loop (no arguments: the embedded default)")
     selfplay.add_argument("--config", help="a YAML run config (default: the embedded configs/countdown-ei.yaml)")
     selfplay.add_argument("--run-dir", help="where the run's files go (default runs/<config>-seed<N>)")
     selfplay.add_argument("--seed", type=int, help="overrides the config's seed")
@@ -188,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                           help="print the resolved config (defaults, --config, overrides) with every key's help, and exit")
     selfplay.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, dotted for nested keys")
     selfplay.set_defaults(func=cmd_selfplay)
-    evaluate = sub.add_parser("eval", help="success and pass@k of a policy on an env split")
+    evaluate = sub.add_parser("eval", parents=[width], help="success and pass@k of a policy on an env split")
     evaluate.add_argument("--policy", required=True, help="a checkpoint folder, a Hugging Face model id (from the local cache, or downloaded where allowed), or an OpenAI-compatible server URL (http://host:8000/v1)")
     evaluate.add_argument("--backend", choices=["hf", "tiny", "vllm", "openai"], help="default: hf, or openai for a URL")
     evaluate.add_argument("--model", help="the served model name (openai backend)")
@@ -196,17 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--env-kwargs", type=_key_value, nargs="*", metavar="key=value",
                           help="env arguments, e.g. difficulty=easy instruction=compact")
     evaluate.add_argument("--split", default="test-seen")
-    evaluate.add_argument("--n", type=int, default=500, help="number of tasks")
-    evaluate.add_argument("--k", type=int, default=1, help="samples per task for pass@k")
+    evaluate.add_argument("--n", type=positive_int, default=500, help="number of tasks")
+    evaluate.add_argument("--k", type=positive_int, default=1, help="samples per task for pass@k")
     evaluate.add_argument("--temperature", type=float, default=1.0)
     evaluate.add_argument("--max-tokens", type=int, default=64)
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("-v", "--verbose", action="store_true", help="show the libraries' logs and progress "
+                          "bars (vLLM's start-up log included)")
     evaluate.set_defaults(func=cmd_eval)
-    sandbox = sub.add_parser("sandbox", help="code sandboxes: `info` (what works here), `build-image` (Docker, offline)")
+    sandbox = sub.add_parser("sandbox", parents=[width], help="code sandboxes: `info` (what works here), `build-image` (Docker, offline)")
     sandbox.add_argument("action", choices=["info", "build-image"])
     sandbox.add_argument("--tag", default="sparring-sandbox:latest", help="build-image: the image tag")
     sandbox.set_defaults(func=cmd_sandbox)
-    play = sub.add_parser("play", help="play an env yourself in the terminal (help lists commands, quit leaves)")
+    play = sub.add_parser("play", parents=[width], help="play an env yourself in the terminal (help lists commands, quit leaves)")
     play.add_argument("env", help="an env id, e.g. TextNav-v0")
     play.add_argument("--seed", type=int, help="the episode's seed (default: a random one)")
     play.add_argument("--difficulty", help="a preset: easy, medium, hard")
@@ -224,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, SparringError) as error:
         print(f"sparring {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # selfplay and play say more themselves
+        print(f"\nsparring {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -108,13 +108,31 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     """`cls` from its defaults, then `base`, then the YAML file at `path`, then `overrides`."""
     data = dict(base or {})
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path} must hold a YAML mapping, got {type(loaded).__name__}")
         data = deep_merge(data, loaded)
     for override in overrides:
         set_dotted(data, override)
     return from_dict(cls, data)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document at `path`; a missing file or malformed YAML is a one-line error naming the file."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ValueError(f"config file {str(path)!r} does not exist (shipped configs are in configs/, e.g. "
+                         "configs/countdown-ei.yaml)") from None
+    except OSError as error:
+        raise ValueError(f"config file {str(path)!r} cannot be read: {error.strerror or error}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -40,7 +40,8 @@ def show_verdict(verdict: dict[str, Any], out: TextIO) -> None:
 
 def play(env_id: str, *, seed: int | None = None, difficulty: str | None = None, task: dict[str, Any] | None = None,
          env_kwargs: dict[str, Any] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
-    """Play one episode of `env_id` from `stdin` to `stdout`; returns 0 (finished or quit) like a command."""
+    """Play one episode of `env_id` from `stdin` to `stdout`; returns 0 (finished or quit) like a command, 130
+    after Ctrl-C. At a terminal, lines are read with readline's editing and history."""
     from sparring.envs.catalog import make
 
     stdin, out = stdin or sys.stdin, stdout or sys.stdout
@@ -50,13 +51,14 @@ def play(env_id: str, *, seed: int | None = None, difficulty: str | None = None,
     env = make(env_id, **kwargs)
     try:
         observation, info = env.reset(seed=seed, options={"task": task} if task is not None else None)
-        out.write(f"{env_id}: type an action and press Enter; 'help' lists the commands, 'quit' leaves.\n\n")
-        out.write(f"{observation}\n")
+        bare = takes_bare_answers(env)
+        out.write(f"{env_id}: type an action and press Enter; 'help' lists the commands, 'quit' leaves.\n")
+        if bare:
+            out.write("Play mode: a bare expression such as 8*3-2 is your answer (graded as <answer>8*3-2</answer>).\n")
+        out.write(f"\n{observation}\n")
         while True:
-            out.write("> ")
-            out.flush()
-            line = stdin.readline()
-            if not line:
+            line = read_line(stdin, out)
+            if line is None:
                 out.write("\n(end of input: the episode is left unfinished)\n")
                 return 0
             action = line.rstrip("\r\n")
@@ -70,20 +72,55 @@ def play(env_id: str, *, seed: int | None = None, difficulty: str | None = None,
                           else action_help(env) + "\n")
                 out.write("Also: help, quit.\n")
                 continue
+            if bare and "<answer>" not in action:
+                action = f"<answer>{action.strip()}</answer>"
             observation, reward, terminated, truncated, info = env.step(action)
-            out.write(f"{observation}\n")
             if terminated or truncated:
+                if observation != info["verdict"]["feedback"]:  # the verdict's own line is shown once, below
+                    out.write(f"{observation}\n")
                 show_verdict(info["verdict"], out)
                 return 0
+            out.write(f"{observation}\n")
+    except KeyboardInterrupt:
+        out.write("\n")
+        return 130
     finally:
         env.close()
+
+
+def takes_bare_answers(env: Any) -> bool:
+    """Countdown-v0 with expression answers: in play mode a person types `8*3-2`, not the answer tags."""
+    from sparring.envs.countdown import CountdownEnv
+
+    return isinstance(env.unwrapped, CountdownEnv) and env.unwrapped.answer_format == "expression"
+
+
+def read_line(stdin: TextIO, out: TextIO) -> str | None:
+    """One line after the `> ` prompt, None at the end of input; at a terminal through `input`, which gives
+    readline's line editing and history."""
+    if stdin is sys.stdin and out is sys.stdout and stdin.isatty():
+        try:
+            import readline  # noqa: F401  (importing it is what turns line editing on for input())
+        except ImportError:  # Windows: plain input
+            pass
+        try:
+            return input("> ")
+        except EOFError:
+            return None
+    out.write("> ")
+    out.flush()
+    return stdin.readline() or None
 
 
 def load_task(text: str) -> dict[str, Any]:
     """`--task`: a JSON object, or @path to a file holding one."""
     if text.startswith("@"):
-        with open(text[1:]) as f:
-            text = f.read()
+        try:
+            with open(text[1:]) as f:
+                text = f.read()
+        except OSError as error:
+            raise ValueError(f"--task {text}: cannot read {text[1:]!r} ({error.strerror or error}); give a JSON "
+                             "task inline or @file.json with an existing file") from None
     try:
         task = json.loads(text)
     except json.JSONDecodeError as error:

@@ -62,18 +62,20 @@ TASKS_PER_STREAM = 10**9  # round r draws training items from [r * 10**9, ...): 
 
 @dataclass
 class EnvConfig:
-    id: str = "Countdown-v0"
+    id: str = "Countdown-v0"       # the env id (sparring envs lists them)
+    # env arguments (sparring envs ENV_ID lists them) for training and the held-out evaluation
     kwargs: dict[str, Any] = field(default_factory=lambda: {"difficulty": "easy", "max_number": 20, "min_target": 1,
                                                             "instruction": "compact"})
-    eval_split: str = "test-seen"
+    eval_split: str = "test-seen"  # the held-out split: tasks never in training
+    # more splits evaluated every round (greedy), reported as eval/<split>/success
     extra_eval_splits: list[str] = field(default_factory=lambda: ["test-unseen"])
-    eval_tasks: int = 500
-    max_turns: int = 32
+    eval_tasks: int = 500          # held-out tasks per evaluated split
+    max_turns: int = 32            # turn cap of a multi-turn episode
     # easy-to-hard runs: what the expert demonstrates (bootstrap, its development set, the control) and what
     # each round trains on can differ from `kwargs`, which the held-out evaluation uses; each is a dict of
     # overrides of `kwargs`. `curriculum[i]` sets round i + 1's training tasks (the last one repeats).
     bootstrap_kwargs: dict[str, Any] = field(default_factory=dict)
-    curriculum: list[dict[str, Any]] = field(default_factory=list)
+    curriculum: list[dict[str, Any]] = field(default_factory=list)  # round i + 1's training tasks: curriculum[i]
     # more held-out evaluations every round: name -> overrides of `kwargs` (greedy, on `eval_split`),
     # reported as eval/<name>/success with its 95% interval
     eval_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -98,8 +100,8 @@ class PolicyConfig:
     backend: str = "tiny"  # tiny (created in the run directory), or hf: the checkpoint at `path`
     path: str | None = None  # hf: a checkpoint folder, or a Hugging Face model id (the local cache, downloaded where allowed)
     generation: str = "hf"  # what samples and evaluates: hf, vllm (offline engine), openai (a vLLM server we start)
-    max_tokens: int = 40
-    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    max_tokens: int = 40           # tokens per completion (per action in multi-turn envs)
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)  # backend tiny: the model's shape
     server_host: str = "127.0.0.1"  # openai: where the server listens; 0.0.0.0 lets Ray workers on other machines in
     server_args: list[str] = field(default_factory=list)  # openai: more `vllm serve` arguments (they win)
 
@@ -119,29 +121,34 @@ class PolicyConfig:
 @dataclass
 class EvalConfig:
     k: int = 4  # pass@k from k samples per held-out task
-    temperature: float = 1.0
+    temperature: float = 1.0       # sampling temperature of the pass@k samples (greedy success is at 0)
 
 
 @dataclass
 class SelfPlayConfig:
-    seed: int = 0
-    threads: int = 2
-    rounds: int = 4
-    tasks_per_round: int = 3000
-    algorithm: str = "expert_iteration"
+    seed: int = 0                  # seeds the tasks, the tiny model's weights, sampling and training
+    threads: int = 2               # torch CPU threads
+    rounds: int = 4                # self-play rounds after round 0 (the bootstrap)
+    tasks_per_round: int = 3000    # fresh training tasks each round
+    algorithm: str = "expert_iteration"  # the trainer: expert_iteration or grpo
     control: bool = False  # also spend each round's training steps on fresh expert demonstrations, from round 0
-    env: EnvConfig = field(default_factory=EnvConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)  # the env, its held-out evaluation and (easy-to-hard) curriculum
+    policy: PolicyConfig = field(default_factory=PolicyConfig)  # the model that is trained, and what generates with it
+    # round 0: supervised training on the expert's demonstrations until a plateau
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    # sample k per task, keep what verifies, fine-tune (ReST-EM / STaR)
     expert_iteration: ExpertIterationConfig = field(default_factory=ExpertIterationConfig)
+    # GRPO on TRL's GRPOTrainer with the env's verdicts as rewards
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation every round
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where solver episodes run: local or ray
     # the agents around the solver (sparring/agents/team.py); all off by default
-    proposer: ProposerConfig = field(default_factory=ProposerConfig)
+    proposer: ProposerConfig = field(default_factory=ProposerConfig)  # tasks written at the solver's frontier
+    # what decides which attempts count as correct (env, majority vote, judge model)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    # reflections on failed attempts and revised attempts kept when they verify
     reflector: ReflectorConfig = field(default_factory=ReflectorConfig)
-    skills: SkillsConfig = field(default_factory=SkillsConfig)
+    skills: SkillsConfig = field(default_factory=SkillsConfig)  # a library of verified skills shown with the tasks
 
     def __post_init__(self) -> None:
         check_choice("algorithm", self.algorithm, ALGORITHMS)
@@ -557,12 +564,41 @@ class SelfPlay:
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]
+        self.console.print(round_table(rows, columns, table.title, self.console.width))
+        plot_curves(rows, self.run.curves, k, list(self.config.env.eval_sets))
+
+
+def round_table(rows: list[dict[str, Any]], columns: list[str], title: str, width: int) -> Any:
+    """The metrics of each round as a table that fits `width` columns: one row per round when that fits, else
+    one row per metric and a column per round (the latest rounds that fit). Rounds that trained on nothing
+    (`ei/examples` 0) are named in the caption."""
+    from rich.table import Table
+
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    wide = sum(max(len(c), *(len(r[i]) for r in cells)) + 3 for i, c in enumerate(columns)) + 1
+    untrained = [str(row["round"]) for row in rows if row.get("round", 0) > 0 and row.get("ei/examples") == 0]
+    caption = f"round {', '.join(untrained)} trained on nothing (ei/kept 0)" if untrained else None
+    if wide <= width:
+        table = Table(title=title, caption=caption)
         for column in columns:
             table.add_column(column, justify="right")
-        for row in rows:
-            table.add_row(*[_fmt(row.get(c)) for c in columns])
-        self.console.print(table)
-        plot_curves(rows, self.run.curves, k, list(self.config.env.eval_sets))
+        for row in cells:
+            table.add_row(*row)
+        return table
+    metrics = [c for c in columns if c != "round"]
+    label = max(map(len, metrics)) + 3
+    per_round = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    fit = max(1, (width - label - 1) // (max(per_round + [5]) + 3))
+    shown = rows[-fit:]
+    if len(shown) < len(rows):
+        caption = "; ".join(filter(None, [caption, f"rounds 0-{shown[0]['round'] - 1}: metrics.jsonl"]))
+    table = Table(title=title, caption=caption)
+    table.add_column("metric")
+    for row in shown:
+        table.add_column(f"r{row['round']}", justify="right")
+    for metric in metrics:
+        table.add_row(metric, *[_fmt(row.get(metric)) for row in shown])
+    return table
 
 
 def _fmt(value: Any) -> str:

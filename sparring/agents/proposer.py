@@ -65,16 +65,20 @@ class ProposerConfig:
     prompt: str = "compact"            # compact: `propose p=0.50` (a tiny model); full: instructions, recent tasks, pass rates
     model: str = "own"                 # own: its own checkpoint, trained in the loop; solver: the solver's, prompted only
     candidates: int = 0                # proposals sampled per round; 0 means 3 x the quota
-    temperature: float = 1.0
-    max_tokens: int = 40
+    temperature: float = 1.0       # sampling temperature of proposals
+    max_tokens: int = 40           # tokens per proposal
     novel: bool = True                 # reject tasks posed in an earlier round
-    knobs: dict[str, Any] = field(default_factory=dict)  # knob overrides proposed tasks must lie within (default: the env's)
+    # knob overrides proposed tasks must lie within (default: the env's)
+    knobs: dict[str, Any] = field(default_factory=dict)
     bootstrap_tasks: int = 1000        # round 0: generator tasks labelled with the bootstrapped solver's pass rates
+    # round 0 training of the proposer's own model
     bootstrap_sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=300, batch_size=64, learning_rate=1e-3,
                                                                            warmup_steps=20, scheduler="cosine"))
+    # each round's training of the proposer
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=30, batch_size=64, learning_rate=3e-4))
     # the curriculum proposer
-    levels: list[dict[str, Any]] = field(default_factory=list)  # knob overrides, easiest first (empty: the family's ladder)
+    # knob overrides, easiest first (empty: the family's ladder)
+    levels: list[dict[str, Any]] = field(default_factory=list)
     # instruction families (TextNav, SRDF): an instruction is kept when the navigator's nDTW reaches this
     ndtw: float = 0.8
 

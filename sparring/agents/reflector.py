@@ -38,19 +38,21 @@ REFLECTIONS = ("feedback", "policy")  # a reflection is the attempt and the veri
 
 @dataclass
 class ReflectorConfig:
-    enabled: bool = False
+    enabled: bool = False          # turn the reflector on (expert_iteration only)
     model: str = "own"                 # own: its own checkpoint, trained in the loop; solver: the solver's, prompted only
     prompt: str = "compact"            # compact (the task, then one `x attempt : feedback` line per reflection) or full
     reflections: str = "feedback"      # feedback (attempt + verifier feedback) or policy (the reflector writes them)
     memory: int = 3                    # reflections per task kept and shown (Reflexion's last 3)
     trials: int = 2                    # refinement trials per failed task; each sees the reflections so far
     samples: int = 2                   # revised attempts sampled per task and trial
-    temperature: float = 1.0
+    temperature: float = 1.0       # sampling temperature of revised attempts
     only_unsolved: bool = True         # refine only tasks none of whose attempts verified (else every task with a failure)
     max_tasks: int = 0                 # failed tasks refined per round (0: all)
     bootstrap_tasks: int = 600         # round 0: tasks whose failed attempts are paired with the expert's solutions
+    # round 0 training of the reflector's own model
     bootstrap_sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=300, batch_size=64, learning_rate=1e-3,
                                                                            warmup_steps=20, scheduler="cosine"))
+    # each round's training of the reflector
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=30, batch_size=64, learning_rate=3e-4))
 
     def __post_init__(self) -> None:

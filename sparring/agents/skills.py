@@ -45,16 +45,16 @@ MAX_DESCRIPTION = 400  # description tokens kept per skill (the most recent)
 
 @dataclass
 class SkillsConfig:
-    enabled: bool = False
+    enabled: bool = False          # turn the skill library on
     top_k: int = 2                     # skills shown per task
     prompt: str = "compact"            # compact (`8 3 2 -> 22 | a*b-c`) or full (a sentence and the skills)
     at_eval: bool = True               # held-out evaluation also shows retrieved skills (the agent with its library)
     chains: bool = True                # SAGE's sequential rollout over chains of similar tasks
-    chain_length: int = 4
+    chain_length: int = 4          # tasks per chain of similar tasks
     reward_bonus: float = 0.5          # skill-integrated reward (0: off)
     min_uses: int = 8                  # pruning: a skill shown this often ...
     min_rate: float = 0.05             # ... whose uses verified less often than this per showing is dropped
-    max_size: int = 200
+    max_size: int = 200            # skills kept at most (the least useful are pruned)
     bootstrap: bool = True             # seed the library from the bootstrap's demonstrations and show skills in them
     load: str | None = None            # start from a saved library (a skills.jsonl, e.g. another run's) instead
 

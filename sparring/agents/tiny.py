@@ -25,12 +25,12 @@ CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}\n{% endfo
 class TinyModelConfig:
     """A Llama shaped for CPU training in minutes. `head_dim` = hidden_size / num_heads (64 suits vLLM's CPU attention)."""
 
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 2
-    intermediate_size: int = 384
-    max_length: int = 512
-    seed: int = 0
+    hidden_size: int = 128         # width of the tiny Llama
+    num_layers: int = 4            # transformer layers
+    num_heads: int = 2             # attention heads
+    intermediate_size: int = 384   # MLP width
+    max_length: int = 512          # longest sequence in tokens (characters)
+    seed: int = 0                  # weight initialisation seed (the loop uses the run's seed)
 
 
 def build_tokenizer():

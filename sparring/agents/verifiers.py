@@ -44,7 +44,9 @@ class VerifierConfig:
     judge_prompt: str = "compact"      # compact (`judge 8 3 2 -> 22 : <answer>8*3-2</answer>`) or full
     judge_samples: int = 2000          # attempts the judge reads per round (a random subset; 0: all)
     judge_bootstrap: int = 600         # round 0: tasks whose attempts seed the judge's training
+    # each round's training of the judge
     judge_sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=40, batch_size=64, learning_rate=3e-4))
+    # round 0 training of the judge
     judge_bootstrap_sft: SFTSettings = field(default_factory=lambda: SFTSettings(
         steps=300, batch_size=64, learning_rate=1e-3, warmup_steps=20, scheduler="cosine"))
 

@@ -32,7 +32,8 @@ def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
 
 
 def describe(env_id: str) -> dict[str, Any]:
-    """Family, one-line description, knobs (with defaults), presets and splits of an env id."""
+    """Family, one-line description, knobs (with defaults), presets and splits of an env id; `arguments`: every
+    keyword the env accepts (its own arguments, then its config's knobs) with type, default and help."""
     cls = env_class(env_id)
     return {
         "id": env_id,
@@ -41,4 +42,61 @@ def describe(env_id: str) -> dict[str, Any]:
         "knobs": {f.name: getattr(cls.config_class(), f.name) for f in dataclasses.fields(cls.config_class)},
         "presets": list(cls.presets),
         "splits": list(cls.splits),
+        "arguments": arguments(cls),
     }
+
+
+BASE_HELP = {  # what TextEnv itself takes, for families that do not say more
+    "render_mode": "Gymnasium render mode: ansi (render() returns the last step as text) or human (printed)",
+    "difficulty": "a preset of the knobs below (None: the knobs' defaults)",
+    "split": "which items the generator draws (held-out splits never meet train)",
+}
+
+
+def arguments(cls: type) -> list[dict[str, Any]]:
+    """Every keyword `cls` accepts: `__init__`'s own (help from the `## Arguments` list of its docstring), then the
+    fields of its `config_class` (help from their comments); each with `name`, `type`, `default`, `help`, `kind`."""
+    import inspect
+    import typing
+
+    from sparring.config import _type_name, field_help
+
+    documented = argument_help(cls.__doc__ or "")
+    hints = typing.get_type_hints(cls.__init__)
+    out = []
+    for name, parameter in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            continue
+        help_text = documented.get(name) or BASE_HELP.get(name, "")
+        if name == "difficulty" and cls.presets:
+            help_text += f"; presets: {', '.join(cls.presets)}"
+        if name == "split":
+            help_text += f"; splits: {', '.join(cls.splits)}"
+        out.append({"name": name, "type": _type_name(hints.get(name, Any)), "default": parameter.default,
+                    "help": help_text, "kind": "argument"})
+    config, config_hints = cls.config_class(), typing.get_type_hints(cls.config_class)
+    for f in dataclasses.fields(cls.config_class):
+        out.append({"name": f.name, "type": _type_name(config_hints[f.name]), "default": getattr(config, f.name),
+                    "help": field_help(cls.config_class, f.name), "kind": "knob"})
+    return out
+
+
+def argument_help(doc: str) -> dict[str, str]:
+    """`name -> help` from the `## Arguments` section of an env docstring, written as a list:
+    `- `name`: help` (the help may continue on the lines below, indented)."""
+    import inspect
+    import re
+
+    section = re.search(r"^## Arguments\n(.*?)(?:^## |\Z)", inspect.cleandoc(doc), re.S | re.M)
+    out: dict[str, str] = {}
+    name = None
+    for line in (section.group(1) if section else "").splitlines():
+        item = re.match(r"- `(\w+)`:\s*(.*)", line.strip())
+        if item:
+            name = item.group(1)
+            out[name] = item.group(2)
+        elif name and line.startswith((" ", "\t")) and line.strip():
+            out[name] += " " + line.strip()
+        else:
+            name = None
+    return out

@@ -100,7 +100,7 @@ class CodeRepairTask:
 class CodeRepairConfig:
     """Where tasks come from and how the episode starts."""
 
-    source: str = "CodeSynth-v0"
+    source: str = "CodeSynth-v0"   # the family the problems come from: CodeSynth-v0 or HumanEval-v0
     source_difficulty: str = "easy"  # a preset of the source family
     start: str = "buggy"  # "buggy": repair a mutated reference; "scratch": write the first program too
 
@@ -234,11 +234,16 @@ class CodeRepairEnv(TextEnv):
     ## Episode End
     Terminates when an attempt passes every test, or after `max_turns` attempts.
     ## Arguments
-    `difficulty` (the source family's "easy", "medium" or "hard"), the knobs `source` ("CodeSynth-v0"
-    or "HumanEval-v0"), `source_difficulty` and `start` ("buggy" or "scratch"), `split` (CodeSynth's
-    "train", "test-seen" or "test-unseen"; HumanEval has one set of problems), `max_turns` (default 3),
-    `shaping`, `reward`, `instruction` (the source's prompt mode), `sandbox`, `timeout_s`,
-    `call_timeout_s`, `memory_mb`.
+    - `split`: the source's splits: CodeSynth's "train", "test-seen" or "test-unseen"; HumanEval's "test"
+    - `difficulty`: the source family's preset, "easy", "medium" or "hard" (sets `source_difficulty`)
+    - `max_turns`: attempts allowed, 1..100 (default 3)
+    - `shaping`: "none" (reward at the end) or "improvement" (each step earns its gain in tests passed)
+    - `reward`: with shaping "none": "binary" (1.0 on success, else 0) or "fraction" (of the tests passed)
+    - `instruction`: "full" or "compact" (the source's prompt mode)
+    - `sandbox`: where programs run: "local", "docker" or a `sparring.sandboxes` Sandbox
+    - `timeout_s`: wall seconds per program run
+    - `call_timeout_s`: CPU seconds per test call
+    - `memory_mb`: memory cap of a program run
     ## Version History
     v0: initial version.
     """

@@ -284,16 +284,16 @@ class CodeSynthTask:
 class CodeSynthConfig:
     """The difficulty knobs. `num_ops` is a count or an inclusive (min, max) range."""
 
-    num_ops: int | tuple[int, int] = 1
-    input_types: tuple[str, ...] = TYPES
-    min_value: int = 0
-    max_value: int = 9
-    min_length: int = 2
-    max_length: int = 5
-    examples: int = 3
-    tests: int = 6
+    num_ops: int | tuple[int, int] = 1  # DSL operations composed per program: a count or a (min, max) range, up to 3
+    input_types: tuple[str, ...] = TYPES  # input types drawn: ints (a list), int, str
+    min_value: int = 0             # smallest integer in inputs
+    max_value: int = 9             # largest integer in inputs
+    min_length: int = 2            # shortest list or string input
+    max_length: int = 5            # longest list or string input
+    examples: int = 3              # input/output examples shown in the prompt
+    tests: int = 6                 # hidden tests that decide success
     unambiguous: bool = True  # the examples rule out every one-op program that disagrees on the tests
-    excluded_ops: tuple[str, ...] = field(default=())
+    excluded_ops: tuple[str, ...] = field(default=())  # DSL operations never drawn
 
     def __post_init__(self) -> None:
         for name in ("num_ops", "input_types", "excluded_ops"):
@@ -497,13 +497,17 @@ class CodeSynthEnv(SingleTurnEnv):
     ## Episode End
     Terminates after one step.
     ## Arguments
-    `difficulty` ("easy": one op, "medium": two, "hard": three), the knobs of `CodeSynthConfig`,
-    `split` ("train", "test-seen", "test-unseen"), `reward`, `instruction` ("full" or "compact"),
-    `sandbox` ("local", "docker" or a Sandbox), `timeout_s`, `call_timeout_s`, `memory_mb`, and
-    `trust_reference` (default False): an answer whose code is exactly the reference program passes
-    without a sandbox run. The reference computes the expected outputs by construction (the DSL and its
-    rendering agree, as the tests check), so this only saves time, for example when the expert's
-    demonstrations of a bootstrap are verified by the thousand; every other answer still runs.
+    - `split`: "train", "test-seen" or "test-unseen" (held-out: never in train)
+    - `difficulty`: "easy" one op, "medium" two, "hard" three; the knobs of `CodeSynthConfig` below refine it
+    - `reward`: "fraction" (of the tests passed) or "binary" (1.0 only when all pass)
+    - `instruction`: "full" or "compact" (for small models)
+    - `sandbox`: where programs run: "local", "docker" or a `sparring.sandboxes` Sandbox
+    - `timeout_s`: wall seconds per program run
+    - `call_timeout_s`: CPU seconds per test call
+    - `memory_mb`: memory cap of a program run
+    - `trust_reference`: True: an answer whose code is exactly the reference program passes without a sandbox
+      run (the reference computes the expected outputs by construction, so this only saves time, e.g. when a
+      bootstrap's demonstrations are verified by the thousand); every other answer still runs
     ## Version History
     v0: initial version.
     """

@@ -66,11 +66,11 @@ class CountdownTask:
 class CountdownConfig:
     """The difficulty knobs. `num_numbers` is a count or an inclusive `(min, max)` range."""
 
-    num_numbers: int | tuple[int, int] = 4
-    min_number: int = 1
-    max_number: int = 99
-    min_target: int = 10
-    max_target: int = 100
+    num_numbers: int | tuple[int, int] = 4  # numbers per task: a count or a (min, max) range
+    min_number: int = 1            # smallest number drawn
+    max_number: int = 99           # largest number drawn
+    min_target: int = 10           # smallest target
+    max_target: int = 100          # largest target
 
     def __post_init__(self) -> None:
         count = self.num_numbers
@@ -458,10 +458,13 @@ class CountdownEnv(SingleTurnEnv):
     ## Episode End
     Terminates after one step.
     ## Arguments
-    `difficulty` ("easy" 3 numbers, "medium" 4, "hard" 5-6), the knobs of `CountdownConfig`,
-    `split` ("train", "test-seen", "test-unseen"), `allow_subset`, `format_reward`, `instruction`
-    ("full", TinyZero's wording, or "compact", `8 3 2 -> 22`, for small models), `answer_format`
-    ("expression", "steps", "steps-with-state").
+    - `split`: "train", "test-seen" or "test-unseen" (held-out: never in train)
+    - `difficulty`: "easy" 3 numbers, "medium" 4, "hard" 5-6; the knobs of `CountdownConfig` below refine it
+    - `allow_subset`: True: an answer may leave numbers unused (default: every number exactly once)
+    - `format_reward`: reward of a well-formed wrong answer, in [0, 1] (TinyZero's 0.1)
+    - `instruction`: "full" (TinyZero's wording) or "compact" (`8 3 2 -> 22`, for small models)
+    - `answer_format`: "expression" (`8*3-2`), "steps" (`8*3=24` newline `24-2=22`) or "steps-with-state"
+      (each step followed by the numbers left in their places, `24 _ 2 -> 22`)
     ## Version History
     v0: initial version.
     """
@@ -572,8 +575,10 @@ class CountdownStepsEnv(TextEnv):
     Terminates when one number is left, or after more than `max_invalid_moves` invalid moves.
     `info["admissible_commands"]` lists the legal moves.
     ## Arguments
-    As Countdown-v0 (difficulty, knobs, split, instruction: "compact" drops the instructions and shows
-    the state as `24:[8, 3, 2]`), and `max_invalid_moves` (default 3).
+    - `split`: "train", "test-seen" or "test-unseen" (held-out: never in train)
+    - `difficulty`: "easy" 3 numbers, "medium" 4, "hard" 5-6; the knobs of `CountdownConfig` below refine it
+    - `max_invalid_moves`: invalid moves allowed before the episode ends (failed); default 3
+    - `instruction`: "full" (the rules in words) or "compact" (no instructions, the state as `24:[8, 3, 2]`)
     ## Version History
     v0: initial version.
     """

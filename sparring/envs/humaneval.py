@@ -83,8 +83,8 @@ class HumanEvalTask:
 class HumanEvalConfig:
     """Which problems to draw: by the number of non-blank lines of the canonical solution."""
 
-    min_solution_lines: int = 1
-    max_solution_lines: int = 1000
+    min_solution_lines: int = 1    # draw problems whose canonical solution has at least this many non-blank lines
+    max_solution_lines: int = 1000 # ... and at most this many
 
     def __post_init__(self) -> None:
         low, high = self.min_solution_lines, self.max_solution_lines
@@ -387,10 +387,14 @@ class HumanEvalEnv(SingleTurnEnv):
     ## Episode End
     Terminates after one step.
     ## Arguments
-    `difficulty` ("easy": canonical solutions of 1-2 lines, "medium" 3-7, "hard" 8 or more), the knobs
-    `min_solution_lines` and `max_solution_lines`, `reward`, `instruction` ("full" or "raw"),
-    `sandbox` ("local", "docker" or a Sandbox), `timeout_s` (wall seconds per run), `call_timeout_s`
-    (CPU seconds per test call), `memory_mb`.
+    - `split`: "test" (HumanEval has one set of problems)
+    - `difficulty`: "easy" canonical solutions of 1-2 lines, "medium" 3-7, "hard" 8 or more
+    - `reward`: "fraction" (of the tests passed) or "binary" (1.0 only when all pass)
+    - `instruction`: "full" (instructions and the prompt) or "raw" (HumanEval's prompt as it is)
+    - `sandbox`: where programs run: "local", "docker" or a `sparring.sandboxes` Sandbox
+    - `timeout_s`: wall seconds per program run
+    - `call_timeout_s`: CPU seconds per test call
+    - `memory_mb`: memory cap of a program run
     ## Version History
     v0: initial version.
     """

@@ -46,8 +46,8 @@ MAX_ATTEMPTS = 2000
 class TextNavConfig:
     """The difficulty knobs. `n_rooms` is a count or an inclusive `(min, max)` range; paths count moves."""
 
-    n_rooms: int | tuple[int, int] = 8
-    n_floors: int = 2
+    n_rooms: int | tuple[int, int] = 8  # rooms per house: a count or a (min, max) range
+    n_floors: int = 2              # floors (linked by stairs)
     loops: int = 1  # extra edges beyond the spanning tree of each floor
     p_door: float = 0.3  # chance that a passage has a (closed) door
     n_locked: int = 1  # locked doors, each with its key somewhere reachable before it
@@ -55,9 +55,9 @@ class TextNavConfig:
     n_distractors: int = 2  # objects sharing the target's kind or attributes
     max_receptacles: int = 2  # per room (at least one)
     p_closed: float = 0.3  # chance that a container starts closed
-    goal_types: tuple[str, ...] = GOAL_TYPES
+    goal_types: tuple[str, ...] = GOAL_TYPES  # goal kinds drawn: route, goto_object, coarse_to_fine, fetch
     min_path: int = 2  # the expert's moves from the start, inclusive band
-    max_path: int = 6
+    max_path: int = 6              # the upper end of the band of the expert's moves (min_path: the lower)
     step_limit_factor: float = 3.0  # truncate after ceil(factor * the expert's command count) commands
     max_invalid: int = 5  # the episode ends (failed) at the invalid command after this many
 
@@ -431,10 +431,10 @@ class TextNavEnv(TextEnv):
     truncated after ceil(`step_limit_factor` x the expert's command count) commands. The verdict's details:
     success, spl, nav_error, oracle_success, ndtw, sdtw, invalid_rate, moves, expert_moves, path, ...
     ## Arguments
-    `difficulty` ("easy", "medium", "hard"), the knobs of `TextNavConfig` (rooms, floors, loops, doors,
-    locks, objects, distractors, goal_types, path band, step limit), `split` ("train", "test-seen",
-    "test-unseen": held-out words and goal templates), `instruction` ("full" or "compact"),
-    `dtw_threshold` (nDTW's d_th in rooms, default 1).
+    - `split`: "train", "test-seen" or "test-unseen" (held-out words and goal templates)
+    - `difficulty`: "easy", "medium" or "hard"; the knobs of `TextNavConfig` below refine it
+    - `instruction`: "full" or "compact" (for small models)
+    - `dtw_threshold`: nDTW's d_th in rooms (default 1)
     ## Version History
     v0: initial version.
     """

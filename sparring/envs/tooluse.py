@@ -56,10 +56,10 @@ class ToolUseConfig:
     busier days. `distractors` adds unrelated files, keys and events. `templates` limits the templates drawn
     (empty: every template of the split). `max_turns` ends an episode (never below the solution's length + 2)."""
 
-    level: int = 2
-    distractors: int = 4
-    templates: tuple[str, ...] = ()
-    max_turns: int = 16
+    level: int = 2                 # 1..3: more items to combine, bigger tables, busier days
+    distractors: int = 4           # unrelated files, keys and events added, 0..50
+    templates: tuple[str, ...] = ()  # template names to draw from (empty: every template of the split)
+    max_turns: int = 16            # turn cap of an episode (never below the solution's length + 2)
 
     def __post_init__(self) -> None:
         if isinstance(self.templates, (list, str)):
@@ -298,10 +298,12 @@ class ToolUseEnv(TextEnv):
     unknown tool, bad arguments). Truncates after the task's `max_turns` turns. The verdict's details carry
     success, calls, invalid_calls, failed_calls (tool errors), invalid_actions and turns.
     ## Arguments
-    `difficulty` ("easy": level 1, "medium": level 2, "hard": level 3 with more distractors), the knobs of
-    `ToolUseConfig` (level, distractors, templates, max_turns), `split` ("train", "test-seen", "test-unseen":
-    held-out templates), `instruction` ("full" for LLMs, "compact" for small models), `max_invalid`
-    (default 3), `sandbox` (the `sparring.sandboxes` backend that runs model-written verification; "local").
+    - `split`: "train", "test-seen" or "test-unseen" (held-out templates)
+    - `difficulty`: "easy" level 1, "medium" level 2, "hard" level 3 with more distractors; the knobs of
+      `ToolUseConfig` below refine it
+    - `instruction`: "full" (for LLMs) or "compact" (for small models)
+    - `max_invalid`: invalid actions or calls allowed before the episode ends (failed); default 3
+    - `sandbox`: the `sparring.sandboxes` backend that runs model-written verification ("local")
     ## Version History
     v0: initial version.
     """

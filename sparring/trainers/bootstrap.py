@@ -24,14 +24,15 @@ DEMONSTRATIONS = ("optimal", "diverse", "trace")
 
 @dataclass
 class BootstrapConfig:
-    enabled: bool = True
+    enabled: bool = True           # false: round 0 trains nothing (a checkpoint that already knows the format)
     # "optimal": the expert's solution; "diverse" (Countdown): a random one of the solutions, seeded per task;
     # "trace" (Countdown): a Stream-of-Search search trace
     demonstrations: str = "diverse"
-    eval_every: int = 250
-    patience: int = 2
-    min_delta: float = 0.01
-    dev_tasks: int = 500
+    eval_every: int = 250          # optimizer steps between evaluations on the development set
+    patience: int = 2              # stop after this many evaluations without an improvement of min_delta
+    min_delta: float = 0.01        # the development-success gain that counts as an improvement
+    dev_tasks: int = 500           # development tasks (train split, items never trained on)
+    # supervised training settings of the bootstrap
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=2000, learning_rate=2e-3, warmup_steps=50,
                                                                  scheduler="cosine"))
 

@@ -26,8 +26,8 @@ BALANCE_TARGET = 8  # B-STaR's n*: distinct correct answers per query that count
 class ExpertIterationConfig:
     k: int = 8  # samples per task
     max_per_task: int = 2  # distinct correct answers kept per task (m)
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = 1.0       # sampling temperature
+    top_p: float = 1.0             # nucleus sampling
     restart_from_base: bool = False  # True: ReST-EM; False: continue (STaR)
     weight_hard_tasks: bool = True  # repeat a task's kept answers k - c + 1 times (c of k correct): rarely solved tasks count more
     max_invalid: int | None = None  # keep an attempt only if it made at most this many invalid actions (multi-turn envs)
@@ -35,11 +35,12 @@ class ExpertIterationConfig:
     # `search` random legal first moves; the policy finishes each smaller task `search_samples` times; whole answers
     # that verify are kept (at most max_per_task per task) beside the sampled ones. 0: no search
     search: int = 0
-    search_samples: int = 1
+    search_samples: int = 1        # finishes sampled per first move of the search
     # expert demonstrations replayed in each round's training data, on the bootstrap's tasks (env.bootstrap_kwargs
     # in easy-to-hard runs), as Self-Improving Transformers keeps its labelled data: what the rounds learn does not
     # wash out what the bootstrap taught. 0: none
     replay: int = 0
+    # fine-tuning settings of each round
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=1e-4, scheduler="cosine"))
 
     def __post_init__(self) -> None:

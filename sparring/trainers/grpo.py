@@ -59,16 +59,16 @@ class GRPOSettings:
     steps: int = 50                    # optimizer steps in one call of train_grpo
     num_generations: int = 8           # group size: completions (episodes) per prompt
     batch_size: int = 64               # completions per step; a multiple of num_generations
-    learning_rate: float = 1e-4
-    loss_type: str = "dapo"
+    learning_rate: float = 1e-4    # peak learning rate
+    loss_type: str = "dapo"        # TRL's GRPO loss: dapo, grpo, dr_grpo, bnpo
     beta: float = 0.0                  # KL coefficient; 0 keeps no reference model
-    temperature: float = 1.0
+    temperature: float = 1.0       # sampling temperature of the group's completions
     max_completion_length: int = 48    # tokens per action (multi-turn: per turn; an episode holds up to max_turns)
-    scale_rewards: str | bool = "group"
+    scale_rewards: str | bool = "group"  # TRL's reward scaling: group, batch, or false (none)
     max_turns: int = 8                 # multi-turn episode cap; an episode still running after it gets reward 0
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"
-    vllm_server_base_url: str | None = None
+    use_vllm: bool = False         # generate with vLLM inside TRL (pip install "sparring[vllm]")
+    vllm_mode: str = "colocate"    # TRL's vLLM mode: colocate (in the trainer's process) or server (trl vllm-serve)
+    vllm_server_base_url: str | None = None  # vllm_mode=server: the trl vllm-serve URL (None: TRL's default)
 
     def __post_init__(self) -> None:
         for name, low in (("steps", 1), ("num_generations", 2), ("batch_size", 1), ("max_completion_length", 1),

@@ -15,13 +15,13 @@ SCHEDULERS = ("constant_with_warmup", "cosine", "linear")
 
 @dataclass
 class SFTSettings:
-    steps: int = 100
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    warmup_steps: int = 10
-    scheduler: str = "constant_with_warmup"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    steps: int = 100               # optimizer steps
+    batch_size: int = 128          # examples per step
+    learning_rate: float = 1e-3    # peak learning rate
+    warmup_steps: int = 10         # linear warmup steps
+    scheduler: str = "constant_with_warmup"  # learning-rate schedule (transformers' names, e.g. cosine)
+    weight_decay: float = 0.0      # AdamW weight decay
+    max_grad_norm: float = 1.0     # gradient clipping norm
 
     def __post_init__(self) -> None:
         from sparring.envs.base import check_choice

@@ -209,7 +209,7 @@ def annotated_yaml(config: Any) -> str:
         hints = typing.get_type_hints(type(node))
         for f in dataclasses.fields(node):
             value, help_text = getattr(node, f.name), field_help(type(node), f.name)
-            kind = _type_name(hints[f.name])
+            kind = type_name(hints[f.name])
             lines.append(f"{indent}# {help_text + ' ' if help_text else ''}({kind})" if not dataclasses.is_dataclass(value)
                          else f"{indent}# {help_text or f.name}")
             if dataclasses.is_dataclass(value):
@@ -224,13 +224,13 @@ def annotated_yaml(config: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _type_name(hint: Any) -> str:
+def type_name(hint: Any) -> str:
     """`int | tuple[int, int]` for a type hint, as people write it."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(h) for h in typing.get_args(hint))
+        return " | ".join(type_name(h) for h in typing.get_args(hint))
     if hint is type(None):
         return "None"
     if typing.get_origin(hint) is not None:
-        args = ", ".join("..." if a is Ellipsis else _type_name(a) for a in typing.get_args(hint))
+        args = ", ".join("..." if a is Ellipsis else type_name(a) for a in typing.get_args(hint))
         return f"{typing.get_origin(hint).__name__}[{args}]"
     return getattr(hint, "__name__", str(hint))

@@ -94,3 +94,141 @@ def test_the_loop_runs_from_python_on_a_hugging_face_model_id(tiny_checkpoint, t
     assert (tmp_path / "run/checkpoints/round-000/config.json").exists()
     with pytest.raises(ValueError, match="set its fields"):
         run(config, tmp_path / "other", overrides=["rounds=1"])
+
+
+def test_envs_with_an_id_lists_every_argument_with_type_default_and_help(capsys):
+    import inspect
+
+    from sparring.envs.catalog import describe, env_class
+
+    for env_id in env_ids():
+        cls = env_class(env_id)
+        arguments = {a["name"]: a for a in describe(env_id)["arguments"]}
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "knobs")]
+        assert set(arguments) == set(accepted) | {f for f in describe(env_id)["knobs"]}
+        assert all(a["help"] and a["type"] for a in arguments.values()), env_id  # nothing undocumented
+    assert main(["envs", "Countdown-v0", "--width", "250"]) == 0
+    out = capsys.readouterr().out
+    for name in ("allow_subset", "format_reward", "answer_format", "num_numbers (knob)", "max_target (knob)"):
+        assert name in out
+    assert "│ instruction " in out and '"compact" (`8 3 2 -> 22`, for small models)' in out
+    assert "int | tuple[int, int]" in out  # rich markup does not eat the brackets
+    assert main(["envs", "Countdwn-v0"]) == 2
+    assert "did you mean 'Countdown-v0'" in capsys.readouterr().err
+
+
+def test_envs_fits_the_width_it_is_given(capsys):
+    assert main(["envs", "TextNav-v0", "--width", "80"]) == 0
+    assert max(map(len, capsys.readouterr().out.splitlines())) <= 80
+
+
+def test_print_config_shows_the_resolved_config_with_help(capsys):
+    import yaml
+
+    from sparring.config import from_dict
+    from sparring.selfplay import SelfPlayConfig, load_selfplay_config
+
+    assert main(["selfplay", "--print-config", "rounds=2", "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    assert from_dict(SelfPlayConfig, yaml.safe_load(out)) == load_selfplay_config(None, ["rounds=2", "seed=5"])
+    assert "  # the env id (sparring envs lists them) (str)\n  id: Countdown-v0\n" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["selfplay", "--config", "nowhere.yaml"], "config file 'nowhere.yaml' does not exist"),
+    (["selfplay", "env.id=Countdwn-v0"], "unknown sparring env id 'Countdwn-v0'; did you mean 'Countdown-v0'?"),
+    (["eval", "--policy", "x", "--env", "Countdwn-v0", "--n", "2"], "did you mean 'Countdown-v0'?"),
+    (["eval", "--policy", "x", "--env", "Countdown-v0", "--n", "0"], "argument --n: must be at least 1, got 0"),
+    (["eval", "--policy", "x", "--env", "Countdown-v0", "--k", "0"], "argument --k: must be at least 1, got 0"),
+])
+def test_mistakes_are_one_line_errors(argv, message, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert "demonstrations" not in err
+
+
+def test_a_server_url_without_v1_gets_the_hint(capsys):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": {"message": "Not Found"}}')
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert main(["eval", "--policy", url, "--env", "Countdown-v0", "--n", "1"]) == 2
+        assert f"Hint: add /v1 to the URL ({url}/v1)" in capsys.readouterr().err
+        assert main(["eval", "--policy", url + "/v1", "--env", "Countdown-v0", "--n", "1"]) == 2
+        assert "add /v1" not in capsys.readouterr().err
+    finally:
+        server.shutdown()
+
+
+def test_resume_refuses_changes_the_checkpoints_depend_on(tmp_path, capsys):
+    from sparring.config import dump_yaml
+    from sparring.selfplay import load_selfplay_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_yaml(load_selfplay_config(None, ["rounds=2"])))
+    base = ["selfplay", "--run-dir", str(run), "--resume", "--print-config"]
+    assert main([*base, "rounds=6", "threads=1", "executor.num_workers=3"]) == 0  # how it runs may change
+    capsys.readouterr()
+    for change in (["policy.tiny.hidden_size=64"], ["env.id=TextNav-v0", "bootstrap.demonstrations=optimal"], ["env.kwargs={difficulty: hard}"],
+                   ["--seed", "3"]):
+        assert main([*base, *change]) == 2
+        err = capsys.readouterr().err
+        assert "on resume only these may change: rounds, threads, executor" in err
+        assert change[0].split("=")[0].lstrip("-") in err
+    assert "hidden_size: 128" in (run / "config.yaml").read_text()  # the saved config is untouched
+
+
+def test_ctrl_c_in_selfplay_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    from sparring.selfplay import SelfPlay
+
+    def interrupted(self, resume=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SelfPlay, "run_rounds", interrupted)
+    run = tmp_path / "run"
+    assert main(["selfplay", "--run-dir", str(run), "env.eval_tasks=2", "env.extra_eval_splits=[]"]) == 130
+    err = capsys.readouterr().err
+    assert f"Continue with: sparring selfplay --run-dir {run} --resume" in err and "Traceback" not in err
+
+
+def test_the_round_table_fits_80_columns_and_names_untrained_rounds():
+    from rich.console import Console
+
+    from sparring.selfplay import round_table, warn_untrained
+
+    columns = ["round", "eval/success", "eval/pass@4", "ei/pass@1", "ei/kept", "time/train_s", "time/eval_s",
+               "time/round_s"]
+    rows = [{"round": r, "eval/success": 0.5, "eval/pass@4": 0.75, "ei/pass@1": 0.25, "ei/kept": 100 * (r != 3),
+             "ei/examples": 100 * (r != 3), "time/train_s": 1234.5, "time/eval_s": 12.25, "time/round_s": 1300.0}
+            for r in range(9)]
+    for width in (80, 250):
+        console = Console(width=width, record=True)
+        console.print(round_table(rows, columns, "Countdown-v0: held-out success", width))
+        text = console.export_text()
+        assert max(map(len, text.splitlines())) <= width
+        assert "round 3 trained on nothing (ei/kept 0)" in text
+        assert ("r8" in text and "eval/pass@4" in text) if width == 80 else "time/round_s" in text
+    console = Console(width=120, record=True)
+    warn_untrained(console, 3, rows[3])
+    warn_untrained(console, 2, rows[2])
+    assert console.export_text().count("trained on nothing") == 1

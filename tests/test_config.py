@@ -112,3 +112,50 @@ class WithEnv:
 
 def test_a_partial_section_replaces_a_plain_dict_whole():
     assert load_config(WithEnv, None, ["env.kwargs={difficulty: easy}"]).env.kwargs == {"difficulty": "easy"}
+
+
+@dataclass
+class Documented:
+    plain: int = 1  # the inline comment
+    # the block above,
+    # two lines of it
+    above: str = "# not a comment"
+    told: float = field(default=0.5, metadata={"help": "metadata wins"})  # not this
+    bare: bool = False
+
+
+def test_field_help_reads_metadata_then_comments():
+    from sparring.config import field_help
+
+    assert field_help(Documented, "plain") == "the inline comment"
+    assert field_help(Documented, "above") == "the block above, two lines of it"
+    assert field_help(Documented, "told") == "metadata wins"
+    assert field_help(Documented, "bare") == ""
+
+
+def test_every_selfplay_key_has_help_and_the_annotated_yaml_loads_back():
+    import yaml
+
+    from sparring.config import annotated_yaml, from_dict
+    from sparring.selfplay import SelfPlayConfig, load_selfplay_config
+
+    config = load_selfplay_config(None, ["rounds=7", "env.kwargs={difficulty: hard}", "expert_iteration.k=3",
+                                         "bootstrap.sft.steps=11", "proposer.band=[0.1, 0.9]"])
+    text = annotated_yaml(config)
+    assert from_dict(SelfPlayConfig, yaml.safe_load(text)) == config
+    lines = text.splitlines()
+    keys = [i for i, line in enumerate(lines) if not line.lstrip().startswith("#")]
+    assert len(keys) > 150  # every key of every section
+    for i in keys:  # each key is preceded by its help, which says more than the type
+        help_line = lines[i - 1].strip()
+        assert help_line.startswith("# ") and not help_line.startswith("# ("), (lines[i], help_line)
+    assert "# self-play rounds after round 0 (the bootstrap) (int)\nrounds: 7\n" in text
+
+
+def test_a_missing_or_malformed_config_file_is_one_clear_line(tmp_path):
+    with pytest.raises(ValueError, match=r"config file '.*missing.yaml' does not exist"):
+        load_config(Top, tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1\nflag: true\n")
+    with pytest.raises(ValueError, match=r"bad.yaml' is not valid YAML at line 2, column 5"):
+        load_config(Top, bad)

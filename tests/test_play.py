@@ -88,8 +88,29 @@ def test_the_cli_verb_takes_seed_difficulty_task_and_env_arguments(monkeypatch, 
     (["play", "TextNav-v0", "--difficulty", "medum"], "did you mean 'medium'"),
     (["play", "TextNav-v0", "--task", "{not json"], "--task must be a JSON object"),
     (["play", "TextNav-v0", "n_room=3"], "did you mean 'n_rooms'"),
+    (["play", "Countdown-v0", "--task", "@/nonexistent/task.json"], "cannot read '/nonexistent/task.json'"),
 ])
 def test_bad_arguments_are_clear_errors(argv, message, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_countdown_takes_a_bare_expression_and_shows_the_verdict_once():
+    code, out = session(["8*3-2"], env_id="Countdown-v0", task={"numbers": [8, 3, 2], "target": 22})
+    assert code == 0 and "a bare expression such as 8*3-2 is your answer" in out
+    assert "=== SUCCESS (reward 1) ===" in out and out.count("correct: 8*3-2 = 22") == 1
+    code, out = session(["<answer>8+3+2</answer>"], env_id="Countdown-v0", task={"numbers": [8, 3, 2], "target": 22})
+    assert "=== FAILED" in out and out.count("equals 13, the target is 22") == 1  # tagged: graded as typed
+    _, out = session(["quit"], env_id="Countdown-v0", env_kwargs={"answer_format": "steps"})
+    assert "bare expression" not in out  # step answers are not wrapped
+
+
+def test_ctrl_c_leaves_quietly():
+    class Interrupted(io.StringIO):
+        def readline(self, *args):
+            raise KeyboardInterrupt
+
+    out = io.StringIO()
+    assert play("Countdown-v0", stdin=Interrupted(), stdout=out) == 130
+    assert "Traceback" not in out.getvalue() and out.getvalue().endswith("> \n")

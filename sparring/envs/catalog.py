@@ -59,7 +59,7 @@ def arguments(cls: type) -> list[dict[str, Any]]:
     import inspect
     import typing
 
-    from sparring.config import _type_name, field_help
+    from sparring.config import type_name, field_help
 
     documented = argument_help(cls.__doc__ or "")
     hints = typing.get_type_hints(cls.__init__)
@@ -72,11 +72,11 @@ def arguments(cls: type) -> list[dict[str, Any]]:
             help_text += f"; presets: {', '.join(cls.presets)}"
         if name == "split":
             help_text += f"; splits: {', '.join(cls.splits)}"
-        out.append({"name": name, "type": _type_name(hints.get(name, Any)), "default": parameter.default,
+        out.append({"name": name, "type": type_name(hints.get(name, Any)), "default": parameter.default,
                     "help": help_text, "kind": "argument"})
     config, config_hints = cls.config_class(), typing.get_type_hints(cls.config_class)
     for f in dataclasses.fields(cls.config_class):
-        out.append({"name": f.name, "type": _type_name(config_hints[f.name]), "default": getattr(config, f.name),
+        out.append({"name": f.name, "type": type_name(config_hints[f.name]), "default": getattr(config, f.name),
                     "help": field_help(cls.config_class, f.name), "kind": "knob"})
     return out
 

@@ -264,11 +264,11 @@ class SelfPlay:
         if done and not resume:
             raise SparringError(f"{self.run.root} already holds {len(done)} finished round(s): pass --resume to "
                                 "continue it, or choose a new --run-dir")
+        if resume and self.run.config.exists():
+            check_resume(self.run.config, self.config)
         leftovers = [*self.run.root.rglob(".*.tmp*"), *self.run.root.rglob(".*.old")]  # from a writer that was killed
         for leftover in sorted(leftovers, reverse=True):
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-        if resume and self.run.config.exists():
-            check_resume(self.run.config, self.config)
         atomic_write_text(self.run.config, dump_yaml(self.config))
 
     def seed_everything(self, r: int) -> None:

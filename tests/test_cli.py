@@ -232,3 +232,18 @@ def test_the_round_table_fits_80_columns_and_names_untrained_rounds():
     warn_untrained(console, 3, rows[3])
     warn_untrained(console, 2, rows[2])
     assert console.export_text().count("trained on nothing") == 1
+
+
+def test_resume_from_python_refuses_a_changed_model_before_touching_the_run(tmp_path):
+    from sparring.config import dump_yaml
+    from sparring.errors import SparringError
+    from sparring.selfplay import load_selfplay_config, run
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    saved = dump_yaml(load_selfplay_config(None, ["env.eval_tasks=2", "env.extra_eval_splits=[]"]))
+    (folder / "config.yaml").write_text(saved)
+    (folder / ".metrics.jsonl.tmp1").write_text("left by a killed writer")
+    with pytest.raises(SparringError, match=r"policy.tiny.hidden_size 128 -> 64"):
+        run(run_dir=folder, resume=True, overrides=["policy.tiny.hidden_size=64"])
+    assert (folder / "config.yaml").read_text() == saved and (folder / ".metrics.jsonl.tmp1").exists()

@@ -13,7 +13,8 @@ from gymnasium.utils.env_checker import check_env
 import sparring
 from sparring.envs.catalog import env_ids
 
-IDS = env_ids()
+NEEDS_ARGUMENTS = {"ReasoningGym-v0"}  # make() needs dataset=...: tests/envs/test_rgym.py runs these checks per dataset
+IDS = [env_id for env_id in env_ids() if env_id not in NEEDS_ARGUMENTS]
 JUNK = ["", " ", "\x00", "<answer>", "</answer>", "<answer></answer>", "<answer>9**9**9</answer>",
         "<answer>" + "(" * 10_000 + "</answer>", "9" * 100_000, "\ud800", "\U0001f600" * 50,
         "<answer>__import__('os').system('echo hacked')</answer>", "go north", "1+1", "1/0", "<answer>1/0</answer>",

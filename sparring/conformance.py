@@ -199,7 +199,7 @@ class _Checks:
     def junk(self) -> str:
         env = self.make()
         for index, action in enumerate(JUNK_ACTIONS):
-            self.timed_reset(env, seed=self.seed + index)
+            self.timed_reset(env, seed=self.seeds[index % len(self.seeds)])  # the same tasks as the other checks
             try:
                 _, _, _, _, info = self._until_end(env, action)
             except CheckFailed:

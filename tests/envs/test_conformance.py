@@ -13,7 +13,9 @@ from gymnasium.utils.env_checker import check_env
 import sparring
 from sparring.envs.catalog import env_ids
 
-NEEDS_ARGUMENTS = {"ReasoningGym-v0"}  # make() needs dataset=...: tests/envs/test_rgym.py runs these checks per dataset
+# ReasoningGym-v0 needs dataset=... (tests/envs/test_rgym.py checks every dataset); TextWorld-v0 compiles a game per
+# seed, seconds each (tests/envs/test_textworld.py runs sparring.check and its own tests on fewer games)
+NEEDS_ARGUMENTS = {"ReasoningGym-v0", "TextWorld-v0"}
 IDS = [env_id for env_id in env_ids() if env_id not in NEEDS_ARGUMENTS]
 JUNK = ["", " ", "\x00", "<answer>", "</answer>", "<answer></answer>", "<answer>9**9**9</answer>",
         "<answer>" + "(" * 10_000 + "</answer>", "9" * 100_000, "\ud800", "\U0001f600" * 50,

@@ -198,3 +198,16 @@ def test_vector_envs(mode):
         assert rewards.tolist() == [1.0, 1.0] and terminated.all()
     finally:
         envs.close()
+
+
+def test_the_solver_plays_it_unchanged(tiny_checkpoint):
+    from sparring.agents.hf import HFPolicy
+    from sparring.agents.policy import SamplingParams
+    from sparring.agents.solver import Solver
+
+    env = gymnasium.make("ReasoningGym-v0", dataset="gcd").unwrapped
+    tasks = [env.generate_task(i).to_dict() for i in range(2)]
+    trajectories = Solver(HFPolicy(tiny_checkpoint), "ReasoningGym-v0", {"dataset": "gcd"},
+                          SamplingParams(max_tokens=6, seed=0)).run(tasks, k=2)
+    assert len(trajectories) == 4 and all(t.verdict and len(t.turns) == 1 for t in trajectories)
+    assert trajectories[0].turns[0].observation == tasks[0]["question"]

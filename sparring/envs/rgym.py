@@ -4,7 +4,8 @@ One id with a `dataset` argument, not one id per dataset: the datasets are reaso
 new release adds some without a change here), the registry and `sparring envs` stay readable, and
 the id is registered even where the optional extra is not installed (making it then says how to
 install it). Every dataset of `reasoning_gym.factory.DATASETS` is accepted except `composite`, which
-mixes other datasets (make one env per dataset instead).
+mixes other datasets (make one env per dataset instead), and `codeio`, whose items run code snippets that
+keep state between calls (the same item came out different twice in one process).
 
 - Task: the dataset's entry (`question`, `answer`, `metadata`), made JSON-safe once (tuples become
   lists, sets sorted lists, other values their text), plus the dataset's name. The scorer always sees
@@ -54,7 +55,10 @@ from sparring.errors import SparringError, UnknownNameError
 SPLITS = ("train", "test")
 TEST_SHARE = 64  # questions whose SHA-256 starts with a byte below this (a quarter) belong to `test`
 CANDIDATES = 64
-EXCLUDED = {"composite": "it mixes other datasets: make one ReasoningGym-v0 env per dataset instead"}
+EXCLUDED = {"composite": "it mixes other datasets: make one ReasoningGym-v0 env per dataset instead",
+            "codeio": "its items run code snippets shipped with reasoning-gym, some of which keep state between calls "
+                      "(the same item came out different twice in one process), so an item is not a pure function "
+                      "of its seed"}
 
 
 def same_text(answer: str, task: ReasoningGymTask) -> bool:

@@ -69,6 +69,22 @@ class EnvConfig:
     extra_eval_splits: list[str] = field(default_factory=lambda: ["test-unseen"])
     eval_tasks: int = 500
     max_turns: int = 32
+    # easy-to-hard runs: what the expert demonstrates (bootstrap, its development set, the control) and what
+    # each round trains on can differ from `kwargs`, which the held-out evaluation uses; each is a dict of
+    # overrides of `kwargs`. `curriculum[i]` sets round i + 1's training tasks (the last one repeats).
+    bootstrap_kwargs: dict[str, Any] = field(default_factory=dict)
+    curriculum: list[dict[str, Any]] = field(default_factory=list)
+    # more held-out evaluations every round: name -> overrides of `kwargs` (greedy, on `eval_split`),
+    # reported as eval/<name>/success with its 95% interval
+    eval_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, value in [("env.bootstrap_kwargs", self.bootstrap_kwargs), *[
+                (f"env.curriculum[{i}]", c) for i, c in enumerate(self.curriculum)], *[
+                (f"env.eval_sets.{k}", v) for k, v in self.eval_sets.items()]]:
+            if not isinstance(value, dict):
+                raise ValueError(f"{name} must be a mapping of env kwargs overrides (e.g. {{num_numbers: 3}}), "
+                                 f"got {value!r}")
 
 
 GENERATION = ("hf", "vllm", "openai")
@@ -214,8 +230,17 @@ class SelfPlay:
         self.executor = None  # run_rounds opens config.executor; None plays episodes here
         cfg = config
         self.env_id, self.env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
-        self.eval_tasks = {split: draw_tasks(self.env_id, self.env_kwargs, split, cfg.seed, 0, cfg.env.eval_tasks)
-                           for split in [cfg.env.eval_split, *cfg.env.extra_eval_splits]}
+        self.expert_kwargs = {**self.env_kwargs, **cfg.env.bootstrap_kwargs}  # what expert demonstrations cover
+        # key prefix -> (env kwargs, tasks, main): the held-out split, the extra splits, the named eval sets
+        self.eval_sets: dict[str, tuple[dict[str, Any], list[dict[str, Any]], bool]] = {}
+        for split in [cfg.env.eval_split, *cfg.env.extra_eval_splits]:
+            main = split == cfg.env.eval_split
+            self.eval_sets["" if main else split] = (
+                self.env_kwargs, draw_tasks(self.env_id, self.env_kwargs, split, cfg.seed, 0, cfg.env.eval_tasks), main)
+        for name, overrides in cfg.env.eval_sets.items():
+            kwargs = {**self.env_kwargs, **overrides}
+            self.eval_sets[name] = (kwargs, draw_tasks(self.env_id, kwargs, cfg.env.eval_split, cfg.seed, 0,
+                                                       cfg.env.eval_tasks), False)
         from sparring.agents.team import AgentTeam
 
         self.team = AgentTeam(self) if AgentTeam.wanted(cfg) else None
@@ -291,29 +316,34 @@ class SelfPlay:
         from sparring.evaluation import evaluate
 
         cfg, out = self.config, {}
-        for split, tasks in self.eval_tasks.items():
-            main = split == cfg.env.eval_split
+        for name, (kwargs, tasks, main) in self.eval_sets.items():
             k = cfg.eval.k if main else 1
-            result = evaluate(policy, self.env_id, self.env_kwargs, tasks, k=k, executor=self.executor,
+            result = evaluate(policy, self.env_id, kwargs, tasks, k=k, executor=self.executor,
                               temperature=cfg.eval.temperature, max_tokens=cfg.policy.max_tokens,
                               max_turns=cfg.env.max_turns, seed=cfg.seed,
                               prompt=self.team.eval_prompt(tasks) if self.team else None,
-                              on_turn=self.bars.episodes(f"{prefix} on {split}", len(tasks) * (1 + (k > 1) * k)))
-            key = prefix if main else f"{prefix}/{split}"
+                              on_turn=self.bars.episodes(f"{prefix} on {name or cfg.env.eval_split}",
+                                                         len(tasks) * (1 + (k > 1) * k)))
+            key = prefix if main else f"{prefix}/{name}"
             out[f"{key}/success"] = result.success
-            out.update({f"{key}/details/{name}": value for name, value in result.details.items()})  # e.g. SPL
-            if main:
+            out.update({f"{key}/details/{detail}": value for detail, value in result.details.items()})  # e.g. SPL
+            if main or name in cfg.env.eval_sets:
                 out[f"{key}/success_low"], out[f"{key}/success_high"] = result.success_low, result.success_high
-                if result.pass_at_k is not None:
-                    out[f"{key}/pass@{result.k}"] = result.pass_at_k
+            if main and result.pass_at_k is not None:
+                out[f"{key}/pass@{result.k}"] = result.pass_at_k
         return out
+
+    def round_kwargs(self, r: int) -> dict[str, Any]:
+        """The env kwargs of round `r`'s training tasks: `env.kwargs` under the curriculum's entry for `r`."""
+        curriculum = self.config.env.curriculum
+        return {**self.env_kwargs, **curriculum[min(r, len(curriculum)) - 1]} if curriculum and r > 0 else self.env_kwargs
 
     def expert_examples(self, tokenizer: Any, start: int, n: int) -> list[dict[str, str]]:
         from sparring.trainers.bootstrap import expert_demonstrations
         from sparring.trainers.sft import sft_examples
 
-        tasks = draw_tasks(self.env_id, self.env_kwargs, "train", self.config.seed, start, n)
-        demos = expert_demonstrations(self.env_id, self.env_kwargs, tasks, self.config.bootstrap.demonstrations)
+        tasks = draw_tasks(self.env_id, self.expert_kwargs, "train", self.config.seed, start, n)
+        demos = expert_demonstrations(self.env_id, self.expert_kwargs, tasks, self.config.bootstrap.demonstrations)
         if self.team:  # with skills: demonstrations show the skills retrieved for their tasks
             demos = self.team.decorate_demonstrations(demos)
         return sft_examples(demos, tokenizer)
@@ -331,7 +361,8 @@ class SelfPlay:
         if not boot.enabled:
             return model, tokenizer, {}
         examples = self.expert_examples(tokenizer, 0, min(boot.sft.steps * boot.sft.batch_size, 200_000))
-        dev = draw_tasks(self.env_id, self.env_kwargs, "train", cfg.seed + 1, TASKS_PER_STREAM - boot.dev_tasks, boot.dev_tasks)
+        dev = draw_tasks(self.env_id, self.expert_kwargs, "train", cfg.seed + 1, TASKS_PER_STREAM - boot.dev_tasks,
+                         boot.dev_tasks)
         curve: list[tuple[int, float]] = []
         loop = self
 
@@ -340,7 +371,7 @@ class SelfPlay:
                 if state.global_step % boot.eval_every:
                     return
                 policy = HFPolicy(model=kwargs["model"], tokenizer=tokenizer)
-                success = evaluate(policy, loop.env_id, loop.env_kwargs, dev, max_tokens=cfg.policy.max_tokens,
+                success = evaluate(policy, loop.env_id, loop.expert_kwargs, dev, max_tokens=cfg.policy.max_tokens,
                                    max_turns=cfg.env.max_turns,
                                    prompt=loop.team.eval_prompt(dev) if loop.team else None).success
                 kwargs["model"].train()
@@ -380,7 +411,8 @@ class SelfPlay:
         from sparring.trajectories import save_trajectories
 
         cfg, times, team = self.config, {}, self.team
-        tasks = draw_tasks(self.env_id, self.env_kwargs, "train", cfg.seed, r * TASKS_PER_STREAM, cfg.tasks_per_round)
+        round_kwargs = self.round_kwargs(r)
+        tasks = draw_tasks(self.env_id, round_kwargs, "train", cfg.seed, r * TASKS_PER_STREAM, cfg.tasks_per_round)
         records, agent_metrics = [{"task": t, "source": "generator"} for t in tasks], {}
         round_dir = self.run.round_dir(r)
         start = time.perf_counter()
@@ -395,7 +427,7 @@ class SelfPlay:
             from sparring.trainers.expert_iteration import ExpertIterationTrainer
 
             ei = cfg.expert_iteration
-            trainer = ExpertIterationTrainer(ei, self.env_id, self.env_kwargs, max_tokens=cfg.policy.max_tokens,
+            trainer = ExpertIterationTrainer(ei, self.env_id, round_kwargs, max_tokens=cfg.policy.max_tokens,
                                              max_turns=cfg.env.max_turns, executor=self.executor)
             on_turn = self.bars.episodes("sampling", len(tasks) * ei.k)
             with self.generating(previous, model, tokenizer) as sampler:
@@ -427,7 +459,7 @@ class SelfPlay:
                 agent_metrics.update(team.after_collect(r, trajectories, team.k, tokenizer)[2])
                 prompt_hook, rewards = team.grpo_hooks(tasks)
             model.name_or_path = str(previous)  # TRL's colocated vLLM loads the weights from this folder
-            metrics = train_grpo(model, tokenizer, self.env_id, self.env_kwargs, tasks, cfg.grpo,
+            metrics = train_grpo(model, tokenizer, self.env_id, round_kwargs, tasks, cfg.grpo,
                                  self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r,
                                  callbacks=[self.bars.steps("GRPO", cfg.grpo.steps)],
                                  prompt_hook=prompt_hook, extra_rewards=rewards)
@@ -500,7 +532,9 @@ class SelfPlay:
         rows = self.finished_rounds()
         k = self.config.eval.k
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
-        columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", "control/eval/success", "ei/pass@1", "ei/kept",
+        named = [f"eval/{name}/success" for name in self.config.env.eval_sets]
+        columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", *named, "control/eval/success",
+                   "ei/pass@1", "ei/kept",
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]
@@ -509,7 +543,7 @@ class SelfPlay:
         for row in rows:
             table.add_row(*[_fmt(row.get(c)) for c in columns])
         self.console.print(table)
-        plot_curves(rows, self.run.curves, k)
+        plot_curves(rows, self.run.curves, k, list(self.config.env.eval_sets))
 
 
 def _fmt(value: Any) -> str:
@@ -518,7 +552,7 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path, k: int) -> None:
+def plot_curves(rows: list[dict[str, Any]], path: Path, k: int, eval_sets: list[str] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -530,6 +564,12 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, k: int) -> None:
     ax.fill_between(rounds, [row["eval/success_low"] for row in rows], [row["eval/success_high"] for row in rows], alpha=0.2)
     if all(f"eval/pass@{k}" in row for row in rows):
         ax.plot(rounds, [row[f"eval/pass@{k}"] for row in rows], "s--", label=f"held-out pass@{k}")
+    for name in eval_sets:  # the named held-out sets (easy-to-hard: 5 numbers, the bootstrap's 3), with intervals
+        key = f"eval/{name}/success"
+        if all(key in row for row in rows):
+            line, = ax.plot(rounds, [row[key] for row in rows], "o-", label=f"held-out success: {name}")
+            ax.fill_between(rounds, [row[f"eval/{name}/success_low"] for row in rows],
+                            [row[f"eval/{name}/success_high"] for row in rows], alpha=0.15, color=line.get_color())
     control = [(row["round"], row["control/eval/success"]) for row in rows if "control/eval/success" in row]
     if control:
         ax.plot([0] + [r for r, _ in control], [rows[0]["eval/success"]] + [s for _, s in control], "^:",

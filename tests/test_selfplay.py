@@ -169,3 +169,31 @@ def test_agent_sections_are_validated():
         load_selfplay_config(None, ["algorithm=grpo", "reflector.enabled=true"])
     with pytest.raises(ValueError, match="did you mean 'proposer.kind'"):
         load_selfplay_config(None, ["proposer.knd=policy"])
+
+
+def test_easy_to_hard_no_expert_answer_beyond_three_numbers_enters_training(tmp_path, monkeypatch):
+    """In the easy-to-hard config the expert writes answers for tasks of at most 3 numbers only: bootstrap, its
+    development set and the control alike; rounds train on 4-number tasks with nothing but the model's own attempts."""
+    from pathlib import Path
+
+    import sparring.envs.countdown as countdown
+
+    sizes = []
+    real = countdown.expert_answer
+
+    def guarded(task, *args, **kwargs):
+        sizes.append(len(task.numbers))
+        assert len(task.numbers) <= 3, f"the expert answered a {len(task.numbers)}-number task: {task}"
+        return real(task, *args, **kwargs)
+
+    monkeypatch.setattr(countdown, "expert_answer", guarded)
+    path = Path(__file__).resolve().parents[1] / "configs" / "countdown-easy-to-hard.yaml"
+    config = load_selfplay_config(path, TINY + ["control=true", "policy.max_tokens=40",
+                                                "env.curriculum=[{num_numbers: 4}, {num_numbers: 5}]"])
+    rows = SelfPlay(config, tmp_path / "run").run_rounds()
+    assert sizes and set(sizes) <= {2, 3}  # the expert did write (bootstrap and control), never beyond 3 numbers
+    assert "control/eval/success" in rows[2] and "eval/5-numbers/success_high" in rows[2]
+    for r, count in ((1, 4), (2, 5)):  # the curriculum's tasks, answered only by the policy
+        tasks = [json.loads(line) for line in (tmp_path / f"run/rounds/00{r}/tasks.jsonl").read_text().splitlines()]
+        assert {len(t["task"]["numbers"]) for t in tasks} == {count}
+        assert {t.source for t in load_trajectories(tmp_path / f"run/rounds/00{r}/trajectories")} == {"policy"}

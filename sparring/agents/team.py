@@ -159,7 +159,8 @@ class AgentTeam:
         n = max([sizes[role] for role in ROLES if self.own_model(role)], default=0)
         if n:
             k = cfg.proposer.k
-            tasks = draw_tasks(self.env_id, self.env_kwargs, "train", cfg.seed + BOOTSTRAP_STREAM, 0, n)
+            # round 0's tasks: where the expert's demonstrations are (env.bootstrap_kwargs in easy-to-hard runs)
+            tasks = draw_tasks(self.env_id, self.loop.expert_kwargs, "train", cfg.seed + BOOTSTRAP_STREAM, 0, n)
             with self.loop.generating(self.loop.run.checkpoint("round-000")) as policy:
                 solver = Solver(policy, self.env_id, self.env_kwargs,
                                 SamplingParams(temperature=cfg.expert_iteration.temperature, max_tokens=cfg.policy.max_tokens),
@@ -179,7 +180,7 @@ class AgentTeam:
                                                 cfg.proposer.bootstrap_sft))
             if self.own_model("reflector"):
                 chosen = groups[:sizes["reflector"]]
-                demos = expert_demonstrations(self.env_id, self.env_kwargs, [g[0].task for g in chosen],
+                demos = expert_demonstrations(self.env_id, self.loop.expert_kwargs, [g[0].task for g in chosen],
                                               cfg.bootstrap.demonstrations)
                 reflector = Reflector(self.env_id, self.env_kwargs, cfg.reflector, self.memory,
                                       max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
@@ -195,7 +196,7 @@ class AgentTeam:
     # ---- a round's tasks ------------------------------------------------------------------------
     def forbidden(self, r: int) -> set[str]:
         """Tasks a proposer may not pose: the held-out ones, and with `novel` those of earlier rounds."""
-        keys = {task_key(t) for tasks in self.loop.eval_tasks.values() for t in tasks}
+        keys = {task_key(t) for _, tasks, _ in self.loop.eval_sets.values() for t in tasks}
         if self.config.proposer.novel:
             for earlier in range(1, r):
                 keys |= {task_key(rec["task"]) for rec in read_jsonl(self.loop.run.round_dir(earlier) / "tasks.jsonl")}

@@ -36,13 +36,14 @@ from typing import Any, Protocol
 from sparring.envs.base import Verdict, check_choice
 from sparring.envs.code_harness import decode_value, encode_value, same_value
 from sparring.sandboxes import BACKENDS as SANDBOX_BACKENDS
-from sparring.sandboxes import make_sandbox
+from sparring.sandboxes import SandboxError, make_sandbox
 
 HARNESS_SOURCE = (Path(__file__).parent / "code_harness.py").read_text()
 REWARDS = ("fraction", "binary")
 MAX_RESULT_CHARS = 100_000
 MAX_TIMEOUTS = 2  # after this many calls time out, the harness runs no more (an endless loop costs two timeouts)
 MAX_SHOWN_CHARS = 200
+COUNTED_STATUSES = ("ok", "error")  # the runs whose results count: the harness ended on its own
 CACHE_SIZE = 20_000
 SHARED_MEMORY_MB = 4096  # the ceiling of the shared sandboxes; each run sets its own limits below it
 SHARED_TIMEOUT_S = 600.0
@@ -264,6 +265,11 @@ def run_calls_many(sandbox: Any, jobs: list[tuple[str, str, list[Call]]], *, cal
         results = sandbox.run_many(requests)
     else:
         results = [sandbox.run(r.pop("code"), **r) for r in requests]
+    failed = [r for r in results if r.status == "sandbox_error"]
+    if failed and not getattr(sandbox, "available", lambda: True)():
+        # the infrastructure failed, not the programs: grading them 0 would train on it; the caller stops instead
+        raise SandboxError(f"the {getattr(sandbox, 'backend', 'sandbox')} sandbox is unavailable, so "
+                           f"{len(failed)} program(s) could not be graded: {failed[0].stderr.strip()[-400:]}")
     for (position, key, marker, n_calls), result in zip(pending, results):
         execution = parse_results(result.stdout, marker, n_calls, result.status, result.exit_code,
                                   getattr(result, "isolation", ""))
@@ -279,7 +285,8 @@ def run_calls_many(sandbox: Any, jobs: list[tuple[str, str, list[Call]]], *, cal
 def parse_results(stdout: str, marker: str, n_calls: int, status: str, exit_code: int | None = 0,
                   isolation: str = "") -> Execution:
     """The harness's result lines in `stdout` as an `Execution`. Never raises: a malformed, duplicated or
-    missing line makes that call a failure."""
+    missing line makes that call a failure, and so does every value of a run whose status is not one of
+    COUNTED_STATUSES (the sandbox, not the program, decides the status)."""
     found: dict[int, CallResult] = {}
     conflicts: set[int] = set()
     load_error = None
@@ -317,7 +324,11 @@ def parse_results(stdout: str, marker: str, n_calls: int, status: str, exit_code
         ended = f"the program exited (code {exit_code}) before this test ran"
     results = []
     for i in range(n_calls):
-        if i in conflicts:
+        if status not in COUNTED_STATUSES and i in found and found[i].ok:
+            # a run that did not end on its own (killed, timed out, out of memory, ...) proves nothing: what
+            # stopped it may have been a forger who wrote its result lines first
+            results.append(CallResult(error=f"not counted: {ended}", timeout=status == "timeout"))
+        elif i in conflicts:
             results.append(CallResult(error="conflicting results for this test"))
         elif load_error is not None:
             results.append(CallResult(error=load_error))

@@ -83,15 +83,25 @@ def _type_name(kind):
 
 
 def same_value(a, b):
-    """Strict equality: the same exact types all the way down (True is not 1, 1.0 is not 1, a tuple is not a list)."""
+    """Strict equality: the same exact types all the way down, set elements and dict keys included (True is
+    not 1, 1.0 is not 1, a tuple is not a list, -0.0 is not 0.0; nan is nan). The judge of input-output tests
+    (CodeSynth, CodeRepair on CodeSynth); HumanEval replays its own check instead, with the check's `==`."""
     if type(a) is not type(b):
         return False
     if type(a) in (list, tuple):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if type(a) in (set, frozenset):
+        # equal sets pair each element of `a` with the one element of `b` it equals, found by hash
+        partner = {y: y for y in b}
+        return len(a) == len(b) and all(x in partner and same_value(x, partner[x]) for x in a)
     if type(a) is dict:
-        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
-    if type(a) is float and math.isnan(a):
-        return math.isnan(b)
+        partner = {k: k for k in b}
+        return len(a) == len(b) and all(k in partner and same_value(k, partner[k]) and same_value(a[k], b[k])
+                                        for k in a)
+    if type(a) is float:
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
     return a == b
 
 

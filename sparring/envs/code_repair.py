@@ -2,8 +2,16 @@
 
 The self-repair setting of the self-debugging papers (and Guided-ReST's code self-repair): the
 episode starts from a buggy program (or from nothing), each action is a whole new program, and the
-next observation lists the tests it fails (input, expected, got, error), until every test passes
-or `max_turns` attempts are spent. Tasks come from any code family: `CodeSynth-v0` (the default) or
+next observation lists the VISIBLE tests it fails (input, expected, got, error), until every test
+passes or `max_turns` attempts are spent.
+
+Visible and held-out tests: success needs every test, and the held-out ones are never shown (not their
+inputs, not their expected values, not how many fail), so a program that only maps the inputs it has
+seen to the outputs it has seen (a lookup table built from the feedback) cannot succeed. CodeSynth:
+the prompt's examples and the first half of the hidden tests are visible, the other half is held out.
+HumanEval: the check's assertions in odd positions (the 2nd, 4th, ...) are held out. A task with a
+single test (a HumanEval check with one assertion, a CodeSynth task with no hidden tests) has nothing
+to hold out: there, success rests on visible tests alone. Tasks come from any code family: `CodeSynth-v0` (the default) or
 `HumanEval-v0`. A buggy program is the family's reference with one seeded mutation that makes at
 least one test fail: a changed constant or op of a CodeSynth program, a flipped operator, comparison,
 constant or boolean in a HumanEval canonical solution. The expert answers with the reference.
@@ -21,8 +29,8 @@ from typing import Any
 
 from sparring.envs import codesynth, humaneval
 from sparring.envs.base import TextEnv, Verdict, check_choice, item_rng
-from sparring.envs.code_grading import (REWARDS, Grade, check_limits, check_sandbox_spec, extract_code, grade,
-                                        resolve_sandbox)
+from sparring.envs.code_grading import (REWARDS, Grade, TestOutcome, check_limits, check_sandbox_spec, extract_code,
+                                        grade, resolve_sandbox)
 from sparring.envs.code_harness import same_value
 from sparring.errors import UnknownNameError
 
@@ -31,6 +39,32 @@ STARTS = ("buggy", "scratch")
 SHAPINGS = ("none", "improvement")
 MAX_PROGRAM_CHARS = 20_000
 MAX_MUTANT_TRIES = 40
+MAX_SHOWN_FAILURES = 5
+
+
+def held_out(source: str, task: Any, total: int) -> frozenset[int]:
+    """The positions (in the grade's outcomes) of the tests never shown to the model (see the module docstring)."""
+    if source == "CodeSynth-v0":
+        return frozenset(range(len(task.examples) + len(task.tests) // 2, total))
+    return frozenset(range(1, total, 2))
+
+
+def visible_feedback(result: Grade, hidden: frozenset[int]) -> str:
+    """What the model is told about an attempt: the visible tests it fails, nothing of the held-out ones
+    beyond that some fail (which the episode's going on tells anyway)."""
+    if result.load_error or result.success:
+        return result.feedback(MAX_SHOWN_FAILURES)
+    visible = [o for i, o in enumerate(result.outcomes) if i not in hidden]
+    total = result.total - len(hidden)
+    failures = [o for o in visible if not o.passed] + [TestOutcome(False, "(a test without a result)")] * \
+        max(0, total - len(visible))
+    if not failures:
+        return f"all {total} visible tests pass, but the program fails held-out tests (they are not shown)"
+    lines = [f"{len(failures)} of {total} visible tests failed:"]
+    lines += [f"- {o.line()}" for o in failures[:MAX_SHOWN_FAILURES]]
+    if len(failures) > MAX_SHOWN_FAILURES:
+        lines.append(f"- ... and {len(failures) - MAX_SHOWN_FAILURES} more")
+    return "\n".join(lines)
 
 
 # ---- task ---------------------------------------------------------------------------------------
@@ -188,8 +222,9 @@ class CodeRepairEnv(TextEnv):
     ## Action Space
     Text: a whole program (the last ```python block that defines the entry point, or the raw text).
     ## Observation Space
-    Text: first the problem (the source family's prompt) with the program to repair and the tests it
-    fails; after each attempt, the tests that attempt fails (input, expected, got, error).
+    Text: first the problem (the source family's prompt) with the program to repair and the visible
+    tests it fails; after each attempt, the visible tests that attempt fails (input, expected, got,
+    error). Held-out tests decide success too but are never shown (module docstring).
     ## Reward
     `shaping="none"`: 0 until the last step, then 1.0 on success, else the fraction of tests passed
     (`reward="fraction"`) or 0 (`reward="binary"`, the default). `shaping="improvement"`: every step
@@ -290,7 +325,10 @@ class CodeRepairEnv(TextEnv):
         start = self._grade(self.task.source, self.task.task, self._program(self.task.program))
         self.fractions = [start.fraction]
         return (f"{problem}\n\nThis program fails some tests:\n```python\n{self.task.program.rstrip()}\n```\n"
-                f"{start.feedback()}\nWrite a corrected program ({self.max_turns} attempts).", {})
+                f"{self._feedback(start)}\nWrite a corrected program ({self.max_turns} attempts).", {})
+
+    def _feedback(self, result: Grade) -> str:
+        return visible_feedback(result, held_out(self.task.source, self.task.task, result.total))
 
     def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict | None, dict[str, Any]]:
         self.turns += 1
@@ -305,12 +343,15 @@ class CodeRepairEnv(TextEnv):
             reward = 0.0
         if not done:
             left = self.max_turns - self.turns
-            return (f"{result.feedback()}\nRevise the program ({left} attempt{'s' if left > 1 else ''} left).",
+            return (f"{self._feedback(result)}\nRevise the program ({left} attempt{'s' if left > 1 else ''} left).",
                     reward, False, False, None, {})
         base = result.verdict(self.reward_mode)
         total = self.fractions[-1] - self.fractions[0] if self.shaping == "improvement" else reward
-        details = {**base.details, "turns": self.turns, "fractions": self.fractions}
-        verdict = Verdict(total, result.success, base.feedback, details)
+        hidden = held_out(self.task.source, self.task.task, result.total)
+        failures = [o.to_dict() for i, o in enumerate(result.outcomes) if i not in hidden and not o.passed]
+        details = {**base.details, "failures": failures[:MAX_SHOWN_FAILURES], "held_out": len(hidden),
+                   "turns": self.turns, "fractions": self.fractions}
+        verdict = Verdict(total, result.success, self._feedback(result), details)
         return verdict.feedback, reward, True, False, verdict, {}
 
     def expert_actions(self) -> list[str]:

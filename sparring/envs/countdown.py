@@ -1,7 +1,10 @@
 """Countdown: reach a target number from given numbers with + - * /, each number used exactly once.
 
-`Countdown-v0` is single-turn (one answer, graded exactly); `CountdownSteps-v0` plays the same
-tasks one operation per step, as Stream of Search writes its states.
+`Countdown-v0` is single-turn (one answer, graded exactly): an expression (`answer_format="expression"`)
+or one operation per line with its result (`"steps"`, Stream of Search style: `8*3=24` then `24-2=22`;
+`"steps-with-state"` also restates the numbers left after each step, `24 2 -> 22`, so a longer task
+reads, step after step, like a shorter one). `CountdownSteps-v0` plays the same tasks one operation
+per turn, as Stream of Search writes its states.
 
     >>> import gymnasium, sparring
     >>> env = gymnasium.make("Countdown-v0", difficulty="easy")
@@ -184,6 +187,119 @@ def _times(k: int) -> str:
     return {1: "once", 2: "twice"}.get(k, f"{k} times")
 
 
+_MOVE = re.compile(r"\s*(?:<answer>)?\s*(\d{1,15})\s*([-+*/×÷])\s*(\d{1,15})\s*(?:=\s*(\d{1,30}))?\s*(?:</answer>)?\s*")
+_STATE = re.compile(r"\s*((?:(?:\d{1,15}|_)\s+)*(?:\d{1,15}|_))\s*->\s*(\d{1,15})\s*")
+_OPS = {"×": "*", "÷": "/"}
+
+
+def check_move(values: list[int], action: str, *, need_result: bool = False) -> Step | str:
+    """The move `a op b` (optionally `a op b=r`) on the current `values` as a `Step`, or why it is not a
+    legal one under Stream of Search's rules: operands among `values`, no negative results, exact division."""
+    match = _MOVE.fullmatch(action) if len(action) <= 200 else None
+    if match is None:
+        return f"{action[:40]!r} is not a move; write two current numbers and an operation, like 8*3"
+    a, op, b, claim = int(match[1]), _OPS.get(match[2], match[2]), int(match[3]), match[4]
+    pool = Counter(values)
+    pool[a] -= 1
+    pool[b] -= 1
+    if pool[a] < 0 or pool[b] < 0:
+        return f"{a} and {b} are not both among the current numbers {values}"
+    if op == "-" and a < b:
+        return f"{a}-{b} goes below zero"
+    if op == "/" and (b == 0 or a % b):
+        return f"{a}/{b} is not an exact division"
+    result = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
+    if claim is None and need_result:
+        return f"{a}{op}{b} does not give its result; write {a}{op}{b}={result}"
+    if claim is not None and int(claim) != result:
+        return f"{a}{op}{b} is {result}, not {claim}"
+    return Step(a, op, b, result)
+
+
+def apply_move(values: list[int], step: Step) -> list[int]:
+    """The numbers left after `step`: its operands removed, its result last."""
+    left = list(values)
+    left.remove(int(step.left))
+    left.remove(int(step.right))
+    return [*left, int(step.result)]
+
+
+def state_text(values: list[int | None], target: int) -> str:
+    """The numbers left and the target as the compact prompt writes a task: `24 2 -> 22` (`_` for a used slot)."""
+    return f"{' '.join('_' if v is None else str(v) for v in values)} -> {target}"
+
+
+def apply_to_slots(slots: list[int | None], step: Step) -> list[int | None]:
+    """The task's slots after `step`: its result in the first operand's slot, `_` in the second's; every other
+    number stays where the task wrote it, so each state line is the one before with two places changed."""
+    out = list(slots)
+    first = out.index(int(step.left))
+    out[first] = None
+    second = out.index(int(step.right))
+    out[first], out[second] = int(step.result), None
+    return out
+
+
+MAX_STEP_LINES = 4 * MAX_NUMBERS
+
+
+def verify_steps(task: CountdownTask, completion: Any, *, allow_subset: bool = False,
+                 format_reward: float = 0.1) -> Verdict:
+    """Grade the last `<answer>...</answer>` of `completion` as one operation per line. Never raises.
+
+    Each line is a step `a op b=r` on the numbers still available (Stream of Search's rules: no negative
+    results, exact division), checked exactly, or a state line `n1 n2 ... -> target`, which must name the
+    numbers left and the target. Correct when every given number is used (with `allow_subset`: any of
+    them) and the last result is the target. Feedback names the first wrong line. Reward as `verify`:
+    `format_reward` for well-formed lines that are wrong, 0.0 for no answer or a line that is no step.
+    """
+    text = as_text(completion)
+    content = extract_answer(text)
+    if content is None:
+        reason = "the <answer> tag is never closed with </answer>" if "<answer>" in text else "no <answer> tag"
+        return Verdict(0.0, False, reason, {"error": "no_answer", "answer": None, "steps": 0})
+    shown = content if len(content) <= 80 else content[:77] + "..."
+    lines = [line.strip() for line in content.splitlines() if line.strip()]
+    details: dict[str, Any] = {"answer": shown, "steps": 0, "error": None}
+    if len(lines) > MAX_STEP_LINES:
+        return Verdict(0.0, False, f"the answer has {len(lines)} lines; at most {MAX_STEP_LINES} are read",
+                       {**details, "error": "too_long"})
+    values, steps = list(task.numbers), []
+
+    def wrong(i: int, line: str, why: str, error: str, reward: float) -> Verdict:
+        shown_line = line if len(line) <= 40 else line[:37] + "..."
+        return Verdict(reward, False, f"line {i} ({shown_line!r}): {why}", {**details, "steps": len(steps), "error": error})
+
+    if not lines:
+        return Verdict(0.0, False, "the answer holds no steps; write one operation per line, like 8*3=24",
+                       {**details, "error": "no_steps"})
+    for i, line in enumerate(lines, 1):
+        state = _STATE.fullmatch(line) if len(line) <= 200 else None
+        if state is not None:
+            said = [int(n) for n in state[1].split() if n != "_"]
+            if Counter(said) != Counter(values) or int(state[2]) != task.target:
+                return wrong(i, line, f"the numbers left are {state_text(values, task.target)}", "wrong_state",
+                             float(format_reward))
+            continue
+        move = check_move(values, line, need_result=True)
+        if isinstance(move, str):
+            syntax = _MOVE.fullmatch(line) is None if len(line) <= 200 else True
+            return wrong(i, line, move, "not_a_step" if syntax else "wrong_step", 0.0 if syntax else float(format_reward))
+        values = apply_move(values, move)
+        steps.append(move)
+    details["steps"] = len(steps)
+    last = int(steps[-1].result) if steps else (values[0] if len(values) == 1 else None)
+    if not allow_subset and len(values) > 1:
+        problem = f"does not use {', '.join(map(str, values[:-1] if steps else values))}" if steps else "makes no step"
+        if steps and last != task.target:
+            problem += f"; the last result is {last}, the target is {task.target}"
+        return Verdict(float(format_reward), False, problem, {**details, "error": "wrong_numbers"})
+    if last != task.target and not (allow_subset and not steps and task.target in task.numbers):
+        return Verdict(float(format_reward), False, f"the last result is {last}, the target is {task.target}",
+                       {**details, "error": "wrong_value"})
+    return Verdict(1.0, True, f"correct: {', '.join(map(str, steps)) or task.target} reaches {task.target}", details)
+
+
 def extract_answer(text: str) -> str | None:
     """The content of the last complete `<answer>...</answer>`, or None."""
     end = text.rfind("</answer>")
@@ -243,17 +359,58 @@ def verify(task: CountdownTask, completion: Any, *, allow_subset: bool = False, 
 
 
 INSTRUCTIONS = ("full", "compact")
+ANSWER_FORMATS = ("expression", "steps", "steps-with-state")
 
 
-def prompt(task: CountdownTask, instruction: str = "full") -> str:
+def prompt(task: CountdownTask, instruction: str = "full", answer_format: str = "expression") -> str:
     """TinyZero's instruction, or (`compact`) just `8 3 2 -> 22`: short inputs for a small model."""
     if instruction == "compact":
-        return f"{' '.join(map(str, task.numbers))} -> {task.target}"
+        return state_text(list(task.numbers), task.target)
     numbers = ", ".join(map(str, task.numbers))
+    if answer_format != "expression":
+        example = "8*3=24\n24-2=22" if answer_format == "steps" else "8*3=24\n24 _ 2 -> 22\n24-2=22\n22 _ _ -> 22"
+        state = (" After each step you may restate the numbers in their places, _ for those used, and the target."
+                 if answer_format == "steps-with-state" else "")
+        return (f"Using the numbers [{numbers}], reach {task.target}. Write one operation per line with its result, "
+                "combining two of the numbers still available with +, -, * or / (no negative results, exact "
+                f"division only); each number can only be used once, and the last result must be {task.target}."
+                f"{state} Show your work in <think> </think> tags and return the steps in <answer> </answer> tags, "
+                f"for example <answer>{example}</answer>.")
     return (f"Using the numbers [{numbers}], create an equation that equals {task.target}. You can use basic "
             "arithmetic operations (+, -, *, /) and each number can only be used once. Show your work in "
             "<think> </think> tags. And return the final answer in <answer> </answer> tags, for example "
             "<answer> (1 + 2) / 3 </answer>.")
+
+
+def expert_steps(task: CountdownTask, answer_format: str = "steps", *, allow_subset: bool = False,
+                 rng: random.Random | None = None) -> str:
+    """An exact solution one whole-number operation per line (`steps-with-state`: each step followed by the
+    state, the task's numbers in their places with `_` for those used up: `8*3=24` then `24 _ 2 -> 22`);
+    `rng` picks a random one of the solutions."""
+    found = solve_steps(list(task.numbers), task.target, allow_subset=allow_subset, integer_only=True, rng=rng)
+    if found is None:
+        raise UnsolvableTaskError(f"Countdown task {task.to_dict()} has no solution in whole-number steps")
+    lines: list[str] = []
+    slots: list[int | None] = list(task.numbers)
+    for step in found[1]:
+        lines.append(str(step))
+        if answer_format == "steps-with-state":
+            slots = apply_to_slots(slots, step)
+            lines.append(state_text(slots, task.target))
+    return "\n".join(lines)
+
+
+def expert_answer(task: CountdownTask, answer_format: str = "expression", *, allow_subset: bool = False,
+                  rng: random.Random | None = None) -> str:
+    """The expert's whole answer in `answer_format`, tags included (`rng`: a random one of the solutions)."""
+    if answer_format == "expression" and rng is None:
+        return f"<answer>{expert_solution(task, allow_subset=allow_subset)}</answer>"
+    if answer_format == "expression":
+        found = solve(list(task.numbers), task.target, allow_subset=allow_subset, integer_only=True, rng=rng)
+        if found is None:
+            raise UnsolvableTaskError(f"Countdown task {task.to_dict()} has no solution in whole-number steps")
+        return f"<answer>{found}</answer>"
+    return f"<answer>{expert_steps(task, answer_format, allow_subset=allow_subset, rng=rng)}</answer>"
 
 
 def expert_solution(task: CountdownTask, *, allow_subset: bool = False) -> str:
@@ -271,7 +428,10 @@ class CountdownEnv(SingleTurnEnv):
     """Countdown in one turn: the observation poses the task, the action is the answer.
 
     ## Action Space
-    Any text (`UnicodeText`); the last `<answer>...</answer>` is graded.
+    Any text (`UnicodeText`); the last `<answer>...</answer>` is graded: an expression (`8*3-2`), or with
+    `answer_format="steps"` one operation per line with its result (`8*3=24` newline `24-2=22`), each line
+    checked exactly; `"steps-with-state"` is the same answer, and the expert also restates the numbers
+    after each step in their places (`24 _ 2 -> 22`); such state lines are checked when present.
     ## Observation Space
     Text: TinyZero's instruction with the numbers and the target; after the step, the verdict's feedback.
     ## Reward
@@ -281,7 +441,8 @@ class CountdownEnv(SingleTurnEnv):
     ## Arguments
     `difficulty` ("easy" 3 numbers, "medium" 4, "hard" 5-6), the knobs of `CountdownConfig`,
     `split` ("train", "test-seen", "test-unseen"), `allow_subset`, `format_reward`, `instruction`
-    ("full", TinyZero's wording, or "compact", `8 3 2 -> 22`, for small models).
+    ("full", TinyZero's wording, or "compact", `8 3 2 -> 22`, for small models), `answer_format`
+    ("expression", "steps", "steps-with-state").
     ## Version History
     v0: initial version.
     """
@@ -293,10 +454,12 @@ class CountdownEnv(SingleTurnEnv):
     splits = SPLITS
 
     def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
-                 allow_subset: bool = False, format_reward: float = 0.1, instruction: str = "full", **knobs: Any):
+                 allow_subset: bool = False, format_reward: float = 0.1, instruction: str = "full",
+                 answer_format: str = "expression", **knobs: Any):
         super().__init__(render_mode, split=split, difficulty=difficulty,
-                         env_args=("allow_subset", "format_reward", "instruction"), **knobs)
+                         env_args=("allow_subset", "format_reward", "instruction", "answer_format"), **knobs)
         self.instruction = check_choice("Countdown instruction", instruction, INSTRUCTIONS)
+        self.answer_format = check_choice("Countdown answer_format", answer_format, ANSWER_FORMATS)
         if not isinstance(allow_subset, bool):
             raise TypeError(f"allow_subset must be True or False, got {allow_subset!r}")
         if not isinstance(format_reward, (int, float)) or not 0.0 <= format_reward <= 1.0:
@@ -314,17 +477,14 @@ class CountdownEnv(SingleTurnEnv):
         return task_problems(task, config or self.config, self.split)
 
     def _begin(self) -> tuple[str, dict[str, Any]]:
-        return prompt(self.task, self.instruction), {}
+        return prompt(self.task, self.instruction, self.answer_format), {}
 
     def verify(self, answer: str) -> Verdict:
-        return verify(self.task, answer, allow_subset=self.allow_subset, format_reward=self.format_reward)
+        grade = verify if self.answer_format == "expression" else verify_steps
+        return grade(self.task, answer, allow_subset=self.allow_subset, format_reward=self.format_reward)
 
     def expert_answer(self) -> str:
-        return f"<answer>{expert_solution(self.task, allow_subset=self.allow_subset)}</answer>"
-
-
-_MOVE = re.compile(r"\s*(?:<answer>)?\s*(\d{1,15})\s*([-+*/×÷])\s*(\d{1,15})\s*(?:=\s*(\d{1,30}))?\s*(?:</answer>)?\s*")
-_OPS = {"×": "*", "÷": "/"}
+        return expert_answer(self.task, self.answer_format, allow_subset=self.allow_subset)
 
 
 def state_line(target: int, values: list[int], steps: list[Step]) -> str:
@@ -413,28 +573,8 @@ class CountdownStepsEnv(TextEnv):
         observation, info = self._state()
         return intro + observation, info
 
-    def _check_move(self, action: str) -> Step | str:
-        """The move as a `Step`, or why it is not a legal one."""
-        match = _MOVE.fullmatch(action) if len(action) <= 200 else None
-        if match is None:
-            return f"{action[:40]!r} is not a move; write two current numbers and an operation, like 8*3"
-        a, op, b, claim = int(match[1]), _OPS.get(match[2], match[2]), int(match[3]), match[4]
-        pool = Counter(self.values)
-        pool[a] -= 1
-        pool[b] -= 1
-        if pool[a] < 0 or pool[b] < 0:
-            return f"{a} and {b} are not both among the current numbers {self.values}"
-        if op == "-" and a < b:
-            return f"{a}-{b} goes below zero"
-        if op == "/" and (b == 0 or a % b):
-            return f"{a}/{b} is not an exact division"
-        result = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
-        if claim is not None and int(claim) != result:
-            return f"{a}{op}{b} is {result}, not {claim}"
-        return Step(a, op, b, result)
-
     def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict | None, dict[str, Any]]:
-        move = self._check_move(action)
+        move = check_move(self.values, action)
         if isinstance(move, str):
             self.invalid_moves += 1
             if self.invalid_moves > self.max_invalid_moves:
@@ -444,9 +584,7 @@ class CountdownStepsEnv(TextEnv):
                 return verdict.feedback, 0.0, True, False, verdict, {"admissible_commands": []}
             observation, info = self._state()
             return f"Invalid move: {move}.\n{observation}", 0.0, False, False, None, info
-        self.values.remove(move.left)
-        self.values.remove(move.right)
-        self.values.append(int(move.result))
+        self.values = apply_move(self.values, move)
         self.steps.append(move)
         if len(self.values) > 1:
             observation, info = self._state()

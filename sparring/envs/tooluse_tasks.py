@@ -269,29 +269,39 @@ def verify_outcome(task: ToolTask, state: dict[str, Any], answer: str | None, ca
     return Outcome(not reasons, reasons)
 
 
+# The harness: main.py, the same for every run (no secret in it). The marker comes on stdin; the result goes to
+# a private copy of stdout, fd 1 going to /dev/null while verify runs, so what verify prints reaches nobody
+# (its stderr stays: the reason when it raises). verify runs in this process and could still find the marker and the channel in memory; what it
+# could then write is a result of its own choosing, which it can give anyway by returning it. So the reader
+# below only makes sure such a line can never crash it: one result line, parsed and type-checked, or a reason.
 _HARNESS = """\
-import json
+import json, os, sys
+marker = sys.stdin.readline().strip()
+channel = os.dup(1)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
 with open("verify_input.json") as f:
     data = json.load(f)
 from verification import verify
 result = verify(data["state"], data["answer"], data["calls"])
-print()
-print({marker!r} + json.dumps(result if isinstance(result, bool) else "not a bool: " + type(result).__name__))
+text = json.dumps(result if type(result) is bool else "not a bool: " + type(result).__name__)
+os.write(channel, ("\\n" + marker + text + "\\n").encode())
 """
+RESULTS = {"true": True, "false": False}
 
 
 def run_model_verifications(source: str, cases: list[tuple[dict[str, Any], str | None, list[dict[str, Any]]]], *,
                             sandbox: str = "local", timeout_s: float = VERIFY_TIMEOUT_S) -> list[ModelResult]:
     """Run model-written `def verify(state, answer, calls) -> bool` on each `(state, answer, calls)` in a sandbox,
     in parallel: `(result, None)`, or `(None, why it did not run)`, per case. The inputs go in as a JSON file; the
-    result comes back on stdout after a marker that is random per run, so what the function prints cannot pass
-    for its result. Nothing of `source` runs in this process."""
+    result comes back on a private copy of stdout after a marker that is random per run and passed on stdin
+    (never in a file the function can read), so what the function prints cannot pass for its result. Nothing
+    of `source` runs in this process, and no output of it makes this raise."""
     try:
         from sparring.sandboxes import make_sandbox
     except ImportError as error:
         return [(None, f"no sandbox to run model-written code in ({error})")] * len(cases)
     marker = f"@@verdict-{secrets.token_hex(8)}@@"
-    requests = [{"code": _HARNESS.format(marker=marker), "timeout_s": timeout_s,
+    requests = [{"code": _HARNESS, "stdin": marker + "\n", "timeout_s": timeout_s,
                  "files": {"verification.py": source,
                            "verify_input.json": json.dumps({"state": s, "answer": a, "calls": c})}}
                 for s, a, c in cases]
@@ -304,16 +314,22 @@ def run_model_verifications(source: str, cases: list[tuple[dict[str, Any], str |
 
 
 def _read_result(result: Any, marker: str) -> ModelResult:
+    """(True or False, None) from the one result line of a run that ended on its own, else (None, why). Never raises."""
     if result.status != "ok":
         tail = (result.stderr or "").strip().splitlines()[-1:] or [""]
         return None, f"{result.status}: {tail[0][:300]}".rstrip(": ")
     lines = [line for line in (result.stdout or "").splitlines() if line.startswith(marker)]
     if not lines:
         return None, "it printed no result"
-    value = json.loads(lines[-1][len(marker):])
-    if not isinstance(value, bool):
-        return None, f"verify returned {value[len('not a bool: '):]}, not True or False"
-    return value, None
+    if len(lines) > 1:
+        return None, "its result line was written more than once (the verify function wrote one)"
+    text = lines[0][len(marker):]
+    if text in RESULTS:
+        return RESULTS[text], None
+    prefix = '"not a bool: '
+    if text.startswith(prefix) and text.endswith('"') and text[len(prefix):-1].isidentifier():
+        return None, f"verify returned {text[len(prefix):-1]}, not True or False"
+    return None, f"its result line is malformed: {text[:80]!r}"
 
 
 # ---- the acceptance filter -----------------------------------------------------------------------------

@@ -234,6 +234,11 @@ class Sandbox(Generic[Slot]):
         with ThreadPoolExecutor(max_workers=min(self.limits.workers, len(requests))) as pool:
             return list(pool.map(lambda request: self.run(**request), requests))
 
+    def available(self) -> bool:
+        """Whether what the sandbox runs on answers now (a Docker engine); a `sandbox_error` while it does not
+        is the infrastructure's, not the program's. The local backend has nothing that can go away."""
+        return not self._closed
+
     def failure(self, message: str, wall_s: float = 0.0) -> ExecResult:
         return ExecResult("sandbox_error", None, "", message, False, wall_s, self.backend, self.isolation)
 

@@ -1,13 +1,19 @@
 """The Docker backend: each worker slot is a warm, hardened container; each program is one `exec_run` in it.
 
 Containers run with no network, memory and pids limits, a read-only root, tmpfs /work and /tmp, every
-capability dropped, no-new-privileges and a non-root user (65534). A run
-copies main.py and its files into /work with `put_archive`, then executes a small shell wrapper that
-sets the run's rlimits, runs `timeout -s KILL <t> python3 main.py`, and afterwards kills every other
-process of the user (the container's pid 1, an orphan reaper, is immune as the namespace's init) and
-empties /work, /tmp and /dev/shm, so the next run starts clean. A run that
-does not end normally (timeout, output cap, a signal, a killed wrapper, any API error) gets its
-container removed and a fresh one started: a slot is recycled after any failure.
+capability dropped, no-new-privileges and the seccomp profile of `sparring.sandboxes.seccomp` (no ptrace,
+no process_vm_*, no SysV or POSIX message-queue IPC, no namespaces). The container's pid 1, an orphan
+reaper, runs as its own uid (65533); programs run as 65534, so none can signal, trace or rewrite it.
+
+A run copies main.py and its files into /work with `put_archive`, then `docker exec`s the SUPERVISOR
+below as 65534: it runs `python3 main.py` under its own clock, then kills every other process of the
+uid, empties /work, /tmp, /dev/shm and /dev/mqueue, checks that nothing is left, and reports what it
+observed (exit status or signal from wait4, its own timeout, the cgroup's OOM kills) as the last line
+of stderr, when nothing of the program is alive to write after it. The status comes from that report,
+never from the program's exit code or output. The memory limit is the container's cgroup (set per run),
+not RLIMIT_AS, so threads start as they would anywhere. A run whose supervisor does not report (the
+program killed it), that leaves anything behind, or that passes the host's watchdog or the output cap,
+gets its container removed; the next run starts a fresh one.
 
 No registry is reachable here, so the image is made offline: `sparring sandbox build-image` copies the
 host's python3, its standard library, the shared libraries they load and a shell with `timeout` into a
@@ -17,6 +23,7 @@ tarball and `docker import`s it (`build_image` below).
 from __future__ import annotations
 
 import io
+import json
 import os
 import queue
 import shutil
@@ -30,21 +37,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparring.sandboxes import seccomp
 from sparring.sandboxes.base import (RESERVED_NAMES, Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError,
-                                     decode, memory_error_in)
+                                     decode)
 from sparring.sandboxes.local import OPEN_FILES, sandbox_python
 
 IMAGE = "sparring-sandbox:latest"
-USER = "65534:65534"
+USER = "65534:65534"  # every program, and the supervisor that runs it
+REAPER_USER = "65533:65533"  # the container's pid 1: another uid, so no program can signal, trace or rewrite it
 LABEL = "sparring.sandbox"
 OWNER_LABEL = "sparring.sandbox.owner"  # host:pid of the process whose sandbox it is
-MEMORY_HEADROOM_MB = 64  # the container's limit above the program's address-space limit
-WATCHDOG_GRACE_S = 2.0  # `timeout` inside ends a run; the host removes the container if it does not
+MEMORY_HEADROOM_MB = 32  # the container's memory limit above the program's: pid 1 and the supervisor (about 12 MB)
+WATCHDOG_GRACE_S = 5.0  # the supervisor ends a run at its time limit; the host removes the container if it does not
 DOCKER_MISSING = 'the docker backend needs the Docker SDK for Python: pip install "sparring[docker]"'
 STDIN_FILE = RESERVED_NAMES[1]
-# The container's pid 1, as the sandbox user: reaps orphans (a killed daemon must not linger as a zombie
-# counting against the pids limit) and, as the namespace's init, ignores the `kill -9 -1` of the cleanup.
-REAPER = """import os, signal
+# The container's pid 1, as REAPER_USER: reaps orphans (a killed daemon must not linger as a zombie
+# counting against the pids limit), and is not dumpable.
+REAPER = """import ctypes, os, signal
+ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
 while True:
     signal.sigwaitinfo({signal.SIGCHLD})
@@ -55,31 +65,140 @@ while True:
         pass
 """
 
-UNCLEAN = 255  # the wrapper's status when something of the run survives its cleanup (the slot is recycled)
-# $1 timeout seconds, $2 address space KB, $3 CPU seconds, $4 file size blocks. The program's stdin is a
-# file it never sees, and the shell's own messages ("Killed") go nowhere. After the program, every other
-# process of the user is killed until /proc shows none but pid 1 (the reaper) and the wrapper, and the
-# scratch dirs are emptied.
-WRAPPER = f"""
-exec 0<{STDIN_FILE} 3>&2 2>/dev/null && rm -f {STDIN_FILE} || exit 125
-ulimit -c 0; ulimit -n {OPEN_FILES}; ulimit -f "$4"
-(ulimit -v "$2" && ulimit -t "$3" && exec timeout -s KILL "$1" python3 main.py 2>&3 3>&-)
-rc=$?
-tries=0
-while :; do
-    kill -9 -1
-    left=0
-    for p in /proc/[0-9]*; do
-        p=${{p#/proc/}}
-        if [ "$p" != 1 ] && [ "$p" != $$ ]; then left=1; fi
-    done
-    [ $left = 0 ] && break
-    tries=$((tries + 1))
-    [ $tries -lt 300 ] || exit {UNCLEAN}
-    sleep 0.01  # killed processes linger until pid 1 reaps them
-done
-cd / && rm -rf /work/* /work/.[!.]* /work/..?* /tmp/* /tmp/.[!.]* /tmp/..?* /dev/shm/* /dev/shm/.[!.]*
-exit $rc
+REPORT_MARK = "\n@@sparring-supervisor@@"  # the supervisor's report: the last line of stderr, once all else is dead
+REPORT_ROOM = 4096  # bytes of stderr beyond the program's cap that the report may take
+SCRATCH = ("/work", "/tmp", "/dev/shm", "/dev/mqueue")
+# One run, as the sandbox user, started by `docker exec` as `python3 -I -S -c SUPERVISOR <timeout s> <file
+# size bytes>`. It makes itself non-dumpable (no process of the same uid can read or write its memory; the
+# seccomp profile refuses ptrace) and the subreaper of what it starts; forks `python3 main.py` with the
+# stdin file, a file-size limit and the OOM killer's first preference; ends it at the time limit by its
+# own clock; then SIGKILLs every other process of the uid until none is left, empties the scratch
+# folders (opening up folders locked with mode 000 first), and checks that no process, file or SysV IPC
+# object is left. Last, after everything else of the run is dead, it writes its report: how the program
+# ended (exit code or signal, from wait4), whether its own timer ended it, whether the cgroup's OOM
+# killer struck, and what was left. Nothing of the program can write after that report.
+SUPERVISOR = f"""
+import ctypes, json, os, resource, signal, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(4, 0, 0, 0, 0)
+libc.prctl(36, 1, 0, 0, 0)
+timeout_s, file_bytes = float(sys.argv[1]), int(sys.argv[2])
+me = os.getpid()
+
+def oom_kills():
+    for path in ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+def clear(folder):
+    found, stack = [], [folder]
+    while stack:
+        path = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    os.chmod(entry.path, 0o700)
+                    stack.append(entry.path)
+                    found.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+    for path in reversed(found):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+stdin = os.open({STDIN_FILE!r}, os.O_RDONLY)
+os.unlink({STDIN_FILE!r})
+oom_before = oom_kills()
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGCHLD}})
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGCHLD}})
+        os.dup2(stdin, 0)
+        os.close(stdin)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
+        libc.prctl(4, 1, 0, 0, 0)
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+        os.execvp("python3", ["python3", "main.py"])
+    finally:
+        os._exit(127)
+os.close(stdin)
+timed_out, status, usage = False, None, None
+while status is None:
+    done, wait_status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        status = wait_status
+        break
+    left = timeout_s - (time.monotonic() - started)
+    if left <= 0:
+        timed_out = True
+        os.kill(pid, signal.SIGKILL)
+        _, status, usage = os.wait4(pid, 0)
+        break
+    signal.sigtimedwait({{signal.SIGCHLD}}, min(left, 0.5))
+wall = time.monotonic() - started
+left_behind = []
+for attempt in range(500):
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+    others = [name for name in os.listdir("/proc") if name.isdigit() and int(name) not in (1, me)]
+    if not others:
+        break
+    time.sleep(0.01)
+else:
+    left_behind.append(f"processes {{others[:5]}}")
+os.chdir("/")
+for folder in {SCRATCH!r}:
+    clear(folder)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        continue
+    except OSError as error:
+        names = [str(error)]
+    if names:
+        left_behind.append(f"{{folder}}: {{[name[:40] for name in sorted(names)[:5]]}}")
+for kind in ("shm", "msg", "sem"):
+    try:
+        with open(f"/proc/sysvipc/{{kind}}") as f:
+            if len(f.read().splitlines()) > 1:
+                left_behind.append(f"SysV {{kind}} objects")
+    except FileNotFoundError:
+        pass
+oom_after = oom_kills()
+report = {{"exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+          "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None, "timeout": timed_out,
+          "oom": oom_before is not None and oom_after is not None and oom_after > oom_before,
+          "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "left": left_behind}}
+data = ({REPORT_MARK!r} + json.dumps(report) + "\\n").encode()
+while data:
+    data = data[os.write(2, data):]
 """
 
 
@@ -231,6 +350,7 @@ def build_image(tag: str = IMAGE, client=None) -> str:
 class DockerSlot:
     index: int
     container: Any | None  # None after a failure: the next run starts a fresh one
+    memory_mb: int  # the program's memory limit the container's cgroup is set to now
 
 
 class DockerSandbox(Sandbox[DockerSlot]):
@@ -249,6 +369,8 @@ class DockerSandbox(Sandbox[DockerSlot]):
             raise SandboxError(f"the Docker image {image!r} is not there: make it with `sparring sandbox "
                                f"build-image` (offline, from this host's python3)") from error
         self._labels = {LABEL: "1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+        self._abandoned: set[str] = set()  # discarded containers the engine could not remove yet
+        self._abandoned_lock = threading.Lock()
         remove_stale(self.client)
         self._start_slots()
 
@@ -257,7 +379,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
         return "docker"
 
     def _open_slot(self, index: int) -> DockerSlot:
-        return DockerSlot(index, self._new_container(index))
+        return DockerSlot(index, self._new_container(index), self.limits.memory_mb)
 
     def _new_container(self, index: int):
         docker = _docker()
@@ -272,12 +394,13 @@ class DockerSandbox(Sandbox[DockerSlot]):
             raise SandboxError(f"cannot create the work volume {name}: {error}") from error
         try:
             return self.client.containers.run(
-                self.image, ["python3", "-S", "-c", REAPER], detach=True,
+                self.image, ["python3", "-I", "-S", "-c", REAPER], detach=True,
                 name=name, labels=self._labels, volumes={name: {"bind": "/work", "mode": "rw"}},
                 nano_cpus=1_000_000_000,
                 network_mode="none", read_only=True, tmpfs={"/tmp": scratch},
                 mem_limit=memory, memswap_limit=memory, pids_limit=self.limits.max_processes + 8,
-                cap_drop=["ALL"], security_opt=["no-new-privileges"], user=USER, working_dir="/work",
+                cap_drop=["ALL"], security_opt=["no-new-privileges", seccomp.security_opt()], user=REAPER_USER,
+                working_dir="/work",
                 ulimits=[docker.types.Ulimit(name="nofile", soft=OPEN_FILES, hard=OPEN_FILES),
                          docker.types.Ulimit(name="core", soft=0, hard=0)],
                 environment={}, hostname="sandbox", shm_size=f"{self.limits.max_file_mb}m", ipc_mode="private")
@@ -288,53 +411,101 @@ class DockerSandbox(Sandbox[DockerSlot]):
     def _close_slot(self, slot: DockerSlot) -> None:
         self._discard(slot)
 
-    def _discard(self, slot: DockerSlot) -> None:
-        """Remove the slot's container (every process in it dies); the next run starts a fresh one."""
-        container, slot.container = slot.container, None
-        if container is None:
-            return
+    def close(self) -> None:
         try:
-            container.remove(force=True)
-            self.client.volumes.get(container.name).remove(force=True)  # the work volume has its name
-        except Exception as error:
-            if "No such" not in str(error) and "is already in progress" not in str(error):
-                raise SandboxError(f"cannot remove container {container.name} or its volume: {error}") from error
+            super().close()
+        finally:
+            left = self._remove_abandoned() if hasattr(self, "_abandoned") else []
+        if left:
+            raise SandboxError(f"cannot remove {len(left)} sandbox container(s) or their volumes: {left[0]}")
+
+    def _discard(self, slot: DockerSlot) -> None:
+        """Take the slot's container away (every process in it dies); the next run starts a fresh one. Where
+        the engine cannot remove it now (it stopped answering), it is removed when it answers again."""
+        container, slot.container = slot.container, None
+        slot.memory_mb = self.limits.memory_mb
+        if container is not None:
+            with self._abandoned_lock:
+                self._abandoned.add(container.name)
+            self._remove_abandoned()
+
+    def _remove_abandoned(self) -> list[str]:
+        """Remove the discarded containers and their work volumes (same name); returns why for those left."""
+        docker, problems = _docker(), []
+        with self._abandoned_lock:
+            names = sorted(self._abandoned)
+        for name in names:
+            try:
+                for remove in (self.client.api.remove_container, self.client.api.remove_volume):
+                    try:
+                        remove(name, force=True)
+                    except docker.errors.NotFound:
+                        pass
+                with self._abandoned_lock:
+                    self._abandoned.discard(name)
+            except Exception as error:
+                if "is already in progress" in str(error):
+                    continue
+                problems.append(f"{name}: {error}")
+        return problems
+
+    def available(self) -> bool:
+        return not self._closed and self._engine_answers()
+
+    def _engine_answers(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except Exception:
+            return False
+
+    def _engine_failure(self, what: str, error: Exception) -> SandboxError:
+        """The error of a failed API call, saying so plainly when the engine itself stopped answering."""
+        if not self._engine_answers():
+            return SandboxError(f"the Docker engine stopped answering ({what}: {error}); this run did not happen. "
+                                f"The sandbox starts fresh containers once the engine answers again")
+        return SandboxError(f"{what} failed: {error}")
 
     # -- one run ----------------------------------------------------------------------------------
     def _run_in_slot(self, slot: DockerSlot, request: RunRequest) -> ExecResult:
         started = time.monotonic()
-        if slot.container is None:
-            slot.container = self._new_container(slot.index)
         api = self.client.api
         try:
+            if slot.container is None:
+                self._remove_abandoned()
+                slot.container = self._new_container(slot.index)
+            if slot.memory_mb != request.memory_mb:  # the cgroup is the memory limit (no RLIMIT_AS: threads work)
+                limit = f"{request.memory_mb + MEMORY_HEADROOM_MB}m"
+                slot.container.update(mem_limit=limit, memswap_limit=limit)
+                slot.memory_mb = request.memory_mb
             if not slot.container.put_archive("/work", _work_tar(request)):
                 raise SandboxError("put_archive into /work failed")
-            command = ["sh", "-c", WRAPPER, "sandbox", f"{request.timeout_s:.3f}", str(request.memory_mb * 1024),
-                       str(int(request.timeout_s) + 1), str(self.limits.max_file_mb * 2048)]
+            command = ["python3", "-I", "-S", "-c", SUPERVISOR, f"{request.timeout_s:.3f}",
+                       str(self.limits.max_file_mb << 20)]
             exec_id = api.exec_create(slot.container.id, command, user=USER, workdir="/work",
                                       environment={"HOME": "/work", "TMPDIR": "/tmp"})["Id"]
             deadline = Deadline(request.timeout_s + WATCHDOG_GRACE_S)
             stream = api.exec_start(exec_id, stream=True, demux=True)
-        except SandboxError:
+        except SandboxError as error:
             self._discard(slot)
-            raise
+            raise self._engine_failure("starting the run", error) from error
         except Exception as error:
             self._discard(slot)
-            raise SandboxError(f"docker exec failed: {error}") from error
+            raise self._engine_failure("docker exec", error) from error
         stdout, stderr, stopped = self._capture(slot, stream, deadline)
-        ran_s, wall = deadline.elapsed(), time.monotonic() - started
+        wall = time.monotonic() - started
         exit_code = None
         if stopped is None:
             try:
                 exit_code = api.exec_inspect(exec_id)["ExitCode"]
             except Exception as error:
                 self._discard(slot)
-                return self.failure(f"docker exec_inspect failed: {error}", wall)
-        return self._result(slot, request, exit_code, stdout, stderr, stopped, ran_s, wall)
+                return self.failure(str(self._engine_failure("docker exec_inspect", error)), wall)
+        return self._result(slot, exit_code, stdout, stderr, stopped, wall)
 
     def _capture(self, slot: DockerSlot, stream, deadline: Deadline) -> tuple[bytes, bytes, str | None]:
-        """Read the exec's output until it ends, the watchdog fires, or a stream passes the cap; in the last
-        two cases the container is removed (which ends the stream and every process)."""
+        """Read the exec's output until it ends, the watchdog fires, or a stream passes the cap (stderr: the
+        cap and room for the supervisor's report); in the last two cases the container is removed (which
+        ends the stream and every process)."""
         chunks: queue.Queue = queue.Queue()
 
         def read() -> None:
@@ -361,49 +532,67 @@ class DockerSandbox(Sandbox[DockerSlot]):
                 break
             out += pair[0] or b""
             err += pair[1] or b""
-            if len(out) > cap or len(err) > cap:
+            if len(out) > cap or len(err) > cap + REPORT_ROOM:
                 stopped = "output_limit"
                 break
         if stopped:
             self._discard(slot)
             reader.join(timeout=10)
-        return bytes(out[:cap]), bytes(err[:cap]), stopped
+            return bytes(out[:cap]), bytes(err[:cap]), stopped
+        return bytes(out), bytes(err), None
 
-    def _result(self, slot: DockerSlot, request: RunRequest, exit_code: int | None, stdout: bytes, stderr: bytes,
-                stopped: str | None, ran_s: float, wall: float) -> ExecResult:
-        signal_number = exit_code - 128 if exit_code is not None and 128 < exit_code < UNCLEAN else None
+    def _result(self, slot: DockerSlot, exit_code: int | None, stdout: bytes, stderr: bytes, stopped: str | None,
+                wall: float) -> ExecResult:
+        """The status from what the supervisor observed (its report is believed only when it ran to its end:
+        exit 0 and the report last on stderr); never from the program's exit code or output."""
+        cap = self.limits.max_output_bytes
+        report = None
+        if stopped is None:
+            stderr, report = _split_report(stderr, exit_code)
+        code = None
         if stopped:
             status = stopped
-        elif exit_code == UNCLEAN:
-            status = "sandbox_error"
-            stderr += b"\n[sparring: processes of this run survived the cleanup; its container was replaced]"
-        elif exit_code == 0:
-            status = "ok"
-        elif memory_error_in(stderr):
-            status = "memory"
-        elif signal_number == 9 and ran_s >= request.timeout_s:
-            status = "timeout"  # `timeout -s KILL`
-        elif signal_number == 24:
-            status = "timeout"  # SIGXCPU: the CPU-time rlimit
-        elif signal_number is not None:
-            status = "memory" if self._hit_memory_limit(slot) else "killed"
+        elif report is None:
+            status = "killed"
+            stderr += (f"\n[sparring: the run's supervisor was ended (exit status {exit_code}) before it could "
+                       f"report; its container was replaced]").encode()
         else:
-            status = "error"
-        if status not in ("ok", "error", "memory") or signal_number is not None or exit_code == UNCLEAN:
-            self._discard(slot)  # whatever happened, the next run gets a fresh container
-        code = -signal_number if signal_number is not None else exit_code
+            code = -report["signal"] if report["signal"] is not None else report["exit"]
+            if report["left"]:
+                status = "sandbox_error"
+                stderr += (f"\n[sparring: the cleanup after this run left {'; '.join(report['left'])}; "
+                           f"its container was replaced]").encode()
+            elif report["timeout"]:
+                status = "timeout"
+            elif code == 0:
+                status = "ok"
+            elif report["oom"]:
+                status = "memory"
+            elif code < 0:
+                status = "killed"
+            else:
+                status = "error"
+            if len(stderr) > cap:
+                status, stopped, stderr = "output_limit", "output_limit", stderr[:cap]
+        if report is None or status == "sandbox_error":
+            self._discard(slot)  # what is in the container is unknown: the next run gets a fresh one
         return ExecResult(status, code, decode(stdout), decode(stderr), stopped == "output_limit", wall,
                           self.backend, self.isolation)
 
-    def _hit_memory_limit(self, slot: DockerSlot) -> bool:
-        """Whether the container's memory cgroup hit its limit (read before the container is recycled)."""
-        if slot.container is None:
-            return False
-        try:
-            stats = slot.container.stats(stream=False, one_shot=True)
-            return bool(stats.get("memory_stats", {}).get("failcnt"))
-        except Exception:
-            return False
+
+def _split_report(stderr: bytes, exit_code: int | None) -> tuple[bytes, dict | None]:
+    """(the program's stderr, the supervisor's report), or (stderr, None) when the supervisor did not finish."""
+    mark = REPORT_MARK.encode()
+    at = stderr.rfind(mark)
+    if exit_code != 0 or at < 0:
+        return stderr, None
+    try:
+        report = json.loads(stderr[at + len(mark):])
+    except ValueError:
+        return stderr, None
+    if type(report) is not dict or set(report) != {"exit", "signal", "timeout", "oom", "wall_s", "cpu_s", "left"}:
+        return stderr, None
+    return stderr[:at], report
 
 
 def remove_stale(client) -> None:

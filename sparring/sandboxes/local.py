@@ -3,19 +3,21 @@
 Tiers, strongest first (the strongest that works is picked at start and recorded in every result):
 
 - "bwrap": bubblewrap with every namespace unshared (no network, own pids, ipc, uts, cgroup, user),
-  a read-only root holding only /usr (read-only), private tmpfs /tmp and work dir (/work) and a minimal
-  /dev and /proc, a cleared environment, a new session,
+  a read-only root holding only /usr (read-only), private tmpfs /tmp, /dev/shm and work dir (/work),
+  each of max_file_mb, and a minimal read-only /dev and /proc, a cleared environment, a new session,
   no capabilities, no nested user namespaces, and it dies with its parent.
 - "unshare": util-linux `unshare` (user, net, pid, ipc, uts, mount namespaces) with private tmpfs /tmp,
-  /var/tmp and /dev/shm and no capabilities: no network and no process outlives the run, but the host's
-  files stay readable (and world-writable places writable) as far as the slot uid's permissions allow.
+  /var/tmp, /dev/shm and /run/lock and no capabilities: no network and no process outlives the run, but
+  the host's files stay readable (and other world-writable places writable, where a later run could
+  read what a run left) as far as the slot uid's permissions allow.
 - "rlimits": limits only, no namespaces. Insecure (network, host files, sibling processes are all
   reachable); it must be asked for by name and warns.
 
 Every tier adds, when the sandbox runs as root: a host uid per worker slot (leased machine-wide with
-a lock file, so no two slots anywhere share one), rlimits (CPU, address space, file size, open files,
-processes; RLIMIT_NPROC only binds below root) and cgroup pids and memory limits per slot (v1 or v2,
-where the hierarchy is writable). The launch chain is `sh` (joins the slot's cgroups, sets the
+a lock file, so no two slots anywhere share one), rlimits (CPU, file size, open files, processes;
+RLIMIT_NPROC only binds below root) and cgroup pids and memory limits per slot (v1 or v2, where the
+hierarchy is writable). Memory is capped by the cgroup where there is one (its OOM kills say
+"memory"); only without one by RLIMIT_AS, which also counts every thread's stack reservation. The launch chain is `sh` (joins the slot's cgroups, sets the
 rlimits) -> `setpriv` (drops to the slot's uid, no capabilities, no new privileges, dies with this
 process) -> the tier's
 sandbox -> `python3 main.py`, so nothing of the program runs before every limit is in place. When a
@@ -52,7 +54,7 @@ SLOT_UID_BASE = 1_500_000_000  # far above any login or subordinate (subuid) ran
 SLOT_UID_SPAN = 4096
 UID_LOCK_DIR = Path(tempfile.gettempdir()) / "sparring-sandbox-uids"
 OPEN_FILES = 256
-MEMORY_HEADROOM_MB = 64  # the cgroup limit above the address-space limit: bwrap itself, tmpfs pages
+MEMORY_HEADROOM_MB = 32  # the cgroup's memory limit above the program's: bwrap and python3 themselves
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 LAUNCHER_FAILED = 125  # the launcher's own exit status when a cgroup or rlimit cannot be set, with:
 LAUNCHER_MESSAGE = b"sparring-sandbox:"
@@ -352,10 +354,11 @@ class LocalSandbox(Sandbox[LocalSlot]):
                 raise SandboxError(f"cannot start the sandbox ({argv[0]}): {error}") from error
             os.close(status_write)
             fds.remove(status_write)
+            cpu_s = 0.0
             try:
                 stdout, stderr, stopped = capture(process, deadline, self.limits.max_output_bytes)
             finally:
-                self._end(slot, process)
+                cpu_s = self._end(slot, process)
             wall = deadline.elapsed()
             with os.fdopen(status_read, "rb") as f:
                 fds.remove(status_read)
@@ -365,15 +368,22 @@ class LocalSandbox(Sandbox[LocalSlot]):
             if not launched and stopped is None:
                 return self.failure(f"the {self.tier} sandbox failed to start: {decode(stderr[-2000:])}", wall)
             oom = slot.cgroups is not None and slot.cgroups.oom_kills() > oom_before
-            return self._result(process.returncode, stdout, stderr, stopped, oom, wall)
+            capped = "cgroup" if slot.cgroups is not None and slot.cgroups.memory_dir else "rlimit"
+            cpu_limit = cpu_seconds(request.timeout_s)
+            return self._result(process.returncode, stdout, stderr, stopped, oom, capped, cpu_s >= cpu_limit - 0.1, wall)
         finally:
             for fd in fds:
                 os.close(fd)
             if work_dir:
-                shutil.rmtree(work_dir, ignore_errors=True)
+                remove_tree(work_dir)
 
     def _result(self, returncode: int, stdout: bytes, stderr: bytes, stopped: str | None, oom: bool,
-                wall: float) -> ExecResult:
+                capped: str, used_cpu_limit: bool, wall: float) -> ExecResult:
+        """The status from what this process observed: its own clock (`stopped`), the cgroup's OOM kills,
+        the CPU time wait4 reports; never from the program's output alone. Two things the program can
+        claim: through bwrap (or unshare's shell) a death by signal N and an exit with 128 + N look alike
+        ("killed"), and where no memory cgroup exists, RLIMIT_AS caps memory and Python's MemoryError on
+        stderr is the only sign of it ("memory"). Either only fails the program's own run."""
         exit_code = returncode
         if self.tier != "rlimits" and returncode > 128:  # bwrap and sh report death by signal N as 128 + N
             exit_code = -(returncode - 128)
@@ -382,10 +392,10 @@ class LocalSandbox(Sandbox[LocalSlot]):
             status = stopped
         elif exit_code == 0:
             status = "ok"
-        elif oom or memory_error_in(stderr):
+        elif oom or (capped == "rlimit" and memory_error_in(stderr)):
             status = "memory"
-        elif exit_code == -signal.SIGXCPU:
-            status = "timeout"  # the CPU-time rlimit
+        elif exit_code == -signal.SIGXCPU and used_cpu_limit:
+            status = "timeout"  # the CPU-time rlimit, and the CPU time to show for it
         elif exit_code < 0:
             status = "killed"
         else:
@@ -393,19 +403,22 @@ class LocalSandbox(Sandbox[LocalSlot]):
         return ExecResult(status, exit_code, decode(stdout), decode(stderr), truncated, wall, self.backend,
                           self.isolation)
 
-    def _end(self, slot: LocalSlot, process: subprocess.Popen) -> None:
-        """Kill the launch chain's process group, reap it, then everything left in the slot."""
+    def _end(self, slot: LocalSlot, process: subprocess.Popen) -> float:
+        """Kill the launch chain's process group, reap it, then everything left in the slot. Returns the
+        CPU seconds the chain used (its reaped descendants included), as wait4 reports them."""
         try:
             os.killpg(process.pid, signal.SIGKILL)  # the leader is not reaped yet: its pid cannot be reused
         except (ProcessLookupError, PermissionError):
             pass
-        process.wait()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
         process.stdout.close()  # read by `capture`; closed here so no pipe outlives the run
         process.stderr.close()
         if slot.cgroups:
             kill_until_gone(slot.cgroups.processes, f"slot {slot.index}'s cgroup")
         if slot.uid is not None:  # also a namespace's init that is still exiting (no longer in the cgroup)
             kill_until_gone(lambda: uid_processes(slot.uid), f"slot {slot.index}'s uid {slot.uid}")
+        return usage.ru_utime + usage.ru_stime
 
     # -- command lines ----------------------------------------------------------------------------
     def _launcher(self, slot: LocalSlot, request: RunRequest) -> list[str]:
@@ -414,8 +427,10 @@ class LocalSandbox(Sandbox[LocalSlot]):
         processes = self.limits.max_processes + 3  # + the sandbox's own processes (bwrap and its init)
         if slot.uid is None:  # RLIMIT_NPROC counts every process of the caller's uid
             processes += len(uid_processes(os.getuid()))
-        limits = {"c": 0, "t": math.ceil(request.timeout_s) + 1, "v": request.memory_mb * 1024,
-                  "f": self.limits.max_file_mb * 2048, "n": OPEN_FILES, "p": processes}
+        limits = {"c": 0, "t": cpu_seconds(request.timeout_s), "f": self.limits.max_file_mb * 2048, "n": OPEN_FILES,
+                  "p": processes}
+        if not (slot.cgroups and slot.cgroups.memory_dir):  # the fallback: RLIMIT_AS also counts thread stacks
+            limits["v"] = request.memory_mb * 1024
         lines += [f"ulimit -{flag} {value}" for flag, value in limits.items()]
         checked = [f"{line} || {{ echo {shlex.quote(f'{LAUNCHER_MESSAGE.decode()} failed: {line}')} >&2; "
                    f"exit {LAUNCHER_FAILED}; }}" for line in lines]
@@ -436,8 +451,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
         for name, value in self._environment("/work").items():
             command += ["--setenv", name, value]
         command += system_binds(self.python)
-        command += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
-                    "--size", size, "--tmpfs", "/work", "--chdir", "/work"]
+        command += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",  # --dev's own is unsized
+                    "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/work", "--chdir", "/work"]
         made_dirs = set()
         for name, content in request.work_files():
             parts = name.split("/")
@@ -449,7 +464,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
             fd = memory_file(name, content)
             fds.append(fd)
             command += ["--perms", "0644", "--file", str(fd), f"/work/{name}"]
-        return command + ["--remount-ro", "/", "--", "python3", "main.py"]  # only /work and /tmp are writable
+        # only /work, /tmp and /dev/shm are writable (--dev's own tmpfs has no size: read-only)
+        return command + ["--remount-ro", "/dev", "--remount-ro", "/", "--", "python3", "main.py"]
 
     def _host_work_dir(self, slot: LocalSlot, request: RunRequest) -> Path:
         work_dir = Path(tempfile.mkdtemp(dir=slot.work_root, prefix=f"slot{slot.index}-"))
@@ -478,10 +494,10 @@ class LocalSandbox(Sandbox[LocalSlot]):
         return {"PATH": path, "HOME": str(home or "/"), "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
 
 
-# Inside `unshare` (root of a new user namespace): private tmpfs scratch dirs, then every capability
+# Inside `unshare` (root of a new user namespace): private tmpfs scratch dirs (the usual world-writable ones), then every capability
 # dropped for good, then sh as the namespace's pid 1 so that the program gets ordinary signals.
 UNSHARE_SETUP = f"""size=$0
-for dir in /tmp /var/tmp /dev/shm; do
+for dir in /tmp /var/tmp /dev/shm /run/lock; do
     if [ -d "$dir" ]; then mount -t tmpfs -o "size=$size,mode=1777" sparring "$dir" || exit {LAUNCHER_FAILED}; fi
 done
 exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all -- /bin/sh -c '"$@"; exit $?' sh "$@"
@@ -500,6 +516,25 @@ def make_work_root() -> Path:
     root = Path(tempfile.mkdtemp(dir=parent, prefix=f"sparring-sandbox-{os.getpid()}-"))
     os.chmod(root, 0o711)  # slot uids reach their own work dirs, list nothing
     return root
+
+
+def cpu_seconds(timeout_s: float) -> int:
+    """The CPU-time rlimit of a run: a second past its wall-clock limit (a backstop for multithreaded spins)."""
+    return math.ceil(timeout_s) + 1
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a run's work dir, folders its program locked (mode 000) included: they are opened up first
+    (root needs no such step; the caller's own uid, without per-slot uids, does)."""
+    for folder, subfolders, _ in os.walk(path):
+        for name in subfolders:
+            sub = os.path.join(folder, name)
+            try:
+                if not os.path.islink(sub):  # every process of the run is dead: nothing swaps it for a link now
+                    os.chmod(sub, 0o700)
+            except OSError:
+                pass
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def memory_file(name: str, content: bytes) -> int:

@@ -57,10 +57,11 @@ def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[d
 
             actions = [search_trace(task["numbers"], task["target"], node_budget=200).text]
         elif style == "diverse":
-            from sparring.envs.countdown_expert import solve
+            from sparring.envs.countdown import CountdownTask, expert_answer
 
             rng = random.Random(json.dumps(task, sort_keys=True))
-            actions = [f"<answer>{solve(task['numbers'], task['target'], integer_only=True, rng=rng)}</answer>"]
+            actions = [expert_answer(CountdownTask.from_dict(task), env.unwrapped.answer_format,
+                                     allow_subset=env.unwrapped.allow_subset, rng=rng)]
         else:
             actions = env.unwrapped.expert_actions()
         trajectory = Trajectory(env_id, task, source="expert", env_kwargs=dict(env_kwargs))

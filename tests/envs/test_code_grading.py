@@ -51,6 +51,22 @@ def test_same_value_is_strict_about_types(value):
     assert not same_value(1, value)
 
 
+@pytest.mark.parametrize("a, b", [
+    ({True}, {1}), ({1.0: "a"}, {1: "a"}), (-0.0, 0.0), ([-0.0], [0.0]), (frozenset({(1, 2.0)}), frozenset({(1, 2)})),
+    ({1: {0.0}}, {1: {-0.0}}), ({(True, 1): 1}, {(1, 1): 1}), ({1, 2}, {1, 2, 3}), ({1: 1}, {1: 1, 2: 2}),
+    (float("nan"), 1.0),
+])
+def test_same_value_is_strict_inside_sets_dict_keys_and_for_signed_zero(a, b):
+    assert not same_value(a, b) and not same_value(b, a)
+    assert same_value(a, a) and same_value(b, b)
+
+
+def test_same_value_keeps_what_is_equal():
+    assert same_value({1, "a", (2, 3.5)}, {(2, 3.5), "a", 1}) and same_value({"k": [1.5]}, {"k": [1.5]})
+    assert same_value(float("nan"), float("nan")) and same_value(frozenset(), frozenset())
+    assert not same_value({1: 2}, {1: 3})
+
+
 def test_encoder_refuses_subclasses_and_objects():
     class Int(int):
         pass
@@ -104,6 +120,17 @@ def test_parser_never_trusts_lines_it_cannot_read():
     assert not results[4].ok
     assert results[5].error == "ZeroDivisionError: x"
     assert "no result" in results[6].error
+
+
+@pytest.mark.parametrize("status", ["timeout", "memory", "output_limit", "killed", "sandbox_error"])
+def test_results_of_a_run_that_did_not_end_on_its_own_never_count(status):
+    # what a forger outside the harness would write before killing it: right values, then the harness dies
+    stdout = '@@m@@{"i": 0, "value": 4}\n@@m@@{"i": 1, "error": "ValueError: no"}'
+    execution = parse_results(stdout, "@@m@@", 3, status, -9)
+    assert not any(result.ok for result in execution.results)
+    assert "not counted" in execution.results[0].error and execution.results[1].error == "ValueError: no"
+    assert IOTestSuite("f", [Call([2])] * 3, [4, 4, 4]).judge(execution.results)[0].passed is False
+    assert parse_results(stdout, "@@m@@", 3, "error", 1).results[0].value == 4  # it exited: its results count
 
 
 def test_a_forged_load_error_only_fails_everything():

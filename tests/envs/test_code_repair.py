@@ -1,5 +1,6 @@
 """CodeRepair-v0: the multi-turn repair flow, its feedback, rewards and shaping, and its task sources."""
 
+import ast
 import random
 
 import gymnasium
@@ -21,8 +22,9 @@ RIGHT = "def f(x):\n    return [v * 5 for v in x]\n"
 def test_repair_flow_shows_failures_then_ends_on_success():
     env = gymnasium.make("CodeRepair-v0", max_turns=3)
     observation, info = env.reset(options={"task": TASK})
-    assert "[v * 4 for v in x]" in observation and "4 of 4 tests failed" in observation
+    assert "[v * 4 for v in x]" in observation and "3 of 3 visible tests failed" in observation
     assert "f([7, 11]): expected [35, 55], got [28, 44]" in observation
+    assert "[9, 8]" not in observation and "[45, 40]" not in observation  # the held-out test
     observation, reward, terminated, truncated, info = env.step("def f(x):\n    return x\n")
     assert (reward, terminated, truncated) == (0.0, False, False)
     assert "f([1]): expected [5], got [1]" in observation and "2 attempts left" in observation
@@ -37,7 +39,13 @@ def test_episode_ends_after_max_turns_with_the_last_attempts_verdict():
     assert env.step("junk")[2] is False
     _, reward, terminated, _, info = env.step(HALF)
     assert terminated and reward == 0.0 and not info["verdict"]["success"]
-    assert "1 of 4 tests failed" in info["verdict"]["feedback"]
+    assert "1 of 3 visible tests failed" in info["verdict"]["feedback"]
+    env.reset(options={"task": TASK})
+    observation = env.step("def f(x):\n    return [v * 5 for v in x] if x != [9, 8] else x\n")[0]
+    assert observation.startswith("all 3 visible tests pass, but the program fails held-out tests")
+    _, _, terminated, _, info = env.step("def f(x):\n    return [v * 5 for v in x] if x != [9, 8] else x\n")
+    assert terminated and not info["verdict"]["success"] and "[9, 8]" not in info["verdict"]["feedback"]
+    assert info["verdict"]["details"]["failures"] == [] and info["verdict"]["details"]["held_out"] == 1
     env = gymnasium.make("CodeRepair-v0", max_turns=1, reward="fraction")
     env.reset(options={"task": TASK})
     assert env.step(HALF)[1] == pytest.approx(0.75)
@@ -66,7 +74,7 @@ def test_generated_buggy_programs_fail_and_the_expert_fixes_them():
     env = gymnasium.make("CodeRepair-v0", difficulty="hard")
     for seed in range(8):
         observation, info = env.reset(seed=seed)
-        assert "tests failed" in observation
+        assert "visible tests failed" in observation or "fails held-out tests" in observation
         assert env.unwrapped.fractions[0] < 1.0
         _, reward, terminated, _, _ = env.step(env.unwrapped.expert_actions()[0])
         assert reward == 1.0 and terminated
@@ -87,11 +95,53 @@ def test_codesynth_mutants_all_fail_a_test():
 def test_humaneval_source_repairs_a_mutated_canonical_solution():
     env = gymnasium.make("CodeRepair-v0", source="HumanEval-v0", source_difficulty="easy", max_turns=2)
     observation, info = env.reset(seed=0)
-    assert info["task"]["source"] == "HumanEval-v0" and "tests failed" in observation
+    assert info["task"]["source"] == "HumanEval-v0"
+    assert "visible tests failed" in observation or "fails held-out tests" in observation
     _, reward, terminated, _, info = env.step(env.unwrapped.expert_actions()[0])
     assert reward == 1.0 and terminated
     mutants = humaneval_mutants(HumanEvalTask("HumanEval/53"), random.Random(0))
     assert "return x - y" in "\n".join(mutants)
+
+
+def lookup_table_attack(env, task, turns, name="f", source="CodeSynth-v0", seen=None):
+    """The attack of a model that learns nothing: a program mapping every (call -> expected value) it has
+    seen, in the prompt's examples (`seen`) and in the feedback, and nothing else. Returns the last verdict."""
+    seen = dict(seen or {})
+    observation, _ = env.reset(options={"task": {"source": source, "task": task,
+                                                 "program": f"def {name}(*args):\n    return None\n"}})
+    for _ in range(turns):
+        for line in observation.splitlines():
+            if line.startswith(f"- {name}(") and ": expected " in line:
+                call, _, rest = line[2:].partition(": expected ")
+                try:
+                    seen[call] = ast.literal_eval(rest.split(", got ")[0].split(", error: ")[0])
+                except (ValueError, SyntaxError):
+                    pass
+        program = (f"T = {seen!r}\ndef {name}(*args):\n"
+                   f"    return T.get('{name}(' + ', '.join(map(repr, args)) + ')')\n")
+        observation, _, terminated, _, info = env.step(program)
+        if terminated:
+            return info["verdict"]
+    raise AssertionError("the episode did not end")
+
+
+def test_a_lookup_table_of_the_feedback_never_succeeds():
+    env = gymnasium.make("CodeRepair-v0", max_turns=4)
+    for index in range(6):
+        task = generate_task(PRESETS["easy"], "train", 0, index)
+        verdict = lookup_table_attack(env, task.to_dict(), 4, seen={f"f({i!r})": o for i, o in task.examples})
+        assert not verdict["success"], (index, verdict)
+        shown = "\n".join([verdict["feedback"]] + [str(f) for f in verdict["details"]["failures"]])
+        for given, output in task.tests[len(task.tests) // 2:]:  # nothing of the held-out tests was ever shown
+            assert f"f({given!r})" not in shown
+
+
+def test_a_lookup_table_of_the_feedback_never_succeeds_on_humaneval():
+    env = gymnasium.make("CodeRepair-v0", source="HumanEval-v0", max_turns=4)
+    for task_id, name in [("HumanEval/0", "has_close_elements"), ("HumanEval/2", "truncate_number"),
+                          ("HumanEval/12", "longest"), ("HumanEval/23", "strlen"), ("HumanEval/53", "add")]:
+        verdict = lookup_table_attack(env, {"task_id": task_id}, 4, name, "HumanEval-v0")
+        assert not verdict["success"], (task_id, verdict)
 
 
 def test_bad_tasks_and_arguments():

@@ -5,7 +5,7 @@ import gymnasium
 import pytest
 
 import sparring  # noqa: F401
-from sparring.envs.countdown import (PRESETS, SPLITS, CountdownConfig, CountdownTask, admissible_moves,
+from sparring.envs.countdown import (PRESETS, SPLITS, CountdownConfig, CountdownTask, admissible_moves, check_move,
                                      expert_solution, generate_task, generate_tasks, is_held_out_target,
                                      split_of, verify)
 from sparring.envs.countdown_expert import solve
@@ -224,6 +224,64 @@ def test_admissible_moves_are_exactly_the_legal_ones():
         values = info["task"]["numbers"]
         assert set(admissible_moves(values)) == set(info["admissible_commands"])
         for move in info["admissible_commands"]:
-            assert not env.unwrapped._check_move(move).__class__ is str
-        assert Counter(isinstance(env.unwrapped._check_move(f"{a}-{b}"), str)
+            assert not check_move(values, move).__class__ is str
+        assert Counter(isinstance(check_move(values, f"{a}-{b}"), str)
                        for a in values for b in values if a < b)[False] == 0
+
+
+@pytest.mark.parametrize("answer_format", ["expression", "steps", "steps-with-state"])
+@pytest.mark.parametrize("instruction", ["full", "compact"])
+def test_answer_formats_expert_verifies_and_prompt_says_the_format(answer_format, instruction):
+    env = gymnasium.make("Countdown-v0", difficulty="medium", answer_format=answer_format, instruction=instruction)
+    for seed in range(20):
+        observation, info = env.reset(seed=seed)
+        task = info["task"]
+        if instruction == "compact":
+            assert observation == f"{' '.join(map(str, task['numbers']))} -> {task['target']}"
+        else:
+            assert ("one operation per line" in observation) == (answer_format != "expression")
+        answer = env.unwrapped.expert_answer()
+        lines = answer.removeprefix("<answer>").removesuffix("</answer>").splitlines()
+        if answer_format == "expression":
+            assert len(lines) == 1 and "=" not in answer
+        else:
+            states = [line for line in lines if "->" in line]
+            assert len(lines) - len(states) == len(task["numbers"]) - 1
+            assert len(states) == (len(task["numbers"]) - 1 if answer_format == "steps-with-state" else 0)
+            if states:  # the numbers in their places, `_` for those used up; the last state holds the target alone
+                assert all(len(state.split()) == len(task["numbers"]) + 2 for state in states)
+                assert states[-1].split()[:-2].count("_") == len(task["numbers"]) - 1
+        _, reward, terminated, _, info = env.step(answer)
+        assert reward == 1.0 and terminated and info["verdict"]["success"]
+
+
+@pytest.mark.parametrize("answer, reward, feedback", [
+    ("<answer>9-6=3\n16-3=13</answer>", 1.0, "correct"),
+    ("<answer>9-6=3\n16 3 -> 13\n16-3=13</answer>", 1.0, "correct"),
+    ("<answer>9-6=3\n16 3 _ -> 13\n16-3=13\n13 _ _ -> 13</answer>", 1.0, "correct"),
+    ("<answer>9-6=3\n16 _ 3 -> 13\n16-3=13\n_ 12 _ -> 13</answer>", 0.1, "line 4 ('_ 12 _ -> 13'): the numbers left"),
+    ("<answer>9-6=3\n16-3=12</answer>", 0.1, "line 2 ('16-3=12'): 16-3 is 13, not 12"),
+    ("<answer>9-6=3\n16 4 -> 13\n16-3=13</answer>", 0.1, "line 2 ('16 4 -> 13'): the numbers left are 16 3 -> 13"),
+    ("<answer>9-6=3\n9-3=6</answer>", 0.1, "line 2 ('9-3=6'): 9 and 3 are not both among the current numbers [16, 3]"),
+    ("<answer>9-6=3</answer>", 0.1, "does not use 16; the last result is 3, the target is 13"),
+    ("<answer>9-6\n16-3=13</answer>", 0.1, "line 1 ('9-6'): 9-6 does not give its result; write 9-6=3"),
+    ("<answer>6-9=-3\n16+3=13</answer>", 0.0, "line 1 ('6-9=-3'): '6-9=-3' is not a move"),
+    ("<answer>9/6=1\n16-1=15</answer>", 0.1, "line 1 ('9/6=1'): 9/6 is not an exact division"),
+    ("<answer>16-9=7\n6+7=13\n13-0=13</answer>", 0.1, "line 3 ('13-0=13'): 13 and 0 are not both"),
+    ("<answer></answer>", 0.0, "the answer holds no steps"),
+    ("16-9=7", 0.0, "no <answer> tag"),
+    ("<answer>16-9=7\n6+7=13", 0.0, "the <answer> tag is never closed"),
+])
+def test_step_answers_are_checked_line_by_line(answer, reward, feedback):
+    env = gymnasium.make("Countdown-v0", answer_format="steps")
+    env.reset(options={"task": {"numbers": [16, 9, 6], "target": 13}})
+    _, got, _, _, info = env.step(answer)
+    assert got == reward and info["verdict"]["feedback"].startswith(feedback), info["verdict"]["feedback"]
+
+
+def test_step_answers_with_subsets_and_a_bad_format_name():
+    env = gymnasium.make("Countdown-v0", answer_format="steps", allow_subset=True)
+    env.reset(options={"task": {"numbers": [16, 9, 6, 2], "target": 13}})
+    assert env.step("<answer>16-9=7\n7+6=13</answer>")[1] == 1.0
+    with pytest.raises(ValueError, match="answer_format.*'steps'.*'expression'|answer_format.*expression"):
+        gymnasium.make("Countdown-v0", answer_format="step")

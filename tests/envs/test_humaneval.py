@@ -76,6 +76,17 @@ def test_tolerances_are_the_original_ones():
     assert play("HumanEval/2", off)[0] < 1.0
 
 
+def test_equality_is_the_checks_own():
+    # HumanEval's checks compare with `==` (and abs(a - b) < 1e-6 for some floats); the replay runs those very
+    # expressions on the returned values, so it agrees with them where strict `same_value` would not
+    assert play("HumanEval/53", "def add(x, y):\n    return float(x + y)\n")[0] == 1.0  # 1.0 == 1
+    assert play("HumanEval/53", "def add(x, y):\n    return x + y + 1e-9\n")[0] < 1.0
+    zero = "def truncate_number(number):\n    r = number - int(number)\n    return -0.0 if r == 0 else r\n"
+    assert play("HumanEval/2", zero)[0] == 1.0  # -0.0 == 0.0
+    assert play("HumanEval/0", "def has_close_elements(numbers, threshold):\n    return 1 if any(abs(a - b) < threshold "
+                "for i, a in enumerate(numbers) for b in numbers[i + 1:]) else 0\n")[0] == 1.0  # 1 == True
+
+
 def test_property_check_accepts_any_root_and_rejects_wrong_ones():
     # find_zero is checked by poly(xs, root) ~ 0: a different method finding a root passes too
     newton = ("def find_zero(xs):\n    x = 0.0\n    for _ in range(2000):\n"

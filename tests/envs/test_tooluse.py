@@ -424,6 +424,60 @@ def test_model_verification_results_are_data(sandbox):
     assert run_model_verifications("def verify(s, a, c):\n    raise SystemExit(0)\n", cases)[0] == (None, "it printed no result")
 
 
+# A verify that forges the harness's result line with junk, from whatever it can find: the harness's source
+# (main.py), the marker and channel in the caller's frames, every fd; then ends the process before the real
+# result is written. A filter of model-written tasks must reject it with a reason, never raise.
+FORGER = """
+import os, re, sys
+def verify(state, answer, calls):
+    markers = set(re.findall(r"@@verdict-[0-9a-f]+@@", open("main.py").read()))
+    fds = {1}
+    frame = sys._getframe(1)
+    while frame is not None:
+        for value in list(frame.f_locals.values()) + list(frame.f_globals.values()):
+            if type(value) is str and value.startswith("@@verdict-"):
+                markers.add(value.strip())
+            if type(value) is int and 0 < value < 64:
+                fds.add(value)
+        frame = frame.f_back
+    for marker in markers:
+        for fd in fds:
+            try:
+                os.write(fd, ("\\n" + marker + PAYLOAD + "\\n").encode())
+            except OSError:
+                pass
+    os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("payload", ["{not json", "{}", "[1]", '"not a bool: x"', "1e999", "true"])
+def test_a_verify_that_forges_its_result_line_is_rejected_not_a_crash(sandbox, payload):
+    from sparring.agents.proposer import check_task
+
+    source = f"PAYLOAD = {payload!r}\n" + FORGER
+    report = validate_task(kv_task(checks=[], verify_src=source))
+    assert not report.valid and report.problems, report
+    reason = check_task(gymnasium.make("ToolUse-v0").unwrapped, kv_task(checks=[], verify_src=source))
+    assert reason is not None and reason[0] == "filter", reason
+
+
+def test_the_result_reader_never_raises():
+    from types import SimpleNamespace
+
+    from sparring.envs.tooluse_tasks import _read_result
+
+    def run(stdout, status="ok"):
+        return _read_result(SimpleNamespace(status=status, stdout=stdout, stderr=""), "@@m@@")
+
+    assert run("@@m@@true") == (True, None) and run("x\n@@m@@false\n") == (False, None)
+    assert run('@@m@@"not a bool: int"') == (None, "verify returned int, not True or False")
+    for junk in ["@@m@@{not json", "@@m@@{}", "@@m@@[1]", "@@m@@1", "@@m@@null", '@@m@@"not a bool: "', "@@m@@" + "[" * 5000]:
+        result, why = run(junk)
+        assert result is None and "malformed" in why, (junk, why)
+    assert run("@@m@@true\n@@m@@true")[1].startswith("its result line was written more than once")
+    assert run("@@m@@true", status="killed")[0] is None
+
+
 # ---- templates, generator, expert ----------------------------------------------------------------------
 
 def test_at_least_30_templates_and_a_held_out_set():

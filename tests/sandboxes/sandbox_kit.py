@@ -14,11 +14,13 @@ from sparring.sandboxes.local import available_tiers, uid_processes
 LIMITS = dict(workers=2, timeout_s=5.0, memory_mb=256, max_output_bytes=65536, max_processes=32, max_file_mb=16)
 KINDS = ("local", "local-unshare", "local-rlimits", "docker")
 # What each isolation tier promises to confine (the rlimits tier as root still has per-slot uids and cgroups).
+# "leftovers": a run leaves nothing (files, IPC objects, processes) that a later run can see; "scratch": every
+# place a program can write is a tmpfs of at most max_file_mb.
 CONFINES = {
-    "bwrap": {"filesystem", "network", "processes", "environment"},
-    "unshare": {"network", "processes", "environment"},
+    "bwrap": {"filesystem", "network", "processes", "environment", "leftovers", "scratch"},
+    "unshare": {"network", "processes", "environment"},  # other world-writable host folders persist
     "rlimits": {"environment"} | ({"processes"} if os.geteuid() == 0 else set()),
-    "docker": {"filesystem", "network", "processes", "environment"},
+    "docker": {"filesystem", "network", "processes", "environment", "leftovers", "scratch"},
 }
 
 

@@ -112,6 +112,16 @@ def test_a_run_may_lower_memory_and_change_the_timeout(sandbox):
     assert sandbox.run("import time\ntime.sleep(0.6)\nprint(1)", timeout_s=0.3).status == "timeout"
 
 
+def test_threads_start_within_the_memory_limit(sandbox):
+    # 24 threads with Linux's default 8 MB stack reservation each: RLIMIT_AS at 256 MB let about 6 start
+    if not (sandbox.backend == "docker" or all(slot.cgroups and slot.cgroups.memory_dir for slot in sandbox._slots)):
+        pytest.skip("no memory cgroup here: RLIMIT_AS caps memory and counts every thread's stack reservation")
+    code = ("import threading\nbarrier = threading.Barrier(25)\nthreads = [threading.Thread(target=barrier.wait) "
+            "for _ in range(24)]\nfor t in threads:\n    t.start()\nbarrier.wait()\nprint(len(threads))")
+    result = sandbox.run(code, memory_mb=256)
+    assert (result.status, result.stdout) == ("ok", "24\n"), result
+
+
 def test_the_sandbox_keeps_working_after_failures(sandbox):
     sandbox.run_many([{"code": "import os\nos.kill(os.getpid(), 9)"}, {"code": "while True: pass", "timeout_s": 0.5}])
     assert [r.stdout for r in sandbox.run_many([{"code": "print(1)"}] * 4)] == ["1\n"] * 4

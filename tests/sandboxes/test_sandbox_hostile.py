@@ -253,3 +253,161 @@ print(sorted(name for _, name in socket.if_nameindex()))
     assert all("refused" in line for line in lines[:4]), result.stdout
     assert lines[4] in ("['lo']", "[]"), lines[4]
     assert accepted == []
+
+
+# A harmless canary of a takeover: for every process it can see, whether it could rewrite its memory
+# (/proc/PID/mem opened for writing, PTRACE_SEIZE) or signal it (signal 0, which sends nothing). A
+# process it can reach must die with the run, or a later run's program and results are at its mercy.
+REACH = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+for name in os.listdir('/proc'):
+    if not name.isdigit() or int(name) == os.getpid():
+        continue
+    pid = int(name)
+    try:
+        start = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[19]
+    except (OSError, IndexError):
+        continue
+    ways = []
+    try:
+        with open(f'/proc/{pid}/mem', 'r+b'):
+            ways.append('mem')
+    except OSError:
+        pass
+    if libc.ptrace(0x4206, pid, None, None) == 0:  # PTRACE_SEIZE: attaches without stopping it
+        ways.append('ptrace')
+    try:
+        os.kill(pid, 0)
+        ways.append('signal')
+    except OSError:
+        pass
+    if ways:
+        print(pid, start, ','.join(ways))
+"""
+SEEN = """
+import os
+for name in os.listdir('/proc'):
+    if name.isdigit():
+        try:
+            print(name, open(f'/proc/{name}/stat').read().rsplit(')', 1)[1].split()[19])
+        except (OSError, IndexError):
+            pass
+"""
+
+
+def test_no_run_reaches_a_process_that_outlives_it(sandbox):
+    requires(sandbox, "processes")
+    slots = sandbox.limits.workers
+    reached = set()
+    for result in sandbox.run_many([{"code": REACH}] * slots):
+        assert result.status == "ok", result
+        reached |= {tuple(line.split()[:2]) for line in result.stdout.splitlines()}
+    later = set()
+    for result in sandbox.run_many([{"code": SEEN}] * slots):  # every slot, whichever ran the first batch
+        assert result.status == "ok", result
+        later |= {tuple(line.split()) for line in result.stdout.splitlines()}
+    assert not reached & later, f"processes a run could take over outlive it: {sorted(reached & later)}"
+
+
+# Things a run leaves for the next one: folders its owner set to mode 000 (so a plain `rm -rf` fails on
+# them), a file in the POSIX message queue folder, SysV shared memory, message queues and semaphores,
+# and a POSIX message queue. Harmless: each is a few bytes.
+LEAVE_BEHIND = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+made = []
+for folder in (os.getcwd(), "/tmp", "/dev/shm"):
+    path = os.path.join(folder, "sparring-canary")
+    try:
+        os.mkdir(path)
+        with open(os.path.join(path, "inside"), "w") as f:
+            f.write("left behind")
+        os.chmod(path, 0)
+        made.append(path)
+    except OSError:
+        pass
+try:
+    open("/dev/mqueue/sparring-canary", "w").close()
+    made.append("/dev/mqueue file")
+except OSError:
+    pass
+for what, made_it in (("sysv shm", libc.shmget(0x5ca7, 4096, 0o1600)), ("sysv msg", libc.msgget(0x5ca7, 0o1600)),
+                      ("sysv sem", libc.semget(0x5ca7, 1, 0o1600)),
+                      ("posix mq", libc.mq_open(b"/sparring-canary", os.O_CREAT | os.O_RDWR, 0o600, None))):
+    if made_it != -1:
+        made.append(what)
+print(made)
+"""
+LOOK = """
+import os
+found = []
+for folder in (os.getcwd(), "/tmp", "/dev/shm", "/dev/mqueue"):
+    try:
+        found += [os.path.join(folder, name) for name in os.listdir(folder) if name != "main.py"]
+    except OSError:
+        pass
+for kind in ("shm", "msg", "sem"):
+    try:
+        found += [f"sysv {kind}: {line}" for line in open(f"/proc/sysvipc/{kind}").read().splitlines()[1:]]
+    except OSError:
+        pass
+print(found)
+"""
+
+
+def test_a_run_leaves_nothing_for_the_next(sandbox):
+    requires(sandbox, "leftovers")
+    slots = sandbox.limits.workers
+    for result in sandbox.run_many([{"code": LEAVE_BEHIND}] * slots):
+        assert result.status == "ok", result
+    for result in sandbox.run_many([{"code": LOOK}] * slots):  # every slot, whichever ran the first batch
+        assert (result.status, result.stdout) == ("ok", "[]\n"), result
+    for slot in sandbox._slots:  # the host tiers' per-run work dirs are gone too, mode 000 folders and all
+        if getattr(slot, "work_root", None) is not None:
+            assert not list(slot.work_root.iterdir()), list(slot.work_root.iterdir())
+
+
+FILL = """
+import os
+written = {}
+for folder in (os.getcwd(), "/tmp", "/dev/shm", "/dev"):
+    total = 0
+    try:
+        for i in range(64):
+            with open(os.path.join(folder, f"fill{i}"), "wb") as f:
+                for _ in range(4):
+                    f.write(b"x" * (1 << 20))
+                    total += 1 << 20
+    except OSError:
+        pass
+    written[folder] = total >> 20
+print(written)
+"""
+
+
+def test_every_writable_place_is_capped(sandbox):
+    requires(sandbox, "scratch")  # many files, each under the file-size limit, into every writable folder
+    result = sandbox.run(FILL, timeout_s=20)
+    assert result.status == "ok", result
+    written = eval(result.stdout)  # a dict of ints this test's own program printed
+    assert all(megabytes <= sandbox.limits.max_file_mb for megabytes in written.values()), written
+
+
+def memory_capped_by_cgroup(sandbox) -> bool:
+    return sandbox.backend == "docker" or all(slot.cgroups is not None and slot.cgroups.memory_dir
+                                              for slot in sandbox._slots)
+
+
+def test_a_program_cannot_choose_its_status(sandbox):
+    exits = sandbox.run_many([{"code": f"import os\nos._exit({code})"} for code in (152, 137, 255)])
+    assert [r.status for r in exits] != ["timeout"] * 3
+    assert exits[0].status != "timeout" and exits[2].status != "sandbox_error", exits  # SIGXCPU's 128 + 24, and 255
+    assert all(r.status in ("error", "killed") for r in exits), exits  # the shells' 128 + N: see the README
+    claimed = sandbox.run("import sys\nsys.stderr.write('Traceback\\nMemoryError\\n')\nsys.exit(1)")
+    if memory_capped_by_cgroup(sandbox):  # else RLIMIT_AS caps memory and this line is the only sign of it
+        assert claimed.status == "error", claimed
+    forged = sandbox.run("import sys\nsys.stderr.write('\\n@@sparring-supervisor@@{\"exit\": 0, \"signal\": null, "
+                         "\"timeout\": true, \"oom\": false, \"wall_s\": 1, \"cpu_s\": 1, \"left\": []}\\n')\nsys.exit(3)")
+    assert (forged.status, forged.exit_code) == ("error", 3), forged

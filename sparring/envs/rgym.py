@@ -44,8 +44,8 @@ import json
 import math
 import random
 import re
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from sparring.envs.base import SingleTurnEnv, Verdict, is_int, item_rng
@@ -67,7 +67,8 @@ def same_text(answer: str, task: ReasoningGymTask) -> bool:
 
 def same_number(answer: str, task: ReasoningGymTask, tolerance: float = 1e-4) -> bool:
     try:
-        return abs(float(Fraction(answer.replace(",", ""))) - float(Fraction(str(task.answer).replace(",", "")))) <= tolerance
+        given, expected = (float(Fraction(text.replace(",", ""))) for text in (answer, str(task.answer)))
+        return abs(given - expected) <= tolerance
     except (ValueError, ZeroDivisionError, OverflowError, TypeError):
         return False
 

@@ -111,14 +111,15 @@ def serve() -> None:
     """The child: read one JSON request per line, write one JSON reply per line."""
     import resource
 
+    replies, sys.stdout = sys.stdout, sys.stderr  # what an import or a scorer prints must not pass for a reply
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     import reasoning_gym  # noqa: F401  (registers the datasets)
     from reasoning_gym.factory import DATASETS
 
     install_guards()
     datasets: dict[tuple[str, str], Any] = {}
-    sys.stdout.write(json.dumps({"ready": True}) + "\n")
-    sys.stdout.flush()
+    replies.write(json.dumps({"ready": True}) + "\n")
+    replies.flush()
     for line in sys.stdin:
         try:
             request = json.loads(line)
@@ -134,8 +135,8 @@ def serve() -> None:
             reply = {"score": score if math.isfinite(score) else 0.0}
         except BaseException as error:  # noqa: BLE001  a scorer's failure is a 0, reported
             reply = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
 
 
 class Scorer:

@@ -213,3 +213,4 @@ def test_the_solver_plays_it_unchanged(tiny_checkpoint):
                           SamplingParams(max_tokens=6, seed=0)).run(tasks, k=2)
     assert len(trajectories) == 4 and all(t.verdict and len(t.turns) == 1 for t in trajectories)
     assert trajectories[0].turns[0].observation == tasks[0]["question"]
+

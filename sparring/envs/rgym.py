@@ -10,9 +10,11 @@ keep state between calls (the same item came out different twice in one process)
 - Task: the dataset's entry (`question`, `answer`, `metadata`), made JSON-safe once (tuples become
   lists, sets sorted lists, other values their text), plus the dataset's name. The scorer always sees
   the JSON-safe entry, so a generated task and the same task posed again score alike.
-- Items: item `index` of a split for seed `seed` is the first of up to 64 candidates, drawn from a
-  dataset seeded from `(split, seed, index)`, whose question hashes (SHA-256) into the split: a quarter
-  of all questions belong to `test`, the rest to `train`, so the splits never share a question.
+- Items: item `index` of a split for seed `seed` is the first of its 64 candidates whose question hashes
+  (SHA-256) into the split: a quarter of all questions belong to `test`, the rest to `train`, so the
+  splits never share a question. The candidates of 64 consecutive items come from one dataset of 4,096
+  entries, seeded from `(split, seed, index // 64)` (built once per block: some datasets take a tenth
+  of a second to build; acre, which builds every entry up front, gets one dataset of 64 per item).
 - Verdict: reasoning-gym's `score_answer` as the reward; success is a score of exactly 1.0. The action
   is graded whole, or its last `<answer>...</answer>` where it has one. Scorers run in a child process
   with guards against the `eval`s some of them contain (see `rgym_scorer.py`).
@@ -55,6 +57,8 @@ from sparring.errors import SparringError, UnknownNameError
 SPLITS = ("train", "test")
 TEST_SHARE = 64  # questions whose SHA-256 starts with a byte below this (a quarter) belong to `test`
 CANDIDATES = 64
+BLOCK = 64  # items whose candidates come from one constructed dataset (of BLOCK * CANDIDATES entries)
+EAGER = {"acre"}  # builds every entry when constructed: one dataset of CANDIDATES entries per item instead
 EXCLUDED = {"composite": "it mixes other datasets: make one ReasoningGym-v0 env per dataset instead",
             "codeio": "its items run code snippets shipped with reasoning-gym, some of which keep state between calls "
                       "(the same item came out different twice in one process), so an item is not a pure function "
@@ -245,6 +249,7 @@ class ReasoningGymEnv(SingleTurnEnv):
                 raise ValueError(f"level must be an integer in 0..{top} for {dataset!r}, got {level!r}")
             self.presets = {**self.presets, f"level-{level}": self._at_level(level)}
             difficulty = f"level-{level}"
+        self._blocks: dict[tuple[str, int], Any] = {}
         super().__init__(render_mode, split=split, difficulty=difficulty, env_args=("dataset", "level"), **knobs)
         self._check_config(self.config)
 
@@ -276,13 +281,13 @@ class ReasoningGymEnv(SingleTurnEnv):
     # ---- items ----------------------------------------------------------------------------------
     def generate_task(self, index: int, *, seed: int = 0, config: Any = None) -> ReasoningGymTask:
         config = config or self.config
-        rng = item_rng("ReasoningGym", self.split, SPLITS, seed, index)
-        settings = {**self._config_dict(config), "seed": rng.getrandbits(31), "size": CANDIDATES}
+        block, slot = divmod(index, 1 if self.dataset in EAGER else BLOCK)
+        block_seed = item_rng("ReasoningGym", self.split, SPLITS, seed, block).getrandbits(31)
         state = random.getstate()  # some generators draw from the global `random` (list_functions): seed it
-        random.seed(settings["seed"])
         try:
-            dataset = load_reasoning_gym().DATASETS[self.dataset][0](config=self.config_class(**settings))
-            entries = (json_safe(dataset[candidate]) for candidate in range(CANDIDATES))
+            dataset = self._block(config, block_seed)
+            random.seed(block_seed * BLOCK + slot)
+            entries = (json_safe(dataset[c]) for c in range(slot * CANDIDATES, (slot + 1) * CANDIDATES))
             entry = next((e for e in entries if self._poses(e)), None)
         finally:
             random.setstate(state)
@@ -292,6 +297,19 @@ class ReasoningGymEnv(SingleTurnEnv):
                                     entry.get("metadata") or {})
         raise ValueError(f"none of {CANDIDATES} {self.dataset} questions fell into the {self.split!r} split: this "
                          f"config has too few distinct questions to split")
+
+    def _block(self, config: Any, block_seed: int) -> Any:
+        """The dataset that holds a block of `BLOCK` consecutive items' candidates (some datasets take a tenth of a
+        second to build: one per block, not one per item; the last few are kept)."""
+        key = (repr(config), block_seed)
+        if key not in self._blocks:
+            random.seed(block_seed)
+            size = CANDIDATES * (1 if self.dataset in EAGER else BLOCK)
+            settings = {**self._config_dict(config), "seed": block_seed, "size": size}
+            self._blocks[key] = load_reasoning_gym().DATASETS[self.dataset][0](config=self.config_class(**settings))
+            while len(self._blocks) > 4:
+                self._blocks.pop(next(iter(self._blocks)))
+        return self._blocks[key]
 
     def _poses(self, entry: dict[str, Any]) -> bool:
         """Whether a generated entry is an item of this env's split (and not one of a dataset's known-broken ones)."""

@@ -75,6 +75,16 @@ def test_splits_never_share_a_question(dataset):
     assert not train_questions & test_questions
 
 
+@pytest.mark.parametrize("dataset", ["spell_backward", "list_functions", "acre"])
+def test_items_do_not_depend_on_the_order_they_are_drawn_in(dataset):
+    """64 consecutive items share one built dataset (acre: one per item); any order gives the same items."""
+    forward = gymnasium.make("ReasoningGym-v0", dataset=dataset).unwrapped
+    items = [forward.generate_task(i, seed=2) for i in range(130)]
+    backward = gymnasium.make("ReasoningGym-v0", dataset=dataset).unwrapped
+    assert [backward.generate_task(i, seed=2) for i in reversed(range(130))] == items[::-1]
+    assert len({item.question for item in items}) > 100
+
+
 @pytest.mark.parametrize("dataset", EVAL_DATASETS)
 def test_hostile_answers_and_tasks_never_run(dataset, tmp_path):
     """The datasets whose scorers `eval` or sympy-parse text: answers and proposed tasks written to run code."""

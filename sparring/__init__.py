@@ -7,8 +7,9 @@
 """
 
 import sparring.envs  # noqa: F401  (registers the environments)
+from sparring.conformance import check
 from sparring.envs.catalog import env_ids, make
 
-__all__ = ["env_ids", "make"]
+__all__ = ["check", "env_ids", "make"]
 
 __version__ = "0.1.0"

@@ -14,9 +14,10 @@ The self-play loop from Python (what `sparring selfplay` runs):
 from typing import Any
 
 import sparring.envs  # noqa: F401  (registers the environments)
+from sparring.conformance import check
 from sparring.envs.catalog import env_ids, make
 
-__all__ = ["SelfPlay", "SelfPlayConfig", "env_ids", "make", "run"]
+__all__ = ["SelfPlay", "SelfPlayConfig", "check", "env_ids", "make", "run"]
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""The `sparring` command: `sparring envs`, `demo`, `selfplay`, `eval`, `play`, `sandbox`."""
+"""The `sparring` command: `sparring envs`, `demo`, `selfplay`, `eval`, `play`, `sandbox`, `check`."""
 
 from __future__ import annotations
 
@@ -184,6 +184,15 @@ def cmd_play(args: argparse.Namespace) -> int:
     return play(args.env, seed=args.seed, difficulty=args.difficulty, task=task, env_kwargs=dict(args.env_kwargs))
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """The conformance suite on any registered env: a table of checks, exit status 1 when one fails."""
+    from sparring.conformance import check, print_report
+
+    report = check(args.env, env_kwargs=dict(args.env_kwargs), episodes=args.episodes, seed=args.seed)
+    print_report(report, Console(width=args.width))
+    return 0 if report.passed else 1
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:
@@ -259,9 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     play.add_argument("env_kwargs", type=_key_value, nargs="*", metavar="key=value",
                       help="env arguments, e.g. instruction=compact n_rooms=6")
     play.set_defaults(func=cmd_play)
+    check = sub.add_parser("check", parents=[width], help="run the conformance suite on any registered env (yours too): table, exit 1 on failure")
+    check.add_argument("env", help="a registered env id, e.g. Countdown-v0 or my_package:MyEnv-v0")
+    check.add_argument("--episodes", type=int, default=10, help="seeds per check")
+    check.add_argument("--seed", type=int, default=0, help="the first seed")
+    check.add_argument("env_kwargs", type=_key_value, nargs="*", metavar="key=value", help="env arguments")
+    check.set_defaults(func=cmd_check)
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse leaves positionals that follow options unparsed: play's key=value env arguments
-        if args.command != "play" or any(e.startswith("-") or "=" not in e for e in extra):
+        if args.command not in ("play", "check") or any(e.startswith("-") or "=" not in e for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.env_kwargs += [_key_value(e) for e in extra]
     try:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import read_from_shared_memory
 
 from sparring.errors import UnknownNameError
 
@@ -71,6 +72,45 @@ class UnicodeText(spaces.Text):
             raise ValueError("UnicodeText.sample() takes no mask or probability: it draws printable ASCII")
         length = int(self.np_random.integers(self.min_length, min(self.max_length, 256) + 1))
         return "".join(self.np_random.choice(self._sample_chars, size=length))
+
+
+class SharedTexts(Sequence):
+    """The texts in an `AsyncVectorEnv`'s shared memory, decoded each time they are read.
+
+    Gymnasium reads a vector env's shared memory once, when the vector env is built, and relies on the
+    result being a view that follows the buffer (as numpy arrays do for `Box`). Its reader for `Text`
+    returns a tuple of strings instead: a snapshot of the empty buffer, so every later observation
+    read 32,768 NULs. This view is what it should have been: `deepcopy` (what `AsyncVectorEnv` does
+    with `copy=True`, the default) gives a tuple of the current texts, as the sync vector env returns.
+    """
+
+    def __init__(self, memory: Any, n: int, max_length: int):
+        self._codes = np.frombuffer(memory.get_obj(), dtype=np.int32).reshape(n, max_length)
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        row = self._codes[index]
+        return "".join(map(chr, row[row < 0x110000].tolist()))  # Gymnasium pads with len(charset) = 0x110000
+
+    def __deepcopy__(self, memo: dict) -> tuple[str, ...]:
+        return tuple(self)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, SharedTexts) else other)
+
+    __hash__ = None  # type: ignore[assignment]  (mutable, like the buffer under it)
+
+    def __repr__(self) -> str:
+        return f"SharedTexts({tuple(self)!r})"
+
+
+@read_from_shared_memory.register(UnicodeText)
+def _read_unicode_text_from_shared_memory(space: UnicodeText, shared_memory: Any, n: int = 1) -> SharedTexts:
+    return SharedTexts(shared_memory, n, space.max_length)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,8 @@ def arguments(cls: type) -> list[dict[str, Any]]:
                     "help": help_text, "kind": "argument"})
     config, config_hints = cls.config_class(), typing.get_type_hints(cls.config_class)
     for f in dataclasses.fields(cls.config_class):
+        if any(a["name"] == f.name for a in out):  # listed as an argument already (ReasoningGym's dataset, level)
+            continue
         out.append({"name": f.name, "type": type_name(config_hints[f.name]), "default": getattr(config, f.name),
                     "help": field_help(cls.config_class, f.name), "kind": "knob"})
     return out

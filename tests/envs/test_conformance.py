@@ -13,7 +13,10 @@ from gymnasium.utils.env_checker import check_env
 import sparring
 from sparring.envs.catalog import env_ids
 
-IDS = env_ids()
+# ReasoningGym-v0 needs dataset=... (tests/envs/test_rgym.py checks every dataset); TextWorld-v0 compiles a game per
+# seed, seconds each (tests/envs/test_textworld.py runs sparring.check and its own tests on fewer games)
+NEEDS_ARGUMENTS = {"ReasoningGym-v0", "TextWorld-v0"}
+IDS = [env_id for env_id in env_ids() if env_id not in NEEDS_ARGUMENTS]
 JUNK = ["", " ", "\x00", "<answer>", "</answer>", "<answer></answer>", "<answer>9**9**9</answer>",
         "<answer>" + "(" * 10_000 + "</answer>", "9" * 100_000, "\ud800", "\U0001f600" * 50,
         "<answer>__import__('os').system('echo hacked')</answer>", "go north", "1+1", "1/0", "<answer>1/0</answer>",
@@ -70,18 +73,68 @@ def test_same_seed_same_episodes(env_id):
     assert [a.reset()[1]["task"] for _ in range(5)] == [b.reset()[1]["task"] for _ in range(5)]
 
 
+VECTOR_ACTIONS = [("junk 1+2", "<answer>1</answer>"), ("go north", "é 😀 \u2028 <answer>2</answer>"), ("look", "stop"),
+                  ("take all", "<answer>(1+2)*3</answer>"), ("", " "), ("inventory", "help"), ("e", "w")]
+VECTOR_MODES = {"sync": ("sync", {}), "async": ("async", {}), "async-pickled": ("async", {"shared_memory": False}),
+                "async-uncopied": ("async", {"copy": False})}
+
+
+def single_env_rollouts(env_id, seeds, actions):
+    """What a vector env of `env_id` must return, from one plain env per slot (Gymnasium's next-step autoreset)."""
+    rollouts = []
+    for slot, seed in enumerate(seeds):
+        env = gymnasium.make(env_id)
+        observation, _ = env.reset(seed=seed)
+        steps, done = [observation], False
+        for action in actions:
+            if done:
+                observation, _ = env.reset()
+                steps.append((observation, 0.0, False, False))
+                done = False
+            else:
+                observation, reward, terminated, truncated, _ = env.step(action[slot])
+                steps.append((observation, reward, terminated, truncated))
+                done = terminated or truncated
+        rollouts.append(steps)
+    return [tuple(step[t] for step in rollouts) for t in range(len(actions) + 1)]
+
+
 @pytest.mark.parametrize("env_id", IDS)
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_vector_envs_step(env_id, mode):
-    envs = gymnasium.make_vec(env_id, num_envs=2, vectorization_mode=mode)
+@pytest.mark.parametrize("mode", VECTOR_MODES)
+def test_vector_envs_return_what_single_envs_do(env_id, mode):
+    """Sync and async vector envs (shared memory or not, copied or not) give each slot's observations exactly."""
+    expected = single_env_rollouts(env_id, [1, 2], VECTOR_ACTIONS)
+    vectorization_mode, vector_kwargs = VECTOR_MODES[mode]
+    envs = gymnasium.make_vec(env_id, num_envs=2, vectorization_mode=vectorization_mode, vector_kwargs=vector_kwargs)
     try:
         observations, infos = envs.reset(seed=[1, 2])
-        assert len(observations) == 2 and all(isinstance(o, str) and o for o in observations)
-        for _ in range(6):
-            observations, rewards, terminated, truncated, infos = envs.step(("junk 1+2", "<answer>1</answer>"))
-            assert len(observations) == 2 and rewards.shape == (2,) and terminated.dtype == np.bool_
+        assert tuple(observations) == expected[0] and all(observations)
+        for t, actions in enumerate(VECTOR_ACTIONS, start=1):
+            observations, rewards, terminated, truncated, infos = envs.step(actions)
+            assert rewards.shape == (2,) and terminated.dtype == np.bool_
+            got = tuple(zip(observations, rewards.tolist(), terminated.tolist(), truncated.tolist()))
+            assert got == expected[t], f"step {t}"
     finally:
         envs.close()
+
+
+def test_shared_memory_carries_any_text_and_follows_the_buffer():
+    import copy
+    import multiprocessing
+
+    from gymnasium.vector.utils import create_shared_memory, read_from_shared_memory, write_to_shared_memory
+
+    from sparring.envs.base import UnicodeText
+
+    space = UnicodeText(64)
+    memory = create_shared_memory(space, n=3, ctx=multiprocessing)
+    view = read_from_shared_memory(space, memory, n=3)  # read once, as AsyncVectorEnv does
+    texts = ["é 😀 \ud800 \x00 end", "", "x" * 64]
+    for index, text in enumerate(texts):
+        write_to_shared_memory(space, index, text, memory)
+    assert copy.deepcopy(view) == tuple(texts) and view[1:] == tuple(texts[1:]) and len(view) == 3
+    write_to_shared_memory(space, 1, "later", memory)
+    assert view[1] == "later"
 
 
 @pytest.mark.parametrize("env_id", IDS)

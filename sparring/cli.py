@@ -24,7 +24,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
     console = Console(width=args.width)
     if args.env:
-        info = describe(args.env)
+        info = describe(args.env, **dict(args.env_kwargs))
         console.print(f"[bold]{args.env}[/bold] ({info['family']}): {info['description']}")
         table = Table(title=f"what gymnasium.make({args.env!r}, ...) accepts (env.kwargs in a self-play config)")
         for column in ("argument", "type", "default", "help"):
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     envs = sub.add_parser("envs", parents=[width], help="list every env id; with an id, every argument it accepts "
                           "(type, default, help)")
     envs.add_argument("env", nargs="?", help="an env id, e.g. Countdown-v0")
+    envs.add_argument("env_kwargs", type=_key_value, nargs="*", metavar="key=value",
+                      help="env arguments that decide the rest, e.g. dataset=basic_arithmetic for ReasoningGym-v0")
     envs.set_defaults(func=cmd_envs)
     demo = sub.add_parser("demo", parents=[width], help="grade expert and wrong Countdown answers")
     demo.add_argument("--episodes", type=int, default=5)
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(func=cmd_check)
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse leaves positionals that follow options unparsed: play's key=value env arguments
-        if args.command not in ("play", "check") or any(e.startswith("-") or "=" not in e for e in extra):
+        if args.command not in ("play", "check", "envs") or any(e.startswith("-") or "=" not in e for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.env_kwargs += [_key_value(e) for e in extra]
     try:

@@ -247,3 +247,10 @@ def test_resume_from_python_refuses_a_changed_model_before_touching_the_run(tmp_
     with pytest.raises(SparringError, match=r"policy.tiny.hidden_size 128 -> 64"):
         run(run_dir=folder, resume=True, overrides=["policy.tiny.hidden_size=64"])
     assert (folder / "config.yaml").read_text() == saved and (folder / ".metrics.jsonl.tmp1").exists()
+
+
+def test_envs_with_arguments_lists_what_they_decide(capsys):
+    pytest.importorskip("reasoning_gym", reason='reasoning-gym is not installed (pip install "sparring[reasoning-gym]")')
+    assert main(["--width", "200", "envs", "ReasoningGym-v0", "dataset=basic_arithmetic"]) == 0
+    out = capsys.readouterr().out
+    assert "max_terms (knob)" in out and "level " in out

@@ -31,10 +31,15 @@ def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
     return gymnasium.make(env_id, **kwargs)
 
 
-def describe(env_id: str) -> dict[str, Any]:
+def describe(env_id: str, **kwargs: Any) -> dict[str, Any]:
     """Family, one-line description, knobs (with defaults), presets and splits of an env id; `arguments`: every
-    keyword the env accepts (its own arguments, then its config's knobs) with type, default and help."""
+    keyword the env accepts (its own arguments, then its config's knobs) with type, default and help. With
+    `kwargs`, those of the env they make (ReasoningGym-v0's knobs are its `dataset`'s)."""
     cls = env_class(env_id)
+    if kwargs:
+        env = make(env_id, **kwargs)
+        cls = env.unwrapped  # an instance: its own config_class and presets
+        env.close()
     return {
         "id": env_id,
         "family": cls.family,
@@ -53,7 +58,7 @@ BASE_HELP = {  # what TextEnv itself takes, for families that do not say more
 }
 
 
-def arguments(cls: type) -> list[dict[str, Any]]:
+def arguments(cls: Any) -> list[dict[str, Any]]:
     """Every keyword `cls` accepts: `__init__`'s own (help from the `## Arguments` list of its docstring), then the
     fields of its `config_class` (help from their comments); each with `name`, `type`, `default`, `help`, `kind`."""
     import inspect
@@ -62,9 +67,10 @@ def arguments(cls: type) -> list[dict[str, Any]]:
     from sparring.config import type_name, field_help
 
     documented = argument_help(cls.__doc__ or "")
-    hints = typing.get_type_hints(cls.__init__)
+    init = type(cls).__init__ if not isinstance(cls, type) else cls.__init__  # a class, or an env instance
+    hints = typing.get_type_hints(init)
     out = []
-    for name, parameter in inspect.signature(cls.__init__).parameters.items():
+    for name, parameter in inspect.signature(init).parameters.items():
         if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
             continue
         help_text = documented.get(name) or BASE_HELP.get(name, "")

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -254,3 +255,14 @@ def test_envs_with_arguments_lists_what_they_decide(capsys):
     assert main(["--width", "200", "envs", "ReasoningGym-v0", "dataset=basic_arithmetic"]) == 0
     out = capsys.readouterr().out
     assert "max_terms (knob)" in out and "level " in out
+
+
+def test_a_model_id_that_cannot_be_downloaded_says_why(tmp_path):
+    """Downloads allowed, but the Hub unreachable (a closed port stands in for it): one line naming the cause."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path / "hub"))
+    result = subprocess.run([sys.executable, "-m", "sparring.cli", "eval", "--policy", "acme/not-here", "--env",
+                             "Countdown-v0", "--n", "1"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "not in the local Hugging Face cache" in result.stderr and "downloading it failed" in result.stderr
+    assert "Connection refused" in result.stderr and "hf download acme/not-here" in result.stderr

@@ -716,6 +716,5 @@ def warn_untrained(console: Any, r: int, metrics: dict[str, Any]) -> None:
     any other in the table: say so."""
     if r > 0 and metrics.get("ei/examples") == 0:
         console.print(f"[bold yellow]warning:[/bold yellow] round {r} trained on nothing: none of its sampled "
-                      "answers verified (ei/kept 0), so its checkpoint is the previous round's model. More samples "
-                      "per task "
+                      "answers verified (ei/kept 0) and no training step ran. More samples per task "
                       "(expert_iteration.k), easier tasks (env.curriculum) or expert_iteration.replay help")

@@ -123,6 +123,15 @@ AGENT_COLUMNS = ["proposer/valid_rate", "proposer/solve_rate", "proposer/learnab
                  "skills/reuse_rate"]
 
 
+def write_results(out: Path, name: str, text: str, results: dict[str, list[dict]]) -> int:
+    """Write the table (`NAME.md`) and every run's metrics (`NAME.json`) to `out`, print the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text(text + "\n")
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1, default=str))
+    print(text)
+    return 0
+
+
 def table(results: dict[str, list[dict]]) -> str:
     rounds = max(len(rows) for rows in results.values())
     lines = ["| arm | " + " | ".join(f"round {r}" for r in range(rounds)) + " | last - round 0 | minutes |",
@@ -188,10 +197,7 @@ def main() -> int:
             f"seed {args.seed}, scale {args.scale}, bootstrap {boot_steps} + {top_up_steps} steps; round 0 is "
             "the shared bootstrap.\n\n" + table(results) +
             f"\n\nTotal wall time: {(time.perf_counter() - start) / 60:.1f} min (this machine, with whatever else ran).")
-    (out / "ablations.md").write_text(text + "\n")
-    (out / "ablations.json").write_text(json.dumps(results, indent=1, default=str))
-    print(text)
-    return 0
+    return write_results(out, "ablations", text, results)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,10 @@ goes to stdout and to <out>/easy-to-hard.md.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from ablations import ROOT, run_all
+from ablations import ROOT, run_all, write_results
 
 CONFIG = ["--config", str(ROOT / "configs" / "countdown-easy-to-hard.yaml")]
 LADDER = ["proposer.knobs={num_numbers: [3, 5]}"]
@@ -84,11 +83,7 @@ def main() -> int:
             f"{args.seed}; round 0 is the shared bootstrap on tasks of at most 3 numbers; the control row is the "
             "control's own checkpoints.\n\n" + table(results, 8) +
             f"\n\nTotal wall time: {(time.perf_counter() - start) / 60:.1f} min (this machine, with whatever else ran).")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "easy-to-hard.md").write_text(text + "\n")
-    (out / "easy-to-hard.json").write_text(json.dumps(results, indent=1, default=str))
-    print(text)
-    return 0
+    return write_results(out, "easy-to-hard", text, results)
 
 
 if __name__ == "__main__":

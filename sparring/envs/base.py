@@ -152,6 +152,14 @@ def check_choice(kind: str, value: Any, accepted: tuple[str, ...]) -> str:
     return value
 
 
+def check_task_keys(family: str, data: Any, keys: set[str] | frozenset[str]) -> dict[str, Any]:
+    """`data` if it is a dict with exactly `keys`, else a ValueError naming the keys given and those accepted."""
+    if not isinstance(data, dict) or set(data) != set(keys):
+        given = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"a {family} task is a dict with exactly the keys {sorted(keys)}, got {given}")
+    return data
+
+
 def is_int(x: Any) -> bool:
     """An integer that is not a bool."""
     return isinstance(x, int) and not isinstance(x, bool)

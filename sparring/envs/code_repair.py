@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparring.envs import codesynth, humaneval
-from sparring.envs.base import TextEnv, Verdict, check_choice, item_rng
+from sparring.envs.base import TextEnv, Verdict, check_choice, check_task_keys, item_rng
 from sparring.envs.code_grading import (REWARDS, Grade, TestOutcome, check_limits, check_sandbox_spec, extract_code,
                                         grade, resolve_sandbox)
 from sparring.envs.code_harness import same_value
@@ -86,9 +86,7 @@ class CodeRepairTask:
     def from_dict(cls, data: Any) -> CodeRepairTask:
         """Validate `{"source": "CodeSynth-v0" | "HumanEval-v0", "task": {...}, "program": str | None}`."""
         keys = {"source", "task", "program"}
-        if not isinstance(data, dict) or set(data) != keys:
-            given = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"a CodeRepair task is a dict with exactly the keys {sorted(keys)}, got {given}")
+        check_task_keys("CodeRepair", data, keys)
         source = check_choice("CodeRepair source", data["source"], SOURCES)
         program = data["program"]
         if program is not None and (not isinstance(program, str) or len(program) > MAX_PROGRAM_CHARS):

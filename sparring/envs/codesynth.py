@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparring.envs.base import SingleTurnEnv, Verdict, check_choice, item_rng
+from sparring.envs.base import SingleTurnEnv, Verdict, check_choice, check_task_keys, item_rng
 from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, TestOutcome, check_limits,
                                         check_sandbox_spec, extract_code, grade, resolve_sandbox)
 from sparring.envs.code_harness import same_value
@@ -242,9 +242,7 @@ class CodeSynthTask:
         """Validate a task dict: the program's steps, the input type, and every example and test, whose
         outputs must be what the program computes."""
         keys = {"program", "input_type", "examples", "tests"}
-        if not isinstance(data, dict) or set(data) != keys:
-            given = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"a CodeSynth task is a dict with exactly the keys {sorted(keys)}, got {given}")
+        check_task_keys("CodeSynth", data, keys)
         if not isinstance(data["program"], list) or not 1 <= len(data["program"]) <= MAX_OPS:
             raise ValueError(f"task 'program' must be a list of 1 to {MAX_OPS} steps, got {data['program']!r}")
         program = tuple(Step.parse(s) for s in data["program"])

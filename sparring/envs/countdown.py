@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sparring.envs.base import SingleTurnEnv, TextEnv, Verdict, as_text, check_choice, is_int, item_rng
+from sparring.envs.base import SingleTurnEnv, TextEnv, Verdict, as_text, check_choice, check_task_keys, is_int, item_rng
 from sparring.envs.countdown_expert import Step, solve, solve_steps
 from sparring.envs.expr import ExprError, format_value, parse
 from sparring.errors import UnsolvableTaskError
@@ -47,9 +47,7 @@ class CountdownTask:
     @classmethod
     def from_dict(cls, data: Any) -> CountdownTask:
         """Validate a task dict `{"numbers": [int, ...], "target": int}` (from a user or a proposer)."""
-        if not isinstance(data, dict) or set(data) != {"numbers", "target"}:
-            keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"a Countdown task is a dict with exactly the keys 'numbers' and 'target', got {keys}")
+        check_task_keys("Countdown", data, {"numbers", "target"})
         numbers, target = data["numbers"], data["target"]
         if not isinstance(numbers, (list, tuple)) or not all(is_int(n) for n in numbers):
             raise ValueError(f"task 'numbers' must be a list of integers, got {numbers!r}")
@@ -253,6 +251,12 @@ def verify_steps(task: CountdownTask, completion: Any, *, allow_subset: bool = F
     them) and the last result is the target. Feedback names the first wrong line. Reward as `verify`:
     `format_reward` for well-formed lines that are wrong, 0.0 for no answer or a line that is no step.
     """
+    return _grade_steps(task, completion, allow_subset, format_reward, [])
+
+
+def _grade_steps(task: CountdownTask, completion: Any, allow_subset: bool, format_reward: float,
+                 steps: list[Step]) -> Verdict:
+    """`verify_steps`, appending to `steps` each step it read (all of them when the verdict is a success)."""
     text = as_text(completion)
     content = extract_answer(text)
     if content is None:
@@ -264,7 +268,7 @@ def verify_steps(task: CountdownTask, completion: Any, *, allow_subset: bool = F
     if len(lines) > MAX_STEP_LINES:
         return Verdict(0.0, False, f"the answer has {len(lines)} lines; at most {MAX_STEP_LINES} are read",
                        {**details, "error": "too_long"})
-    values, steps = list(task.numbers), []
+    values = list(task.numbers)
 
     def wrong(i: int, line: str, why: str, error: str, reward: float) -> Verdict:
         shown_line = line if len(line) <= 40 else line[:37] + "..."
@@ -396,16 +400,8 @@ def render_steps(task: CountdownTask, steps: list[Step], answer_format: str = "s
 
 def read_steps(task: CountdownTask, completion: Any) -> list[Step] | None:
     """The steps of a step answer that verifies for `task`, or None (never raises)."""
-    if not verify_steps(task, completion).success:
-        return None
-    values, steps = list(task.numbers), []
-    for line in (extract_answer(as_text(completion)) or "").splitlines():
-        if line.strip() and _STATE.fullmatch(line) is None:
-            step = check_move(values, line, need_result=True)
-            assert not isinstance(step, str)  # verify_steps accepted every line
-            values = apply_move(values, step)
-            steps.append(step)
-    return steps
+    steps: list[Step] = []
+    return steps if _grade_steps(task, completion, False, 0.1, steps).success else None
 
 
 def expert_steps(task: CountdownTask, answer_format: str = "steps", *, allow_subset: bool = False,

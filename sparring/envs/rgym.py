@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sparring.envs.base import SingleTurnEnv, Verdict, is_int, item_rng
+from sparring.envs.base import SingleTurnEnv, Verdict, check_task_keys, is_int, item_rng
 from sparring.envs.rgym_scorer import shared_scorer
 from sparring.errors import SparringError, UnknownNameError
 
@@ -165,9 +165,7 @@ class ReasoningGymTask:
     def from_dict(cls, data: Any) -> ReasoningGymTask:
         """Validate a task dict `{"dataset", "question", "answer", "metadata"}` (from a user or a proposer)."""
         keys = {"dataset", "question", "answer", "metadata"}
-        if not isinstance(data, dict) or set(data) != keys:
-            got = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"a ReasoningGym task is a dict with exactly the keys {sorted(keys)}, got {got}")
+        check_task_keys("ReasoningGym", data, keys)
         if not isinstance(data["dataset"], str) or not isinstance(data["question"], str) or not data["question"]:
             raise ValueError("task 'dataset' and 'question' must be strings (the question non-empty)")
         if data["answer"] is not None and not isinstance(data["answer"], str):

@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
+from sparring.envs.base import check_task_keys
 from sparring.errors import UnsolvableTaskError
 
 DIRECTIONS = ("north", "south", "east", "west", "up", "down")
@@ -125,9 +126,7 @@ class TextNavTask:
     def from_dict(cls, data: Any) -> TextNavTask:
         """Check a task dict (from the generator, a proposer or a person) and build the task."""
         keys = set(_FIELDS) | {"start", "goal"}
-        if not isinstance(data, dict) or set(data) != keys:
-            given = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"a TextNav task is a dict with exactly the keys {sorted(keys)}, got {given}")
+        check_task_keys("TextNav", data, keys)
         parts: dict[str, Any] = {}
         for name, record in _FIELDS.items():
             rows = data[name]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.envs.base import TextEnv, Verdict, check_choice, is_int, item_rng
+from sparring.envs.base import TextEnv, Verdict, check_choice, check_task_keys, is_int, item_rng
 from sparring.envs.rgym import MissingExtraError
 
 SPLITS = ("train", "test")
@@ -133,9 +133,7 @@ class TextWorldTask:
     def from_dict(cls, data: Any) -> TextWorldTask:
         """Validate `{"generator", "knobs", "seed", "split"}` (from a user or a proposer): knobs in their ranges."""
         keys = {"generator", "knobs", "seed", "split"}
-        if not isinstance(data, dict) or set(data) != keys:
-            got = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"a TextWorld task is a dict with exactly the keys {sorted(keys)}, got {got}")
+        check_task_keys("TextWorld", data, keys)
         generator, knobs, seed = data["generator"], data["knobs"], data["seed"]
         check_choice("TextWorld generator", generator, GENERATORS)
         check_choice("TextWorld task split", data["split"], SPLITS)

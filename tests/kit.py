@@ -63,16 +63,49 @@ def docker_image_or_skip() -> str:
     return IMAGE
 
 
-def local_sandbox_or_skip() -> None:
-    """Skip the calling test, saying why, where the local sandbox cannot run a program on this host."""
+def sandbox_must_work() -> str | None:
+    """Why a sandbox that does not work here is a failure rather than a skip (bwrap is installed, or CI is set), or
+    None where a skip is honest (a host without bubblewrap, outside CI)."""
+    import os
+    import shutil
+
+    if shutil.which("bwrap"):
+        return "bwrap is installed here"
+    if os.environ.get("CI"):
+        return "CI is set"
+    return None
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip the calling test saying `reason`; fail it instead where the sandbox must work (`sandbox_must_work`)."""
     import pytest
 
+    must = sandbox_must_work()
+    if must:
+        pytest.fail(f"{reason} ({must}, so the sandbox must work)")
+    pytest.skip(reason)
+
+
+def local_sandbox_or_skip() -> None:
+    """Skip the calling test, saying why, where the local sandbox cannot run a program on this host; where bwrap is
+    installed or CI is set, fail it instead."""
     from sparring.sandboxes import make_sandbox
 
     try:
         with make_sandbox("local") as box:
             result = box.run("print(1)")
     except Exception as error:  # noqa: BLE001 - any reason this host has no sandbox
-        pytest.skip(f"no local sandbox here: {error}")
+        skip_or_fail(f"no local sandbox here: {error}")
     if result.status != "ok":
-        pytest.skip(f"the local sandbox does not run programs here: {result.status} {result.stderr[-200:]}")
+        skip_or_fail(f"the local sandbox does not run programs here: {result.status} {result.stderr[-200:]}")
+
+
+def sandbox_cgroups(pid: int) -> set[str]:
+    """The slot cgroups a sandbox owned by process `pid` holds, anywhere under /sys/fs/cgroup (slot cgroups sit
+    under their owner's own cgroup, at any depth)."""
+    import os
+
+    found = set()
+    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
+        found |= {os.path.join(dirpath, d) for d in dirnames if d.startswith(f"sparring-{pid}-")}
+    return found

@@ -109,3 +109,29 @@ def sandbox_cgroups(pid: int) -> set[str]:
     for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
         found |= {os.path.join(dirpath, d) for d in dirnames if d.startswith(f"sparring-{pid}-")}
     return found
+
+
+def countdown_share_policy(greedy_solved: set, sampled_solved: dict):
+    """A scripted Countdown policy (compact prompts, `94 72 48 -> 70`) that solves a known share: its greedy answer
+    (temperature 0) is right on the tasks whose (numbers, target) are in `greedy_solved`; sampling, the first
+    `sampled_solved.get(key, 0)` of its `n` completions are right; every other answer is wrong."""
+    import re
+
+    from sparring.agents.policy import Completion, Policy
+    from sparring.envs.countdown import CountdownTask, expert_solution
+
+    class SharePolicy(Policy):
+        backend = name = "scripted"
+
+        def generate(self, prompts, params):
+            out = []
+            for prompt in prompts:
+                text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+                match = re.search(r"((?:\d+ )+)-> (\d+)", text)
+                key = (tuple(int(n) for n in match[1].split()), int(match[2]))
+                right = f"<answer>{expert_solution(CountdownTask(*key))}</answer>"
+                good = (key in greedy_solved) if params.temperature == 0 else sampled_solved.get(key, 0)
+                out.append([Completion(right if i < good else "<answer>0</answer>") for i in range(params.n)])
+            return out
+
+    return SharePolicy()

@@ -65,7 +65,7 @@ def build_report(path: str | Path, *, sample: int = SAMPLE) -> str:
     episodes = load_trajectories(path)
     for episode in episodes:
         episode.meta.setdefault("round", None)
-    body = [_summary_of(episodes), _trajectories_section(_sample_by_group(episodes, sample * 10, 0, "eval"),
+    body = [_summary_of(episodes), _trajectories_section(_sample_by_group(episodes, sample * 10, None, "file"),
                                                          len(episodes), {})]
     return _page(f"{path.name}: {len(episodes)} episodes", body)
 
@@ -214,6 +214,7 @@ def _svg(fig: Any) -> str:
     fig.tight_layout()
     fig.savefig(buffer, format="svg")
     text = buffer.getvalue()
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # matplotlib's RDF: date and version
     return text[text.index("<svg"):]  # the XML prolog and DOCTYPE do not belong inside HTML
 
 

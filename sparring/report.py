@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.io import atomic_write_text, read_jsonl
-from sparring.trajectories import Trajectory, load_trajectories
+from sparring.trajectories import Trajectory
 
 SAMPLE = 4  # trajectories shown per round, kind (training / held-out), source and outcome
 ROWS = 200  # records shown per table (proposals, skills, reflections)
@@ -62,12 +62,9 @@ def build_report(path: str | Path, *, sample: int = SAMPLE) -> str:
         return _run_page(path, sample)
     if path.is_file() and path.suffix != ".parquet":
         raise ValueError(f"{path} is neither a run directory (with metrics.jsonl) nor a .parquet file of trajectories")
-    episodes = load_trajectories(path)
-    for episode in episodes:
-        episode.meta.setdefault("round", None)
-    body = [_summary_of(episodes), _trajectories_section(_sample_by_group(episodes, sample * 10, None, "file"),
-                                                         len(episodes), {})]
-    return _page(f"{path.name}: {len(episodes)} episodes", body)
+    table = _read(path)
+    body = [_summary_of(table), _trajectories_section(_sample(table, sample * 10, None, "file"), table.num_rows)]
+    return _page(f"{path.name}: {table.num_rows} episodes", body)
 
 
 def _is_run(path: Path) -> bool:
@@ -89,14 +86,14 @@ def _run_page(run: Path, sample: int) -> str:
     for folder in sorted((run / "rounds").glob("[0-9][0-9][0-9]")) if (run / "rounds").exists() else []:
         r = int(folder.name)
         records = read_jsonl(folder / "tasks.jsonl")
-        task_sources.update({_task_key(rec["task"]): rec.get("source", "generator") for rec in records})
+        task_sources.update({json.dumps(rec["task"], sort_keys=True): rec.get("source", "generator") for rec in records})
         for kind, sub in (("training", "trajectories"), ("eval", "eval-trajectories")):
             if (folder / sub).is_dir() and any((folder / sub).glob("*.parquet")):
-                episodes = load_trajectories(folder / sub)
-                total += len(episodes)
-                shown += _sample_by_group(episodes, sample, r, kind, task_sources)
+                table = _read(folder / sub)
+                total += table.num_rows
+                shown += _sample(table, sample, r, kind, task_sources)
         rounds_html.append(_round_section(r, folder, records))
-    body.append(_trajectories_section(shown, total, task_sources))
+    body.append(_trajectories_section(shown, total))
     body.append("<h2 id='rounds'>Tasks, proposals, skills and reflections per round</h2>")
     body += rounds_html or ["<p>No round has written its files yet.</p>"]
     body.append(f"<h2 id='config'>Config</h2><pre class='config'>{_e(config_text)}</pre>")
@@ -252,44 +249,51 @@ def _cell(value: Any) -> str:
 
 
 # ---- trajectories -------------------------------------------------------------------------------------------
-def _task_key(task: Any) -> str:
-    return json.dumps(task, sort_keys=True)
+def _read(path: Path) -> Any:
+    """The trajectories saved at `path` (a folder of Parquet files, or one file) as one Arrow table: a round
+    holds tens of thousands; only the sampled rows become `Trajectory` objects."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [path] if path.is_file() else sorted(path.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no trajectories (*.parquet) in {str(path)!r}")
+    return pa.concat_tables([pq.read_table(file) for file in files])
 
 
-def _source(trajectory: Trajectory, kind: str, task_sources: dict[str, str]) -> str:
+def _source(source: str, task: str, kind: str, task_sources: dict[str, str]) -> str:
     """What the filter calls a trajectory's source: held-out episodes are "eval"; a trainer's own kind
     ("refined", "search", "expert") wins; else where its task came from (generator, proposer, chain, ...)."""
     if kind == "eval":
         return "eval"
-    if trajectory.source != "policy":
-        return trajectory.source
-    return task_sources.get(_task_key(trajectory.task), "policy")
+    if source != "policy":
+        return source
+    return task_sources.get(task, "policy")
 
 
-def _sample_by_group(episodes: list[Trajectory], per_group: int, r: int | None, kind: str,
-                     task_sources: dict[str, str] | None = None) -> list[tuple[Trajectory, str, int | None]]:
+def _sample(table: Any, per_group: int, r: int | None, kind: str,
+            task_sources: dict[str, str] | None = None) -> list[tuple[Trajectory, str, int | None]]:
     """Up to `per_group` episodes of each (source, outcome), drawn with a seed fixed by the round: a page
     rebuilt later shows the same ones."""
-    groups: dict[tuple[str, bool], list[Trajectory]] = defaultdict(list)
-    for episode in episodes:
-        groups[(_source(episode, kind, task_sources or {}), episode.success)].append(episode)
-    rng, chosen = random.Random(r or 0), []
+    groups: dict[tuple[str, bool], list[int]] = defaultdict(list)
+    columns = zip(*(table.column(c).to_pylist() for c in ("source", "task", "success")))
+    for i, (source, task, success) in enumerate(columns):
+        groups[(_source(source, task, kind, task_sources or {}), bool(success))].append(i)
+    rng, picked = random.Random(r or 0), []
     for (source, _), group in sorted(groups.items()):
-        picked = sorted(rng.sample(range(len(group)), min(per_group, len(group))))
-        chosen += [(group[i], source, r) for i in picked]
-    return chosen
+        picked += [(i, source) for i in sorted(rng.sample(group, min(per_group, len(group))))]
+    rows = table.take([i for i, _ in picked]).to_pylist() if picked else []
+    return [(Trajectory.from_row(row), source, r) for row, (_, source) in zip(rows, picked)]
 
 
-def _summary_of(episodes: list[Trajectory]) -> str:
-    solved = sum(e.success for e in episodes)
-    by_env = Counter(e.env_id for e in episodes)
-    return (f"<p class='headline'>{len(episodes)} episodes ({', '.join(f'{n} {_e(k)}' for k, n in by_env.items())}); "
-            f"<b data-solved='{solved}'>{solved}</b> solved "
-            f"({_num(solved / max(1, len(episodes)))})</p>")
+def _summary_of(table: Any) -> str:
+    solved = sum(map(bool, table.column("success").to_pylist()))
+    by_env = Counter(table.column("env_id").to_pylist())
+    return (f"<p class='headline'>{table.num_rows} episodes ({', '.join(f'{n} {_e(k)}' for k, n in by_env.items())});"
+            f" <b data-solved='{solved}'>{solved}</b> solved ({_num(solved / max(1, table.num_rows))})</p>")
 
 
-def _trajectories_section(shown: list[tuple[Trajectory, str, int | None]], total: int,
-                          task_sources: dict[str, str]) -> str:
+def _trajectories_section(shown: list[tuple[Trajectory, str, int | None]], total: int) -> str:
     rounds = sorted({r for _, _, r in shown if r is not None})
     sources = sorted({s for _, s, _ in shown})
     options = lambda values: "".join(f"<option value='{_e(v)}'>{_e(v)}</option>" for v in values)  # noqa: E731

@@ -97,3 +97,30 @@ def test_report_to_is_checked():
     with pytest.raises(ValueError, match="'tensorbord' is not a tracker.*tensorboard, trackio, wandb"):
         load_selfplay_config(None, ["logging.report_to=[tensorbord]"])
     assert load_selfplay_config(None, []).logging.report_to == []  # none by default
+
+
+def test_grpo_reports_its_steps_to_the_open_tracker(tiny_checkpoint, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sparring.trainers.grpo import GRPOSettings, train_grpo
+    from sparring.tracking import Tracker
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    settings = GRPOSettings(steps=2, num_generations=2, batch_size=4, max_completion_length=8)
+    with Tracker(LoggingConfig(report_to=["tensorboard"]), tmp_path / "run", first_round=3) as tracker:
+        train_grpo(model, tokenizer, "Countdown-v0", {"instruction": "compact", "difficulty": "easy"},
+                   [{"numbers": [8, 3, 2], "target": 22}], settings, tmp_path / "out")
+        tracker.log({"round": 3, "grpo/reward": 0.5})
+    trainer = EventAccumulator(str(tmp_path / "run/tensorboard/round-003-grpo-1"))
+    trainer.Reload()
+    assert [e.step for e in trainer.Scalars("train/reward")] == [1, 2]
+    loop = EventAccumulator(str(tmp_path / "run/tensorboard/selfplay"))
+    loop.Reload()
+    assert [(e.step, e.value) for e in loop.Scalars("round/grpo/reward")] == [(3, 0.5)]
+    # without an open tracker a trainer reports nowhere
+    train_grpo(model, tokenizer, "Countdown-v0", {"instruction": "compact", "difficulty": "easy"},
+               [{"numbers": [8, 3, 2], "target": 22}], settings, tmp_path / "out2")
+    assert sorted(p.name for p in (tmp_path / "run/tensorboard").iterdir()) == ["round-003-grpo-1", "selfplay"]
+    assert not (tmp_path / "out2" / "runs").exists()

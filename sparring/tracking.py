@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparring.errors import SparringError
+
 TRACKERS = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}  # name -> the package it needs
 
 
@@ -45,7 +47,7 @@ class LoggingConfig:
     def check_installed(self) -> None:
         missing = [TRACKERS[t] for t in self.report_to if importlib.util.find_spec(TRACKERS[t]) is None]
         if missing:
-            raise ImportError(f"logging.report_to={self.report_to} needs {', '.join(missing)}: pip install "
+            raise SparringError(f"logging.report_to={self.report_to} needs {', '.join(missing)}: pip install "
                               f"\"sparring[tracking]\" (or pip install {' '.join(missing)})")
 
 

@@ -124,3 +124,16 @@ def test_grpo_reports_its_steps_to_the_open_tracker(tiny_checkpoint, tmp_path):
                [{"numbers": [8, 3, 2], "target": 22}], settings, tmp_path / "out2")
     assert sorted(p.name for p in (tmp_path / "run/tensorboard").iterdir()) == ["round-003-grpo-1", "selfplay"]
     assert not (tmp_path / "out2" / "runs").exists()
+
+
+def test_a_tracker_that_is_not_installed_is_named(monkeypatch, tmp_path):
+    import importlib.util
+
+    from sparring.errors import SparringError
+    from sparring.tracking import Tracker
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(SparringError, match=r'needs wandb: pip install "sparring\[tracking\]"'):
+        with Tracker(LoggingConfig(report_to=["tensorboard", "wandb"]), tmp_path):
+            pass

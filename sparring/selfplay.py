@@ -463,6 +463,11 @@ class SelfPlay:
                         sampler, tasks, seed=cfg.seed * 1000 + r,
                         on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search))
                     agent_metrics.update(search_metrics)
+                if ei.tree_search:  # tree search on the tasks no sample solved (ReST-MCTS*): verified traces train too
+                    found, tree_attempts, tree_metrics = trainer.tree_search(sampler, tasks, trajectories,
+                                                                             seed=cfg.seed * 1000 + r)
+                    searched, search_attempts = searched + found, search_attempts + tree_attempts
+                    agent_metrics.update(tree_metrics)
             verified, extra = None, list(searched)
             if ei.replay:  # the bootstrap's kind of demonstrations, fresh tasks each round
                 from sparring.trainers.bootstrap import expert_demonstrations
@@ -592,7 +597,7 @@ class SelfPlay:
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
         named = [f"eval/{name}/success" for name in self.config.env.eval_sets]
         columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", *named, "control/eval/success",
-                   "ei/pass@1", "ei/kept", "ei/search_solved",
+                   "ei/pass@1", "ei/kept", "ei/search_solved", "ei/tree_recovered",
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]

@@ -78,6 +78,38 @@ def local_sandbox_or_skip() -> None:
         pytest.skip(f"the local sandbox does not run programs here: {result.status} {result.stderr[-200:]}")
 
 
+def random_moves_policy():
+    """A CountdownSteps player that writes a random legal move of the state in its prompt (seeded per prompt and
+    sample, as the real backends are), counting the calls and prompts it got."""
+    import random
+    import re
+
+    from sparring.agents.policy import Completion, Policy
+
+    class RandomMoves(Policy):
+        backend = name = "random-moves"
+
+        def __init__(self):
+            self.calls = self.prompts = 0
+
+        def generate(self, prompts, params):
+            self.calls += 1
+            out = []
+            for i, prompt in enumerate(prompts):
+                self.prompts += 1
+                state = re.findall(r"-?\d+:\[([^\]]*)\]", prompt[-1]["content"])[-1]  # full or compact state
+                numbers = [int(n) for n in state.split(",")]
+                rng = random.Random(f"{params.seed}-{i}")
+                group = []
+                for _ in range(params.n):
+                    a, b = rng.sample(range(len(numbers)), 2)
+                    x, y = max(numbers[a], numbers[b]), min(numbers[a], numbers[b])
+                    move = f"{x}{rng.choice('+-*/' if y and x % y == 0 else '+-*')}{y}"
+                    group.append(Completion(move, token_ids=list(range(len(move)))))
+                out.append(group)
+            return out
+
+    return RandomMoves()
 # a self-play run of seconds whose round 1 trains (expert replay: the untrained model's own answers fail)
 SMALL_RUN = ["rounds=1", "tasks_per_round=20", "env.eval_tasks=12", "env.extra_eval_splits=[]", "eval.k=2",
              "bootstrap.sft.steps=6", "bootstrap.eval_every=3", "bootstrap.dev_tasks=10", "bootstrap.sft.batch_size=16",

@@ -32,6 +32,7 @@ from sparring.envs.base import TextEnv, Verdict, check_choice, check_task_keys, 
 from sparring.envs.rgym import MissingExtraError
 
 SPLITS = ("train", "test")
+INSTRUCTIONS = ("full", "compact")
 GENERATORS = ("custom", "coin_collector", "treasure_hunter", "cooking", "simple")
 INSTALL = "pip install 'sparring[textworld]'"
 MAX_COMMAND_CHARS = 200
@@ -85,6 +86,9 @@ class TextWorldConfig:
     step_limit_factor: float = 3.0  # truncate after ceil(factor * the walkthrough's length) + 5 commands
     max_invalid: int = 5  # the episode ends (failed) at the inadmissible command after this many
     score_shaping: float = 0.5  # a lost or unfinished game's reward: this x score / max score
+    # distinct games per split (0: a new game for every item): a fixed set, as TextWorld's benchmarks use, so a
+    # split is compiled once; item i plays game i mod games whatever the seed
+    games: int = 0
 
     def __post_init__(self) -> None:
         check_choice("TextWorld generator", self.generator, GENERATORS)
@@ -103,6 +107,8 @@ class TextWorldConfig:
         shaping = self.score_shaping
         if isinstance(shaping, bool) or not isinstance(shaping, (int, float)) or not 0 <= shaping < 1:
             raise ValueError(f"score_shaping must be a number in [0, 1), got {shaping!r}")
+        if not is_int(self.games) or not 0 <= self.games <= 1_000_000:
+            raise ValueError(f"games must be an integer in 0..1000000 (0: no fixed set), got {self.games!r}")
 
     def knobs(self) -> dict[str, Any]:
         """The knobs the configured generator reads."""
@@ -197,6 +203,75 @@ def clean_command(action: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\x20-\x7e]", " ", action))[:MAX_COMMAND_CHARS].strip()
 
 
+# ---- compact observations: the game's own state facts, one short line -------------------------------
+
+_DIRECTIONS = ("north", "south", "east", "west")
+_GOAL_WORDS = {"in": "{0} in {1}", "on": "{0} on {1}", "open": "{0} open", "closed": "{0} closed",
+               "locked": "{0} locked", "eaten": "eat {0}"}
+
+
+def _names(fact: Any) -> list[str]:
+    return [v.name for v in fact.arguments]
+
+
+def goal_text(win_facts: list[Any], names: dict[str, str], start: set[str]) -> str:
+    """The quest's winning condition in short words (`carry hat; chest locked`), without what holds at the
+    start (the condition names every fixed thing's place)."""
+    words = []
+    for fact in win_facts:
+        args = [names.get(v.name, v.name) for v in fact.arguments]
+        said = f"{fact.name}({', '.join(args)})"
+        if said in start:
+            continue
+        if fact.name == "at":
+            words.append(f"go to {args[1]}" if args[0] == "P" else f"{args[0]} in {args[1]}")
+        elif fact.name == "in" and args[1] == "I":
+            words.append(f"carry {args[0]}")
+        else:
+            words.append(_GOAL_WORDS.get(fact.name, "{0} " + fact.name).format(*args))
+    return "goal: " + ("; ".join(words) or "done")
+
+
+def state_line(facts: list[Any]) -> str:
+    """Where the player is and what is there, from the game's facts: `studio: w=office | chest(closed) |
+    stand: apple | carrying: key`. Exits name the room beyond, or the door and its state; a closed
+    container's contents are not shown (the player cannot see them either)."""
+    by_name: dict[str, list[list[str]]] = {}
+    kinds: dict[str, str] = {}
+    for fact in facts:
+        by_name.setdefault(fact.name, []).append(_names(fact))
+        for v in fact.arguments:
+            kinds[v.name] = v.type
+    holds = {(name, tuple(args)) for name, rows in by_name.items() for args in rows}
+    room = next((args[1] for args in by_name.get("at", []) if args[0] == "P"), "?")
+    doors = {(a, b): d for a, d, b in by_name.get("link", [])}
+    exits = []
+    for direction in _DIRECTIONS:
+        for there, here in by_name.get(f"{direction}_of", []):
+            if here != room:
+                continue
+            door = doors.get((room, there))
+            if door is None:
+                exits.append(f"{direction[0]}={there}")
+            else:
+                state = next((s for s in ("locked", "closed", "open") if (s, (door,)) in holds), "")
+                exits.append(f"{direction[0]}={door}({state})")
+
+    def shown(thing: str) -> str:
+        kind = kinds.get(thing)
+        if kind == "c":
+            state = next((s for s in ("locked", "closed") if (s, (thing,)) in holds), "open")
+            inside = [a for a, b in by_name.get("in", []) if b == thing]
+            return f"{thing}({state})" if state != "open" else f"{thing}: {', '.join(inside) or '-'}"
+        if kind == "s":
+            return f"{thing}: {', '.join(a for a, b in by_name.get('on', []) if b == thing) or '-'}"
+        return thing
+
+    here = [shown(a) for a, b in by_name.get("at", []) if b == room and a != "P"]
+    carrying = [a for a, b in by_name.get("in", []) if b == "I"]
+    return " | ".join([f"{room}: {' '.join(exits) or 'no exits'}", *here, f"carrying: {', '.join(carrying) or '-'}"])
+
+
 class TextWorldEnv(TextEnv):
     """A TextWorld game generated by TextWorld's own generators; won is success, score shapes the reward.
 
@@ -206,6 +281,9 @@ class TextWorldEnv(TextEnv):
     what works; a command outside it counts as invalid.
     ## Observation Space
     Text: the objective, the room's description and the inventory; then TextWorld's feedback to each command.
+    `instruction="compact"` (for small models): the quest's winning condition in short words and one line of
+    the game's own state facts (`studio: w=office | portmanteau: carrot | stand: - | carrying: -`), then that
+    line again after each command (`invalid` for one that does not work here).
     ## Reward
     0 until the episode ends; then 1.0 if the game is won, else `score_shaping` x score / max score.
     ## Episode End
@@ -218,6 +296,7 @@ class TextWorldEnv(TextEnv):
       `TextWorldConfig` below (`generator` and its knobs, the limits) refine it
     - `cache_dir`: where compiled games are kept (default: $SPARRING_CACHE/textworld or
       ~/.cache/sparring/textworld)
+    - `instruction`: "full" (TextWorld's own text) or "compact" (short state lines, for small models)
     ## Version History
     v0: initial version (textworld 1.7.0).
     """
@@ -229,18 +308,23 @@ class TextWorldEnv(TextEnv):
     splits = SPLITS
 
     def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
-                 cache_dir: str | os.PathLike | None = None, **knobs: Any):
+                 cache_dir: str | os.PathLike | None = None, instruction: str = "full", **knobs: Any):
         self._textworld = load_textworld()
-        super().__init__(render_mode, split=split, difficulty=difficulty, env_args=("cache_dir",), **knobs)
+        super().__init__(render_mode, split=split, difficulty=difficulty, env_args=("cache_dir", "instruction"),
+                         **knobs)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.instruction = check_choice("TextWorld instruction", instruction, INSTRUCTIONS)
         self._game: Any = None
         self._state: Any = None
 
     # ---- games ----------------------------------------------------------------------------------
     def generate_task(self, index: int, *, seed: int = 0, config: TextWorldConfig | None = None) -> TextWorldTask:
         """Item `index` of this split: a game seed drawn for `(split, seed, index)`; test seeds are multiples of
-        4 and train seeds are not, so the splits never share a game."""
+        4 and train seeds are not, so the splits never share a game. With `games`, item `index` is game
+        `index mod games` of the split's fixed set, whatever `seed`."""
         config = config or self.config
+        if config.games:
+            seed, index = 0, index % config.games
         rng = item_rng("TextWorld", self.split, SPLITS, seed, index)
         while True:
             game_seed = rng.getrandbits(31)
@@ -251,7 +335,7 @@ class TextWorldEnv(TextEnv):
         path = game_file(self.task, self.cache_dir)
         infos = self._textworld.EnvInfos(admissible_commands=True, policy_commands=True, score=True, max_score=True,
                                          won=True, lost=True, objective=True, description=True, inventory=True,
-                                         moves=True)
+                                         moves=True, facts=self.instruction == "compact")
         if self._game is not None:
             self._game.close()
         with warnings.catch_warnings():
@@ -263,6 +347,12 @@ class TextWorldEnv(TextEnv):
         self.walkthrough = len(self._state["policy_commands"])
         self.step_limit = math.ceil(self.config.step_limit_factor * self.walkthrough) + 5
         self.steps = self.invalid = 0
+        if self.instruction == "compact":
+            game = self._textworld.Game.load(str(path.with_suffix(".json")))
+            names = {key: info.name for key, info in game.infos.items() if info.name}
+            start = {f"{f.name}({', '.join(_names(f))})" for f in self._state["facts"]}
+            win = [fact for quest in game.quests[:1] for event in quest.win_events[:1] for fact in event.condition.preconditions]
+            return f"{goal_text(win, names, start)}\n{state_line(self._state['facts'])}", self._info()
         parts = [self._state["objective"], self._state["description"], self._state["inventory"]]
         return "\n\n".join(p.strip() for p in parts if p and p.strip()), self._info()
 
@@ -276,12 +366,14 @@ class TextWorldEnv(TextEnv):
         command = clean_command(action)
         valid = command.lower() in {c.lower() for c in self._state["admissible_commands"]}
         self.steps += 1
+        compact = self.instruction == "compact"
         if valid:
             self._state, _, _ = self._game.step(command)
-            observation = self._state.feedback.strip()
+            observation = state_line(self._state["facts"]) if compact else self._state.feedback.strip()
         else:
             self.invalid += 1
-            observation = f"That command does not work here: {command[:80]!r}. `info['admissible_commands']` lists what does."
+            observation = "invalid" if compact else \
+                f"That command does not work here: {command[:80]!r}. `info['admissible_commands']` lists what does."
         won, lost = bool(self._state["won"]), bool(self._state["lost"])
         ended = "won" if won else "lost" if lost else "invalid" if self.invalid > self.config.max_invalid else \
             "step_limit" if self.steps >= self.step_limit else None
@@ -289,7 +381,8 @@ class TextWorldEnv(TextEnv):
             return observation, 0.0, False, False, None, self._info(valid)
         self.done = True
         verdict = self._verdict(ended)
-        return f"{observation}\n{verdict.feedback}", verdict.reward, ended != "step_limit", ended == "step_limit", \
+        observation = verdict.feedback if compact else f"{observation}\n{verdict.feedback}"
+        return observation, verdict.reward, ended != "step_limit", ended == "step_limit", \
             verdict, self._info(valid)
 
     def _verdict(self, ended: str) -> Verdict:

@@ -148,3 +148,60 @@ def test_the_solver_plays_it_unchanged(cache, tiny_checkpoint):
     [trajectory] = solver.run([task])
     assert trajectory.task == task and trajectory.verdict and not trajectory.success  # a random model
     assert len(trajectory.turns) >= 2 and "does not work here" in trajectory.turns[1].observation
+
+
+def test_compact_observations_are_the_game_state_in_short_lines(cache):
+    """Compact mode shows the quest's condition and the game's own facts: after each command the state line
+    changes as the game did (the thing taken is carried, no longer where it was); the walkthrough still wins."""
+    env = make(cache, difficulty="easy", instruction="compact")
+    full = make(cache, difficulty="easy")
+    for seed in range(4):
+        observation, info = env.reset(seed=seed)
+        assert full.reset(seed=seed)[1]["task"] == info["task"]  # the same game as the full text
+        goal, line = observation.split("\n")
+        assert goal.startswith("goal: ") and "carrying:" in line and len(observation) < 160
+        for action in env.unwrapped.expert_actions():
+            observation, reward, terminated, _, info = env.step(action)
+            if not terminated:
+                assert "carrying:" in observation and "\n" not in observation
+                if action.startswith("take "):
+                    thing = action[5:].split(" from ")[0]
+                    assert thing in observation.split("carrying: ")[1]
+        assert info["verdict"]["success"] and observation.startswith("won")
+    env.reset(seed=0)
+    assert env.step("dance wildly")[0] == "invalid"
+
+
+def test_compact_goal_and_state_lines():
+    from textworld.logic import Proposition, Variable
+
+    from sparring.envs.textworld_games import goal_text, state_line
+
+    def fact(name, *args):
+        return Proposition(name, [Variable(a, t) for a, t in args])
+
+    P, room, hall, chest, stand, hat, key, door = (("P", "P"), ("studio", "r"), ("hall", "r"), ("chest", "c"),
+                                                  ("stand", "s"), ("hat", "o"), ("key", "k"), ("oak door", "d"))
+    facts = [fact("at", P, room), fact("at", chest, room), fact("at", stand, room), fact("closed", chest),
+             fact("in", hat, chest), fact("on", key, stand), fact("east_of", hall, room), fact("west_of", room, hall),
+             fact("link", room, door, hall), fact("closed", door)]
+    assert state_line(facts) == "studio: e=oak door(closed) | chest(closed) | stand: key | carrying: -"
+    opened = [f for f in facts if str(f) != str(fact("closed", chest))] + [fact("in", key, ("I", "I"))]
+    assert "chest: hat" in state_line(opened) and "carrying: key" in state_line(opened)
+    win = [fact("at", ("P", "P"), ("r_0", "r")), fact("in", ("o_0", "o"), ("I", "I")), fact("locked", ("c_0", "c")),
+           fact("on", ("o_1", "o"), ("s_0", "s"))]
+    names = {"r_0": "studio", "o_0": "hat", "c_0": "chest", "o_1": "key", "s_0": "stand"}
+    assert goal_text(win, names, start={"at(P, studio)"}) == "goal: carry hat; chest locked; key on stand"
+    assert goal_text(win, names, start=set()) == "goal: go to studio; carry hat; chest locked; key on stand"
+
+
+def test_a_fixed_set_of_games_repeats_whatever_the_seed(cache):
+    env = make(cache, difficulty="easy", games=3)
+    tasks = [env.reset(seed=seed, options={"index": i})[1]["task"] for seed in (0, 7) for i in range(6)]
+    assert tasks[:3] == tasks[3:6] == tasks[6:9] == tasks[9:]
+    assert len({json.dumps(t, sort_keys=True) for t in tasks}) == 3
+    test = make(cache, difficulty="easy", games=3, split="test")
+    assert not {json.dumps(test.reset(options={"index": i})[1]["task"], sort_keys=True) for i in range(3)} & \
+        {json.dumps(t, sort_keys=True) for t in tasks}
+    with pytest.raises(ValueError, match="games must be"):
+        make(cache, games=-1)

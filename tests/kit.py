@@ -110,6 +110,8 @@ def random_moves_policy():
             return out
 
     return RandomMoves()
+
+
 # a self-play run of seconds whose round 1 trains (expert replay: the untrained model's own answers fail)
 SMALL_RUN = ["rounds=1", "tasks_per_round=20", "env.eval_tasks=12", "env.extra_eval_splits=[]", "eval.k=2",
              "bootstrap.sft.steps=6", "bootstrap.eval_every=3", "bootstrap.dev_tasks=10", "bootstrap.sft.batch_size=16",

@@ -152,6 +152,9 @@ def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
         assert (run / "checkpoints" / f"{name}-001" / "config.json").exists()
     for name in ("skills.jsonl", "reflections.jsonl"):
         assert (run / "rounds/001" / name).exists()
+    page = (run / "report.html").read_text()  # the run's page shows the agents' files and their tasks' sources
+    assert "Proposer&#x27;s tasks (60)" in page and "Skill library (" in page and "data-source='proposer'" in page
+    assert ("Reflections (" in page) == bool(read_jsonl(run / "rounds/001/reflections.jsonl"))
     assert read_jsonl(run / "rounds/000/skills.jsonl")  # seeded from the bootstrap's demonstrations
     trajectories = load_trajectories(run / "rounds/001/trajectories")
     assert len([t for t in trajectories if t.source == "policy"]) == 40 * 2

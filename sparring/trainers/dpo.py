@@ -123,21 +123,24 @@ def train_dpo(model: Any, tokenizer: Any, reference: Any, pairs: list[tuple[Traj
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
+    from sparring.tracking import trainer_reporting
+
     examples = [e for e in (pair_example(c, r, tokenizer) for c, r in pairs) if e["chosen"] != e["rejected"]]
     if not examples:
         raise ValueError("no preference pairs to train on")
+    reporting, tracker_callbacks = trainer_reporting("dpo")  # the self-play run's logging.report_to, else none
     args = DPOConfig(
         output_dir=str(output_dir), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate, lr_scheduler_type=settings.scheduler, warmup_steps=settings.warmup_steps,
         beta=settings.beta, loss_type=[settings.loss_type], max_length=_context_length(model, tokenizer),
-        save_strategy="no", report_to="none", use_cpu=train_on_cpu(), seed=seed, data_seed=seed,
-        logging_strategy="steps", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0, bf16=False,
+        save_strategy="no", use_cpu=train_on_cpu(), seed=seed, data_seed=seed, **reporting,
+        logging_strategy="steps", logging_steps=1,  # every step: the reward metrics are read from the log disable_tqdm=True, dataloader_num_workers=0, bf16=False,
         gradient_checkpointing=False,
     )
     reference.eval()
     with quiet_hf():
         trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, callbacks=callbacks)
+                             processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks])
         trainer.remove_callback(PrinterCallback)
         output = trainer.train()
     model.eval()

@@ -77,8 +77,13 @@ def train_on_cpu() -> bool:
 
 
 def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str]], settings: SFTSettings,
-                        output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None) -> dict[str, float]:
-    """Train `model` in place on `examples` for `settings.steps` steps; returns the trainer's final metrics."""
+                        output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
+                        lora: Any = None, adapter_dir: str | Path | None = None) -> dict[str, float]:
+    """Train `model` in place on `examples` for `settings.steps` steps; returns the trainer's final metrics.
+    With `lora` (a `LoRASettings` that is enabled) only an adapter trains; it is saved to `adapter_dir` (if
+    given) and merged into `model`'s weights."""
+    from sparring.trainers.lora import merge_adapter, peft_config
+
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -101,9 +106,11 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
     )
     with quiet_hf():
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks])
+                             processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks],
+                             peft_config=peft_config(lora))
         trainer.remove_callback(PrinterCallback)  # progress is the caller's to show
         output = trainer.train()
+        merge_adapter(trainer, adapter_dir)
     model.eval()
     return {"train/loss": float(output.training_loss), "train/steps": int(output.global_step)}
 

@@ -45,7 +45,10 @@ def check_completions(out, prompts, tokenizer, n, max_tokens):
 
 def docker_image_or_skip() -> str:
     """A Docker engine (started here if none runs) with the sandbox image built offline: the image's tag.
-    Where no engine can start, the calling test skips and says why."""
+    Where no engine can start, the calling test skips and says why; where dockerd is installed (as .ci/run
+    installs it), an engine that does not start is a failure."""
+    import shutil
+
     import pytest
 
     pytest.importorskip("docker", reason='the Docker SDK is not installed (pip install "sparring[docker]")')
@@ -55,6 +58,8 @@ def docker_image_or_skip() -> str:
     try:
         client = start_engine()
     except SandboxError as error:
+        if shutil.which("dockerd"):
+            pytest.fail(f"dockerd is installed here but no Docker engine starts: {error}")
         pytest.skip(f"no Docker engine can start here: {error}")
     try:
         client.images.get(IMAGE)

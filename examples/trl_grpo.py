@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from trl import GRPOConfig, GRPOTrainer
 
 from sparring.integrations import trl as sparring_trl
@@ -35,7 +37,7 @@ def main(argv=None):
 
     config = GRPOConfig(output_dir=args.output, max_steps=args.steps, per_device_train_batch_size=8,
                         num_generations=4, max_completion_length=32, learning_rate=1e-4, logging_steps=1,
-                        report_to="none", save_strategy="no", use_cpu=args.model is None)
+                        report_to="none", save_strategy="no", use_cpu=not torch.cuda.is_available())
     trainer = GRPOTrainer(
         model=model,
         args=config,

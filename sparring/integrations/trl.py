@@ -138,7 +138,8 @@ class SparringEnvironment:
     def __init__(self) -> None:
         from sparring.envs.catalog import make
 
-        self.env = make(self.env_id, **self.env_kwargs)
+        # without Gymnasium's PassiveEnvChecker: after a first reset that raised, it fails the next step (1.4)
+        self.env = make(self.env_id, disable_env_checker=True, **self.env_kwargs)
         self.verdict: dict[str, Any] | None = None
         self.turns = 0
 

@@ -13,19 +13,22 @@ Actions are `{"text": ...}`; observations carry `text` (the env's observation), 
 episode ends, else None), `info` (the rest of the env's info), plus OpenEnv's `reward` and `done`.
 """
 
-# What this file relies on in openenv 0.10.0 (openenv/core/env_server/{interfaces,types,http_server}.py):
+# What this file relies on in openenv-core 0.3.0 and openenv 0.10.0 (the same `openenv` module; the extra pins
+# openenv-core, which installs beside verifiers 0.4.0: openenv 0.10.0 needs mcp < 2, verifiers mcp == 2.0.0)
+# (openenv/core/env_server/{interfaces,types,http_server}.py):
 # - `Environment` (abstract `reset(seed=None, episode_id=None, **kwargs)`, `step(action, timeout_s=None,
 #   **kwargs)`, property `state`), with the class flag `SUPPORTS_CONCURRENT_SESSIONS`.
 # - `Action`, `Observation` (fields done, reward, metadata; extra="forbid") and `State` (episode_id,
 #   step_count; extra="allow"): pydantic models subclassed with our fields.
-# - `create_fastapi_app(env_factory, action_cls, observation_cls, max_concurrent_envs=, env_name=,
-#   state_cls=)`: HTTP /reset /step /state /schema /health and the WebSocket /ws that EnvClient speaks; it
+# - `create_fastapi_app(env_factory, action_cls, observation_cls, max_concurrent_envs=)` (0.10.0 adds
+#   `env_name=`, `state_cls=`, passed where accepted): HTTP /reset /step /state /schema /health and the WebSocket /ws that EnvClient speaks; it
 #   calls the factory once per WebSocket session and passes reset only the kwargs its signature accepts.
 # - The client side (tests, `OpenEnvClientEnv`): `openenv.core.GenericEnvClient(base_url=...)`, `.sync()`,
 #   `reset(**kwargs)` / `step(dict)` -> StepResult(observation: dict, reward, done).
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -147,8 +150,10 @@ def make_app(env_id: str, *, max_sessions: int = 64, **env_kwargs: Any) -> Any:
     from openenv.core.env_server.http_server import create_fastapi_app
 
     models = _models()
+    named = {"env_name": env_id, "state_cls": models["state"]}  # openenv 0.10 takes them; openenv-core 0.3 does not
+    accepted = inspect.signature(create_fastapi_app).parameters
     return create_fastapi_app(environment_class(env_id, **env_kwargs), models["action"], models["observation"],
-                              max_concurrent_envs=max_sessions, env_name=env_id, state_cls=models["state"])
+                              max_concurrent_envs=max_sessions, **{k: v for k, v in named.items() if k in accepted})
 
 
 def serve(env_id: str, host: str = "127.0.0.1", port: int = 8000, *, max_sessions: int = 64,

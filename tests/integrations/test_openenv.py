@@ -54,6 +54,8 @@ def serve():
 
     yield start
     for process in processes:
+        if process.poll() is not None:
+            continue
         os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=30)

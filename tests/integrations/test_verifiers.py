@@ -48,10 +48,11 @@ def test_verifiers_loads_the_taskset_and_env_by_id_and_the_tasks_are_the_splits_
 
 
 @pytest.fixture(scope="module")
-def vllm_url(taught_checkpoint):
-    pytest.importorskip("vllm", reason=NO_VLLM)
+def vllm_url(request):
+    pytest.importorskip("vllm", reason=NO_VLLM)  # before the taught model is made: a skip costs nothing
     from sparring.agents.vllm_server import VLLMServer
 
+    taught_checkpoint = request.getfixturevalue("taught_checkpoint")
     with VLLMServer(taught_checkpoint, served_model_name="tiny", startup_timeout_s=STARTUP_LIMIT_S) as running:
         yield running.base_url
 

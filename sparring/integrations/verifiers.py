@@ -83,23 +83,27 @@ class SparringEnv(vf.Env[SparringEnvConfig]):
         data = task.data
         env = make(data.env_id, disable_env_checker=True, **data.env_kwargs)
         env.reset(options={"task": data.task})
-        verdict, turns = None, 0
+        verdict, turns, unfinished = None, 0, ""
         try:
             async with agents.player.interaction(task) as interaction:
                 segment = await interaction.turn()  # the prompt is the env's first observation
-                while not segment.terminated and turns < data.max_turns:
+                while True:
+                    if segment.terminated:  # the agent's run ended (its own limits, an error) first
+                        unfinished = "the agent stopped before the episode ended"
+                        break
                     observation, _, terminated, truncated, info = env.step(segment.last_reply or "")
                     turns += 1
                     if terminated or truncated:
                         verdict = info["verdict"]
                         break
                     if turns >= data.max_turns:
+                        unfinished = f"the episode did not end in max_turns={data.max_turns} replies"
                         break
                     segment = await interaction.turn(observation)
             trace = interaction.trace
             trace.record_reward("sparring_verdict", float(verdict["reward"]) if verdict else 0.0, 1.0)
             trace.info["sparring"] = {"success": bool(verdict and verdict["success"]), "turns": turns,
-                                      "feedback": verdict["feedback"] if verdict else "the episode did not end",
+                                      "feedback": verdict["feedback"] if verdict else unfinished,
                                       "details": json.loads(json.dumps(verdict["details"], default=str))
                                       if verdict else {}}
         finally:

@@ -108,6 +108,8 @@ def test_vf_eval_plays_a_multi_turn_env_until_max_turns(vllm_url, tmp_path):
         info = episode["traces"][0]["info"]["sparring"]
         score = episode["traces"][0]["rewards"]["sparring_verdict"]["score"]
         assert 1 <= info["turns"] <= 3
-        if info["feedback"] == "the episode did not end":  # cut at max_turns: unfinished scores 0
+        if info["feedback"].startswith("the episode did not end"):  # cut at max_turns: unfinished scores 0
             assert info["turns"] == 3 and score == 0.0 and info["success"] is False
+        elif info["feedback"] == "the agent stopped before the episode ended":  # e.g. the tiny model's context
+            assert info["turns"] < 3 and score == 0.0 and info["success"] is False
     assert max(e["traces"][0]["info"]["sparring"]["turns"] for e in episodes) > 1  # the env answered, the model went on

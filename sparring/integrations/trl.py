@@ -174,7 +174,9 @@ class SparringEnvironment:
         return observation
 
 
-def act(self, action: str) -> str:  # noqa: ANN001  (no hint on self: get_json_schema skips it)
+# The tools below are plain functions set on each generated class; `self` has no type hint, so that
+# get_json_schema leaves it out of the schema. TRL names a tool by its `__name__`.
+def _act(self, action: str) -> str:
     """Take one action in the environment and read what it answers.
 
     Args:
@@ -183,7 +185,7 @@ def act(self, action: str) -> str:  # noqa: ANN001  (no hint on self: get_json_s
     return self._step(action)
 
 
-def answer(self, answer: str) -> str:  # noqa: ANN001
+def _answer(self, answer: str) -> str:
     """Give the final answer to the task; this ends the episode and grades it.
 
     Args:
@@ -199,7 +201,7 @@ def _tooluse_tool(name: str) -> Callable[..., str]:
 
     original = getattr(ToolWorld, name)
 
-    def call(self, *args: Any, **kwargs: Any) -> str:  # noqa: ANN001
+    def call(self, *args: Any, **kwargs: Any) -> str:
         bound = signature.bind(self, *args, **kwargs)
         arguments = {k: v for k, v in bound.arguments.items() if k != "self"}
         return self._step(json.dumps({"name": name, "arguments": arguments}))
@@ -210,6 +212,10 @@ def _tooluse_tool(name: str) -> Callable[..., str]:
     call.__signature__ = signature  # type: ignore[attr-defined]
     call.__annotations__ = typing.get_type_hints(original)
     return call
+
+
+_act.__name__ = _act.__qualname__ = "act"
+_answer.__name__ = _answer.__qualname__ = "answer"
 
 
 def environment_factory(env_id: str, **env_kwargs: Any) -> type[SparringEnvironment]:
@@ -228,9 +234,9 @@ def environment_factory(env_id: str, **env_kwargs: Any) -> type[SparringEnvironm
         from sparring.envs.tooluse_world import TOOL_NAMES
 
         methods.update({name: _tooluse_tool(name) for name in TOOL_NAMES})
-        methods["answer"] = answer
+        methods["answer"] = _answer
     else:
-        methods["act"] = act
+        methods["act"] = _act
     name = "Sparring" + "".join(part for part in env_id.replace("-", " ").split() if part.isalnum()) + "Environment"
     cls = type(name, (SparringEnvironment,), methods)
     cls.__doc__ = f"{env_id} for TRL's environment_factory: {environment_factory.__doc__.splitlines()[0]}"

@@ -1,4 +1,5 @@
-"""The `sparring` command: `sparring envs`, `demo`, `selfplay`, `eval`, `report`, `play`, `sandbox`, `check`."""
+"""The `sparring` command: `sparring envs`, `demo`, `selfplay`, `eval`, `report`, `play`, `sandbox`, `check`,
+`serve`."""
 
 from __future__ import annotations
 
@@ -210,6 +211,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve an env with OpenEnv's protocol (HTTP and WebSocket) until interrupted."""
+    from sparring.integrations.openenv import serve
+
+    try:
+        import openenv.core.env_server  # noqa: F401
+    except ImportError as error:
+        print(f"sparring serve: error: needs OpenEnv ({error}): pip install \"sparring[openenv]\"", file=sys.stderr)
+        return 2
+    print(f"serving {args.env} on http://{args.host}:{args.port} (OpenEnv protocol; Ctrl-C stops)", file=sys.stderr)
+    serve(args.env, args.host, args.port, max_sessions=args.max_sessions, **dict(args.env_kwargs))
+    return 0
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:
@@ -310,9 +325,17 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--seed", type=int, default=0, help="the first seed")
     check.add_argument("env_kwargs", type=_key_value, nargs="*", metavar="key=value", help="env arguments")
     check.set_defaults(func=cmd_check)
+    serve = sub.add_parser("serve", help="serve an env as an OpenEnv server (pip install \"sparring[openenv]\")")
+    serve.add_argument("env", help="an env id, e.g. TextNav-v0")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=positive_int, default=8000)
+    serve.add_argument("--max-sessions", type=positive_int, default=64, help="WebSocket sessions at once")
+    serve.add_argument("env_kwargs", type=_key_value, nargs="*", metavar="key=value",
+                       help="env arguments, e.g. difficulty=easy instruction=compact")
+    serve.set_defaults(func=cmd_serve)
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse leaves positionals that follow options unparsed: play's key=value env arguments
-        if args.command not in ("play", "check", "envs") or any(e.startswith("-") or "=" not in e for e in extra):
+        if args.command not in ("play", "check", "envs", "serve") or any(e.startswith("-") or "=" not in e for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.env_kwargs += [_key_value(e) for e in extra]
     try:

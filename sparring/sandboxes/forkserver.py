@@ -17,7 +17,7 @@ the host holds; no path names it):
 The child: a new session, the run's stdin/stdout/stderr and nothing else open, /work as cwd, the run's
 CPU-time (and, without a memory cgroup, address-space) limit, dumpable like a fresh process, OOM killer's
 first choice, then two seccomp filters (the Docker backend's allowlist, and one that refuses every call
-naming the server, bubblewrap's init or every process at once: kill, tgkill, prlimit, sched_set*, ...),
+naming the server (pid 1 of the slot's namespaces) or every process at once: kill, tgkill, prlimit, sched_set*, ...),
 then `python3 main.py` semantics: a fresh `__main__` with `__file__ = "/work/main.py"`, `sys.argv ==
 ["main.py"]`, `sys.path[0] == "/work"`, tracebacks without the server's frame, and the interpreter's own
 exit (atexit, non-daemon threads, flushing). Interpreter state a run changes (modules, builtins,
@@ -49,8 +49,8 @@ SCRATCH = ("/work", "/tmp", "/dev/shm")
 ALLOW, ERRNO = 0x7FFF0000, 0x00050000
 OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
        "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
-# (system call, index of its pid argument): refused in the child when that argument names the server,
-# its process group, bubblewrap's init (pid 1) or every process (-1).
+# (system call, index of its pid argument): refused in the child when that argument names the server (the
+# namespace's pid 1), its process group or every process (-1).
 PID_CALLS = (("kill", 0), ("tkill", 0), ("tgkill", 0), ("rt_sigqueueinfo", 0), ("rt_tgsigqueueinfo", 0),
              ("pidfd_open", 0), ("prlimit64", 0), ("sched_setaffinity", 0), ("sched_setparam", 0),
              ("sched_setscheduler", 0), ("sched_setattr", 0), ("setpgid", 0), ("get_robust_list", 0),
@@ -107,7 +107,7 @@ def compile_filters(profile, me):
             add(allow, action, name, conditions)
     protect = lib.seccomp_init(ALLOW)
     for name, index in PID_CALLS:
-        for pid in (me, -me, 1, -1):
+        for pid in sorted({me, -me, 1, -1}):
             add(protect, ERRNO | errno.EPERM, name, [Cmp(index, OPS["SCMP_CMP_MASKED_EQ"], 0xFFFFFFFF,
                                                          pid & 0xFFFFFFFF)])
     for name in DENIED:
@@ -275,7 +275,7 @@ def finish(status):
 
 
 def end_everything(me):
-    """SIGKILL every process of the namespace but pid 1 and the server until /proc shows none; reap."""
+    """SIGKILL every other process of the namespace (the server is its pid 1) until /proc shows none; reap."""
     for _ in range(500):
         try:
             os.kill(-1, signal.SIGKILL)
@@ -287,7 +287,7 @@ def end_everything(me):
                     break
             except ChildProcessError:
                 break
-        others = [name for name in os.listdir("/proc") if name.isdigit() and int(name) not in (1, me)]
+        others = [name for name in os.listdir("/proc") if name.isdigit() and int(name) != me]
         if not others:
             return []
         time.sleep(0.002)

@@ -645,6 +645,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
             fds.append(fd)
             command += ["--perms", "0644", "--file", str(fd), f"/work/{name}"]
         # only /work, /tmp and /dev/shm are writable (--dev's own tmpfs has no size: read-only)
+        if program:  # the fork server is the namespace's pid 1 (non-dumpable): no bwrap init a run could rewrite
+            command.append("--as-pid-1")
         return command + ["--remount-ro", "/dev", "--remount-ro", "/", "--", *(program or ["python3", "main.py"])]
 
     def _host_work_dir(self, slot: LocalSlot, request: RunRequest) -> Path:
@@ -712,7 +714,7 @@ def work_frames(request: RunRequest) -> bytes:
 
 
 def server_chain(pid: int) -> list[int]:
-    """`pid` (bwrap), its child (bwrap's init in the new namespaces) and that one's child (the fork server)."""
+    """`pid` (bwrap) and its descendants down to the fork server (pid 1 of the slot's namespaces)."""
     chain = [pid]
     for _ in range(2):
         try:

@@ -12,7 +12,7 @@ from sparring.sandboxes import SandboxError, make_sandbox
 from sparring.sandboxes.local import available_tiers, uid_processes
 
 LIMITS = dict(workers=2, timeout_s=5.0, memory_mb=256, max_output_bytes=65536, max_processes=32, max_file_mb=16)
-KINDS = ("local", "local-unshare", "local-rlimits", "docker")
+KINDS = ("local", "local-cold", "local-unshare", "local-rlimits", "docker")  # local: the warm path (a fork server)
 # What each isolation tier promises to confine (the rlimits tier as root still has per-slot uids and cgroups).
 # "leftovers": a run leaves nothing (files, IPC objects, processes) that a later run can see; "scratch": every
 # place a program can write is a tmpfs of at most max_file_mb.
@@ -30,15 +30,19 @@ def open_sandbox(kind: str, request, **limits):
     if kind == "docker":
         request.getfixturevalue("docker_image")
         return make_sandbox("docker", **limits)
-    tier = {"local": None, "local-unshare": "unshare", "local-rlimits": "rlimits"}[kind]
+    tier = {"local": None, "local-cold": None, "local-unshare": "unshare", "local-rlimits": "rlimits"}[kind]
     if tier and tier not in available_tiers():
         pytest.skip(f"the {tier} tier does not work on this host")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rlimits warns that it is insecure: known, it is tested on its own
         try:
-            return make_sandbox("local", isolation=tier, **limits)
+            sandbox = make_sandbox("local", isolation=tier, warm=kind != "local-cold", **limits)
         except SandboxError as error:
             pytest.skip(f"no local sandbox here: {error}")
+    if kind == "local" and not sandbox.warm:
+        sandbox.close()
+        pytest.skip(f"the warm path does not work here: {sandbox.warm_problem}")
+    return sandbox
 
 
 def requires(sandbox, guarantee: str) -> None:
@@ -57,6 +61,8 @@ def leftover_processes(sandbox) -> set:
                 found |= uid_processes(slot.uid)
             if slot.cgroups:
                 found |= slot.cgroups.processes()
+            if slot.server is not None:  # the warm path's bwrap, its init and the fork server stay between runs
+                found -= slot.server.host_pids
         return found
     for slot in sandbox._slots:
         if slot.container is not None:

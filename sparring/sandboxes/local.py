@@ -46,6 +46,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,6 +318,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
         self._root = None if self.tier == "bwrap" else make_work_root()
         self.warm = warm and self.tier == "bwrap"  # the host tiers have no sandbox to keep warm
         self.warm_problem = "" if self.warm else ("warm=False" if not warm else f"the {self.tier} tier is cold only")
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparring-fork-servers")
         self._start_slots()
         parts = ([] if self.tier == "rlimits" else [self.tier]) + (["uid"] if is_root() else []) + ["rlimits"]
         cgroups = self._slots[0].cgroups.applied if self._slots[0].cgroups else ""
@@ -325,7 +327,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
             self._cold_isolation += " (insecure)"
         if self.warm:
             try:
-                self._start_server(self._slots[0])
+                for slot in self._slots:
+                    self._start_server(slot)
             except SandboxError as error:  # the cold path still works: say why the warm one does not
                 self.warm, self.warm_problem = False, str(error)
                 warnings.warn(f"the local sandbox runs cold (a fresh bubblewrap per run): {error}", stacklevel=3)
@@ -361,6 +364,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
         try:
             super().close()
         finally:
+            if getattr(self, "_spawner", None):
+                self._spawner.shutdown(wait=False)
             if getattr(self, "_root", None):
                 shutil.rmtree(self._root, ignore_errors=True)
 
@@ -473,10 +478,10 @@ class LocalSandbox(Sandbox[LocalSlot]):
                    json.dumps(seccomp.profile(), separators=(",", ":")), ",".join(WARM_MODULES)]
         argv = (self._launcher(slot, None, None) + self._drop_privileges(slot)
                 + self._bwrap_command(None, [], program))
-        try:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                       pass_fds=[server_end.fileno()], start_new_session=True, cwd="/",
-                                       env=self._environment(None))
+        try:  # from one long-lived thread: the launch chain dies with the thread that started it (PDEATHSIG)
+            process = self._spawner.submit(
+                subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                pass_fds=[server_end.fileno()], start_new_session=True, cwd="/", env=self._environment(None)).result()
         except OSError as error:
             host_end.close()
             os.close(log)

@@ -45,7 +45,6 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP = 4, 36, 38, 22
 SECCOMP_MODE_FILTER = 2
-SCRATCH = ("/work", "/tmp", "/dev/shm")
 ALLOW, ERRNO = 0x7FFF0000, 0x00050000
 OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
        "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
@@ -98,13 +97,16 @@ def compile_filters(profile, me):
         if result != 0:
             raise OSError(-result, f"seccomp rule for {name}: {os.strerror(-result)}")
 
-    allow = lib.seccomp_init(ERRNO | profile["defaultErrnoRet"])
-    for rule in profile["syscalls"]:
-        action = ALLOW if rule["action"] == "SCMP_ACT_ALLOW" else ERRNO | rule["errnoRet"]
-        conditions = [Cmp(arg["index"], OPS[arg["op"]], arg["value"], arg.get("valueTwo", 0))
-                      for arg in rule.get("args", [])]
-        for name in rule["names"]:
-            add(allow, action, name, conditions)
+    programs = []
+    if profile is not None:  # the allowlist (Docker applies it to the whole container itself)
+        allow = lib.seccomp_init(ERRNO | profile["defaultErrnoRet"])
+        for rule in profile["syscalls"]:
+            action = ALLOW if rule["action"] == "SCMP_ACT_ALLOW" else ERRNO | rule["errnoRet"]
+            conditions = [Cmp(arg["index"], OPS[arg["op"]], arg["value"], arg.get("valueTwo", 0))
+                          for arg in rule.get("args", [])]
+            for name in rule["names"]:
+                add(allow, action, name, conditions)
+        programs.append(export(allow))
     protect = lib.seccomp_init(ALLOW)
     for name, index in PID_CALLS:
         for pid in sorted({me, -me, 1, -1}):
@@ -112,7 +114,7 @@ def compile_filters(profile, me):
                                                          pid & 0xFFFFFFFF)])
     for name in DENIED:
         add(protect, ERRNO | errno.EPERM, name, [])
-    return [export(allow), export(protect)]
+    return programs + [export(protect)]
 
 
 def load_filter(program):
@@ -122,14 +124,12 @@ def load_filter(program):
         raise OSError(ctypes.get_errno(), "loading a seccomp filter")
 
 
-def write_files(fd):
-    """The work files from the host's memfd: (name length, name, content length, content) frames."""
-    with os.fdopen(fd, "rb") as f:
-        data = f.read()
+def write_files(data):
+    """The work files: (name length, name, content length, content) frames."""
     at = 0
     while at < len(data):
         (size,) = struct.unpack_from("<I", data, at)
-        name = data[at + 4:at + 4 + size].decode("utf-8", "surrogateescape")
+        name = data[at + 4:at + 4 + size].decode("utf-8", "surrogatepass")
         at += 4 + size
         (length,) = struct.unpack_from("<Q", data, at)
         at += 8
@@ -177,7 +177,7 @@ def state():
 
 def run_child(request, fds, filters):
     """In the forked child: become the program (never returns)."""
-    stdin, stdout, stderr, _ = fds
+    stdin, stdout, stderr = fds
     try:
         os.setsid()
         for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
@@ -275,7 +275,8 @@ def finish(status):
 
 
 def end_everything(me):
-    """SIGKILL every other process of the namespace (the server is its pid 1) until /proc shows none; reap."""
+    """SIGKILL every other process of the namespace but pid 1 (the server itself locally, Docker's reaper of
+    another uid) until /proc shows none; reap."""
     for _ in range(500):
         try:
             os.kill(-1, signal.SIGKILL)
@@ -287,66 +288,205 @@ def end_everything(me):
                     break
             except ChildProcessError:
                 break
-        others = [name for name in os.listdir("/proc") if name.isdigit() and int(name) != me]
+        others = [name for name in os.listdir("/proc") if name.isdigit() and int(name) not in (1, me)]
         if not others:
             return []
         time.sleep(0.002)
     return [f"processes {others[:5]}"]
 
 
-def serve(control, filters):
-    me = os.getpid()
-    before = state()
-    while True:
-        message, ancillary, _, _ = control.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+class FdTransport:
+    """The local backend: requests on a SOCK_SEQPACKET socket with the run's file descriptors; the host reads
+    the program's output from its own pipes and may ask (`K`) to end the run."""
+
+    def __init__(self, fd):
+        self.control = socket.socket(fileno=fd)
+
+    def send(self, message):
+        self.control.send(json.dumps(message).encode())
+
+    def receive(self):
+        message, ancillary, _, _ = self.control.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
         if not message:
-            return
+            return None
         fds = []
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds += list(struct.unpack(f"{len(data) // 4}i", data[:len(data) - len(data) % 4]))
-        request = json.loads(message)
+        with os.fdopen(fds[3], "rb") as f:
+            files = f.read()
+        return json.loads(message), fds[:3], files
+
+    def close_in_child(self):
+        self.control.close()
+
+    def watch(self, pidfd, left):
+        """Wait for the child's end, the time limit or the host's `K`: "exited", "timeout", "ended" or "gone"."""
+        while True:
+            remaining = left()
+            if remaining <= 0:
+                return "timeout"
+            ready, _, _ = select.select([pidfd, self.control], [], [], remaining)
+            if pidfd in ready:
+                return "exited"
+            if self.control in ready:
+                return "ended" if self.control.recv(16) == b"K" else "gone"
+
+    def drain(self):
+        pass
+
+
+class RelayTransport:
+    """The Docker backend: requests (a JSON header line, then stdin and the files) on stdin; the program's
+    output relayed, capped, with the report, as frames (kind, length, bytes) on stdout."""
+
+    def __init__(self, cap):
+        self.cap = cap
+        self.pipes = {}
+
+    def send(self, message, kind=b"r"):
+        data = json.dumps(message).encode() if kind == b"r" else message
+        data = kind + struct.pack("<I", len(data)) + data
+        while data:
+            data = data[os.write(1, data):]
+
+    def read_exact(self, size):
+        data = b""
+        while len(data) < size:
+            chunk = os.read(0, min(size - len(data), 1 << 20))
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def receive(self):
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(0, 1)
+            if not chunk:
+                return None
+            line += chunk
+        request = json.loads(line)
+        stdin, files = self.read_exact(request["stdin_size"]), self.read_exact(request["files_size"])
+        if stdin is None or files is None:
+            return None
+        stdin_fd = os.memfd_create("stdin")
+        view = memoryview(stdin)
+        while view:
+            view = view[os.write(stdin_fd, view):]
+        os.lseek(stdin_fd, 0, os.SEEK_SET)
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        self.pipes = {out_read: [b"o", 0], err_read: [b"e", 0]}
+        self.over = False
+        return request, [stdin_fd, out_write, err_write], files
+
+    def close_in_child(self):
+        for fd in self.pipes:
+            os.close(fd)
+        os.close(0)
+        os.close(1)  # fd 1 is the run's stdout again right after, by dup2
+
+    def forward(self, fd):
+        """Relay one chunk of `fd`; False at its end. Past the cap: "over" (the run is ended)."""
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            os.close(fd)
+            del self.pipes[fd]
+            return
+        kind, sent = self.pipes[fd]
+        keep = chunk[:max(0, self.cap + 1 - sent)]
+        if keep:
+            self.send(keep, kind)
+            self.pipes[fd][1] = sent + len(keep)
+        if sent + len(chunk) > self.cap:
+            self.over = True
+
+    def watch(self, pidfd, left):
+        while True:
+            remaining = left()
+            if remaining <= 0:
+                return "timeout"
+            ready, _, _ = select.select([pidfd, *self.pipes], [], [], remaining)
+            for fd in ready:
+                if fd in self.pipes:
+                    self.forward(fd)
+            if self.over:
+                return "ended"
+            if pidfd in ready:
+                return "exited"
+
+    def drain(self):
+        """The rest of the output, once every process of the run is dead (the pipes then end)."""
+        while self.pipes:
+            ready, _, _ = select.select(list(self.pipes), [], [], 1.0)
+            if not ready:
+                for fd in list(self.pipes):
+                    os.close(fd)
+                self.pipes.clear()
+            for fd in ready:
+                self.forward(fd)
+
+
+def oom_kills():
+    """The OOM kills of this cgroup (Docker: the container's), or None where it cannot be read (bubblewrap
+    mounts no /sys: the host reads the slot's cgroup itself)."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def serve(transport, filters, scratch):
+    me = os.getpid()
+    before = state()
+    while True:
+        received = transport.receive()
+        if received is None:
+            return  # the host went away
+        request, fds, files = received
         problem = None
         try:
-            write_files(fds[3])
+            write_files(files)
         except (OSError, ValueError, struct.error) as error:
             problem = f"writing the work files: {error}"
+        oom_before = oom_kills()
         started = time.monotonic()
         pid = os.fork() if problem is None else -1
         if pid == 0:
-            control.close()
+            transport.close_in_child()
             run_child(request, fds, filters)
-        for fd in fds[:3]:
+        for fd in fds:
             os.close(fd)
         timed_out = ended = False
         status, cpu = None, 0.0
         if pid > 0:
             pidfd = os.pidfd_open(pid)
-            while True:
-                left = request["timeout_s"] - (time.monotonic() - started)
-                if left <= 0:
-                    timed_out = True
-                    break
-                ready, _, _ = select.select([pidfd, control], [], [], left)
-                if pidfd in ready:
-                    break
-                if control in ready:
-                    if control.recv(16) != b"K":
-                        os.kill(pid, signal.SIGKILL)
-                        return  # the host went away
-                    ended = True
-                    break
-            if timed_out or ended:
+            how = transport.watch(pidfd, lambda: request["timeout_s"] - (time.monotonic() - started))
+            timed_out, ended = how == "timeout", how == "ended"
+            if how != "exited":
                 os.kill(pid, signal.SIGKILL)
             _, status, usage = os.wait4(pid, 0)
             os.close(pidfd)
             cpu = usage.ru_utime + usage.ru_stime
+            if how == "gone":
+                return
         wall = time.monotonic() - started
         left_behind = end_everything(me)
+        transport.drain()
         os.chdir("/")
-        for folder in SCRATCH:
+        for folder in scratch:
             clear(folder)
-            names = os.listdir(folder)
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
             if names:
                 left_behind.append(f"{folder}: {[name[:40] for name in sorted(names)[:5]]}")
         for kind in ("shm", "msg", "sem"):
@@ -357,18 +497,23 @@ def serve(control, filters):
             except FileNotFoundError:
                 pass
         doubt = [] if state() == before else ["the server's own priority, affinity, rlimits or ids changed"]
-        report = {"exit": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
-                  "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
-                  "timeout": timed_out, "ended": ended, "wall_s": wall, "cpu_s": cpu, "left": left_behind,
-                  "doubt": doubt, "problem": problem}
-        control.send(json.dumps(report).encode())
+        oom_after = oom_kills()
+        transport.send({"exit": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
+                        "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
+                        "timeout": timed_out, "ended": ended, "wall_s": wall, "cpu_s": cpu, "left": left_behind,
+                        "doubt": doubt, "problem": problem,
+                        "oom": oom_before is not None and oom_after is not None and oom_after > oom_before})
         if left_behind or doubt:
             return  # the host replaces this slot's sandbox
 
 
 def main():
-    control = socket.socket(fileno=int(sys.argv[1]))
-    profile = json.loads(sys.argv[2])
+    """argv: "fd:N" (the local backend's control socket) or "relay:CAP" (Docker: stdin and stdout, output
+    capped at CAP bytes a stream), the seccomp profile for the child (JSON, or "" where the container's own
+    profile already applies), the modules to import, the scratch folders to empty after each run."""
+    mode, _, value = sys.argv[1].partition(":")
+    transport = FdTransport(int(value)) if mode == "fd" else RelayTransport(int(value))
+    profile = json.loads(sys.argv[2]) if sys.argv[2] else None
     for name in sys.argv[3].split(","):
         try:
             __import__(name)
@@ -383,8 +528,8 @@ def main():
             except (OSError, ValueError):
                 pass
     filters = compile_filters(profile, os.getpid())
-    control.send(json.dumps({"ready": os.getpid()}).encode())
-    serve(control, filters)
+    transport.send({"ready": os.getpid()})
+    serve(transport, filters, sys.argv[4].split(","))
 
 
 if __name__ == "__main__":

@@ -474,8 +474,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
         """Start the slot's fork server in bubblewrap and check it runs a program; SandboxError saying why not."""
         host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         log = memory_file("fork-server-log", b"")
-        program = ["python3", "-I", "-c", FORK_SERVER.read_text(), str(server_end.fileno()),
-                   json.dumps(seccomp.profile(), separators=(",", ":")), ",".join(WARM_MODULES)]
+        program = ["python3", "-I", "-c", FORK_SERVER.read_text(), f"fd:{server_end.fileno()}",
+                   json.dumps(seccomp.profile(), separators=(",", ":")), ",".join(WARM_MODULES), "/work,/tmp,/dev/shm"]
         argv = (self._launcher(slot, None, None) + self._drop_privileges(slot)
                 + self._bwrap_command(None, [], program))
         try:  # from one long-lived thread: the launch chain dies with the thread that started it (PDEATHSIG)
@@ -570,35 +570,12 @@ class LocalSandbox(Sandbox[LocalSlot]):
         """The status from what the server observed (wait4's status, its own timer) and this process (the
         output cap, the cgroup's OOM kills); a slot whose server did not report, left anything, or is in doubt
         is replaced. Exit 137 and death by SIGKILL are told apart here (the cold path cannot)."""
-        code = None
         if report is None or report["left"] or report["doubt"] or report["problem"]:
             self._stop_server(slot)  # what is in the slot's sandbox is unknown: the next run starts a fresh one
         if report is not None and report["problem"]:
             return self.failure(f"the fork server could not start the run: {report['problem']}", wall)
-        if report is None:
-            status = stopped or ("memory" if oom else "killed")
-            if status == "killed":
-                stderr += b"\n[sparring: the run's fork server ended before it could report; its sandbox was replaced]"
-        else:
-            code = -report["signal"] if report["signal"] is not None else report["exit"]
-            if report["left"]:
-                status = "sandbox_error"
-                stderr += (f"\n[sparring: the cleanup after this run left {'; '.join(report['left'])}; "
-                           f"its sandbox was replaced]").encode()
-            elif stopped or report["ended"]:
-                status = stopped or "output_limit"
-            elif report["timeout"]:
-                status = "timeout"
-            elif code == 0:
-                status = "ok"
-            elif oom or (not memory_capped and memory_error_in(stderr)):
-                status = "memory"
-            elif code == -signal.SIGXCPU and report["cpu_s"] >= cpu_seconds(request.timeout_s) - 0.1:
-                status = "timeout"
-            elif code < 0:
-                status = "killed"
-            else:
-                status = "error"
+        status, code, stderr = warm_status(report, stdout, stderr, stopped, oom, memory_capped,
+                                           cpu_seconds(request.timeout_s), "sandbox")
         return ExecResult(status, code, decode(stdout), decode(stderr), status == "output_limit", wall,
                           self.backend, self.isolation)
 
@@ -788,7 +765,38 @@ def capture_warm(out_fd: int, err_fd: int, control: socket.socket, watchdog: Dea
     return bytes(streams[out_fd][:cap]), bytes(streams[err_fd][:cap]), report, stopped
 
 
-REPORT_KEYS = {"exit", "signal", "timeout", "ended", "wall_s", "cpu_s", "left", "doubt", "problem"}
+def warm_status(report: dict | None, stdout: bytes, stderr: bytes, stopped: str | None, oom: bool,
+                memory_capped: bool, cpu_limit: int, place: str) -> tuple[str, int | None, bytes]:
+    """(status, exit code, stderr) of a warm run, from the fork server's report (None: it did not report)
+    and what the host saw (`stopped`: its output cap or watchdog; `oom`: the cgroup's OOM kills)."""
+    if report is None:
+        status = stopped or ("memory" if oom else "killed")
+        if status == "killed":
+            stderr += f"\n[sparring: the run's fork server ended before it could report; its {place} was replaced]".encode()
+        return status, None, stderr
+    code = -report["signal"] if report["signal"] is not None else report["exit"]
+    if report["left"]:
+        status = "sandbox_error"
+        stderr += (f"\n[sparring: the cleanup after this run left {'; '.join(report['left'])}; "
+                   f"its {place} was replaced]").encode()
+    elif stopped or report["ended"]:
+        status = stopped or "output_limit"
+    elif report["timeout"]:
+        status = "timeout"
+    elif code == 0:
+        status = "ok"
+    elif oom or report["oom"] or (not memory_capped and memory_error_in(stderr)):
+        status = "memory"
+    elif code == -signal.SIGXCPU and report["cpu_s"] >= cpu_limit - 0.1:
+        status = "timeout"
+    elif code < 0:
+        status = "killed"
+    else:
+        status = "error"
+    return status, code, stderr
+
+
+REPORT_KEYS = {"exit", "signal", "timeout", "ended", "wall_s", "cpu_s", "left", "doubt", "problem", "oom"}
 
 
 def parse_report(message: bytes) -> dict | None:

@@ -34,9 +34,9 @@ def make_sandbox(backend: str = "local", *, workers: int = 1, timeout_s: float =
     Limits are per program: wall seconds, memory (MB), bytes of stdout and of stderr, processes and
     threads, and the size of any file it writes (MB). A run may pass its own `timeout_s` and a lower
     `memory_mb`.
-    warm: run each program as a fork of a warm Python server kept in each slot's sandbox (the default; local
-    bubblewrap tier only, else cold), or start a fresh sandbox and python3 per run (`warm=False`). The
-    result's `isolation` says which ran ("...+fork-server+seccomp" on the warm path).
+    warm: run each program as a fork of a warm Python server kept in each slot (the default: the local
+    bubblewrap tier and Docker; the local host tiers are cold only), or start a fresh sandbox (`docker exec`)
+    and python3 per run (`warm=False`). The result's `isolation` says which ran ("...+fork-server...").
     """
     if backend not in BACKENDS:
         raise UnknownNameError("sandbox backend", backend, BACKENDS)
@@ -52,7 +52,7 @@ def make_sandbox(backend: str = "local", *, workers: int = 1, timeout_s: float =
         raise ValueError(f"isolation={isolation!r} is for the local backend; docker always runs hardened containers")
     from sparring.sandboxes.docker import DockerSandbox
 
-    kwargs: dict[str, Any] = {} if image is None else {"image": image}
+    kwargs: dict[str, Any] = {"warm": warm} if image is None else {"image": image, "warm": warm}
     return DockerSandbox(limits, **kwargs)
 
 

@@ -377,6 +377,7 @@ class ExecStream:
         self.exec_id = exec_id
         self.sock = sock
         self.raw = getattr(sock, "_sock", sock)
+        self.host_pid = 0  # the server's pid on the host (what `docker top` shows)
         self.pending = bytearray()  # bytes from the socket, not yet split into Docker's frames
         self.stdout = bytearray()
         self.log = bytearray()
@@ -564,6 +565,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
         if ready is None or ready[0] != b"r":
             stream.close()
             raise SandboxError(f"the fork server did not start in the container: {decode(bytes(stream.log))[-1500:]}")
+        stream.host_pid = api.exec_inspect(exec_id)["Pid"]
         slot.server = stream
         return stream
 
@@ -610,6 +612,9 @@ class DockerSandbox(Sandbox[DockerSlot]):
         except OSError:
             report = None
         wall = time.monotonic() - started
+        if report is None and stopped is None and not self._engine_answers():
+            self._discard(slot)
+            raise self._engine_failure("the fork server's stream", ConnectionError("it ended"))
         if len(out) > cap or len(err) > cap:
             stopped = stopped or "output_limit"
         if report is None or report["left"] or report["doubt"] or report["problem"]:

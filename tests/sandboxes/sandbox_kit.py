@@ -70,5 +70,6 @@ def leftover_processes(sandbox) -> set:
             reaper = str(slot.container.attrs["State"]["Pid"])
             top = slot.container.top()
             pid = top["Titles"].index("PID")
-            found |= {tuple(row) for row in top["Processes"] if row[pid] != reaper}
+            server = str(slot.server.host_pid) if getattr(slot, "server", None) is not None else None
+            found |= {tuple(row) for row in top["Processes"] if row[pid] not in (reaper, server)}
     return found

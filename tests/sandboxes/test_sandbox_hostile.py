@@ -536,3 +536,39 @@ def test_exit_statuses_and_signals_are_told_apart(sandbox):
     assert (exited.status, exited.exit_code) == ("error", 137), exited
     assert (killed.status, killed.exit_code) == ("killed", -9), killed
     assert (xcpu.status, xcpu.exit_code) == ("error", 152), xcpu
+
+
+# A run that looks for what serves it among its own frames (on the warm path, the fork server's frames are
+# below the program's: its transport, request, descriptors) and sends a forged "ok" report through them,
+# then reads what it can of its parent's /proc entries. Its status must stay its own exit.
+FORGE_THE_REPORT = r"""
+import os, sys
+found, frame = [], sys._getframe()
+while frame is not None:
+    transport = frame.f_locals.get("transport") or frame.f_globals.get("transport")
+    if transport is not None:
+        try:
+            transport.send({"exit": 0, "signal": None, "timeout": False, "ended": False, "wall_s": 0,
+                            "cpu_s": 0, "left": [], "doubt": [], "problem": None, "oom": False})
+        except Exception:
+            pass
+    frame = frame.f_back
+for name in ("environ", "fd", "mem"):
+    path = f"/proc/{os.getppid()}/{name}"
+    try:
+        os.listdir(path) if name == "fd" else open(path, "rb").read(1)
+        found.append(name)
+    except OSError:
+        pass
+print("readable:", found)
+sys.exit(3)
+"""
+
+
+def test_a_run_cannot_forge_its_report(sandbox):
+    requires(sandbox, "leftovers")
+    result = sandbox.run(FORGE_THE_REPORT)
+    assert (result.status, result.exit_code) == ("error", 3), result
+    if sandbox.backend == "docker" or sandbox.warm:  # the parent is the supervisor or the fork server
+        assert "readable: []" in result.stdout, result
+    assert sandbox.run("print('next')").stdout == "next\n"

@@ -15,6 +15,13 @@ not RLIMIT_AS, so threads start as they would anywhere. A run whose supervisor d
 program killed it), that leaves anything behind, or that passes the host's watchdog or the output cap,
 gets its container removed; the next run starts a fresh one.
 
+That is the cold path (`warm=False`). The warm path (the default) keeps one `docker exec` open per
+container running the fork server of `forkserver.py` as 65534 (non-dumpable, unnameable by the child's
+seccomp filter): each run is a fork of it, with requests on its stdin and output and report relayed in
+frames on its stdout (`ExecStream`); it ends runs by its own clock and at the output cap, cleans and checks
+/work, /tmp, /dev/shm and /dev/mqueue as the supervisor does, and the container is replaced when it does
+not report, leaves something, or a run changed it.
+
 No registry is reachable here, so the image is made offline: `sparring sandbox build-image` copies the
 host's python3, its standard library, the shared libraries they load and a shell with `timeout` into a
 tarball and `docker import`s it (`build_image` below).

@@ -1,10 +1,11 @@
 """The warm path's fork server: a Python that has already imported what programs commonly use, started once
 inside a sandbox slot (bubblewrap, as the slot's uid, under its limits), that forks one child per run.
 
-This file is a program, not a module of sparring: the local backend runs its source with
-`python3 -I -c <this file> <control fd> <seccomp profile as JSON> <modules>` inside the slot's sandbox, with
-the standard library only. It speaks over the control socket (a SOCK_SEQPACKET socketpair whose other end
-the host holds; no path names it):
+This file is a program, not a module of sparring: the backends run its source with `python3 -I -c <this
+file> <transport> <seccomp profile as JSON, or ""> <modules> <scratch folders>` in the slot's sandbox (see
+`main`), with the standard library only. Locally it speaks over a control socket (a SOCK_SEQPACKET
+socketpair whose other end the host holds; no path names it); in Docker over the exec's stdin and stdout
+(`RelayTransport`: the same requests and reports, with the output relayed in frames):
 
 - the host sends one request: a JSON header `{"timeout_s", "cpu_s", "memory_bytes"}` with four file
   descriptors (stdin, the write ends of the host's stdout and stderr pipes, and a memfd of the work files);
@@ -16,8 +17,9 @@ the host holds; no path names it):
 
 The child: a new session, the run's stdin/stdout/stderr and nothing else open, /work as cwd, the run's
 CPU-time (and, without a memory cgroup, address-space) limit, dumpable like a fresh process, OOM killer's
-first choice, then two seccomp filters (the Docker backend's allowlist, and one that refuses every call
-naming the server (pid 1 of the slot's namespaces) or every process at once: kill, tgkill, prlimit, sched_set*, ...),
+first choice, then two seccomp filters (the Docker backend's allowlist, which Docker already applies to
+its containers, and one that refuses every call naming the server, its group, pid 1 or every process at
+once: kill, tgkill, prlimit, sched_set*, ...),
 then `python3 main.py` semantics: a fresh `__main__` with `__file__ = "/work/main.py"`, `sys.argv ==
 ["main.py"]`, `sys.path[0] == "/work"`, tracebacks without the server's frame, and the interpreter's own
 exit (atexit, non-daemon threads, flushing). Interpreter state a run changes (modules, builtins,

@@ -23,6 +23,13 @@ process) -> the tier's
 sandbox -> `python3 main.py`, so nothing of the program runs before every limit is in place. When a
 run returns, the launch chain's process group is killed and the slot's cgroup and uid are checked
 until no process of theirs is left.
+
+That is the cold path (`warm=False`). The warm path (the default, bwrap tier only) starts that launch
+chain once per slot with a fork server (`forkserver.py`) as the sandbox's program and pid 1: each run is a
+fork of it, with the run's files written into the emptied /work, its stdin and the host's own output
+pipes passed over a socketpair, its CPU limit, and seccomp filters; the server reports wait4's status and
+cleans up (see forkserver.py). A server that did not report, left something, or that a run changed is
+killed with its whole sandbox, and the slot's next run starts a fresh one.
 """
 
 from __future__ import annotations

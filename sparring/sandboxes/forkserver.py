@@ -168,6 +168,42 @@ def clear(folder):
             pass
 
 
+def folder_state(folders):
+    """What a run could change about the scratch folders themselves (they are mount points: emptied, not
+    replaced): mode, times and extended attributes, to restore after each run."""
+    found = {}
+    for folder in folders:
+        try:
+            info = os.stat(folder)
+        except FileNotFoundError:
+            continue
+        found[folder] = (stat_mode(info), info.st_atime_ns, info.st_mtime_ns)
+    return found
+
+
+def stat_mode(info):
+    return info.st_mode & 0o7777
+
+
+def restore(folder, saved):
+    """Give `folder` back its mode, times and (no) extended attributes; what could not be restored, or None."""
+    mode, atime, mtime = saved
+    try:
+        if stat_mode(os.stat(folder)) != mode:
+            os.chmod(folder, mode)
+        for name in os.listxattr(folder):
+            os.removexattr(folder, name)
+    except OSError as error:
+        if error.errno not in (errno.ENOTSUP, errno.EPERM) or stat_mode(os.stat(folder)) != mode:
+            return f"{folder}: {error}"
+    try:
+        os.utime(folder, ns=(atime, mtime))
+        left = os.listxattr(folder)
+    except OSError as error:
+        left = [] if error.errno == errno.ENOTSUP else [str(error)]
+    return f"{folder}: extended attributes {left[:3]}" if left else None
+
+
 def state():
     """What a run must not be able to change about the server."""
     return (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getaffinity(0),
@@ -448,6 +484,7 @@ def oom_kills():
 def serve(transport, filters, scratch):
     me = os.getpid()
     before = state()
+    folders = folder_state(scratch)
     while True:
         received = transport.receive()
         if received is None:
@@ -483,14 +520,18 @@ def serve(transport, filters, scratch):
         left_behind = end_everything(me)
         transport.drain()
         os.chdir("/")
-        for folder in scratch:
+        for folder, saved in folders.items():
+            problem_here = restore(folder, saved)  # a locked or marked folder first: then it can be emptied
             clear(folder)
             try:
                 names = os.listdir(folder)
-            except FileNotFoundError:
-                continue
+            except OSError as error:
+                names = [str(error)]
+            problem_here = problem_here or restore(folder, saved)  # emptying it changed its times again
             if names:
                 left_behind.append(f"{folder}: {[name[:40] for name in sorted(names)[:5]]}")
+            if problem_here:
+                left_behind.append(problem_here)
         for kind in ("shm", "msg", "sem"):
             try:
                 with open(f"/proc/sysvipc/{kind}") as f:

@@ -572,3 +572,40 @@ def test_a_run_cannot_forge_its_report(sandbox):
     if sandbox.backend == "docker" or sandbox.warm:  # the parent is the supervisor or the fork server
         assert "readable: []" in result.stdout, result
     assert sandbox.run("print('next')").stdout == "next\n"
+
+
+# The scratch folders themselves (mount points that a warm slot empties rather than replaces): a run locks
+# them, marks their times and extended attributes; a later run must find them as a fresh run does, and its
+# files must still arrive.
+MARK_THE_FOLDERS = """
+import os
+for folder in (os.getcwd(), "/tmp", "/dev/shm"):
+    for mark in (lambda: os.setxattr(folder, "user.sparring", b"canary"), lambda: os.utime(folder, (1234567, 1234567)),
+                 lambda: os.chmod(folder, 0o700 if os.stat(folder).st_mode & 0o777 != 0o700 else 0o750)):
+        try:
+            mark()
+        except OSError:
+            pass
+print("marked")
+"""
+LOOK_AT_THE_FOLDERS = """
+import os
+seen = []
+for folder in (os.getcwd(), "/tmp", "/dev/shm"):
+    info = os.stat(folder)
+    try:
+        marks = os.listxattr(folder)
+    except OSError:
+        marks = []
+    seen.append((oct(info.st_mode & 0o7777), int(info.st_mtime) == 1234567, marks))
+print(seen, open("data.txt").read())
+"""
+
+
+def test_a_run_that_marks_the_scratch_folders_leaves_no_mark(sandbox):
+    requires(sandbox, "leftovers")
+    look = [{"code": LOOK_AT_THE_FOLDERS, "files": {"data.txt": "x"}}] * sandbox.limits.workers
+    fresh = {r.stdout for r in sandbox.run_many(look)}
+    assert len(fresh) == 1 and next(iter(fresh)).endswith("] x\n") and "True" not in next(iter(fresh)), fresh
+    assert {r.stdout for r in sandbox.run_many([{"code": MARK_THE_FOLDERS}] * sandbox.limits.workers)} == {"marked\n"}
+    assert {r.stdout for r in sandbox.run_many(look)} == fresh  # every slot, whichever ran the marks

@@ -138,6 +138,36 @@ def clear(folder):
         except OSError:
             pass
 
+def folder_state(folder):
+    info = os.stat(folder)
+    return info.st_mode & 0o7777, info.st_atime_ns, info.st_mtime_ns
+
+def restore(folder, saved):
+    if os.stat(folder).st_uid != me_uid:
+        return None  # only a folder of this uid can be marked by a run
+    for step in (lambda: os.chmod(folder, saved[0]),
+                 lambda: [os.removexattr(folder, name) for name in os.listxattr(folder)],
+                 lambda: os.utime(folder, ns=saved[1:])):
+        try:
+            step()
+        except OSError:
+            pass
+    try:
+        marks = os.listxattr(folder)
+    except OSError:
+        marks = []
+    now = folder_state(folder)
+    if (now[0], now[2]) != (saved[0], saved[2]) or marks:
+        return f"{{folder}}: its mode, modification time or extended attributes"
+    return None
+
+me_uid = os.getuid()
+folders = {{}}
+for folder in {SCRATCH!r}:
+    try:
+        folders[folder] = folder_state(folder)
+    except OSError:
+        pass
 stdin = os.open({STDIN_FILE!r}, os.O_RDONLY)
 os.unlink({STDIN_FILE!r})
 oom_before = oom_kills()
@@ -192,7 +222,11 @@ else:
     left_behind.append(f"processes {{others[:5]}}")
 os.chdir("/")
 for folder in {SCRATCH!r}:
+    if folder in folders:
+        restore(folder, folders[folder])
     clear(folder)
+    if folder in folders and restore(folder, folders[folder]):
+        left_behind.append(restore(folder, folders[folder]))
     try:
         names = os.listdir(folder)
     except FileNotFoundError:

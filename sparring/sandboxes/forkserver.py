@@ -186,22 +186,26 @@ def stat_mode(info):
 
 
 def restore(folder, saved):
-    """Give `folder` back its mode, times and (no) extended attributes; what could not be restored, or None."""
+    """Give `folder` back its mode, times and (no) extended attributes; what could not be restored, or None.
+    Only a folder of the server's own uid can be marked by a run (of the same uid): others are left as they are."""
     mode, atime, mtime = saved
+    if os.stat(folder).st_uid != os.getuid():
+        return None
+    for step in (lambda: os.chmod(folder, mode),
+                 lambda: [os.removexattr(folder, name) for name in os.listxattr(folder)],
+                 lambda: os.utime(folder, ns=(atime, mtime))):
+        try:
+            step()
+        except OSError:
+            pass
+    info = os.stat(folder)
     try:
-        if stat_mode(os.stat(folder)) != mode:
-            os.chmod(folder, mode)
-        for name in os.listxattr(folder):
-            os.removexattr(folder, name)
-    except OSError as error:
-        if error.errno not in (errno.ENOTSUP, errno.EPERM) or stat_mode(os.stat(folder)) != mode:
-            return f"{folder}: {error}"
-    try:
-        os.utime(folder, ns=(atime, mtime))
-        left = os.listxattr(folder)
-    except OSError as error:
-        left = [] if error.errno == errno.ENOTSUP else [str(error)]
-    return f"{folder}: extended attributes {left[:3]}" if left else None
+        marks = os.listxattr(folder)
+    except OSError:
+        marks = []
+    if stat_mode(info) != mode or info.st_mtime_ns != mtime or marks:
+        return f"{folder}: its mode, modification time or extended attributes"
+    return None
 
 
 def state():

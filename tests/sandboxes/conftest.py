@@ -1,7 +1,7 @@
 """Sandboxes for the conformance and hostile suite: one per backend (and local tier) that works here.
 
 `sandbox` is parametrized over "local" (the strongest tier: bwrap here), "local-unshare",
-"local-rlimits" and "docker". Docker finds a running engine or starts `dockerd`, and builds the image
+"local-rlimits", "docker" (warm) and "docker-cold". Docker finds a running engine or starts `dockerd`, and builds the image
 offline, once per session; it skips, saying why, only where no engine can start. CONFINES records what
 each isolation tier claims, so a test of a guarantee runs on exactly the sandboxes whose tier claims it.
 """

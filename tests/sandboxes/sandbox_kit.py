@@ -12,7 +12,7 @@ from sparring.sandboxes import SandboxError, make_sandbox
 from sparring.sandboxes.local import available_tiers, uid_processes
 
 LIMITS = dict(workers=2, timeout_s=5.0, memory_mb=256, max_output_bytes=65536, max_processes=32, max_file_mb=16)
-KINDS = ("local", "local-cold", "local-unshare", "local-rlimits", "docker")  # local: the warm path (a fork server)
+KINDS = ("local", "local-cold", "local-unshare", "local-rlimits", "docker", "docker-cold")  # local, docker: warm
 # What each isolation tier promises to confine (the rlimits tier as root still has per-slot uids and cgroups).
 # "leftovers": a run leaves nothing (files, IPC objects, processes) that a later run can see; "scratch": every
 # place a program can write is a tmpfs of at most max_file_mb.
@@ -27,9 +27,9 @@ CONFINES = {
 def open_sandbox(kind: str, request, **limits):
     """A fresh sandbox of `kind` (or a skip saying why this host has none)."""
     limits = {**LIMITS, **limits}
-    if kind == "docker":
+    if kind.startswith("docker"):
         request.getfixturevalue("docker_image")
-        return make_sandbox("docker", **limits)
+        return make_sandbox("docker", warm=kind == "docker", **limits)
     tier = {"local": None, "local-cold": None, "local-unshare": "unshare", "local-rlimits": "rlimits"}[kind]
     if tier and tier not in available_tiers():
         pytest.skip(f"the {tier} tier does not work on this host")

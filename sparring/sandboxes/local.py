@@ -337,6 +337,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
                 for slot in self._slots:
                     self._start_server(slot)
             except SandboxError as error:  # the cold path still works: say why the warm one does not
+                for slot in self._slots:
+                    self._stop_server(slot)
                 self.warm, self.warm_problem = False, str(error)
                 warnings.warn(f"the local sandbox runs cold (a fresh bubblewrap per run): {error}", stacklevel=3)
 

@@ -74,3 +74,21 @@ def test_a_run_that_changes_the_server_gets_it_replaced(warm):
     assert warm.run("print(2)").stdout == "2\n"
     assert server_pid(warm) != first  # the reniced server was in doubt: a fresh one serves
     assert os.getpriority(os.PRIO_PROCESS, server_pid(warm)) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_a_server_that_cannot_start_leaves_the_cold_path(monkeypatch, tmp_path):
+    if "bwrap" not in available_tiers():
+        pytest.skip("bubblewrap does not work on this host: the local backend is cold only")
+    from sparring.sandboxes import local
+
+    broken = tmp_path / "forkserver.py"
+    broken.write_text("import sys\nsys.exit('sparring test: no fork server here')\n")
+    monkeypatch.setattr(local, "FORK_SERVER", broken)
+    with pytest.warns(UserWarning, match="runs cold.*no fork server here"):
+        sandbox = make_sandbox("local", workers=2)
+    with sandbox:
+        assert not sandbox.warm and "no fork server here" in sandbox.warm_problem
+        result = sandbox.run("print(1)")
+        assert (result.status, result.stdout, result.isolation) == ("ok", "1\n", sandbox.isolation)
+        assert "fork-server" not in result.isolation
+        assert all(slot.server is None for slot in sandbox._slots)

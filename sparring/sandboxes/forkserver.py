@@ -258,6 +258,7 @@ def run_child(request, fds, filters):
     module.__builtins__ = __builtins__
     sys.modules["__main__"] = module
     sys.argv[:] = ["main.py"]
+    sys.orig_argv = ["python3", "main.py"]
     sys.path[0:0] = ["/work"]
     try:
         code = compile(source, "/work/main.py", "exec")

@@ -555,12 +555,16 @@ class LocalSandbox(Sandbox[LocalSlot]):
             oom_before = slot.cgroups.oom_kills() if slot.cgroups else 0
             header = {"timeout_s": request.timeout_s, "cpu_s": cpu_seconds(request.timeout_s),
                       "memory_bytes": 0 if memory_capped else request.memory_mb << 20}
-            try:
-                server.control.sendmsg([json.dumps(header).encode()],
-                                       [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", sent))])
-            except OSError as error:
-                self._stop_server(slot)
-                raise SandboxError(f"the fork server does not answer: {error}") from error
+            for attempt in range(2):  # a server that died between runs (say, the OOM killer's) is replaced once
+                try:
+                    server.control.sendmsg([json.dumps(header).encode()],
+                                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", sent))])
+                    break
+                except OSError as error:
+                    self._stop_server(slot)
+                    if attempt:
+                        raise SandboxError(f"the fork server does not answer: {error}") from error
+                    server = self._start_server(slot)
             for fd in sent:
                 os.close(fd)
                 fds.remove(fd)

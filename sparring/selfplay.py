@@ -19,11 +19,14 @@ Run directory:
     rounds/NNN/skills.jsonl         the skill library after round NNN (skills.jsonl: the latest)
     rounds/NNN/reflections.jsonl    the reflection memory after round NNN
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
+    rounds/NNN/eval-trajectories/   the round's held-out evaluation episodes (meta "eval": the eval set)
     checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's; proposer-NNN,
                                     reflector-NNN, judge-NNN: the agents' own models)
     metrics.jsonl                   one JSON object per round: "round", "eval/success", the mean of each numeric
                                     verdict detail ("eval/details/spl" for TextNav), timings, trainer and agent metrics
     curves.png                      held-out success per round, redrawn every round
+    report.html                     the run's page (sparring/report.py): metrics, plots, trajectories, config
+    tensorboard/, wandb/            with logging.report_to (sparring/tracking.py)
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,7 @@ from sparring.envs.base import check_choice
 from sparring.errors import SparringError
 from sparring.executors import ExecutorConfig, make_executor
 from sparring.io import append_jsonl, atomic_dir, atomic_write_text, read_jsonl
+from sparring.tracking import LoggingConfig, Tracker
 from sparring.trainers.bootstrap import BootstrapConfig
 from sparring.trainers.expert_iteration import ExpertIterationConfig
 from sparring.trainers.grpo import GRPOSettings
@@ -149,6 +153,7 @@ class SelfPlayConfig:
     # reflections on failed attempts and revised attempts kept when they verify
     reflector: ReflectorConfig = field(default_factory=ReflectorConfig)
     skills: SkillsConfig = field(default_factory=SkillsConfig)  # a library of verified skills shown with the tasks
+    logging: LoggingConfig = field(default_factory=LoggingConfig)  # experiment trackers (TensorBoard, Trackio, W&B)
 
     def __post_init__(self) -> None:
         check_choice("algorithm", self.algorithm, ALGORITHMS)
@@ -238,6 +243,8 @@ class SelfPlay:
         self.console = console or Console()
         self.bars = Bars(self.console)
         self.executor = None  # run_rounds opens config.executor; None plays episodes here
+        self.tracker: Tracker | None = None  # run_rounds opens config.logging's trackers
+        self.eval_episodes: list[Any] = []  # the round's held-out episodes, saved with the round
         cfg = config
         self.env_id, self.env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
         self.expert_kwargs = {**self.env_kwargs, **cfg.env.bootstrap_kwargs}  # what expert demonstrations cover
@@ -337,6 +344,7 @@ class SelfPlay:
                               on_turn=self.bars.episodes(f"{prefix} on {name or cfg.env.eval_split}",
                                                          len(tasks) * (1 + (k > 1) * k)))
             key = prefix if main else f"{prefix}/{name}"
+            self.eval_episodes += [replace(t, meta={**t.meta, "eval": key}) for t in result.episodes]
             out[f"{key}/success"] = result.success
             out.update({f"{key}/details/{detail}": value for detail, value in result.details.items()})  # e.g. SPL
             if main or name in cfg.env.eval_sets:
@@ -455,6 +463,11 @@ class SelfPlay:
                         sampler, tasks, seed=cfg.seed * 1000 + r,
                         on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search))
                     agent_metrics.update(search_metrics)
+                if ei.tree_search:  # tree search on the tasks no sample solved (ReST-MCTS*): verified traces train too
+                    found, tree_attempts, tree_metrics = trainer.tree_search(sampler, tasks, trajectories,
+                                                                             seed=cfg.seed * 1000 + r)
+                    searched, search_attempts = searched + found, search_attempts + tree_attempts
+                    agent_metrics.update(tree_metrics)
             verified, extra = None, list(searched)
             if ei.replay:  # the bootstrap's kind of demonstrations, fresh tasks each round
                 from sparring.trainers.bootstrap import expert_demonstrations
@@ -519,7 +532,8 @@ class SelfPlay:
                                 "(README: Cluster)")
         self.start(resume)
         torch.set_num_threads(self.config.threads)
-        with make_executor(self.config.executor) as self.executor, self.bars.progress:
+        with make_executor(self.config.executor) as self.executor, self.bars.progress, \
+                Tracker(self.config.logging, self.run.root, len(self.finished_rounds())) as self.tracker:
             try:
                 self._run_rounds()
             finally:
@@ -546,11 +560,34 @@ class SelfPlay:
                 metrics = self.train_round(r)
             metrics.update({"round": r, "time/round_s": time.perf_counter() - start})
             warn_untrained(self.console, r, metrics)
+            self.save_eval_episodes(r)
             append_jsonl(self.run.metrics, metrics)
             shutil.rmtree(self.run.root / "tmp-trainer", ignore_errors=True)
+            self.tracker.log(metrics)
             self.report()
+            self.write_html_report()
 
     # ---- output -----------------------------------------------------------------------------------
+    def save_eval_episodes(self, r: int) -> None:
+        """The round's held-out episodes (greedy and pass@k samples of every eval set, `meta["eval"]` naming the
+        set) in rounds/NNN/eval-trajectories, for the report; control episodes are not kept."""
+        from sparring.trajectories import save_trajectories
+
+        kept = [t for t in self.eval_episodes if not t.meta["eval"].startswith("control/")]
+        self.eval_episodes = []
+        if kept:
+            save_trajectories(kept, self.run.round_dir(r) / "eval-trajectories")
+
+    def write_html_report(self) -> None:
+        """RUN/report.html (sparring/report.py), rebuilt every round; a failure warns, the run goes on."""
+        from sparring.report import write_report
+
+        try:
+            write_report(self.run.root)
+        except Exception as error:  # noqa: BLE001 - the round is saved; the page can be rebuilt later
+            self.console.print(f"[bold yellow]warning:[/bold yellow] report.html not written ({type(error).__name__}: "
+                               f"{error}); `sparring report {self.run.root}` tries again")
+
     def report(self) -> None:
         """The round table in the terminal, and curves.png redrawn."""
         from rich.table import Table
@@ -560,7 +597,7 @@ class SelfPlay:
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
         named = [f"eval/{name}/success" for name in self.config.env.eval_sets]
         columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", *named, "control/eval/success",
-                   "ei/pass@1", "ei/kept", "ei/search_solved",
+                   "ei/pass@1", "ei/kept", "ei/search_solved", "ei/tree_recovered",
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]

@@ -1,10 +1,12 @@
 """Sandbox speed, measured in one run: per-run overhead against a bare `python3 -c` subprocess, and runs
-per second with 1 and 2 workers, for every backend (and local tier) that works here.
+per second with 1 and 2 workers, for every backend (and local tier) that works here, on the warm path (a
+fork server per slot) and the cold one (`warm=False`: a fresh sandbox and python3 per run).
 
     python benchmarks/sandbox.py              # --runs 40 per measurement; Docker needs an engine and the image
 
 Each row: median wall time of one small program (`print(sum(range(1000)))`), its ratio to a bare
 `python3 -c` of the same program measured in this same run, and throughput of a batch with `run_many`.
+Below the table, the ratios the warm path is held to, all from this same run.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def bare_run_s(runs: int) -> float:
     return statistics.median(times)
 
 
-def measure(backend: str, isolation: str | None, runs: int) -> dict:
-    kwargs = {"isolation": isolation} if isolation else {}
+def measure(backend: str, isolation: str | None, runs: int, warm: bool) -> dict:
+    kwargs = {"isolation": isolation, "warm": warm} if isolation else {"warm": warm}
     times = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the rlimits tier warns that it is insecure
@@ -67,20 +69,37 @@ def main() -> None:
 
     console = Console(width=150)
     bare = bare_run_s(args.runs)
-    kinds = [("local", tier) for tier in available_tiers()] + [("docker", None)]
+    kinds = ([("local", "bwrap", True)] if "bwrap" in available_tiers() else []) + [
+        ("local", tier, False) for tier in available_tiers()] + [("docker", None, True), ("docker", None, False)]
     table = Table(title=f"sandbox overhead: median of {args.runs} runs of {PROGRAM!r}; "
                         f"bare python3 subprocess {bare * 1000:.1f} ms")
-    for column in ("backend", "isolation", "ms / run", "x bare", "runs/s, 1 worker", "runs/s, 2 workers"):
+    for column in ("backend", "path", "isolation", "ms / run", "x bare", "runs/s, 1 worker", "runs/s, 2 workers"):
         table.add_column(column)
-    for backend, tier in kinds:
+    rows = {}
+    for backend, tier, warm in kinds:
+        path = "warm" if warm else "cold"
         try:
-            row = measure(backend, tier, args.runs)
+            row = measure(backend, tier, args.runs, warm)
         except SandboxError as error:
-            table.add_row(backend, f"unavailable: {str(error)[:80]}", "-", "-", "-", "-")
+            table.add_row(backend, path, f"unavailable: {str(error)[:80]}", "-", "-", "-", "-")
             continue
-        table.add_row(backend, row["isolation"], f"{row['median_s'] * 1000:.1f}", f"{row['median_s'] / bare:.2f}",
-                      f"{row['per_second'][1]:.0f}", f"{row['per_second'][2]:.0f}")
+        if warm and "fork-server" not in row["isolation"]:
+            table.add_row(backend, path, f"unavailable: ran cold ({row['isolation']})", "-", "-", "-", "-")
+            continue
+        rows[backend, tier or backend, path] = row
+        table.add_row(backend, path, row["isolation"], f"{row['median_s'] * 1000:.1f}",
+                      f"{row['median_s'] / bare:.2f}", f"{row['per_second'][1]:.0f}", f"{row['per_second'][2]:.0f}")
     console.print(table)
+    local_warm, local_cold = rows.get(("local", "bwrap", "warm")), rows.get(("local", "bwrap", "cold"))
+    docker_warm = rows.get(("docker", "docker", "warm"))
+    if local_warm:
+        console.print(f"local warm: {local_warm['median_s'] / bare:.2f}x a bare python3 -c per run (target <= 1.0)")
+    if local_warm and local_cold:
+        console.print(f"local warm: {local_warm['per_second'][2] / local_cold['per_second'][2]:.2f}x the cold path's "
+                      f"runs/s with 2 workers (target >= 2)")
+    if local_warm and docker_warm:
+        console.print(f"docker warm: {docker_warm['median_s'] / local_warm['median_s']:.2f}x the local warm path "
+                      f"per run (target <= 3)")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def docker_image_or_skip() -> str:
 
     pytest.importorskip("docker", reason='the Docker SDK is not installed (pip install "sparring[docker]")')
     from sparring.sandboxes import SandboxError
-    from sparring.sandboxes.docker import IMAGE, build_image, start_engine
+    from sparring.sandboxes.docker import IMAGE, IMAGE_VERSION, VERSION_LABEL, build_image, start_engine
 
     try:
         client = start_engine()
@@ -62,8 +62,10 @@ def docker_image_or_skip() -> str:
             pytest.fail(f"dockerd is installed here but no Docker engine starts: {error}")
         pytest.skip(f"no Docker engine can start here: {error}")
     try:
-        client.images.get(IMAGE)
+        current = (client.images.get(IMAGE).labels or {}).get(VERSION_LABEL) == IMAGE_VERSION
     except Exception:
+        current = False
+    if not current:  # missing, or made before the warm path needed libseccomp in it
         build_image(IMAGE, client)
     return IMAGE
 

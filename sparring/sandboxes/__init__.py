@@ -26,7 +26,7 @@ __all__ = ["BACKENDS", "STATUSES", "ExecResult", "Limits", "Sandbox", "SandboxEr
 
 def make_sandbox(backend: str = "local", *, workers: int = 1, timeout_s: float = 10.0, memory_mb: int = 512,
                  max_output_bytes: int = 1_000_000, max_processes: int = 64, max_file_mb: int = 64,
-                 isolation: str | None = None, image: str | None = None) -> Sandbox:
+                 isolation: str | None = None, image: str | None = None, warm: bool = True) -> Sandbox:
     """A sandbox with `workers` slots that run programs in parallel.
 
     backend: "local" (bubblewrap, or `unshare`; `isolation="rlimits"` must be asked for and is insecure)
@@ -34,6 +34,9 @@ def make_sandbox(backend: str = "local", *, workers: int = 1, timeout_s: float =
     Limits are per program: wall seconds, memory (MB), bytes of stdout and of stderr, processes and
     threads, and the size of any file it writes (MB). A run may pass its own `timeout_s` and a lower
     `memory_mb`.
+    warm: run each program as a fork of a warm Python server kept in each slot (the default: the local
+    bubblewrap tier and Docker; the local host tiers are cold only), or start a fresh sandbox (`docker exec`)
+    and python3 per run (`warm=False`). The result's `isolation` says which ran ("...+fork-server...").
     """
     if backend not in BACKENDS:
         raise UnknownNameError("sandbox backend", backend, BACKENDS)
@@ -44,12 +47,12 @@ def make_sandbox(backend: str = "local", *, workers: int = 1, timeout_s: float =
             raise ValueError("image= is for the docker backend; the local backend runs the host's python3")
         from sparring.sandboxes.local import LocalSandbox
 
-        return LocalSandbox(limits, isolation=isolation)
+        return LocalSandbox(limits, isolation=isolation, warm=warm)
     if isolation is not None:
         raise ValueError(f"isolation={isolation!r} is for the local backend; docker always runs hardened containers")
     from sparring.sandboxes.docker import DockerSandbox
 
-    kwargs: dict[str, Any] = {} if image is None else {"image": image}
+    kwargs: dict[str, Any] = {"warm": warm} if image is None else {"image": image, "warm": warm}
     return DockerSandbox(limits, **kwargs)
 
 

@@ -15,6 +15,13 @@ not RLIMIT_AS, so threads start as they would anywhere. A run whose supervisor d
 program killed it), that leaves anything behind, or that passes the host's watchdog or the output cap,
 gets its container removed; the next run starts a fresh one.
 
+That is the cold path (`warm=False`). The warm path (the default) keeps one `docker exec` open per
+container running the fork server of `forkserver.py` as 65534 (non-dumpable, unnameable by the child's
+seccomp filter): each run is a fork of it, with requests on its stdin and output and report relayed in
+frames on its stdout (`ExecStream`); it ends runs by its own clock and at the output cap, cleans and checks
+/work, /tmp, /dev/shm and /dev/mqueue as the supervisor does, and the container is replaced when it does
+not report, leaves something, or a run changed it.
+
 No registry is reachable here, so the image is made offline: `sparring sandbox build-image` copies the
 host's python3, its standard library, the shared libraries they load and a shell with `timeout` into a
 tarball and `docker import`s it (`build_image` below).
@@ -22,17 +29,21 @@ tarball and `docker import`s it (`build_image` below).
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
 import queue
+import select
 import shutil
 import socket
+import struct
 import subprocess
 import tarfile
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +51,15 @@ from typing import Any
 from sparring.sandboxes import seccomp
 from sparring.sandboxes.base import (RESERVED_NAMES, Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError,
                                      decode)
-from sparring.sandboxes.local import OPEN_FILES, sandbox_python
+from sparring.sandboxes.local import (FORK_SERVER, OPEN_FILES, WARM_MODULES, cpu_seconds, parse_report, sandbox_python,
+                                      warm_status, work_frames)
 
 IMAGE = "sparring-sandbox:latest"
+IMAGE_VERSION = "2"  # 2: holds libseccomp, which the warm path's fork server loads
+VERSION_LABEL = "sparring.sandbox.image"
+WARM_GRACE_S = 5.0  # the fork server ends a run at its time limit; the host replaces the container if it does not
+WARM_START_S = 30.0
+WARM_SCRATCH = "/work,/tmp,/dev/shm,/dev/mqueue"
 USER = "65534:65534"  # every program, and the supervisor that runs it
 REAPER_USER = "65533:65533"  # the container's pid 1: another uid, so no program can signal, trace or rewrite it
 LABEL = "sparring.sandbox"
@@ -121,6 +138,36 @@ def clear(folder):
         except OSError:
             pass
 
+def folder_state(folder):
+    info = os.stat(folder)
+    return info.st_mode & 0o7777, info.st_atime_ns, info.st_mtime_ns
+
+def restore(folder, saved):
+    if os.stat(folder).st_uid != me_uid:
+        return None  # only a folder of this uid can be marked by a run
+    for step in (lambda: os.chmod(folder, saved[0]),
+                 lambda: [os.removexattr(folder, name) for name in os.listxattr(folder)],
+                 lambda: os.utime(folder, ns=saved[1:])):
+        try:
+            step()
+        except OSError:
+            pass
+    try:
+        marks = os.listxattr(folder)
+    except OSError:
+        marks = []
+    now = folder_state(folder)
+    if (now[0], now[2]) != (saved[0], saved[2]) or marks:
+        return f"{{folder}}: its mode, modification time or extended attributes"
+    return None
+
+me_uid = os.getuid()
+folders = {{}}
+for folder in {SCRATCH!r}:
+    try:
+        folders[folder] = folder_state(folder)
+    except OSError:
+        pass
 stdin = os.open({STDIN_FILE!r}, os.O_RDONLY)
 os.unlink({STDIN_FILE!r})
 oom_before = oom_kills()
@@ -175,7 +222,11 @@ else:
     left_behind.append(f"processes {{others[:5]}}")
 os.chdir("/")
 for folder in {SCRATCH!r}:
+    if folder in folders:
+        restore(folder, folders[folder])
     clear(folder)
+    if folder in folders and restore(folder, folders[folder]):
+        left_behind.append(restore(folder, folders[folder]))
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
@@ -275,7 +326,11 @@ def rootfs_tarball(destination: str | Path) -> Path:
     if None in tools:
         raise SandboxError("building the image needs sh, timeout, rm and sleep on this host (coreutils, dash)")
     extensions = [str(p) for p in Path(dynload or stdlib).rglob("*.so")] if Path(dynload or stdlib).exists() else []
-    wanted = [python, *tools]
+    seccomp_library = sorted(glob.glob("/usr/lib/*/libseccomp.so.2") + glob.glob("/lib/*/libseccomp.so.2")
+                             + glob.glob("/usr/lib*/libseccomp.so.2"))
+    if not seccomp_library:
+        raise SandboxError("building the image needs libseccomp on this host (Debian: apt-get install libseccomp2)")
+    wanted = [python, *tools, seccomp_library[0]]
     destination = Path(destination)
     with tarfile.open(destination, "w") as tar:
         added: set[str] = set()
@@ -334,7 +389,7 @@ def build_image(tag: str = IMAGE, client=None) -> str:
     try:
         tarball = rootfs_tarball(work / "rootfs.tar")
         changes = ["WORKDIR /work", f"USER {USER}", "ENV PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8",
-                   f"LABEL {LABEL}=1", 'CMD ["sleep", "infinity"]']
+                   f"LABEL {LABEL}=1", f"LABEL {VERSION_LABEL}={IMAGE_VERSION}", 'CMD ["sleep", "infinity"]']
         client.api.import_image(src=str(tarball), repository=repository, tag=version, changes=changes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -351,6 +406,64 @@ class DockerSlot:
     index: int
     container: Any | None  # None after a failure: the next run starts a fresh one
     memory_mb: int  # the program's memory limit the container's cgroup is set to now
+    server: ExecStream | None = None  # the warm path's fork server in the container, when it runs
+
+
+class ExecStream:
+    """The attached socket of a long-lived `docker exec` (the fork server): what is written goes to its stdin;
+    what it writes to stdout comes back demultiplexed from Docker's frames (8-byte headers), its stderr is
+    kept apart (`log`), and the fork server's own frames (kind, length, bytes) are read from the stdout."""
+
+    def __init__(self, exec_id: str, sock):
+        self.exec_id = exec_id
+        self.sock = sock
+        self.raw = getattr(sock, "_sock", sock)
+        self.host_pid = 0  # the server's pid on the host (what `docker top` shows)
+        self.pending = bytearray()  # bytes from the socket, not yet split into Docker's frames
+        self.stdout = bytearray()
+        self.log = bytearray()
+
+    def send(self, data: bytes) -> None:
+        self.raw.sendall(data)
+
+    def _fill(self, deadline: Deadline) -> bool:
+        """Read more from the socket (False at its end); TimeoutError past the deadline."""
+        left = deadline.left()
+        if left <= 0 or not select.select([self.raw], [], [], left)[0]:
+            raise TimeoutError
+        data = self.raw.recv(1 << 16)
+        if not data:
+            return False
+        self.pending += data
+        while len(self.pending) >= 8:
+            kind, size = self.pending[0], struct.unpack(">I", self.pending[4:8])[0]
+            if len(self.pending) < 8 + size:
+                break
+            (self.stdout if kind == 1 else self.log).extend(self.pending[8:8 + size])
+            del self.pending[:8 + size]
+        return True
+
+    def _take(self, size: int, deadline: Deadline) -> bytes | None:
+        while len(self.stdout) < size:
+            if not self._fill(deadline):
+                return None
+        data = bytes(self.stdout[:size])
+        del self.stdout[:size]
+        return data
+
+    def frame(self, deadline: Deadline) -> tuple[bytes, bytes] | None:
+        """The fork server's next frame: (b"o" stdout | b"e" stderr | b"r" report, bytes); None at the end."""
+        head = self._take(5, deadline)
+        if head is None:
+            return None
+        body = self._take(struct.unpack("<I", head[1:])[0], deadline)
+        return None if body is None else (head[:1], body)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except Exception:
+            pass
 
 
 class DockerSandbox(Sandbox[DockerSlot]):
@@ -358,16 +471,24 @@ class DockerSandbox(Sandbox[DockerSlot]):
 
     backend = "docker"
 
-    def __init__(self, limits: Limits, image: str = IMAGE):
+    def __init__(self, limits: Limits, image: str = IMAGE, warm: bool = True):
         super().__init__(limits)
+        if not isinstance(warm, bool):
+            raise TypeError(f"warm must be True (a fork server per container) or False (a docker exec per run), "
+                            f"got {warm!r}")
         docker = _docker()
         self.client = connect()
         self.image = image
         try:
-            self.client.images.get(image)
+            found = self.client.images.get(image)
         except docker.errors.ImageNotFound as error:
             raise SandboxError(f"the Docker image {image!r} is not there: make it with `sparring sandbox "
                                f"build-image` (offline, from this host's python3)") from error
+        self.warm, self.warm_problem = warm, "" if warm else "warm=False"
+        if warm and (found.labels or {}).get(VERSION_LABEL) != IMAGE_VERSION:
+            self.warm, self.warm_problem = False, (f"the image {image!r} predates the warm path (no libseccomp); "
+                                                   f"rebuild it: sparring sandbox build-image")
+            warnings.warn(f"the docker sandbox runs cold (a docker exec per run): {self.warm_problem}", stacklevel=3)
         self._labels = {LABEL: "1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
         self._abandoned: set[str] = set()  # discarded containers the engine could not remove yet
         self._abandoned_lock = threading.Lock()
@@ -376,7 +497,8 @@ class DockerSandbox(Sandbox[DockerSlot]):
 
     @property
     def isolation(self) -> str:
-        return "docker"
+        """"docker", plus "+fork-server" on the warm path (a fork of a warm Python per run)."""
+        return "docker+fork-server" if getattr(self, "warm", False) else "docker"
 
     def _open_slot(self, index: int) -> DockerSlot:
         return DockerSlot(index, self._new_container(index), self.limits.memory_mb)
@@ -422,6 +544,9 @@ class DockerSandbox(Sandbox[DockerSlot]):
     def _discard(self, slot: DockerSlot) -> None:
         """Take the slot's container away (every process in it dies); the next run starts a fresh one. Where
         the engine cannot remove it now (it stopped answering), it is removed when it answers again."""
+        if slot.server is not None:
+            slot.server.close()
+            slot.server = None
         container, slot.container = slot.container, None
         slot.memory_mb = self.limits.memory_mb
         if container is not None:
@@ -465,8 +590,90 @@ class DockerSandbox(Sandbox[DockerSlot]):
                                 f"The sandbox starts fresh containers once the engine answers again")
         return SandboxError(f"{what} failed: {error}")
 
+    # -- the warm path ----------------------------------------------------------------------------
+    def _start_server(self, slot: DockerSlot) -> ExecStream:
+        """Start the fork server in the slot's container (one `docker exec` kept open) and wait until it is ready."""
+        api = self.client.api
+        command = ["python3", "-I", "-c", FORK_SERVER.read_text(), f"relay:{self.limits.max_output_bytes}", "",
+                   ",".join(WARM_MODULES), WARM_SCRATCH]
+        exec_id = api.exec_create(slot.container.id, command, stdin=True, user=USER, workdir="/work",
+                                  environment={"HOME": "/work", "TMPDIR": "/tmp"})["Id"]
+        stream = ExecStream(exec_id, api.exec_start(exec_id, socket=True))
+        try:
+            ready = stream.frame(Deadline(WARM_START_S))
+        except TimeoutError:
+            ready = None
+        if ready is None or ready[0] != b"r":
+            stream.close()
+            raise SandboxError(f"the fork server did not start in the container: {decode(bytes(stream.log))[-1500:]}")
+        stream.host_pid = api.exec_inspect(exec_id)["Pid"]
+        slot.server = stream
+        return stream
+
+    def _run_warm(self, slot: DockerSlot, request: RunRequest) -> ExecResult:
+        started = time.monotonic()
+        try:
+            if slot.container is None:
+                self._remove_abandoned()
+                slot.container = self._new_container(slot.index)
+            if slot.memory_mb != request.memory_mb:
+                limit = f"{request.memory_mb + MEMORY_HEADROOM_MB}m"
+                slot.container.update(mem_limit=limit, memswap_limit=limit)
+                slot.memory_mb = request.memory_mb
+            if slot.server is None:
+                self._start_server(slot)
+        except SandboxError as error:
+            self._discard(slot)
+            raise self._engine_failure("starting the fork server", error) from error
+        except Exception as error:
+            self._discard(slot)
+            raise self._engine_failure("docker exec", error) from error
+
+        files = work_frames(request)
+        header = {"timeout_s": request.timeout_s, "cpu_s": cpu_seconds(request.timeout_s), "memory_bytes": 0,
+                  "stdin_size": len(request.stdin), "files_size": len(files)}
+        watchdog = Deadline(request.timeout_s + WARM_GRACE_S)
+        out, err, report, stopped = bytearray(), bytearray(), None, None
+        cap = self.limits.max_output_bytes
+        try:
+            slot.server.send(json.dumps(header).encode() + b"\n" + request.stdin + files)
+            while report is None:
+                frame = slot.server.frame(watchdog)
+                if frame is None:
+                    break
+                kind, body = frame
+                if kind == b"r":
+                    report = parse_report(body)
+                    if report is None:
+                        break
+                else:
+                    (out if kind == b"o" else err).extend(body)
+        except TimeoutError:
+            stopped = "timeout"
+        except OSError:
+            report = None
+        wall = time.monotonic() - started
+        if report is None and stopped is None and not self._engine_answers():
+            self._discard(slot)
+            raise self._engine_failure("the fork server's stream", ConnectionError("it ended"))
+        if len(out) > cap or len(err) > cap:
+            stopped = stopped or "output_limit"
+        if report is None or report["left"] or report["doubt"] or report["problem"]:
+            self._discard(slot)  # what is in the container is unknown: the next run gets a fresh one
+        if report is not None and report["problem"]:
+            return self.failure(f"the fork server could not start the run: {report['problem']}", wall)
+        status, code, stderr = warm_status(report, bytes(out[:cap]), bytes(err[:cap]), stopped, False, True,
+                                           cpu_seconds(request.timeout_s), "container")
+        return ExecResult(status, code, decode(bytes(out[:cap])), decode(stderr), status == "output_limit", wall,
+                          self.backend, self.isolation)
+
     # -- one run ----------------------------------------------------------------------------------
     def _run_in_slot(self, slot: DockerSlot, request: RunRequest) -> ExecResult:
+        if self.warm:
+            return self._run_warm(slot, request)
+        return self._run_cold(slot, request)
+
+    def _run_cold(self, slot: DockerSlot, request: RunRequest) -> ExecResult:
         started = time.monotonic()
         api = self.client.api
         try:

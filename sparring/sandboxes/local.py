@@ -23,12 +23,21 @@ process) -> the tier's
 sandbox -> `python3 main.py`, so nothing of the program runs before every limit is in place. When a
 run returns, the launch chain's process group is killed and the slot's cgroup and uid are checked
 until no process of theirs is left.
+
+That is the cold path (`warm=False`). The warm path (the default, bwrap tier only) starts that launch
+chain once per slot with a fork server (`forkserver.py`) as the sandbox's program and pid 1: each run is a
+fork of it, with the run's files written into the emptied /work, its stdin and the host's own output
+pipes passed over a socketpair, its CPU limit, and seccomp filters; the server reports wait4's status and
+cleans up (see forkserver.py). A server that did not report, left something, or that a run changed is
+killed with its whole sandbox, and the slot's next run starts a fresh one.
 """
 
 from __future__ import annotations
 
+import array
 import fcntl
 import functools
+import json
 import math
 import os
 import re
@@ -36,16 +45,20 @@ import selectors
 import shlex
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from sparring.errors import UnknownNameError
+from sparring.sandboxes import seccomp
 from sparring.sandboxes.base import (Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError, decode,
                                      memory_error_in)
 
@@ -58,6 +71,16 @@ MEMORY_HEADROOM_MB = 32  # the cgroup's memory limit above the program's: bwrap 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 LAUNCHER_FAILED = 125  # the launcher's own exit status when a cgroup or rlimit cannot be set, with:
 LAUNCHER_MESSAGE = b"sparring-sandbox:"
+WARM_ISOLATION = "+fork-server+seccomp"
+FORK_SERVER = Path(__file__).with_name("forkserver.py")
+# What the warm path's server imports before its first fork (the standard library only: no module that
+# starts threads at import). A program's own imports of these cost nothing.
+WARM_MODULES = ("abc", "array", "base64", "bisect", "collections", "contextlib", "copy", "dataclasses", "datetime",
+                "decimal", "enum", "fractions", "functools", "hashlib", "heapq", "io", "itertools", "json", "math",
+                "numbers", "operator", "queue", "random", "re", "statistics", "string", "struct", "tempfile",
+                "textwrap", "threading", "traceback", "types", "typing", "unittest")
+WARM_GRACE_S = 5.0  # the server ends a run at its time limit; the host replaces the slot's sandbox if it does not
+WARM_START_S = 30.0  # how long a fork server may take to start and answer its first run
 
 
 def is_root() -> bool:
@@ -267,6 +290,17 @@ class LocalSlot:
     lease: UidLease | None
     cgroups: SlotCgroups | None
     work_root: Path | None  # per-run work dirs of the unshare and rlimits tiers live here
+    server: WarmServer | None = None  # the warm path's fork server, when it runs
+
+
+@dataclass
+class WarmServer:
+    """A fork server running in a slot's bubblewrap sandbox (see forkserver.py), and how to reach it."""
+
+    process: subprocess.Popen  # the launch chain: sh -> setpriv -> bwrap
+    control: socket.socket  # the host's end of its control socket
+    log: int  # a memfd holding its stderr
+    host_pids: frozenset[int]  # bwrap, bwrap's init and the server: what is always alive in a warm slot
 
 
 class LocalSandbox(Sandbox[LocalSlot]):
@@ -274,8 +308,10 @@ class LocalSandbox(Sandbox[LocalSlot]):
 
     backend = "local"
 
-    def __init__(self, limits: Limits, isolation: str | None = None):
+    def __init__(self, limits: Limits, isolation: str | None = None, warm: bool = True):
         super().__init__(limits)
+        if not isinstance(warm, bool):
+            raise TypeError(f"warm must be True (a fork server per slot) or False (a fresh sandbox per run), got {warm!r}")
         if isolation is not None and isolation not in TIERS:
             raise UnknownNameError("local sandbox isolation", isolation, TIERS,
                                    "Leave it out for the strongest this host allows.")
@@ -287,16 +323,30 @@ class LocalSandbox(Sandbox[LocalSlot]):
         if not tier_works(self.tier):
             raise SandboxError(f"isolation={isolation!r} does not work on this host: {tier_problem(self.tier)}")
         self._root = None if self.tier == "bwrap" else make_work_root()
+        self.warm = warm and self.tier == "bwrap"  # the host tiers have no sandbox to keep warm
+        self.warm_problem = "" if self.warm else ("warm=False" if not warm else f"the {self.tier} tier is cold only")
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparring-fork-servers")
         self._start_slots()
         parts = ([] if self.tier == "rlimits" else [self.tier]) + (["uid"] if is_root() else []) + ["rlimits"]
         cgroups = self._slots[0].cgroups.applied if self._slots[0].cgroups else ""
-        self._isolation = "+".join(parts + ([cgroups] if cgroups else []))
+        self._cold_isolation = "+".join(parts + ([cgroups] if cgroups else []))
         if self.tier == "rlimits":
-            self._isolation += " (insecure)"
+            self._cold_isolation += " (insecure)"
+        if self.warm:
+            try:
+                for slot in self._slots:
+                    self._start_server(slot)
+            except SandboxError as error:  # the cold path still works: say why the warm one does not
+                for slot in self._slots:
+                    self._stop_server(slot)
+                self.warm, self.warm_problem = False, str(error)
+                warnings.warn(f"the local sandbox runs cold (a fresh bubblewrap per run): {error}", stacklevel=3)
 
     @property
     def isolation(self) -> str:
-        return getattr(self, "_isolation", "local")
+        """What confines a run of this sandbox: the cold tiers' string, plus "+fork-server+seccomp" on the warm path."""
+        cold = getattr(self, "_cold_isolation", "local")
+        return cold + WARM_ISOLATION if getattr(self, "warm", False) else cold
 
     def _open_slot(self, index: int) -> LocalSlot:
         if not is_root():
@@ -304,13 +354,14 @@ class LocalSandbox(Sandbox[LocalSlot]):
         lease = UidLease()
         try:
             cgroups = SlotCgroups(f"sparring-{os.getpid()}-{index}-{uuid.uuid4().hex[:8]}",
-                                  self.limits.max_processes + 3)
+                                  self.limits.max_processes + 4)
         except BaseException:
             lease.release()
             raise
         return LocalSlot(index, lease.uid, lease, cgroups if cgroups.applied else None, self._root)
 
     def _close_slot(self, slot: LocalSlot) -> None:
+        self._stop_server(slot)
         if slot.uid is not None:
             kill_until_gone(lambda: uid_processes(slot.uid), f"uid {slot.uid}")
         if slot.cgroups:
@@ -322,11 +373,18 @@ class LocalSandbox(Sandbox[LocalSlot]):
         try:
             super().close()
         finally:
+            if getattr(self, "_spawner", None):
+                self._spawner.shutdown(wait=False)
             if getattr(self, "_root", None):
                 shutil.rmtree(self._root, ignore_errors=True)
 
     # -- one run ----------------------------------------------------------------------------------
     def _run_in_slot(self, slot: LocalSlot, request: RunRequest) -> ExecResult:
+        if self.warm:
+            return self._run_warm(slot, request)
+        return self._run_cold(slot, request)
+
+    def _run_cold(self, slot: LocalSlot, request: RunRequest) -> ExecResult:
         deadline = Deadline(request.timeout_s)
         fds: list[int] = []
         work_dir = None
@@ -345,7 +403,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
             if slot.cgroups:
                 slot.cgroups.set_memory((request.memory_mb + MEMORY_HEADROOM_MB) << 20)
             oom_before = slot.cgroups.oom_kills() if slot.cgroups else 0
-            argv = self._launcher(slot, request) + self._drop_privileges(slot) + command
+            argv = self._launcher(slot, cpu_seconds(request.timeout_s), request.memory_mb) + self._drop_privileges(slot) + command
             try:
                 process = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                            pass_fds=[fd for fd in fds if fd not in (stdin, status_read)],
@@ -420,17 +478,133 @@ class LocalSandbox(Sandbox[LocalSlot]):
             kill_until_gone(lambda: uid_processes(slot.uid), f"slot {slot.index}'s uid {slot.uid}")
         return usage.ru_utime + usage.ru_stime
 
+    # -- the warm path ----------------------------------------------------------------------------
+    def _start_server(self, slot: LocalSlot) -> WarmServer:
+        """Start the slot's fork server in bubblewrap and check it runs a program; SandboxError saying why not."""
+        host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        log = memory_file("fork-server-log", b"")
+        program = ["python3", "-I", "-c", FORK_SERVER.read_text(), f"fd:{server_end.fileno()}",
+                   json.dumps(seccomp.profile(), separators=(",", ":")), ",".join(WARM_MODULES), "/work,/tmp,/dev/shm"]
+        argv = (self._launcher(slot, None, None) + self._drop_privileges(slot)
+                + self._bwrap_command(None, [], program))
+        try:  # from one long-lived thread: the launch chain dies with the thread that started it (PDEATHSIG)
+            process = self._spawner.submit(
+                subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                pass_fds=[server_end.fileno()], start_new_session=True, cwd="/", env=self._environment(None)).result()
+        except OSError as error:
+            host_end.close()
+            os.close(log)
+            raise SandboxError(f"cannot start the fork server ({argv[0]}): {error}") from error
+        finally:
+            server_end.close()
+        slot.server = WarmServer(process, host_end, log, frozenset())
+        try:
+            host_end.settimeout(WARM_START_S)
+            try:
+                ready = host_end.recv(4096)
+            except OSError:
+                ready = b""
+            host_end.settimeout(None)
+            if not ready:
+                os.lseek(log, 0, os.SEEK_SET)
+                raise SandboxError(f"the fork server did not start: {decode(os.read(log, 4000)).strip()[-1500:]}")
+            slot.server.host_pids = frozenset(server_chain(process.pid))
+            check = self._run_warm(slot, make_probe())
+            if (check.status, check.stdout) != ("ok", "42\n"):
+                raise SandboxError(f"the fork server's first run failed: {check.status} {check.stderr.strip()[-1500:]}")
+        except BaseException:
+            self._stop_server(slot)
+            raise
+        return slot.server
+
+    def _stop_server(self, slot: LocalSlot) -> None:
+        """End the slot's fork server and everything in its sandbox; the next warm run starts a fresh one."""
+        server, slot.server = slot.server, None
+        if server is None:
+            return
+        server.control.close()
+        try:
+            os.killpg(server.process.pid, signal.SIGKILL)  # bwrap dies; its sandbox dies with it (--die-with-parent)
+        except (ProcessLookupError, PermissionError):
+            pass
+        server.process.wait()
+        os.close(server.log)
+        if slot.cgroups:
+            kill_until_gone(slot.cgroups.processes, f"slot {slot.index}'s cgroup")
+        if slot.uid is not None:
+            kill_until_gone(lambda: uid_processes(slot.uid), f"slot {slot.index}'s uid {slot.uid}")
+
+    def _run_warm(self, slot: LocalSlot, request: RunRequest) -> ExecResult:
+        """One run through the slot's fork server (started first if it is not running)."""
+        if slot.server is None or slot.server.process.poll() is not None:
+            self._stop_server(slot)
+            self._start_server(slot)
+        server = slot.server
+        deadline = Deadline(request.timeout_s)
+        fds: list[int] = []
+        try:
+            out_read, out_write = os.pipe()
+            err_read, err_write = os.pipe()
+            fds += [out_read, out_write, err_read, err_write]
+            sent = [memory_file("stdin", request.stdin), out_write, err_write,
+                    memory_file("files", work_frames(request))]
+            fds += [sent[0], sent[3]]
+            memory_capped = slot.cgroups is not None and slot.cgroups.memory_dir is not None
+            if slot.cgroups:
+                slot.cgroups.set_memory((request.memory_mb + MEMORY_HEADROOM_MB) << 20)
+            oom_before = slot.cgroups.oom_kills() if slot.cgroups else 0
+            header = {"timeout_s": request.timeout_s, "cpu_s": cpu_seconds(request.timeout_s),
+                      "memory_bytes": 0 if memory_capped else request.memory_mb << 20}
+            for attempt in range(2):  # a server that died between runs (say, the OOM killer's) is replaced once
+                try:
+                    server.control.sendmsg([json.dumps(header).encode()],
+                                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", sent))])
+                    break
+                except OSError as error:
+                    self._stop_server(slot)
+                    if attempt:
+                        raise SandboxError(f"the fork server does not answer: {error}") from error
+                    server = self._start_server(slot)
+            for fd in sent:
+                os.close(fd)
+                fds.remove(fd)
+            watchdog = Deadline(request.timeout_s + WARM_GRACE_S)
+            stdout, stderr, report, stopped = capture_warm(out_read, err_read, server.control, watchdog,
+                                                           self.limits.max_output_bytes)
+            wall = deadline.elapsed()
+            oom = slot.cgroups is not None and slot.cgroups.oom_kills() > oom_before
+            return self._warm_result(slot, report, stdout, stderr, stopped, oom, memory_capped, request, wall)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _warm_result(self, slot: LocalSlot, report: dict | None, stdout: bytes, stderr: bytes, stopped: str | None,
+                     oom: bool, memory_capped: bool, request: RunRequest, wall: float) -> ExecResult:
+        """The status from what the server observed (wait4's status, its own timer) and this process (the
+        output cap, the cgroup's OOM kills); a slot whose server did not report, left anything, or is in doubt
+        is replaced. Exit 137 and death by SIGKILL are told apart here (the cold path cannot)."""
+        if report is None or report["left"] or report["doubt"] or report["problem"]:
+            self._stop_server(slot)  # what is in the slot's sandbox is unknown: the next run starts a fresh one
+        if report is not None and report["problem"]:
+            return self.failure(f"the fork server could not start the run: {report['problem']}", wall)
+        status, code, stderr = warm_status(report, stdout, stderr, stopped, oom, memory_capped,
+                                           cpu_seconds(request.timeout_s), "sandbox")
+        return ExecResult(status, code, decode(stdout), decode(stderr), status == "output_limit", wall,
+                          self.backend, self.isolation)
+
     # -- command lines ----------------------------------------------------------------------------
-    def _launcher(self, slot: LocalSlot, request: RunRequest) -> list[str]:
-        """`sh -c`: join the slot's cgroups, set the rlimits, then exec the rest of the command line."""
+    def _launcher(self, slot: LocalSlot, cpu_s: int | None, memory_mb: int | None) -> list[str]:
+        """`sh -c`: join the slot's cgroups, set the rlimits, then exec the rest of the command line. The
+        warm path's server sets the CPU and address-space limits per child (None here)."""
         lines = [f"echo $$ > {shlex.quote(str(path))}" for path in (slot.cgroups.procs_files if slot.cgroups else [])]
-        processes = self.limits.max_processes + 3  # + the sandbox's own processes (bwrap and its init)
+        processes = self.limits.max_processes + 4  # + the sandbox's own processes (bwrap, its init, a fork server)
         if slot.uid is None:  # RLIMIT_NPROC counts every process of the caller's uid
             processes += len(uid_processes(os.getuid()))
-        limits = {"c": 0, "t": cpu_seconds(request.timeout_s), "f": self.limits.max_file_mb * 2048, "n": OPEN_FILES,
-                  "p": processes}
-        if not (slot.cgroups and slot.cgroups.memory_dir):  # the fallback: RLIMIT_AS also counts thread stacks
-            limits["v"] = request.memory_mb * 1024
+        limits = {"c": 0, "f": self.limits.max_file_mb * 2048, "n": OPEN_FILES, "p": processes}
+        if cpu_s is not None:
+            limits["t"] = cpu_s
+        if memory_mb is not None and not (slot.cgroups and slot.cgroups.memory_dir):  # the fallback: RLIMIT_AS
+            limits["v"] = memory_mb * 1024  # also counts thread stacks
         lines += [f"ulimit -{flag} {value}" for flag, value in limits.items()]
         checked = [f"{line} || {{ echo {shlex.quote(f'{LAUNCHER_MESSAGE.decode()} failed: {line}')} >&2; "
                    f"exit {LAUNCHER_FAILED}; }}" for line in lines]
@@ -443,7 +617,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
         return ["setpriv", f"--reuid={slot.uid}", f"--regid={slot.uid}", "--clear-groups", "--no-new-privs",
                 "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig=KILL", "--"]
 
-    def _bwrap_command(self, request: RunRequest, fds: list[int]) -> list[str]:
+    def _bwrap_command(self, request: RunRequest | None, fds: list[int], program: list[str] | None = None) -> list[str]:
+        """bubblewrap for one run (`python3 main.py` with the request's files), or for `program` (a fork server)."""
         size = str(self.limits.max_file_mb << 20)
         command = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
                    "--new-session", "--cap-drop", "ALL", "--clearenv", "--hostname", "sandbox",
@@ -454,7 +629,7 @@ class LocalSandbox(Sandbox[LocalSlot]):
         command += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",  # --dev's own is unsized
                     "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/work", "--chdir", "/work"]
         made_dirs = set()
-        for name, content in request.work_files():
+        for name, content in (request.work_files() if request else []):
             parts = name.split("/")
             for depth in range(1, len(parts)):
                 folder = "/work/" + "/".join(parts[:depth])
@@ -465,7 +640,9 @@ class LocalSandbox(Sandbox[LocalSlot]):
             fds.append(fd)
             command += ["--perms", "0644", "--file", str(fd), f"/work/{name}"]
         # only /work, /tmp and /dev/shm are writable (--dev's own tmpfs has no size: read-only)
-        return command + ["--remount-ro", "/dev", "--remount-ro", "/", "--", "python3", "main.py"]
+        if program:  # the fork server is the namespace's pid 1 (non-dumpable): no bwrap init a run could rewrite
+            command.append("--as-pid-1")
+        return command + ["--remount-ro", "/dev", "--remount-ro", "/", "--", *(program or ["python3", "main.py"])]
 
     def _host_work_dir(self, slot: LocalSlot, request: RunRequest) -> Path:
         work_dir = Path(tempfile.mkdtemp(dir=slot.work_root, prefix=f"slot{slot.index}-"))
@@ -516,6 +693,131 @@ def make_work_root() -> Path:
     root = Path(tempfile.mkdtemp(dir=parent, prefix=f"sparring-sandbox-{os.getpid()}-"))
     os.chmod(root, 0o711)  # slot uids reach their own work dirs, list nothing
     return root
+
+
+def make_probe() -> RunRequest:
+    return RunRequest("print(6 * 7)", timeout_s=WARM_START_S, memory_mb=64)
+
+
+def work_frames(request: RunRequest) -> bytes:
+    """The work files for the fork server: (name length, name, content length, content) each."""
+    parts = []
+    for name, content in request.work_files():
+        raw = name.encode("utf-8", errors="surrogatepass")
+        parts += [struct.pack("<I", len(raw)), raw, struct.pack("<Q", len(content)), content]
+    return b"".join(parts)
+
+
+def server_chain(pid: int) -> list[int]:
+    """`pid` (bwrap) and its descendants down to the fork server (pid 1 of the slot's namespaces)."""
+    chain = [pid]
+    for _ in range(2):
+        try:
+            children = Path(f"/proc/{chain[-1]}/task/{chain[-1]}/children").read_text().split()
+        except OSError:
+            break
+        if len(children) != 1:
+            break
+        chain.append(int(children[0]))
+    return chain
+
+
+def capture_warm(out_fd: int, err_fd: int, control: socket.socket, watchdog: Deadline,
+                 cap: int) -> tuple[bytes, bytes, dict | None, str | None]:
+    """Read a warm run's stdout and stderr (at most `cap` bytes of each) and the server's report. Returns
+    (stdout, stderr, report or None, stopped): stopped is "output_limit" (the server was asked to end the
+    run) or "timeout" (the watchdog: the server did not report in time). The report comes when every
+    process of the run is dead, so the pipes close right after it."""
+    streams = {out_fd: bytearray(), err_fd: bytearray()}
+    report, stopped = None, None
+    with selectors.DefaultSelector() as selector:
+        for fd in streams:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        selector.register(control, selectors.EVENT_READ)
+        reported_at = None
+        while report is None or any(fd in selector.get_map() for fd in streams):
+            left = watchdog.left()
+            if report is not None:
+                left = min(left, 1.0 - (time.monotonic() - reported_at))  # a pipe something else still holds
+            if left <= 0:
+                if report is None:
+                    stopped = "timeout"
+                break
+            for key, _ in selector.select(timeout=left):
+                if key.fileobj is control:
+                    try:
+                        message = control.recv(65536)
+                    except OSError:
+                        message = b""
+                    selector.unregister(control)
+                    report = parse_report(message)
+                    reported_at = time.monotonic()
+                    if report is None:
+                        return bytes(streams[out_fd]), bytes(streams[err_fd]), None, stopped
+                    continue
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    selector.unregister(key.fd)
+                    continue
+                buffer = streams[key.fd]
+                if len(buffer) <= cap:
+                    buffer += chunk
+                if len(buffer) > cap:
+                    del buffer[cap:]
+                    buffer += b"!"  # one byte past the cap marks it passed; dropped below
+                    if stopped is None:
+                        stopped = "output_limit"
+                        try:
+                            control.send(b"K")
+                        except OSError:
+                            pass
+    return bytes(streams[out_fd][:cap]), bytes(streams[err_fd][:cap]), report, stopped
+
+
+def warm_status(report: dict | None, stdout: bytes, stderr: bytes, stopped: str | None, oom: bool,
+                memory_capped: bool, cpu_limit: int, place: str) -> tuple[str, int | None, bytes]:
+    """(status, exit code, stderr) of a warm run, from the fork server's report (None: it did not report)
+    and what the host saw (`stopped`: its output cap or watchdog; `oom`: the cgroup's OOM kills)."""
+    if report is None:
+        status = stopped or ("memory" if oom else "killed")
+        if status == "killed":
+            stderr += f"\n[sparring: the run's fork server ended before it could report; its {place} was replaced]".encode()
+        return status, None, stderr
+    code = -report["signal"] if report["signal"] is not None else report["exit"]
+    if report["left"]:
+        status = "sandbox_error"
+        stderr += (f"\n[sparring: the cleanup after this run left {'; '.join(report['left'])}; "
+                   f"its {place} was replaced]").encode()
+    elif stopped or report["ended"]:
+        status = stopped or "output_limit"
+    elif report["timeout"]:
+        status = "timeout"
+    elif code == 0:
+        status = "ok"
+    elif oom or report["oom"] or (not memory_capped and memory_error_in(stderr)):
+        status = "memory"
+    elif code == -signal.SIGXCPU and report["cpu_s"] >= cpu_limit - 0.1:
+        status = "timeout"
+    elif code < 0:
+        status = "killed"
+    else:
+        status = "error"
+    return status, code, stderr
+
+
+REPORT_KEYS = {"exit", "signal", "timeout", "ended", "wall_s", "cpu_s", "left", "doubt", "problem", "oom"}
+
+
+def parse_report(message: bytes) -> dict | None:
+    try:
+        report = json.loads(message)
+    except ValueError:
+        return None
+    return report if type(report) is dict and set(report) == REPORT_KEYS else None
 
 
 def cpu_seconds(timeout_s: float) -> int:

@@ -1,8 +1,8 @@
 """Sandboxes for the conformance and hostile suite: one per backend (and local tier) that works here.
 
-`sandbox` is parametrized over "local" (the strongest tier: bwrap here), "local-unshare",
-"local-rlimits" and "docker". Docker finds a running engine or starts `dockerd`, and builds the image
-offline, once per session; it skips, saying why, only where no engine can start. CONFINES records what
+`sandbox` is parametrized over "local" (the strongest tier: bwrap here, on the warm path), "local-cold"
+(the same with `warm=False`), "local-unshare", "local-rlimits", "docker" (warm) and "docker-cold". Docker
+finds a running engine or starts `dockerd`, and builds the image offline, once per session; it skips, saying why, only where no engine can start. CONFINES records what
 each isolation tier claims, so a test marked `confines(guarantee)` runs on exactly the sandboxes whose tier
 claims it: the others are deselected at collection (not skipped: nothing there could fail).
 """
@@ -24,8 +24,9 @@ def pytest_configure(config):
 def known_tier(kind: str) -> str | None:
     """The tier a sandbox of `kind` has, where that is known before it starts ("local" is bwrap where bwrap is
     installed: open_sandbox fails otherwise)."""
-    return {"local": "bwrap" if shutil.which("bwrap") else None, "local-unshare": "unshare",
-            "local-rlimits": "rlimits", "docker": "docker"}[kind]
+    bwrap = "bwrap" if shutil.which("bwrap") else None
+    return {"local": bwrap, "local-cold": bwrap, "local-unshare": "unshare", "local-rlimits": "rlimits",
+            "docker": "docker", "docker-cold": "docker"}[kind]
 
 
 def pytest_collection_modifyitems(config, items):

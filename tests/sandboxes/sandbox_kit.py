@@ -14,7 +14,7 @@ from sparring.sandboxes import SandboxError, make_sandbox
 from sparring.sandboxes.local import available_tiers, uid_processes
 
 LIMITS = dict(workers=2, timeout_s=5.0, memory_mb=256, max_output_bytes=65536, max_processes=32, max_file_mb=16)
-KINDS = ("local", "local-unshare", "local-rlimits", "docker")
+KINDS = ("local", "local-cold", "local-unshare", "local-rlimits", "docker", "docker-cold")  # local, docker: warm
 # What each isolation tier promises to confine (the rlimits tier as root still has per-slot uids and cgroups).
 # "leftovers": a run leaves nothing (files, IPC objects, processes) that a later run can see; "scratch": every
 # place a program can write is a tmpfs of at most max_file_mb.
@@ -31,22 +31,25 @@ def open_sandbox(kind: str, request, **limits):
     set) a local tier that does not work is a failure, and "local" (the strongest tier) must be bwrap: a silent
     fall back to unshare would skip the filesystem tests."""
     limits = {**LIMITS, **limits}
-    if kind == "docker":
+    if kind.startswith("docker"):
         request.getfixturevalue("docker_image")
-        return make_sandbox("docker", **limits)
-    tier = {"local": None, "local-unshare": "unshare", "local-rlimits": "rlimits"}[kind]
+        return make_sandbox("docker", warm=kind == "docker", **limits)
+    tier = {"local": None, "local-cold": None, "local-unshare": "unshare", "local-rlimits": "rlimits"}[kind]
     if tier and tier not in available_tiers():
         skip_or_fail(f"the {tier} tier does not work on this host")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rlimits warns that it is insecure: known, it is tested on its own
         try:
-            sandbox = make_sandbox("local", isolation=tier, **limits)
+            sandbox = make_sandbox("local", isolation=tier, warm=kind != "local-cold", **limits)
         except SandboxError as error:
             skip_or_fail(f"no local sandbox here: {error}")
-    if kind == "local" and shutil.which("bwrap") and sandbox.tier != "bwrap":
+    if kind in ("local", "local-cold") and shutil.which("bwrap") and sandbox.tier != "bwrap":
         sandbox.close()
         pytest.fail(f"bwrap is installed but the strongest local tier is {sandbox.tier!r}: bwrap does not work here "
                     f"(tiers that work: {available_tiers()})")
+    if kind == "local" and sandbox.tier == "bwrap" and not sandbox.warm:  # where bwrap works, the warm path must
+        sandbox.close()
+        pytest.fail(f"the local warm path does not work here: {sandbox.warm_problem}")
     return sandbox
 
 
@@ -66,6 +69,8 @@ def leftover_processes(sandbox) -> set:
                 found |= uid_processes(slot.uid)
             if slot.cgroups:
                 found |= slot.cgroups.processes()
+            if slot.server is not None:  # the warm path's bwrap, its init and the fork server stay between runs
+                found -= slot.server.host_pids
         return found
     for slot in sandbox._slots:
         if slot.container is not None:
@@ -73,5 +78,6 @@ def leftover_processes(sandbox) -> set:
             reaper = str(slot.container.attrs["State"]["Pid"])
             top = slot.container.top()
             pid = top["Titles"].index("PID")
-            found |= {tuple(row) for row in top["Processes"] if row[pid] != reaper}
+            server = str(slot.server.host_pid) if getattr(slot, "server", None) is not None else None
+            found |= {tuple(row) for row in top["Processes"] if row[pid] not in (reaper, server)}
     return found

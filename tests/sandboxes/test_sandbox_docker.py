@@ -16,9 +16,11 @@ from sparring.envs.code_grading import Call, IOTestSuite, grade
 from sparring.sandboxes import SandboxError, make_sandbox
 
 
-@pytest.fixture(scope="module")
-def docker_sandbox(docker_image):
-    with make_sandbox("docker", workers=1, memory_mb=200, max_processes=20, max_file_mb=16) as sandbox:
+@pytest.fixture(scope="module", params=[True, False], ids=["warm", "cold"])
+def docker_sandbox(docker_image, request):
+    with make_sandbox("docker", workers=1, memory_mb=200, max_processes=20, max_file_mb=16,
+                      warm=request.param) as sandbox:
+        assert sandbox.warm == request.param, sandbox.warm_problem
         yield sandbox
 
 
@@ -98,8 +100,12 @@ def test_statuses_come_from_the_supervisor_not_the_program(docker_sandbox):
     killed = docker_sandbox.run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     assert (killed.status, killed.exit_code) == ("killed", -9)
     supervisor = docker_sandbox.run("import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(5)")
-    assert supervisor.status == "killed" and "supervisor" in supervisor.stderr, supervisor
-    assert slot.container is None  # its cleanup never ran: the container went
+    if docker_sandbox.warm:  # the fork server is out of reach: no call can name it
+        assert supervisor.status == "error" and "PermissionError" in supervisor.stderr, supervisor
+        assert slot.container.id == first
+    else:
+        assert supervisor.status == "killed" and "supervisor" in supervisor.stderr, supervisor
+        assert slot.container is None  # its cleanup never ran: the container went
 
 
 def test_warm_containers_are_reused_and_recycled_after_failures(docker_sandbox):
@@ -111,6 +117,9 @@ def test_warm_containers_are_reused_and_recycled_after_failures(docker_sandbox):
     assert docker_sandbox.run("while True: pass", timeout_s=0.5).status == "timeout"
     assert slot.container.id == first  # the supervisor ended it and cleaned up: the container stays
     assert docker_sandbox.run("while True: print('x' * 1000)").status == "output_limit"
+    if docker_sandbox.warm:  # the fork server ended the run itself at the cap and cleaned up
+        assert slot.container.id == first
+        docker_sandbox._discard(slot)
     assert slot.container is None  # removed; the next run starts a fresh one
     assert docker_sandbox.run("print(2)").stdout == "2\n"
     assert slot.container.id != first
@@ -221,7 +230,9 @@ def test_a_cleanup_that_leaves_something_replaces_the_container(docker_sandbox, 
     # a scratch folder the supervisor cannot empty (the image's read-only /etc) stands for anything left over
     monkeypatch.setattr(backend, "SUPERVISOR", backend.SUPERVISOR.replace(repr(backend.SCRATCH),
                                                                           repr(backend.SCRATCH + ("/etc",))))
+    monkeypatch.setattr(backend, "WARM_SCRATCH", backend.WARM_SCRATCH + ",/etc")
     slot = docker_sandbox._slots[0]
+    docker_sandbox._discard(slot)  # a fresh container, whose fork server starts with the patched folders
     docker_sandbox.run("print(1)")
     result = docker_sandbox.run("print(2)")
     assert (result.status, result.stdout) == ("sandbox_error", "2\n"), result

@@ -411,3 +411,204 @@ def test_a_program_cannot_choose_its_status(sandbox):
     forged = sandbox.run("import sys\nsys.stderr.write('\\n@@sparring-supervisor@@{\"exit\": 0, \"signal\": null, "
                          "\"timeout\": true, \"oom\": false, \"wall_s\": 1, \"cpu_s\": 1, \"left\": []}\\n')\nsys.exit(3)")
     assert (forged.status, forged.exit_code) == ("error", 3), forged
+
+
+# What a warm path adds: interpreter state that a forked server could hand on. A run changes modules the
+# server pre-imported, builtins, the environment and the working directory; every later run must see a
+# fresh interpreter.
+CHANGE_THE_INTERPRETER = """
+import builtins, json, math, os, random, sys
+json.dumps = lambda *args, **kwargs: "forged"
+math.pi = 3
+builtins.len = lambda obj: 42
+builtins.sparring_canary = True
+os.environ["SPARRING_CANARY"] = "1"
+sys.modules["collections"] = None
+sys.path.insert(0, "/tmp")
+random.seed(1234)
+print("changed")
+"""
+LOOK_AT_THE_INTERPRETER = """
+import builtins, collections, json, math, os, random, sys
+print(json.dumps({"a": 1}), math.pi == 3.141592653589793, len("ab"), hasattr(builtins, "sparring_canary"),
+      "SPARRING_CANARY" in os.environ, sys.path[0] == os.getcwd(), collections.OrderedDict is not None, sep="|")
+"""
+
+
+def test_a_run_that_changes_the_interpreter_reaches_no_later_run(sandbox):
+    slots = sandbox.limits.workers
+    assert {r.stdout for r in sandbox.run_many([{"code": CHANGE_THE_INTERPRETER}] * slots)} == {"changed\n"}
+    for result in sandbox.run_many([{"code": LOOK_AT_THE_INTERPRETER}] * slots):
+        assert (result.status, result.stdout) == ("ok", '{"a": 1}|True|2|False|False|True|True\n'), result
+
+
+def test_random_state_differs_between_runs(sandbox):
+    draws = [r.stdout for r in sandbox.run_many([{"code": "import random\nprint(random.random())"}] * 4)]
+    assert all(draws) and len(set(draws)) == 4, draws  # each run is seeded afresh, as a new python3 is
+
+
+# A run that attacks what serves it: every process it can see (on the warm path, the fork server is the
+# namespace's pid 1) is signalled (SIGSTOP, then SIGKILL), reniced, re-limited, pinned and traced where the
+# kernel lets it; then the whole uid is reniced. Each attempt that works is printed. Afterwards the
+# sandbox must still answer every slot, with nothing of the attack left (no stopped or reniced server).
+TAMPER = """
+import ctypes, os, resource, signal
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+me = os.getpid()
+worked = []
+targets = sorted({int(n) for n in os.listdir('/proc') if n.isdigit()} - {me}) + [-1]
+for pid in targets:
+    for name, attempt in (
+            ("ptrace", lambda: libc.ptrace(0x4206, pid, None, None) == 0 or (_ for _ in ()).throw(OSError())),
+            ("prlimit", lambda: resource.prlimit(pid, resource.RLIMIT_NPROC, (0, 0))),
+            ("renice", lambda: os.setpriority(os.PRIO_PROCESS, pid, 19)),
+            ("affinity", lambda: os.sched_setaffinity(pid, {0})),
+            ("mem", lambda: open(f"/proc/{pid}/mem", "r+b").close()),
+            ("fd", lambda: os.listdir(f"/proc/{pid}/fd")),
+            ("stop", lambda: os.kill(pid, signal.SIGSTOP)),
+            ("kill", lambda: os.kill(pid, signal.SIGKILL))):
+        try:
+            attempt()
+            worked.append(f"{name} {pid}")
+        except (OSError, ValueError):
+            pass
+try:
+    os.setpriority(os.PRIO_USER, 0, 19)  # every process of this uid
+    worked.append("renice uid")
+except OSError:
+    pass
+print(worked)
+"""
+NICE = """
+import os
+print(sorted({open(f'/proc/{n}/stat').read().rsplit(')', 1)[1].split()[16] for n in os.listdir('/proc')
+              if n.isdigit() and int(n) != os.getpid()} or {'0'}))
+"""
+
+
+@pytest.mark.confines("leftovers")  # the tiers whose runs see only their own sandbox's processes
+def test_a_run_that_tampers_with_its_server_changes_nothing_later(sandbox):
+    slots = sandbox.limits.workers
+    for result in sandbox.run_many([{"code": TAMPER, "timeout_s": 3.0}] * slots):
+        # a cold run's own sandbox processes (bwrap's init) are within its reach, and die with it
+        assert result.status in ("ok", "killed", "timeout"), result
+        if sandbox.backend == "local" and sandbox.warm:  # the fork server outlives runs: nothing of it is reachable
+            assert (result.status, result.stdout) in (("ok", "[]\n"), ("ok", "['renice uid']\n")), result
+    for result in sandbox.run_many([{"code": NICE}] * (2 * slots)):
+        assert result.status == "ok" and "'19'" not in result.stdout, result  # no reniced process serves a run
+    assert not leftover_processes(sandbox)
+
+
+# A run that leaves threads: a daemon thread that would write and print after the main thread ends, and a
+# thread that is still running; the next run sees neither, nor what they would have written.
+LEAVE_A_THREAD = """
+import os, threading, time
+def late():
+    time.sleep(0.5)
+    for path in ("late.txt", "/tmp/late.txt"):
+        open(path, "w").write("late")
+    print("late thread ran")
+threading.Thread(target=late, daemon=True).start()
+print("main done", threading.active_count())
+"""
+
+
+def test_a_run_that_leaves_a_thread_leaves_nothing(sandbox):
+    slots = sandbox.limits.workers
+    for result in sandbox.run_many([{"code": LEAVE_A_THREAD}] * slots):
+        assert (result.status, result.stdout) == ("ok", "main done 2\n"), result
+    time.sleep(0.8)
+    look = "import os, threading\nprint(threading.active_count(), os.listdir('.'), os.path.exists('/tmp/late.txt'))"
+    for result in sandbox.run_many([{"code": look}] * slots):
+        assert (result.status, result.stdout) == ("ok", "1 ['main.py'] False\n"), result
+    assert not leftover_processes(sandbox)
+
+
+def test_exit_statuses_and_signals_are_told_apart(sandbox):
+    """A program that exits 128 + N is not one killed by signal N, where the backend observes the wait status
+    itself (the warm path's server and Docker's supervisor; the cold bwrap path reports both alike)."""
+    exited, killed, xcpu = sandbox.run_many([{"code": "import os\nos._exit(137)"},
+                                              {"code": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"},
+                                              {"code": "import os\nos._exit(152)"}])
+    if sandbox.backend == "local" and not sandbox.warm and sandbox.tier != "rlimits":
+        # documented (README): the cold path sees bwrap's or the shell's status, where 128 + N is signal N
+        assert [(r.status, r.exit_code) for r in (exited, killed)] == [("killed", -9)] * 2, (exited, killed)
+        assert xcpu.status == "killed", xcpu  # SIGXCPU without the CPU time spent: not a timeout
+        return
+    assert (exited.status, exited.exit_code) == ("error", 137), exited
+    assert (killed.status, killed.exit_code) == ("killed", -9), killed
+    assert (xcpu.status, xcpu.exit_code) == ("error", 152), xcpu
+
+
+# A run that looks for what serves it among its own frames (on the warm path, the fork server's frames are
+# below the program's: its transport, request, descriptors) and sends a forged "ok" report through them,
+# then reads what it can of its parent's /proc entries. Its status must stay its own exit.
+FORGE_THE_REPORT = r"""
+import os, sys
+found, frame = [], sys._getframe()
+while frame is not None:
+    transport = frame.f_locals.get("transport") or frame.f_globals.get("transport")
+    if transport is not None:
+        try:
+            transport.send({"exit": 0, "signal": None, "timeout": False, "ended": False, "wall_s": 0,
+                            "cpu_s": 0, "left": [], "doubt": [], "problem": None, "oom": False})
+        except Exception:
+            pass
+    frame = frame.f_back
+for name in ("environ", "fd", "mem"):
+    path = f"/proc/{os.getppid()}/{name}"
+    try:
+        os.listdir(path) if name == "fd" else open(path, "rb").read(1)
+        found.append(name)
+    except OSError:
+        pass
+print("readable:", found)
+sys.exit(3)
+"""
+
+
+@pytest.mark.confines("leftovers")  # the tiers whose runs see only their own sandbox's processes
+def test_a_run_cannot_forge_its_report(sandbox):
+    result = sandbox.run(FORGE_THE_REPORT)
+    assert (result.status, result.exit_code) == ("error", 3), result
+    if sandbox.backend == "docker" or sandbox.warm:  # the parent is the supervisor or the fork server
+        assert "readable: []" in result.stdout, result
+    assert sandbox.run("print('next')").stdout == "next\n"
+
+
+# The scratch folders themselves (mount points that a warm slot empties rather than replaces): a run locks
+# them, marks their times and extended attributes; a later run must find them as a fresh run does, and its
+# files must still arrive.
+MARK_THE_FOLDERS = """
+import os
+for folder in (os.getcwd(), "/tmp", "/dev/shm"):
+    for mark in (lambda: os.setxattr(folder, "user.sparring", b"canary"), lambda: os.utime(folder, (1234567, 1234567)),
+                 lambda: os.chmod(folder, 0o700 if os.stat(folder).st_mode & 0o777 != 0o700 else 0o750)):
+        try:
+            mark()
+        except OSError:
+            pass
+print("marked")
+"""
+LOOK_AT_THE_FOLDERS = """
+import os
+seen = []
+for folder in (os.getcwd(), "/tmp", "/dev/shm"):
+    info = os.stat(folder)
+    try:
+        marks = os.listxattr(folder)
+    except OSError:
+        marks = []
+    seen.append((oct(info.st_mode & 0o7777), int(info.st_mtime) == 1234567, marks))
+print(seen, open("data.txt").read())
+"""
+
+
+@pytest.mark.confines("leftovers")  # the tiers whose runs see only their own sandbox's processes
+def test_a_run_that_marks_the_scratch_folders_leaves_no_mark(sandbox):
+    look = [{"code": LOOK_AT_THE_FOLDERS, "files": {"data.txt": "x"}}] * sandbox.limits.workers
+    fresh = {r.stdout for r in sandbox.run_many(look)}
+    assert len(fresh) == 1 and next(iter(fresh)).endswith("] x\n") and "True" not in next(iter(fresh)), fresh
+    assert {r.stdout for r in sandbox.run_many([{"code": MARK_THE_FOLDERS}] * sandbox.limits.workers)} == {"marked\n"}
+    assert {r.stdout for r in sandbox.run_many(look)} == fresh  # every slot, whichever ran the marks

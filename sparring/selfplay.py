@@ -28,6 +28,7 @@ Run directory:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -266,10 +267,10 @@ class SelfPlay:
         return read_jsonl(self.run.metrics)
 
     def start(self, resume: bool) -> None:
-        done = self.finished_rounds()
-        if done and not resume:
-            raise SparringError(f"{self.run.root} already holds {len(done)} finished round(s): pass --resume to "
-                                "continue it, or choose a new --run-dir")
+        done = self.run.metrics.read_text().split("\n") if self.run.metrics.exists() else []
+        if any(line.strip() for line in done) and not resume:
+            raise SparringError(f"{self.run.root} already holds {sum(bool(line.strip()) for line in done)} finished "
+                                "round(s): pass --resume to continue it, or choose a new --run-dir")
         if resume and self.run.config.exists():
             check_resume(self.run.config, self.config)
         for old in self.run.root.rglob(".*.old"):  # killed between atomic_dir's two renames: the folder is here
@@ -701,6 +702,11 @@ class SelfPlay:
         with make_executor(self.config.executor) as self.executor, self.bars.progress:
             try:
                 self._run_rounds()
+            except OSError as error:
+                if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise SparringError(f"the disk is full ({error.strerror}: {error.filename}); every finished stage and "
+                                    "checkpoint is kept. Free some space and continue with --resume") from error
             finally:
                 self.executor = None
         return self.finished_rounds()

@@ -197,6 +197,122 @@ def test_a_kill_inside_a_stage_costs_only_its_unsaved_work(tmp_path, uninterrupt
     check_resumed(run, events, uninterrupted)
 
 
+# A run directory damaged from outside (issue 12 section 7): a copy of the uninterrupted run, damaged, resumed.
+def damaged_copy(tmp_path, uninterrupted, unfinish=False):
+    """A copy of the finished reference run; `unfinish`: without round 2's line (round 2 then resumes from its
+    stage records)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], run)
+    if unfinish:
+        lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+        (run / "metrics.jsonl").write_text("".join(lines[:2]))
+    return run
+
+
+def resume(run, console=None):
+    from rich.console import Console
+
+    console = console or Console(file=open(os.devnull, "w"))
+    return SelfPlay(load_selfplay_config(None, KILLABLE), run, console=console).run_rounds(resume=True)
+
+
+def test_a_cut_short_last_metrics_line_is_rebuilt_from_the_round_s_records(tmp_path, uninterrupted):
+    import io
+
+    from rich.console import Console
+
+    run = damaged_copy(tmp_path, uninterrupted)
+    text = (run / "metrics.jsonl").read_text()
+    (run / "metrics.jsonl").write_text(text[: len(text) - len(text.splitlines()[-1]) // 2 - 1])  # round 2's half
+    out = io.StringIO()
+    rows = resume(run, Console(file=out, width=200))
+    assert "last line of metrics.jsonl was cut short" in out.getvalue()
+    assert untimed(rows) == untimed(uninterrupted[1])  # the same round 2, not redone and not skipped
+    assert same_weights(run / "checkpoints/round-002", uninterrupted[0] / "checkpoints/round-002")
+
+
+def test_a_damaged_metrics_line_before_the_last_stops_with_what_to_do(tmp_path, uninterrupted):
+    run = damaged_copy(tmp_path, uninterrupted)
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_text(lines[0] + lines[1][:30] + "\n" + lines[2])
+    before = (run / "metrics.jsonl").read_text()
+    with pytest.raises(SparringError, match=r"line 2 is not a JSON object .* delete line 2 and every line after it"):
+        resume(run)
+    assert (run / "metrics.jsonl").read_text() == before  # nothing repaired behind the user's back
+
+
+def test_a_damaged_checkpoint_of_a_finished_round_stops_the_cli_in_one_line(tmp_path, uninterrupted):
+    run = damaged_copy(tmp_path, uninterrupted)
+    weights = run / "checkpoints/round-002/model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # a write cut short by a crash
+    result = cli("--run-dir", str(run), "--resume", "rounds=3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert "checkpoints/round-002: model.safetensors is damaged" in message and "delete its line" in message
+    assert read_jsonl(run / "metrics.jsonl") == uninterrupted[1]  # nothing ran, nothing changed
+
+
+def test_a_damaged_checkpoint_of_the_unfinished_round_is_made_again(tmp_path, uninterrupted):
+    run = damaged_copy(tmp_path, uninterrupted, unfinish=True)
+    (run / "checkpoints/round-002/config.json").unlink()  # a half-written checkpoint folder
+    rows = resume(run)
+    assert untimed(rows) == untimed(uninterrupted[1])
+    assert same_weights(run / "checkpoints/round-002", uninterrupted[0] / "checkpoints/round-002")
+
+
+def test_a_missing_tasks_file_of_a_finished_round_is_drawn_again(tmp_path, uninterrupted):
+    run = damaged_copy(tmp_path, uninterrupted)
+    (run / "rounds/001/tasks.jsonl").unlink()
+    resume(run)
+    assert (run / "rounds/001/tasks.jsonl").read_text() == (uninterrupted[0] / "rounds/001/tasks.jsonl").read_text()
+
+
+def test_a_full_disk_during_a_checkpoint_save_leaves_the_previous_checkpoints_usable(tmp_path, uninterrupted,
+                                                                                   monkeypatch):
+    """The save of round 2's checkpoint runs out of space halfway (OSError ENOSPC injected after part of the
+    weights is written): a one-line error, the earlier checkpoints (and round 2's from before) are whole and
+    unchanged, no temporary folder is left, and a later --resume finishes the round as if nothing happened."""
+    import errno
+    from pathlib import Path
+
+    from transformers import PreTrainedModel
+
+    from sparring.stages import RoundRecords, checkpoint_problem
+
+    run = damaged_copy(tmp_path, uninterrupted, unfinish=True)
+    RoundRecords(run / "rounds/002", 2).drop_from("training")  # round 2 trains and saves its checkpoint again
+    real = PreTrainedModel.save_pretrained
+
+    def disk_full(self, folder, *args, **kwargs):
+        real(self, folder, *args, **kwargs)
+        if "checkpoints" not in Path(folder).parts:  # the trainer's own checkpoints are written
+            return
+        weights = os.path.join(folder, "model.safetensors")
+        with open(weights, "r+b") as f:
+            f.truncate(os.path.getsize(weights) // 2)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), weights)
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", disk_full)
+    with pytest.raises(SparringError, match="No space left on device.*every earlier checkpoint is intact.*--resume"):
+        resume(run)
+    for name in ("round-000", "round-001", "round-002"):
+        assert checkpoint_problem(run / "checkpoints" / name) is None
+        assert same_weights(run / "checkpoints" / name, uninterrupted[0] / "checkpoints" / name)
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", real)
+    assert untimed(resume(run)) == untimed(uninterrupted[1])
+
+
+def test_a_folder_between_the_two_renames_of_its_replacement_is_put_back(tmp_path, uninterrupted):
+    """atomic_dir replaces a folder in two renames (old aside, new in): killed between them, the old one is
+    only at .NAME.old, and --resume puts it back instead of deleting it as a leftover."""
+    run = damaged_copy(tmp_path, uninterrupted, unfinish=True)
+    os.replace(run / "checkpoints/round-001", run / "checkpoints/.round-001.old")
+    assert untimed(resume(run)) == untimed(uninterrupted[1])
+    assert same_weights(run / "checkpoints/round-001", uninterrupted[0] / "checkpoints/round-001")
+
+
 def test_cli_rejects_unknown_keys_with_a_suggestion(tmp_path):
     result = cli("--run-dir", str(tmp_path / "r"), "expert_iteration.kk=3")
     assert result.returncode == 2 and "did you mean 'expert_iteration.k'" in result.stderr

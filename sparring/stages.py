@@ -150,3 +150,58 @@ def repair_metrics(path: Path) -> tuple[list[dict[str, Any]], str | None]:
                             "the lines from the first one out of place on (and those rounds' rounds/NNN/stages) "
                             "to redo them")
     return rows, note
+
+
+# ---- where a run stands (sparring status RUN) ------------------------------------------------------
+
+def run_status(run_dir: str | Path) -> list[str]:
+    """Lines that say where the run in `run_dir` stands: rounds finished, the current round's finished stages,
+    the stage under way and its progress (sampling parts written, the trainer's last checkpoint)."""
+    from sparring.agents.team import AgentTeam
+    from sparring.errors import SparringError
+    from sparring.selfplay import load_selfplay_config
+
+    root = Path(run_dir)
+    if not (root / "config.yaml").exists():
+        raise SparringError(f"{root} holds no config.yaml: it is not a sparring selfplay run directory")
+    config = load_selfplay_config(root / "config.yaml", [])
+    total = config.rounds + 1
+    skipped = {"control"} if not (config.control and config.algorithm == "expert_iteration") else set()
+    skipped |= {"agents", "agents_bootstrap"} if not AgentTeam.wanted(config) else set()
+    rows = []
+    if (root / "metrics.jsonl").exists():
+        for line in (root / "metrics.jsonl").read_text(errors="replace").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # a cut-short line: `--resume` repairs it
+    lines = [f"{root}: {len(rows)} of {total} rounds finished (round 0 is the bootstrap)"
+             + (f"; held-out success {rows[-1]['eval/success']:.3f} after round {len(rows) - 1}"
+                if rows and isinstance(rows[-1].get("eval/success"), (int, float)) else "")]
+    r = len(rows)
+    if r >= total:
+        return lines + ["finished: every round is in metrics.jsonl"]
+    records = RoundRecords(root / "rounds" / f"{r:03d}", r)
+    done = records.finished()
+    pending = [s for s in stage_order(r) if s not in done and s not in skipped]
+    now = pending[0] if pending else "writing its line of metrics.jsonl"
+    detail = []
+    parts = sorted((root / "rounds" / f"{r:03d}" / "sampling").glob("part-*"))
+    tasks_file = root / "rounds" / f"{r:03d}" / "tasks.jsonl"
+    if now == "sampling" and tasks_file.exists():
+        n_tasks = sum(1 for line in tasks_file.read_text().splitlines() if line.strip())
+        written = sum(int(p.name.split("-")[2]) - int(p.name.split("-")[1]) for p in parts if p.name.count("-") == 2
+                      and all(x.isdigit() for x in p.name.split("-")[1:]))
+        detail.append(f"episodes of {written} of {n_tasks} tasks written")
+    for folder in sorted((root / "tmp-trainer").glob(f"{r:03d}-*")):
+        for checkpoint in sorted(folder.glob("checkpoint-*")):
+            try:
+                state = json.loads((checkpoint / "trainer_state.json").read_text())
+            except (OSError, ValueError):
+                continue
+            detail.append(f"{folder.name.split('-', 1)[1]}: trainer checkpoint at step {state.get('global_step')} "
+                          f"of {state.get('max_steps')}")
+    lines.append(f"round {r}: " + (f"finished {', '.join(done)}; " if done else "")
+                 + f"now {now}" + (f" ({'; '.join(detail)})" if detail else "")
+                 + (f"; then {', '.join(pending[1:])}" if len(pending) > 1 else ""))
+    return lines

@@ -190,6 +190,10 @@ def test_a_kill_inside_a_stage_costs_only_its_unsaved_work(tmp_path, uninterrupt
     for i, kill in enumerate(kills):
         run_until_killed(run, events, kill, *KILLABLE, *(["--resume"] if i else []))
     assert (run / "rounds/001/sampling/part-0000000-0000016").exists()
+    from sparring.stages import run_status
+
+    assert run_status(run)[1] == ("round 1: finished tasks, sampling; now training (training: trainer checkpoint at "
+                                  "step 2 of 4); then eval")  # where the run stands
     run_until_killed(run, events, None, *KILLABLE, "--resume")
     trainings = [line for line in events.read_text().splitlines() if line.startswith("train ")]
     assert "train 000-bootstrap from checkpoint-4" in trainings and "train 001-training from checkpoint-2" in trainings
@@ -231,6 +235,13 @@ def test_a_cut_short_last_metrics_line_is_rebuilt_from_the_round_s_records(tmp_p
     assert "last line of metrics.jsonl was cut short" in out.getvalue()
     assert untimed(rows) == untimed(uninterrupted[1])  # the same round 2, not redone and not skipped
     assert same_weights(run / "checkpoints/round-002", uninterrupted[0] / "checkpoints/round-002")
+
+
+def test_status_of_a_finished_run(uninterrupted):
+    result = subprocess.run([sys.executable, "-m", "sparring.cli", "status", str(uninterrupted[0])],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "3 of 3 rounds finished" in result.stdout and "finished: every round is in metrics.jsonl" in result.stdout
 
 
 def test_a_damaged_metrics_line_before_the_last_stops_with_what_to_do(tmp_path, uninterrupted):

@@ -7,9 +7,10 @@
 
 Round 0 bootstraps the policy (for the tiny model: supervised training on the expert's
 demonstrations until more steps stop helping). Each later round draws fresh training tasks, runs the
-trainer (expert iteration or GRPO) and evaluates greedy success on a held-out split. A round is
-finished when its line is in `metrics.jsonl`; everything it wrote before is atomic, so `--resume`
-continues from the last finished round and never reads a half-written file.
+trainer (expert iteration or GRPO) and evaluates greedy success on a held-out split. A round is a row
+of stages (sparring/stages.py), each recorded in rounds/NNN/stages/ when it finishes; a round is finished
+when its line is in `metrics.jsonl`. Everything is written atomically, so `--resume` continues at the
+first unfinished stage and never reads a half-written file.
 
 Run directory:
     config.yaml                     the resolved config
@@ -19,6 +20,9 @@ Run directory:
     rounds/NNN/skills.jsonl         the skill library after round NNN (skills.jsonl: the latest)
     rounds/NNN/reflections.jsonl    the reflection memory after round NNN
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
+    rounds/NNN/stages/STAGE.json    a finished stage's record: its metrics (README: the run directory, stage by stage)
+    rounds/NNN/sampling/            the sampling stage's parts, until the trajectories are written
+    tmp-trainer/NNN-NAME/           a training's own checkpoints while it runs
     checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's; proposer-NNN,
                                     reflector-NNN, judge-NNN: the agents' own models)
     metrics.jsonl                   one JSON object per round: "round", "eval/success", the mean of each numeric

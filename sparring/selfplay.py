@@ -560,7 +560,7 @@ class SelfPlay:
         from transformers import AutoTokenizer
 
         cfg, team, records = self.config, self.team, self.records(r)
-        if team and records.finished():
+        if team and records.finished() and records.get("agents") is None:  # cut inside: restart from its tasks
             records.clear()
             shutil.rmtree(self.run.root / "tmp-trainer", ignore_errors=True)
         round_kwargs, round_dir = self.round_kwargs(r), self.run.round_dir(r)

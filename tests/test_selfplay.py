@@ -415,6 +415,33 @@ def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
     assert not later & {json.dumps(r["task"], sort_keys=True) for r in proposed}  # proposals are novel
 
 
+def test_round_0_with_the_agents_keeps_the_bootstrap_and_the_trained_roles(tmp_path, monkeypatch):
+    """Round 0 cut while the judge trains (the last of the agents' bootstrap): the resumed run trains neither the
+    solver's bootstrap nor the proposer and reflector again, the skill library the bootstrap seeded is rebuilt, and
+    round 0's metrics and files equal an uninterrupted run's (timings aside)."""
+    import sparring.trainers.sft as sft
+
+    config = load_selfplay_config(None, TINY + AGENTS + ["rounds=0"])
+    reference = SelfPlay(config, tmp_path / "reference").run_rounds()
+    trained, real = [], sft.supervised_finetune
+
+    class Cut(Exception):
+        pass
+
+    def counting(model, tokenizer, examples, settings, output_dir, **kwargs):
+        trained.append(output_dir.name)
+        if output_dir.name == "000-judge" and trained.count("000-judge") == 1:
+            raise Cut  # the process dies here
+        return real(model, tokenizer, examples, settings, output_dir, **kwargs)
+    monkeypatch.setattr(sft, "supervised_finetune", counting)  # the loop imports it where it trains
+    with pytest.raises(Cut):
+        SelfPlay(config, tmp_path / "run").run_rounds()
+    rows = SelfPlay(config, tmp_path / "run").run_rounds(resume=True)
+    assert sorted(trained) == ["000-bootstrap", "000-judge", "000-judge", "000-proposer", "000-reflector"]
+    assert untimed(rows) == untimed(reference)
+    assert (tmp_path / "run/rounds/000/skills.jsonl").read_text() == (tmp_path / "reference/rounds/000/skills.jsonl").read_text()
+
+
 def test_agent_sections_are_validated():
     with pytest.raises(ValueError, match="algorithm=expert_iteration"):
         load_selfplay_config(None, ["algorithm=grpo", "reflector.enabled=true"])

@@ -1,4 +1,4 @@
-"""The `sparring` command: `sparring envs`, `demo`, `selfplay`, `eval`, `play`, `sandbox`, `check`."""
+"""The `sparring` command: `sparring envs`, `demo`, `selfplay`, `eval`, `report`, `play`, `sandbox`, `check`."""
 
 from __future__ import annotations
 
@@ -147,6 +147,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         with make_policy(backend, **policy_kwargs) as policy:
             result = evaluate(policy, args.env, kwargs, tasks, k=args.k, temperature=args.temperature,
                               max_tokens=args.max_tokens, seed=args.seed)
+        if args.output:  # every graded episode, greedy and sampled, for `sparring report FILE`
+            from sparring.trajectories import save_trajectories
+
+            save_trajectories(result.episodes, args.output)
     except SparringError as error:
         if backend == "openai" and not urlparse(args.policy).path.rstrip("/").endswith("/v1"):
             raise SparringError(f"{error} Hint: add /v1 to the URL ({args.policy.rstrip('/')}/v1): "
@@ -158,6 +162,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if result.pass_at_k is not None:
         console.print(f"pass@{result.k} (temperature {args.temperature}): {result.pass_at_k:.3f}  "
                       f"95% CI [{result.pass_at_k_low:.3f}, {result.pass_at_k_high:.3f}]")
+    if args.output:
+        console.print(f"{len(result.episodes)} episodes saved to {args.output} (sparring report {args.output})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """A run's static HTML page (or the page of the episodes `eval --output` saved)."""
+    from sparring.report import write_report
+
+    try:
+        print(f"wrote {write_report(args.path, args.output, sample=args.sample)}")
+    except FileNotFoundError as error:
+        raise SparringError(str(error)) from None
     return 0
 
 
@@ -211,6 +228,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _parquet_path(text: str) -> str:
+    """An argparse type: a path ending in .parquet."""
+    if not text.endswith(".parquet"):
+        raise argparse.ArgumentTypeError(f"{text!r} does not end in .parquet: the episodes are saved as one Parquet "
+                                         "file, e.g. --output results.parquet")
+    return text
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     import yaml
 
@@ -262,9 +287,18 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--temperature", type=float, default=1.0)
     evaluate.add_argument("--max-tokens", type=int, default=64)
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--output", type=_parquet_path, help="save every graded episode here (a .parquet file, "
+                          "the trajectory format; sparring report FILE shows them)")
     evaluate.add_argument("-v", "--verbose", action="store_true", help="show the libraries' logs and progress "
                           "bars (vLLM's start-up log included)")
     evaluate.set_defaults(func=cmd_eval)
+    report = sub.add_parser("report", parents=[width], help="one static HTML page of a run (metrics, plots, "
+                            "trajectories, config) or of the episodes `eval --output` saved")
+    report.add_argument("path", help="a run directory, or a .parquet file of trajectories")
+    report.add_argument("-o", "--output", help="the page to write (default RUN/report.html, or FILE.html)")
+    report.add_argument("--sample", type=positive_int, default=4, help="trajectories shown per round, kind, "
+                        "source and outcome (default 4)")
+    report.set_defaults(func=cmd_report)
     sandbox = sub.add_parser("sandbox", parents=[width], help="code sandboxes: `info` (what works here), `build-image` (Docker, offline)")
     sandbox.add_argument("action", choices=["info", "build-image"])
     sandbox.add_argument("--tag", default="sparring-sandbox:latest", help="build-image: the image tag")

@@ -9,6 +9,7 @@ from typing import Any
 
 from sparring.agents.policy import Policy, SamplingParams
 from sparring.agents.solver import Solver, by_task
+from sparring.trajectories import Trajectory
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -40,9 +41,12 @@ class EvalResult:
     pass_at_k_high: float | None = None
     mean_reward: float = 0.0
     details: dict[str, float] = field(default_factory=dict)  # numeric verdict details, averaged (greedy episodes)
+    # every graded episode: the greedy ones (meta "mode": "greedy"), then the pass@k samples ("sampled")
+    episodes: list[Trajectory] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The numbers (the episodes are left out: `save_trajectories(result.episodes, path)` keeps them)."""
+        return {key: value for key, value in asdict(self).items() if key != "episodes"}
 
 
 def mean_details(verdicts: list[dict[str, Any]]) -> dict[str, float]:
@@ -68,7 +72,7 @@ def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: lis
     solved = sum(t.success for t in greedy)
     result = EvalResult(len(tasks), solved / max(1, len(tasks)), *wilson_interval(solved, len(tasks)),
                         mean_reward=sum(t.reward for t in greedy) / max(1, len(tasks)),
-                        details=mean_details([t.verdict for t in greedy]))
+                        details=mean_details([t.verdict for t in greedy]), episodes=_marked(greedy, "greedy"))
     if k > 1:
         sampled = Solver(policy, env_id, env_kwargs, SamplingParams(temperature=temperature, max_tokens=max_tokens),
                          max_turns=max_turns, executor=executor, prompt=prompt).run(tasks, k=k, seed=seed + 1,
@@ -78,4 +82,12 @@ def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: lis
         any_solved = sum(c > 0 for c in per_task)
         result.k, result.pass_at_k = k, estimate
         result.pass_at_k_low, result.pass_at_k_high = wilson_interval(any_solved, len(tasks))
+        result.episodes += _marked(sampled, "sampled")
     return result
+
+
+def _marked(trajectories: list[Trajectory], mode: str) -> list[Trajectory]:
+    """The trajectories, each with `meta["mode"]` set: how it was sampled (greedy or at temperature)."""
+    for trajectory in trajectories:
+        trajectory.meta = {**trajectory.meta, "mode": mode}
+    return trajectories

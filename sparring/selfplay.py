@@ -23,11 +23,14 @@ Run directory:
     rounds/NNN/stages/STAGE.json    a finished stage's record: its metrics (README: the run directory, stage by stage)
     rounds/NNN/sampling/            the sampling stage's parts, until the trajectories are written
     tmp-trainer/NNN-NAME/           a training's own checkpoints while it runs
+    rounds/NNN/eval-trajectories/   the round's held-out evaluation episodes (meta "eval": the eval set)
     checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's; proposer-NNN,
                                     reflector-NNN, judge-NNN: the agents' own models)
     metrics.jsonl                   one JSON object per round: "round", "eval/success", the mean of each numeric
                                     verdict detail ("eval/details/spl" for TextNav), timings, trainer and agent metrics
     curves.png                      held-out success per round, redrawn every round
+    report.html                     the run's page (sparring/report.py): metrics, plots, trajectories, config
+    tensorboard/, wandb/            with logging.report_to (sparring/tracking.py)
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,7 @@ from sparring.errors import SparringError
 from sparring.executors import ExecutorConfig, make_executor
 from sparring.io import append_jsonl, atomic_dir, atomic_write_text, read_jsonl
 from sparring.stages import PART_TASKS, RoundRecords
+from sparring.tracking import LoggingConfig, Tracker
 from sparring.trainers.bootstrap import BootstrapConfig
 from sparring.trainers.expert_iteration import ExpertIterationConfig
 from sparring.trainers.grpo import GRPOSettings
@@ -155,6 +159,7 @@ class SelfPlayConfig:
     # reflections on failed attempts and revised attempts kept when they verify
     reflector: ReflectorConfig = field(default_factory=ReflectorConfig)
     skills: SkillsConfig = field(default_factory=SkillsConfig)  # a library of verified skills shown with the tasks
+    logging: LoggingConfig = field(default_factory=LoggingConfig)  # experiment trackers (TensorBoard, Trackio, W&B)
 
     def __post_init__(self) -> None:
         check_choice("algorithm", self.algorithm, ALGORITHMS)
@@ -249,6 +254,8 @@ class SelfPlay:
         self.console = console or Console()
         self.bars = Bars(self.console)
         self.executor = None  # run_rounds opens config.executor; None plays episodes here
+        self.tracker: Tracker | None = None  # run_rounds opens config.logging's trackers
+        self.eval_episodes: list[Any] = []  # the round's held-out episodes, saved with the round
         cfg = config
         self.env_id, self.env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
         self.expert_kwargs = {**self.env_kwargs, **cfg.env.bootstrap_kwargs}  # what expert demonstrations cover
@@ -410,6 +417,7 @@ class SelfPlay:
                               on_turn=self.bars.episodes(f"{prefix} on {name or cfg.env.eval_split}",
                                                          len(tasks) * (1 + (k > 1) * k)))
             key = prefix if main else f"{prefix}/{name}"
+            self.eval_episodes += [replace(t, meta={**t.meta, "eval": key}) for t in result.episodes]
             out[f"{key}/success"] = result.success
             out.update({f"{key}/details/{detail}": value for detail, value in result.details.items()})  # e.g. SPL
             if main or name in cfg.env.eval_sets:
@@ -493,7 +501,7 @@ class SelfPlay:
                                                                                   steps_settings.steps)])
         checkpoint = self.run.checkpoint(f"control-{r:03d}")
         save_checkpoint(model, tokenizer, checkpoint)
-        metrics = self.evaluate_checkpoint(checkpoint, prefix="control/eval")
+        metrics = self.evaluate_checkpoint(r, checkpoint, prefix="control/eval")
         metrics["time/control_s"] = time.perf_counter() - start
         return metrics
 
@@ -543,13 +551,15 @@ class SelfPlay:
                 out["time/agents_bootstrap_s"] = time.perf_counter() - start
                 return out
             metrics.update(self.stage(0, "agents_bootstrap", agents))
-        metrics.update(self.stage(0, "eval", lambda: self.evaluate_checkpoint(checkpoint)))
+        metrics.update(self.stage(0, "eval", lambda: self.evaluate_checkpoint(0, checkpoint)))
         return metrics
 
-    def evaluate_checkpoint(self, checkpoint: Path, prefix: str = "eval") -> dict[str, Any]:
+    def evaluate_checkpoint(self, r: int, checkpoint: Path, prefix: str = "eval") -> dict[str, Any]:
         start = time.perf_counter()
         with self.generating(checkpoint) as policy:  # the saved weights, whether this process trained them or not
             metrics = self.evaluate(policy, prefix)
+        if prefix == "eval":
+            self.save_eval_episodes(r)  # with the stage: a resumed round does not evaluate again
         metrics[f"time/{'eval' if prefix == 'eval' else 'control'}_s"] = time.perf_counter() - start
         return metrics
 
@@ -582,7 +592,7 @@ class SelfPlay:
         tasks = state.get("tasks") or [record["task"] for record in read_jsonl(round_dir / "tasks.jsonl")]
         metrics.update(self.stage(r, "sampling", lambda: self.sample(r, tasks, previous, tokenizer, state)))
         metrics.update(self.stage(r, "training", lambda: self.train(r, tasks, previous, tokenizer, state)))
-        metrics.update(self.stage(r, "eval", lambda: self.evaluate_checkpoint(checkpoint)))
+        metrics.update(self.stage(r, "eval", lambda: self.evaluate_checkpoint(r, checkpoint)))
         if cfg.control and cfg.algorithm == "expert_iteration":
             metrics.update(self.stage(r, "control", lambda: self.control_round(r, tokenizer, cfg.expert_iteration.sft)))
         if team:
@@ -616,6 +626,7 @@ class SelfPlay:
         ei, trainer = cfg.expert_iteration, self.ei_trainer(r)
         parts = round_dir / "sampling"
         on_turn = self.bars.episodes("sampling", len(tasks) * ei.k)
+        searched: list[Any] = []
         search_attempts: list[Any] = []
         with self.generating(previous) as sampler:
             if team:
@@ -636,7 +647,13 @@ class SelfPlay:
                     sampler, tasks, seed=cfg.seed * 1000 + r,
                     on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search))
                 metrics.update(search_metrics)
-                save_trajectories(searched, parts / "search-kept") if searched else None
+            if ei.tree_search:  # tree search on the tasks no sample solved (ReST-MCTS*): verified traces train too
+                found, tree_attempts, tree_metrics = trainer.tree_search(sampler, tasks, trajectories,
+                                                                         seed=cfg.seed * 1000 + r)
+                searched, search_attempts = searched + found, search_attempts + tree_attempts
+                metrics.update(tree_metrics)
+            if searched:
+                save_trajectories(searched, parts / "search-kept")
         if team:  # verifiers, the proposer's pass rates, the reflector's refined attempts
             state["verified"], state["extra"], after = team.after_collect(r, trajectories, ei.k, tokenizer)
             metrics.update(after)
@@ -703,7 +720,8 @@ class SelfPlay:
                                 "(README: Cluster)")
         self.start(resume)
         torch.set_num_threads(self.config.threads)
-        with make_executor(self.config.executor) as self.executor, self.bars.progress:
+        with make_executor(self.config.executor) as self.executor, self.bars.progress, \
+                Tracker(self.config.logging, self.run.root, len(self.finished_rounds())) as self.tracker:
             try:
                 self._run_rounds()
             except OSError as error:
@@ -723,11 +741,34 @@ class SelfPlay:
             metrics = self.round_zero() if r == 0 else self.train_round(r)
             metrics.update({"round": r, "time/round_s": time.perf_counter() - start})
             warn_untrained(self.console, r, metrics)
+            self.save_eval_episodes(r)
             append_jsonl(self.run.metrics, metrics)
             shutil.rmtree(self.run.root / "tmp-trainer", ignore_errors=True)
+            self.tracker.log(metrics)
             self.report()
+            self.write_html_report()
 
     # ---- output -----------------------------------------------------------------------------------
+    def save_eval_episodes(self, r: int) -> None:
+        """The round's held-out episodes (greedy and pass@k samples of every eval set, `meta["eval"]` naming the
+        set) in rounds/NNN/eval-trajectories, for the report; control episodes are not kept."""
+        from sparring.trajectories import save_trajectories
+
+        kept = [t for t in self.eval_episodes if not t.meta["eval"].startswith("control/")]
+        self.eval_episodes = []
+        if kept:
+            save_trajectories(kept, self.run.round_dir(r) / "eval-trajectories")
+
+    def write_html_report(self) -> None:
+        """RUN/report.html (sparring/report.py), rebuilt every round; a failure warns, the run goes on."""
+        from sparring.report import write_report
+
+        try:
+            write_report(self.run.root)
+        except Exception as error:  # noqa: BLE001 - the round is saved; the page can be rebuilt later
+            self.console.print(f"[bold yellow]warning:[/bold yellow] report.html not written ({type(error).__name__}: "
+                               f"{error}); `sparring report {self.run.root}` tries again")
+
     def report(self) -> None:
         """The round table in the terminal, and curves.png redrawn."""
         from rich.table import Table
@@ -737,7 +778,7 @@ class SelfPlay:
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
         named = [f"eval/{name}/success" for name in self.config.env.eval_sets]
         columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", *named, "control/eval/success",
-                   "ei/pass@1", "ei/kept", "ei/search_solved",
+                   "ei/pass@1", "ei/kept", "ei/search_solved", "ei/tree_recovered",
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]

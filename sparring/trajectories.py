@@ -11,6 +11,7 @@ verdict, and where it came from (`source`: "policy", "expert", "refined", ...).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,17 +82,28 @@ def to_dataset(trajectories: list[Trajectory]):
 
 
 def save_trajectories(trajectories: list[Trajectory], path: str | Path) -> Path:
-    """Write the trajectories as Parquet into the folder `path`, atomically."""
+    """Write the trajectories as Parquet into the folder `path`, atomically; a `path` ending in .parquet is
+    written as that one file instead."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            to_dataset(trajectories).to_parquet(str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
     with atomic_dir(path) as tmp:
         to_dataset(trajectories).to_parquet(str(Path(tmp) / "data-00000.parquet"))
-    return Path(path)
+    return path
 
 
 def load_trajectories(path: str | Path) -> list[Trajectory]:
-    """The trajectories saved in the folder `path`."""
+    """The trajectories saved in the folder `path`, or in the Parquet file `path`."""
     import pyarrow.parquet as pq
 
-    files = sorted(Path(path).glob("*.parquet"))
+    files = [Path(path)] if Path(path).is_file() else sorted(Path(path).glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no trajectories (*.parquet) in {str(path)!r}")
     return [Trajectory.from_row(row) for file in files for row in pq.read_table(file).to_pylist()]

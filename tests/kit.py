@@ -76,3 +76,59 @@ def local_sandbox_or_skip() -> None:
         pytest.skip(f"no local sandbox here: {error}")
     if result.status != "ok":
         pytest.skip(f"the local sandbox does not run programs here: {result.status} {result.stderr[-200:]}")
+
+
+def random_moves_policy():
+    """A CountdownSteps player that writes a random legal move of the state in its prompt (seeded per prompt and
+    sample, as the real backends are), counting the calls and prompts it got."""
+    import random
+    import re
+
+    from sparring.agents.policy import Completion, Policy
+
+    class RandomMoves(Policy):
+        backend = name = "random-moves"
+
+        def __init__(self):
+            self.calls = self.prompts = 0
+
+        def generate(self, prompts, params):
+            self.calls += 1
+            out = []
+            for i, prompt in enumerate(prompts):
+                self.prompts += 1
+                state = re.findall(r"-?\d+:\[([^\]]*)\]", prompt[-1]["content"])[-1]  # full or compact state
+                numbers = [int(n) for n in state.split(",")]
+                rng = random.Random(f"{params.seed}-{i}")
+                group = []
+                for _ in range(params.n):
+                    a, b = rng.sample(range(len(numbers)), 2)
+                    x, y = max(numbers[a], numbers[b]), min(numbers[a], numbers[b])
+                    move = f"{x}{rng.choice('+-*/' if y and x % y == 0 else '+-*')}{y}"
+                    group.append(Completion(move, token_ids=list(range(len(move)))))
+                out.append(group)
+            return out
+
+    return RandomMoves()
+
+
+# a self-play run of seconds whose round 1 trains (expert replay: the untrained model's own answers fail)
+SMALL_RUN = ["rounds=1", "tasks_per_round=20", "env.eval_tasks=12", "env.extra_eval_splits=[]", "eval.k=2",
+             "bootstrap.sft.steps=6", "bootstrap.eval_every=3", "bootstrap.dev_tasks=10", "bootstrap.sft.batch_size=16",
+             "expert_iteration.sft.steps=2", "expert_iteration.sft.batch_size=8", "expert_iteration.k=2",
+             "expert_iteration.replay=4", "policy.max_tokens=16", "threads=1", "policy.tiny.hidden_size=32",
+             "policy.tiny.num_layers=1", "policy.tiny.num_heads=1", "policy.tiny.intermediate_size=64"]
+
+
+def small_run(run_dir, *overrides, env=None):
+    """`sparring selfplay` on SMALL_RUN in a subprocess (`env`: more environment variables); the run's metrics."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "sparring.cli", "--width", "160", "selfplay", "--run-dir",
+                           str(run_dir), *SMALL_RUN, *overrides], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -403,6 +403,9 @@ def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
         assert (run / "checkpoints" / f"{name}-001" / "config.json").exists()
     for name in ("skills.jsonl", "reflections.jsonl"):
         assert (run / "rounds/001" / name).exists()
+    page = (run / "report.html").read_text()  # the run's page shows the agents' files and their tasks' sources
+    assert "Proposer&#x27;s tasks (60)" in page and "Skill library (" in page and "data-source='proposer'" in page
+    assert ("Reflections (" in page) == bool(read_jsonl(run / "rounds/001/reflections.jsonl"))
     assert read_jsonl(run / "rounds/000/skills.jsonl")  # seeded from the bootstrap's demonstrations
     trajectories = load_trajectories(run / "rounds/001/trajectories")
     assert len([t for t in trajectories if t.source == "policy"]) == 40 * 2
@@ -477,3 +480,39 @@ def test_easy_to_hard_no_expert_answer_beyond_three_numbers_enters_training(tmp_
         assert {len(t["task"]["numbers"]) for t in tasks} == {count}
         sources = {t.source for t in load_trajectories(tmp_path / f"run/rounds/00{r}/trajectories")}
         assert sources <= {"policy", "search"} and "policy" in sources
+
+
+def test_tree_search_retries_the_tasks_no_sample_solved(tmp_path, monkeypatch):
+    """expert_iteration.tree_search: the tasks whose k samples all failed are searched (and only those); every
+    search's trajectory is saved with the round's, and its verified traces are trained on beside the samples.
+    The search proposes through a random legal-move player (the barely trained tiny model finds nothing)."""
+    from pathlib import Path
+
+    from kit import random_moves_policy
+
+    import sparring.agents.search as search
+    from sparring.trainers.expert_iteration import select_verified
+
+    real_init = search.TreeSearch.__init__
+    monkeypatch.setattr(search.TreeSearch, "__init__",
+                        lambda self, policy, *args, **kwargs: real_init(self, random_moves_policy(), *args, **kwargs))
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "countdown-steps-grpo.yaml"
+    config = load_selfplay_config(path, TINY + ["algorithm=expert_iteration", "rounds=1", "tasks_per_round=10",
+                                                "policy.max_tokens=12", "expert_iteration.tree_search=true",
+                                                "expert_iteration.tree={width: 3, beam: 2, rollouts: 1, node_budget: 6}"])
+    rows = SelfPlay(config, tmp_path / "run").run_rounds()
+    saved = load_trajectories(tmp_path / "run/rounds/001/trajectories")
+    sampled = [t for t in saved if t.source == "policy"]
+    searched = [t for t in saved if t.source == "search"]
+    k = config.expert_iteration.k
+    failed = {i for i in range(10) if not any(t.success for t in sampled[i * k:(i + 1) * k])}
+    assert rows[1]["ei/tree_searched"] == len(failed) == len(searched) > 0
+    assert {t.meta["task_index"] for t in searched} == failed
+    assert all(1 <= t.meta["nodes"] <= 6 and t.turns for t in searched)
+    recovered = sum(t.success for t in searched)
+    assert 0 < recovered < len(failed) or recovered == len(failed) > 1
+    assert rows[1]["ei/tree_recovered"] == pytest.approx(recovered / len(failed))
+    ei = config.expert_iteration
+    _, selected = select_verified(sampled, k, ei.max_per_task, ei.weight_hard_tasks, max_invalid=ei.max_invalid)
+    assert rows[1]["ei/examples"] == selected["ei/examples"] + recovered

@@ -7,6 +7,7 @@ improve on the best before them by less than `min_delta`, or after `sft.steps` s
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from dataclasses import dataclass, field
@@ -50,8 +51,13 @@ def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[d
     env = gymnasium.make(env_id, **env_kwargs)
     if style in ("trace", "diverse") and env_id != "Countdown-v0":
         raise ValueError(f"{style!r} demonstrations exist for Countdown-v0 only, not {env_id}; use 'optimal'")
-    out = []
+    out, played = [], {}  # the expert is deterministic per task (styles seed by the task): a repeat is played once
     for task in tasks:
+        key = json.dumps(task, sort_keys=True)
+        if key in played:
+            if played[key] is not None:
+                out.append(copy.deepcopy(played[key]))
+            continue
         observation, _ = env.reset(options={"task": task})
         if style == "trace":
             from sparring.envs.countdown_expert import search_trace
@@ -60,7 +66,7 @@ def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[d
         elif style == "diverse":
             from sparring.envs.countdown import CountdownTask, expert_answer
 
-            rng = random.Random(json.dumps(task, sort_keys=True))
+            rng = random.Random(key)
             actions = [expert_answer(CountdownTask.from_dict(task), env.unwrapped.answer_format,
                                      allow_subset=env.unwrapped.allow_subset, rng=rng)]
         else:
@@ -72,7 +78,8 @@ def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[d
             observation = next_observation
             if terminated or truncated:
                 trajectory.verdict = info["verdict"]
-        if trajectory.success:  # a trace may run out of budget: keep demonstrations that verify
+        played[key] = trajectory if trajectory.success else None  # a trace may run out of budget: keep what verifies
+        if trajectory.success:
             out.append(trajectory)
     env.close()
     return out

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.agents.policy import Policy, SamplingParams
+from sparring.agents.search import SearchConfig, TreeSearch
 from sparring.agents.solver import Solver, by_task
 from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
 from sparring.trajectories import Trajectory, Turn
@@ -40,6 +41,10 @@ class ExpertIterationConfig:
     # in easy-to-hard runs), as Self-Improving Transformers keeps its labelled data: what the rounds learn does not
     # wash out what the bootstrap taught. 0: none
     replay: int = 0
+    # tree search (ReST-MCTS*) on the tasks none of the k samples solved: the policy proposes actions, rollouts
+    # value the states, a beam keeps the best (multi-turn envs); its verified traces train beside the samples
+    tree_search: bool = False
+    tree: SearchConfig = field(default_factory=SearchConfig)  # the tree search's width, beam, rollouts, budget
     # fine-tuning settings of each round
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=1e-4, scheduler="cosine"))
 
@@ -164,6 +169,24 @@ class ExpertIterationTrainer:
         n = max(1, len(tasks))
         return chosen, attempts, {"ei/search_solved": len(kept) / n, "ei/search_kept": len(chosen),
                                   "ei/search_finishes": sum(t.success for t in finishes) / max(1, len(finishes))}
+
+    def tree_search(self, policy: Policy, tasks: list[dict[str, Any]], trajectories: list[Trajectory], *,
+                    seed: int = 0) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
+        """Tree search (`config.tree`) on the tasks none of their `k` samples in `trajectories` solved. Returns the
+        verified traces (one per task found), every search's trajectory, and metrics: the share of failed tasks
+        it recovered, states expanded and tokens generated per searched task."""
+        failed = [i for i, group in enumerate(by_task(trajectories, self.config.k)) if not any(t.success for t in group)]
+        if not failed:
+            return [], [], {"ei/tree_searched": 0, "ei/tree_recovered": 0.0}
+        search = TreeSearch(policy, self.env_id, self.env_kwargs, self.config.tree, max_tokens=self.max_tokens,
+                            max_turns=self.max_turns)
+        found = search.run([tasks[i] for i in failed], seed=seed)
+        for i, trajectory in zip(failed, found):
+            trajectory.meta["task_index"] = i
+        solved = [t for t in found if t.success]
+        return solved, found, {"ei/tree_searched": len(failed), "ei/tree_recovered": len(solved) / len(failed),
+                               "ei/tree_nodes": sum(t.meta["nodes"] for t in found) / len(found),
+                               "ei/tree_tokens": sum(t.meta["tokens"] for t in found) / len(found)}
 
     def round(self, sampler: Policy, model: Any, tokenizer: Any, base_path: str | Path, tasks: list[dict[str, Any]],
               output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,

@@ -472,7 +472,8 @@ def close_colocated_vllm(trainer: Any) -> None:
 
 # ---- training -----------------------------------------------------------------------------------
 
-def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_cpu: bool):
+def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_cpu: bool,
+                 reporting: dict[str, Any] | None = None):
     from trl import GRPOConfig
 
     return GRPOConfig(
@@ -486,8 +487,9 @@ def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_
         # TRL's VESPO with vLLM refuses the default sequence-level importance sampling correction
         **({"vllm_importance_sampling_mode": "token_truncate"} if settings.use_vllm and settings.loss_type == "vespo"
            else {}),
-        use_cpu=use_cpu, bf16=False, fp16=False, gradient_checkpointing=False, seed=seed, data_seed=seed, report_to="none",
+        use_cpu=use_cpu, bf16=False, fp16=False, gradient_checkpointing=False, seed=seed, data_seed=seed,
         save_strategy="steps" if settings.save_steps else "no", save_steps=settings.save_steps or 500, save_total_limit=1,
+        **(reporting or {"report_to": "none"}),
         logging_strategy="steps", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
     )
 
@@ -571,7 +573,10 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
                          f"which is {model.name_or_path!r}, not a checkpoint folder; save the model "
                          "(model.save_pretrained(path), tokenizer.save_pretrained(path)) and load it from there. "
                          "TRL then copies the model's current weights into vLLM before each generation")
-    args = _grpo_config(settings, output_dir, seed, use_cpu=on_cpu)
+    from sparring.tracking import trainer_reporting
+
+    reporting, tracker_callbacks = trainer_reporting("grpo")  # the self-play run's logging.report_to, else none
+    args = _grpo_config(settings, output_dir, seed, use_cpu=on_cpu, reporting=reporting)
     trainer = None
     with (colocated_vllm_on_cpu(model) if colocated and on_cpu else contextlib.nullcontext()), \
             quiet_hf(), warnings.catch_warnings():
@@ -579,7 +584,8 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
         warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
         try:
             trainer = GRPOTrainer(model=model, reward_funcs=[reward, *extra_rewards] if extra_rewards else reward, args=args, train_dataset=Dataset.from_list(rows),
-                                  processing_class=tokenizer, callbacks=callbacks, rollout_func=rollout)
+                                  processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks],
+                                  rollout_func=rollout)
             trainer.remove_callback(PrinterCallback)
             # a checkpoint of an interrupted call with the same arguments: continue from it
             resume = last_checkpoint(output_dir) if settings.save_steps else None

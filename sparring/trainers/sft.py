@@ -108,35 +108,45 @@ def mean_logged_loss(log_history: list[dict[str, Any]]) -> float:
 
 
 def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str]], settings: SFTSettings,
-                        output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None) -> dict[str, float]:
+                        output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
+                        lora: Any = None, adapter_dir: str | Path | None = None) -> dict[str, float]:
     """Train `model` in place on `examples` for `settings.steps` steps; returns the trainer's final metrics.
+    With `lora` (a `LoRASettings` that is enabled) only an adapter trains; it is saved to `adapter_dir` (if
+    given) and merged into `model`'s weights.
 
     Every `settings.save_steps` steps the trainer checkpoints into `output_dir`; a call with the same arguments
     and an `output_dir` that holds one continues from it (weights, optimizer, scheduler, RNG state and the
     position in the data), so the result is what an uninterrupted call gives."""
+    from sparring.trainers.lora import merge_adapter, peft_config
+
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
+    from sparring.tracking import trainer_reporting
+
     if not examples:
         raise ValueError("no examples to fine-tune on")
+    reporting, tracker_callbacks = trainer_reporting("sft")  # the self-play run's logging.report_to, else none
+    logging = {"logging_strategy": "steps", "logging_steps": 1}  # every step's loss: train/loss is their mean
     args = SFTConfig(
         output_dir=str(output_dir), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate, lr_scheduler_type=settings.scheduler, warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay, max_grad_norm=settings.max_grad_norm, adam_beta2=0.98,
         completion_only_loss=True, max_length=_context_length(model, tokenizer),
         save_strategy="steps" if settings.save_steps else "no", save_steps=settings.save_steps or 500,
-        save_total_limit=1, report_to="none", use_cpu=train_on_cpu(), seed=seed, data_seed=seed,
-        logging_strategy="steps", logging_steps=1,
+        save_total_limit=1, use_cpu=train_on_cpu(), seed=seed, data_seed=seed, **reporting, **logging,
         disable_tqdm=True, dataloader_num_workers=0, eos_token=tokenizer.eos_token,
         bf16=False, gradient_checkpointing=False,  # TRL's defaults (bf16 autocast, recomputation) cost 2-3x on a CPU
     )
     with quiet_hf():
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, callbacks=callbacks)
+                             processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks],
+                             peft_config=peft_config(lora))
         trainer.remove_callback(PrinterCallback)  # progress is the caller's to show
         resume = last_checkpoint(output_dir) if settings.save_steps else None
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        merge_adapter(trainer, adapter_dir)
     for folder in Path(output_dir).glob("checkpoint-*"):  # finished: a later call here starts afresh
         shutil.rmtree(folder, ignore_errors=True)
     model.eval()

@@ -30,6 +30,24 @@ def test_multi_turn_demonstrations_take_several_steps():
         expert_demonstrations("CountdownSteps-v0", KWARGS, tasks, "diverse")
 
 
+@pytest.mark.parametrize("style", ["optimal", "diverse"])
+def test_a_repeated_task_is_played_once_and_demonstrated_alike(style, monkeypatch):
+    """Tasks drawn from a fixed set repeat (TextWorld-v0's `games`): each distinct one is played once, every
+    repeat gets its own copy of the same demonstration."""
+    from sparring.envs.catalog import env_class
+
+    tasks = draw_tasks("Countdown-v0", KWARGS, "train", 0, 0, 4)
+    resets, cls = [], env_class("Countdown-v0")
+    real = cls.reset
+    monkeypatch.setattr(cls, "reset", lambda self, **kw: (resets.append(kw["options"]["task"]), real(self, **kw))[1])
+    demos = expert_demonstrations("Countdown-v0", KWARGS, tasks * 3, style)
+    assert resets == tasks and len(demos) == 12
+    for i in range(4):
+        assert demos[i].turns == demos[i + 4].turns == demos[i + 8].turns and demos[i].task == tasks[i]
+    demos[4].turns.clear()
+    assert demos[8].turns and demos[0].turns
+
+
 def test_unknown_demonstration_style_suggests_the_closest():
     with pytest.raises(ValueError, match="did you mean 'diverse'"):
         BootstrapConfig(demonstrations="divers")

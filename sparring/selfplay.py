@@ -282,6 +282,9 @@ class SelfPlay:
         if any(line.strip() for line in done) and not resume:
             raise SparringError(f"{self.run.root} already holds {sum(bool(line.strip()) for line in done)} finished "
                                 "round(s): pass --resume to continue it, or choose a new --run-dir")
+        if not resume and next(self.run.root.glob("rounds/*/stages/*.json"), None):
+            raise SparringError(f"{self.run.root} holds a run that was stopped inside round 0 (rounds/000/stages): "
+                                "pass --resume to continue it, or choose a new --run-dir")
         if resume and self.run.config.exists():
             check_resume(self.run.config, self.config)
         for old in self.run.root.rglob(".*.old"):  # killed between atomic_dir's two renames: the folder is here

@@ -52,6 +52,9 @@ def test_a_finished_run_is_not_overwritten(tmp_path):
     SelfPlay(config, tmp_path / "run").run_rounds()
     with pytest.raises(SparringError, match="--resume"):
         SelfPlay(config, tmp_path / "run").run_rounds()
+    (tmp_path / "run/metrics.jsonl").unlink()  # stopped inside round 0: its stage records are there
+    with pytest.raises(SparringError, match="stopped inside round 0.*--resume"):
+        SelfPlay(config, tmp_path / "run").run_rounds()
 
 
 # Kill tests: a run killed with SIGKILL at an exact point (the child process kills itself there, so the moment is

@@ -237,8 +237,15 @@ def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path):
         train_grpo(copy.deepcopy(model), tokenizer, "Countdown-v0", COMPACT, tasks, settings, tmp_path / "cut",
                    seed=0, callbacks=[KillAfterSave()])
     assert last_checkpoint(tmp_path / "cut").name == "checkpoint-1"
-    resumed = copy.deepcopy(model)
-    metrics = train_grpo(resumed, tokenizer, "Countdown-v0", COMPACT, tasks, settings, tmp_path / "cut", seed=0)
+    resumed, starts = copy.deepcopy(model), []
+
+    class Start(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            starts.append(state.global_step)
+
+    metrics = train_grpo(resumed, tokenizer, "Countdown-v0", COMPACT, tasks, settings, tmp_path / "cut", seed=0,
+                         callbacks=[Start()])
+    assert starts == [1]  # it continued, it did not start over
     assert metrics["grpo/steps"] == 2 and metrics["grpo/loss"] == expected["grpo/loss"]
     assert all(a.equal(b) for a, b in zip(whole.parameters(), resumed.parameters()))
     assert not list((tmp_path / "cut").glob("checkpoint-*"))  # finished: a later call starts afresh

@@ -45,7 +45,10 @@ def check_completions(out, prompts, tokenizer, n, max_tokens):
 
 def docker_image_or_skip() -> str:
     """A Docker engine (started here if none runs) with the sandbox image built offline: the image's tag.
-    Where no engine can start, the calling test skips and says why."""
+    Where no engine can start, the calling test skips and says why; where dockerd is installed (as .ci/run
+    installs it), an engine that does not start is a failure."""
+    import shutil
+
     import pytest
 
     pytest.importorskip("docker", reason='the Docker SDK is not installed (pip install "sparring[docker]")')
@@ -55,6 +58,8 @@ def docker_image_or_skip() -> str:
     try:
         client = start_engine()
     except SandboxError as error:
+        if shutil.which("dockerd"):
+            pytest.fail(f"dockerd is installed here but no Docker engine starts: {error}")
         pytest.skip(f"no Docker engine can start here: {error}")
     try:
         client.images.get(IMAGE)
@@ -63,19 +68,78 @@ def docker_image_or_skip() -> str:
     return IMAGE
 
 
-def local_sandbox_or_skip() -> None:
-    """Skip the calling test, saying why, where the local sandbox cannot run a program on this host."""
+def sandbox_must_work() -> str | None:
+    """Why a sandbox that does not work here is a failure rather than a skip (bwrap is installed, or CI is set), or
+    None where a skip is honest (a host without bubblewrap, outside CI)."""
+    import os
+    import shutil
+
+    if shutil.which("bwrap"):
+        return "bwrap is installed here"
+    if os.environ.get("CI"):
+        return "CI is set"
+    return None
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip the calling test saying `reason`; fail it instead where the sandbox must work (`sandbox_must_work`)."""
     import pytest
 
+    must = sandbox_must_work()
+    if must:
+        pytest.fail(f"{reason} ({must}, so the sandbox must work)")
+    pytest.skip(reason)
+
+
+def local_sandbox_or_skip() -> None:
+    """Skip the calling test, saying why, where the local sandbox cannot run a program on this host; where bwrap is
+    installed or CI is set, fail it instead."""
     from sparring.sandboxes import make_sandbox
 
     try:
         with make_sandbox("local") as box:
             result = box.run("print(1)")
     except Exception as error:  # noqa: BLE001 - any reason this host has no sandbox
-        pytest.skip(f"no local sandbox here: {error}")
+        skip_or_fail(f"no local sandbox here: {error}")
     if result.status != "ok":
-        pytest.skip(f"the local sandbox does not run programs here: {result.status} {result.stderr[-200:]}")
+        skip_or_fail(f"the local sandbox does not run programs here: {result.status} {result.stderr[-200:]}")
+
+
+def sandbox_cgroups(pid: int) -> set[str]:
+    """The slot cgroups a sandbox owned by process `pid` holds, anywhere under /sys/fs/cgroup (slot cgroups sit
+    under their owner's own cgroup, at any depth)."""
+    import os
+
+    found = set()
+    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
+        found |= {os.path.join(dirpath, d) for d in dirnames if d.startswith(f"sparring-{pid}-")}
+    return found
+
+
+def countdown_share_policy(greedy_solved: set, sampled_solved: dict):
+    """A scripted Countdown policy (compact prompts, `94 72 48 -> 70`) that solves a known share: its greedy answer
+    (temperature 0) is right on the tasks whose (numbers, target) are in `greedy_solved`; sampling, the first
+    `sampled_solved.get(key, 0)` of its `n` completions are right; every other answer is wrong."""
+    import re
+
+    from sparring.agents.policy import Completion, Policy
+    from sparring.envs.countdown import CountdownTask, expert_solution
+
+    class SharePolicy(Policy):
+        backend = name = "scripted"
+
+        def generate(self, prompts, params):
+            out = []
+            for prompt in prompts:
+                text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+                match = re.search(r"((?:\d+ )+)-> (\d+)", text)
+                key = (tuple(int(n) for n in match[1].split()), int(match[2]))
+                right = f"<answer>{expert_solution(CountdownTask(*key))}</answer>"
+                good = (key in greedy_solved) if params.temperature == 0 else sampled_solved.get(key, 0)
+                out.append([Completion(right if i < good else "<answer>0</answer>") for i in range(params.n)])
+            return out
+
+    return SharePolicy()
 
 
 def random_moves_policy():

@@ -113,7 +113,7 @@ def test_a_plain_gymnasium_env_is_told_what_it_lacks():
                          + [("ReasoningGym-v0", {"dataset": "gcd"})])  # TextWorld-v0: tests/envs/test_textworld.py
 def test_sparring_envs_pass(env_id, kwargs):
     if env_id == "ReasoningGym-v0":
-        pytest.importorskip("reasoning_gym")
+        pytest.importorskip("reasoning_gym", reason="ReasoningGym-v0 needs the extra: pip install -e '.[reasoning-gym]'")
     report = sparring.check(env_id, env_kwargs=kwargs, episodes=3)
     assert report.passed, report.to_dict()
 

@@ -28,17 +28,38 @@ def test_bad_arguments_are_clear_errors(capsys):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "sparring.cli", "--width", "200", "envs"], capture_output=True,
-                         text=True, check=True).stdout
+    """The `sparring` command that `pip install` puts beside this Python runs the CLI (not `python -m`)."""
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "sparring"
+    assert script.is_file(), f"no sparring command beside {sys.executable}: pip install -e . installs it"
+    out = subprocess.run([str(script), "--width", "200", "envs"], capture_output=True, text=True, check=True).stdout
     assert "Countdown-v0" in out
+    usage = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True).stdout
+    assert usage.startswith("usage: sparring ")
 
 
-def test_eval_prints_success_and_pass_at_k_with_intervals(tiny_checkpoint, capsys):
-    assert main(["--width", "200", "eval", "--policy", str(tiny_checkpoint), "--env", "Countdown-v0", "--n", "20",
+def test_eval_prints_success_and_pass_at_k_with_intervals(tmp_path, monkeypatch, capsys):
+    """A scripted policy that solves a known share of the 20 drawn tasks: greedily the first 5; sampling, 3 of 3 on
+    the first 4 and 1 of 3 on the next 8. The command prints those shares and their Wilson intervals."""
+    import sparring.agents.policy as policy_module
+    from kit import countdown_share_policy
+
+    from sparring.selfplay import draw_tasks
+
+    tasks = draw_tasks("Countdown-v0", {"instruction": "compact", "difficulty": "easy"}, "test-seen", 0, 0, 20)
+    keys = [(tuple(t["numbers"]), t["target"]) for t in tasks]
+    policy = countdown_share_policy(set(keys[:5]), {key: 3 if i < 4 else 1 for i, key in enumerate(keys[:12])})
+    asked = []
+    monkeypatch.setattr(policy_module, "make_policy", lambda backend, **kwargs: asked.append((backend, kwargs)) or policy)
+    assert main(["--width", "200", "eval", "--policy", str(tmp_path), "--env", "Countdown-v0", "--n", "20",
                  "--k", "3", "--max-tokens", "12", "--env-kwargs", "instruction=compact", "difficulty=easy"]) == 0
     out = capsys.readouterr().out
-    assert "20 tasks" in out and "success (greedy): 0.000  95% CI [0.000, 0.161]" in out
-    assert "pass@3 (temperature 1.0): " in out
+    assert asked == [("hf", {"path": str(tmp_path)})]
+    assert "20 tasks" in out
+    # 5/20 and 12/20 with the Wilson score interval (hand-computed; R's prop.test(x, n, correct = FALSE) agrees)
+    assert "success (greedy): 0.250  95% CI [0.112, 0.469]" in out
+    assert "pass@3 (temperature 1.0): 0.600  95% CI [0.387, 0.781]" in out
 
 
 def test_eval_names_a_bad_policy_path(tmp_path, capsys):

@@ -70,6 +70,10 @@ def test_countdown_plays_too_with_help_from_its_action_space():
 
 
 def test_the_cli_verb_takes_seed_difficulty_task_and_env_arguments(monkeypatch, capsys, tmp_path):
+    import sparring.envs.catalog as catalog
+
+    made, make = [], catalog.make
+    monkeypatch.setattr(catalog, "make", lambda *args, **kwargs: made.append(make(*args, **kwargs)) or made[-1])
     monkeypatch.setattr("sys.stdin", io.StringIO("e\nn\nstop\n"))
     assert main(["play", "TextNav-v0", "--task", json.dumps(house()), "instruction=compact"]) == 0
     out = capsys.readouterr().out
@@ -78,9 +82,16 @@ def test_the_cli_verb_takes_seed_difficulty_task_and_env_arguments(monkeypatch, 
     path.write_text(json.dumps(house()))
     monkeypatch.setattr("sys.stdin", io.StringIO("quit\n"))
     assert main(["play", "TextNav-v0", "--seed", "3", "--task", f"@{path}", "step_limit_factor=2"]) == 0
+    assert "Your task: Go east to the kitchen, then north to the den." in capsys.readouterr().out  # the file's task
+    assert made[-1].unwrapped.config.step_limit_factor == 2 != made[0].unwrapped.config.step_limit_factor
     monkeypatch.setattr("sys.stdin", io.StringIO("quit\n"))
     assert main(["play", "TextNav-v0", "--seed", "3", "--difficulty", "easy", "n_rooms=5", "goal_types=[fetch]"]) == 0
-    assert "Your task:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    expected = make("TextNav-v0", difficulty="easy", n_rooms=5, goal_types=["fetch"]).reset(seed=3)
+    assert f"\n{expected[0]}\n" in out  # the seed's house under those arguments, and no other
+    assert len(expected[1]["task"]["rooms"]) == 5 and expected[1]["task"]["goal"]["type"] == "fetch"
+    default = make("TextNav-v0", difficulty="easy").reset(seed=3)[1]["task"]
+    assert (len(default["rooms"]), default["goal"]["type"]) != (5, "fetch")  # the arguments change the house
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -48,6 +48,12 @@ def test_stop_strings_end_completions(tiny_checkpoint):
     policy = HFPolicy(tiny_checkpoint)
     out = policy.generate(["x"] * 20, SamplingParams(max_tokens=40, stop=("a", "e"), seed=3))
     assert all("a" not in c[0].text and "e" not in c[0].text for c in out)
+    stopped = [c for (c,) in out if c.finish_reason == "stop" and c.token_ids[-1] != policy.tokenizer.eos_token_id]
+    assert stopped  # some completions were ended by a stop string (not by the end of sequence, not by the length)
+    for completion in stopped:  # generation stopped there: what was generated is the text, then a stop string
+        generated = policy.tokenizer.decode(completion.token_ids)
+        assert generated.startswith(completion.text) and any(s in generated[len(completion.text):] for s in "ae")
+        assert len(completion.token_ids) < 40
     assert truncate_at_stop("hello world", ["o w", "l"]) == ("he", True)
     assert truncate_at_stop("hello", ["z"]) == ("hello", False)
 

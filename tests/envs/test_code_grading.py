@@ -7,12 +7,13 @@ import gymnasium
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kit import docker_image_or_skip
+from kit import docker_image_or_skip, sandbox_cgroups
 
 import sparring  # noqa: F401
 from sparring.envs.code_grading import (Call, IOTestSuite, extract_code, grade, grade_many, parse_results,
                                         resolve_sandbox, run_calls, shared_sandbox)
 from sparring.envs.code_harness import decode_value, encode_value, same_value
+from sparring.sandboxes import SandboxError, make_sandbox
 
 # f(x) = [v * 5 for v in x]: the expected outputs (35, 55, ...) appear nowhere in the inputs
 TASK = {"program": ["mul:5"], "input_type": "ints", "examples": [[[7, 11], [35, 55]], [[1], [5]]],
@@ -293,16 +294,19 @@ def test_a_program_that_sleeps_is_stopped_by_the_runs_wall_clock_limit():
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_async_vector_workers_grade_and_close_their_sandboxes(context):
-    from pathlib import Path
-
+    cgrouped = "cgroup" in shared_sandbox("local").isolation  # (made first: a new sandbox removes dead owners' cgroups)
     envs = gymnasium.make_vec("CodeSynth-v0", num_envs=2, vectorization_mode="async", vector_kwargs={"context": context})
     envs.reset(options={"task": TASK})
     _, rewards, terminated, _, _ = envs.step((RIGHT, "def f(x): return x"))
     workers = [process.pid for process in envs.processes]
+    made = {path for pid in workers for path in sandbox_cgroups(pid)}
     envs.close()
     assert list(rewards) == [1.0, 0.0] and all(terminated)
-    # a forked worker ends with os._exit: its sandbox must still be closed (no cgroup of its slots is left)
-    assert not [path for pid in workers for path in Path("/sys/fs/cgroup").glob(f"*/sparring-{pid}-*")]
+    if cgrouped:  # where slots get cgroups here, the workers' were seen
+        assert {pid for pid in workers if any(f"/sparring-{pid}-" in path for path in made)} == set(workers), made
+    # a forked worker ends with os._exit: its sandbox must still be closed (no cgroup of its slots is left,
+    # wherever in the tree: they sit under the worker's own cgroup)
+    assert not {path for pid in workers for path in sandbox_cgroups(pid)}
 
 
 def test_grade_many_runs_in_parallel_and_keeps_the_order():
@@ -310,3 +314,41 @@ def test_grade_many_runs_in_parallel_and_keeps_the_order():
     programs = ["def f(x): return x * x", "def f(x): return x + 2", "def f(x): return x ** 2", "syntax error("]
     grades = grade_many(shared_sandbox("local"), [(p, suite) for p in programs], use_cache=False)
     assert [g.passed for g in grades] == [2, 1, 2, 0] and grades[3].load_error.startswith("SyntaxError")
+
+
+# ---- a sandbox that fails: its failure reaches the env's verdict and feedback, never a pass ------------------
+
+@pytest.fixture
+def failing_sandbox(monkeypatch):
+    """A local sandbox whose launcher fails on every run (an open-files limit the kernel refuses): each run's status
+    is "sandbox_error"."""
+    import sparring.sandboxes.local as local_backend
+
+    monkeypatch.setattr(local_backend, "OPEN_FILES", 10 ** 12)
+    with make_sandbox("local", workers=1, memory_mb=512) as sandbox:
+        assert sandbox.run("print(1)").status == "sandbox_error"
+        yield sandbox
+
+
+@pytest.mark.parametrize("env_id, kwargs", [("CodeSynth-v0", {}), ("HumanEval-v0", {}),
+                                            ("CodeRepair-v0", {"max_turns": 1})])
+def test_a_sandbox_error_reaches_the_verdict_and_the_feedback(env_id, kwargs, failing_sandbox):
+    env = gymnasium.make(env_id, sandbox=failing_sandbox, **kwargs)
+    env.reset(seed=0)
+    right = env.unwrapped.expert_actions()[0]  # a right answer: only the sandbox's failure can fail it
+    observation, reward, terminated, _, info = env.step(right)
+    verdict = info["verdict"]
+    assert terminated and reward == 0.0 and verdict["success"] is False
+    assert verdict["details"]["status"] == "sandbox_error" and verdict["details"]["passed"] == 0
+    assert "the sandbox failed to run the program" in verdict["feedback"]
+    assert "the sandbox failed to run the program" in observation
+
+
+def test_a_sandbox_error_while_the_sandbox_is_unavailable_stops_grading(failing_sandbox, monkeypatch):
+    """When what the sandbox runs on is gone (a Docker engine that stopped), its failures are not the program's: the
+    env raises SandboxError instead of grading the answer 0."""
+    monkeypatch.setattr(failing_sandbox, "available", lambda: False)
+    env = gymnasium.make("CodeSynth-v0", sandbox=failing_sandbox)
+    env.reset(seed=0)
+    with pytest.raises(SandboxError, match=r"sandbox is unavailable, so 1 program\(s\) could not be graded.*ulimit"):
+        env.step(env.unwrapped.expert_actions()[0])

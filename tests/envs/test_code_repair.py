@@ -8,7 +8,8 @@ import pytest
 
 import sparring  # noqa: F401
 from sparring.envs.code_repair import CodeRepairTask, codesynth_mutants, humaneval_mutants
-from sparring.envs.codesynth import CodeSynthTask, PRESETS, generate_task
+from sparring.envs.code_grading import grade_many, shared_sandbox
+from sparring.envs.codesynth import CodeSynthTask, PRESETS, expert_solution, generate_task
 from sparring.envs.humaneval import HumanEvalTask
 
 TASK = {"source": "CodeSynth-v0",
@@ -83,11 +84,14 @@ def test_generated_buggy_programs_fail_and_the_expert_fixes_them():
 
 
 def test_codesynth_mutants_all_fail_a_test():
-    task = generate_task(PRESETS["medium"], "train", 0, 1)
+    task = generate_task(PRESETS["medium"], "train", 0, 11)  # one of its one-step changes passes all its tests anyway
     mutants = codesynth_mutants(task, random.Random(0))
     assert mutants and all(m.startswith("def f(x): return ") for m in mutants)
-    env = gymnasium.make("CodeSynth-v0")
-    for mutant in mutants[:5]:
+    grades = grade_many(shared_sandbox("local"), [(mutant, task.suite()) for mutant in mutants])  # every one
+    assert [mutant for mutant, g in zip(mutants, grades) if g.success or g.status == "sandbox_error"] == []
+    assert grade_many(shared_sandbox("local"), [(expert_solution(task), task.suite())])[0].success  # the suite works
+    env = gymnasium.make("CodeSynth-v0")  # and the env's verdict agrees
+    for mutant in mutants[:3]:
         env.reset(options={"task": task.to_dict()})
         assert env.step(mutant)[4]["verdict"]["success"] is False
 

@@ -153,8 +153,16 @@ def test_index_and_difficulty_options(env_id):
     first = env.reset(options={"index": 5, "seed": 3})[1]["task"]
     assert env.reset(seed=99, options={"index": 5, "seed": 3})[1]["task"] == first
     assert env.reset(options={"index": 6, "seed": 3})[1]["task"] != first
-    for difficulty in env.unwrapped.presets:
-        assert env.reset(options={"difficulty": difficulty})[1]["task"]
+    for difficulty in env.unwrapped.presets:  # the option draws what an env made with that preset draws
+        preset = gymnasium.make(env_id, difficulty=difficulty)
+        for seed in (0, 1):
+            drawn = env.reset(seed=seed, options={"difficulty": difficulty})[1]["task"]
+            assert drawn == preset.reset(seed=seed)[1]["task"], (difficulty, seed)
+        indexed = env.reset(options={"index": 5, "seed": 3, "difficulty": difficulty})[1]["task"]
+        assert indexed == preset.unwrapped.generate_task(5, seed=3).to_dict(), difficulty
+    tasks = {json.dumps(env.reset(seed=0, options={"difficulty": d})[1]["task"], sort_keys=True)
+             for d in env.unwrapped.presets}
+    assert len(tasks) > 1  # the presets draw different tasks: the option is not ignored
 
 
 @pytest.mark.parametrize("env_id", IDS)

@@ -1,11 +1,13 @@
+import itertools
 import json
+import re
 from collections import Counter
 
 import gymnasium
 import pytest
 
 import sparring  # noqa: F401
-from sparring.envs.countdown import (PRESETS, SPLITS, CountdownConfig, CountdownTask, admissible_moves, check_move,
+from sparring.envs.countdown import (PRESETS, SPLITS, CountdownConfig, CountdownTask, check_move,
                                      expert_solution, generate_task, generate_tasks, is_held_out_target,
                                      split_of, verify)
 from sparring.envs.countdown_expert import solve
@@ -218,15 +220,38 @@ def test_steps_env_failure_and_expert_from_the_middle():
 
 
 def test_admissible_moves_are_exactly_the_legal_ones():
+    """Every `a op b` on two of the current numbers, tried on the env: the ones its step accepts are exactly the
+    admissible commands it lists (up to the order of + and *'s operands), at the start and after a move."""
     env = gymnasium.make("CountdownSteps-v0", max_invalid_moves=100)
-    for seed in range(5):
-        _, info = env.reset(seed=seed)
-        values = info["task"]["numbers"]
-        assert set(admissible_moves(values)) == set(info["admissible_commands"])
-        for move in info["admissible_commands"]:
-            assert not check_move(values, move).__class__ is str
-        assert Counter(isinstance(check_move(values, f"{a}-{b}"), str)
-                       for a in values for b in values if a < b)[False] == 0
+
+    def canonical(move):
+        a, op, b = re.fullmatch(r"(\d+)([-+*/])(\d+)", move).groups()
+        return (op, *sorted((int(a), int(b)))) if op in "+*" else (op, int(a), int(b))
+
+    def replay(task, moves):
+        observation, info = env.reset(options={"task": task})
+        for move in moves:
+            observation, _, _, _, info = env.step(move)
+        return observation, info
+
+    tasks = [env.reset(seed=seed)[1]["task"] for seed in range(5)] + [{"numbers": [6, 6, 3, 1], "target": 13}]
+    for seed, task in enumerate(tasks):  # the last with a repeated number (6-6, 6/6)
+        for played in ([], None):  # the first state, then the state after one admissible move
+            if played is None:
+                played = [listed[seed % len(listed)]]
+            observation, info = replay(task, played)
+            listed = info["admissible_commands"]
+            values = ([int(v) for v in re.findall(r"Current State: \d+:\[([\d, ]*)\]", observation)[-1].split(",")]
+                      if played else task["numbers"])
+            accepted = set()
+            for i, j in itertools.permutations(range(len(values)), 2):
+                for op in "+-*/":
+                    move = f"{values[i]}{op}{values[j]}"
+                    replay(task, played)
+                    if not env.step(move)[0].startswith("Invalid move"):
+                        accepted.add(canonical(move))
+            assert accepted == {canonical(m) for m in listed}, (task, played)
+            assert len(listed) == len(set(map(canonical, listed)))  # each legal move listed once
 
 
 @pytest.mark.parametrize("answer_format", ["expression", "steps", "steps-with-state"])

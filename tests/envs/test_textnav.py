@@ -447,20 +447,29 @@ def test_the_shipped_config_loads_and_names_this_env():
     gymnasium.make(config.env.id, **config.env.kwargs)  # the kwargs are all TextNav's (none of Countdown's)
 
 
-def test_vector_envs_stack_infos_of_mixed_goal_types():
-    """Gymnasium stacks `info["task"]` field by field: no field may be an int in one env and None in another."""
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_vector_envs_stack_infos_of_mixed_goal_types(mode):
+    """Gymnasium stacks `info["task"]` field by field: no field may be an int in one env and None in another. The
+    vector env's infos carry each slot's goal exactly as a plain env with that seed poses it, every goal type met."""
     def nones(x):
         if isinstance(x, dict):
             return any(v is None or nones(v) for v in x.values())
         return isinstance(x, list) and any(nones(v) for v in x)
 
-    envs = gymnasium.make_vec("TextNav-v0", num_envs=4, vectorization_mode="sync", difficulty="medium")
+    single = gymnasium.make("TextNav-v0", difficulty="medium")
+    envs = gymnasium.make_vec("TextNav-v0", num_envs=4, vectorization_mode=mode, difficulty="medium")
+    types = set()
     try:
         for seed in range(0, 40, 4):
             _, infos = envs.reset(seed=list(range(seed, seed + 4)))
+            goals = infos["task"]["goal"]
+            for slot in range(4):
+                goal = single.reset(seed=seed + slot)[1]["task"]["goal"]
+                assert {key: goals[key][slot] for key in goal} == goal, (seed + slot, goal)
+                assert all(goals[f"_{key}"][slot] for key in goal)
+                types.add(goals["type"][slot])
             for _ in range(3):
                 _, _, _, _, infos = envs.step(["look", "n", "stop", "take all"])
-        types = {generate_task(PRESETS["medium"], "train", 0, i).goal.type for i in range(40)}
         assert types == set(GOAL_TYPES)
         assert not any(nones(generate_task(PRESETS["hard"], "train", 0, i).to_dict()) for i in range(20))
     finally:

@@ -4,9 +4,11 @@ own, not conftest: every folder's conftest.py is named `conftest`)."""
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 
 import pytest
+from kit import skip_or_fail
 
 from sparring.sandboxes import SandboxError, make_sandbox
 from sparring.sandboxes.local import available_tiers, uid_processes
@@ -25,20 +27,27 @@ CONFINES = {
 
 
 def open_sandbox(kind: str, request, **limits):
-    """A fresh sandbox of `kind` (or a skip saying why this host has none)."""
+    """A fresh sandbox of `kind` (or a skip saying why this host has none). Where bwrap is installed (or CI is
+    set) a local tier that does not work is a failure, and "local" (the strongest tier) must be bwrap: a silent
+    fall back to unshare would skip the filesystem tests."""
     limits = {**LIMITS, **limits}
     if kind == "docker":
         request.getfixturevalue("docker_image")
         return make_sandbox("docker", **limits)
     tier = {"local": None, "local-unshare": "unshare", "local-rlimits": "rlimits"}[kind]
     if tier and tier not in available_tiers():
-        pytest.skip(f"the {tier} tier does not work on this host")
+        skip_or_fail(f"the {tier} tier does not work on this host")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rlimits warns that it is insecure: known, it is tested on its own
         try:
-            return make_sandbox("local", isolation=tier, **limits)
+            sandbox = make_sandbox("local", isolation=tier, **limits)
         except SandboxError as error:
-            pytest.skip(f"no local sandbox here: {error}")
+            skip_or_fail(f"no local sandbox here: {error}")
+    if kind == "local" and shutil.which("bwrap") and sandbox.tier != "bwrap":
+        sandbox.close()
+        pytest.fail(f"bwrap is installed but the strongest local tier is {sandbox.tier!r}: bwrap does not work here "
+                    f"(tiers that work: {available_tiers()})")
+    return sandbox
 
 
 def requires(sandbox, guarantee: str) -> None:

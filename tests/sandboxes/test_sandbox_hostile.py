@@ -3,8 +3,8 @@
 Resource attacks (loops, memory, fork and thread bombs, floods) run on every kind: each slot runs as an
 unprivileged uid with RLIMIT_NPROC and a pids cgroup (locally), or under a pids limit (Docker), so the
 bombs here are small, time-limited and can never reach the host. Escapes (host files and environment,
-writes outside the work dir, network, processes that outlive the run, killing the parent) run on the
-sandboxes whose tier CONFINES the guarantee, and skip, saying so, on the others.
+writes outside the work dir, network, processes that outlive the run, killing the parent) are marked
+`confines(guarantee)` and run on exactly the sandboxes whose tier CONFINES the guarantee (see conftest.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from sandbox_kit import leftover_processes, requires
+from sandbox_kit import leftover_processes
 
 FORK_BOMB = """
 import os, time
@@ -77,8 +77,8 @@ def test_thread_bomb_is_contained(sandbox):
     assert not leftover_processes(sandbox)
 
 
+@pytest.mark.confines("processes")
 def test_daemons_do_not_outlive_the_run(sandbox, tmp_path):
-    requires(sandbox, "processes")
     marker = tmp_path / "late"
     os.chmod(tmp_path, 0o777)  # where the insecure tier could write: nothing may write it later
     code = f"""
@@ -106,8 +106,8 @@ print("parent exits")
     assert {r.stdout for r in listings} == {"['main.py'] False\n"}
 
 
+@pytest.mark.confines("processes")  # without its own uid, the insecure tier could kill this test's process
 def test_killing_the_parent_and_everyone(sandbox):
-    requires(sandbox, "processes")  # without its own uid, the insecure tier could kill this test's process
     bystander = "import time\ntime.sleep(0.8)\nprint('survived')"
     results = sandbox.run_many([
         {"code": "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(30)", "timeout_s": 1.5},
@@ -125,8 +125,8 @@ def test_killing_the_parent_and_everyone(sandbox):
     assert sandbox.run_many([{"code": "print(1)"}] * 2)[1].stdout == "1\n"
 
 
+@pytest.mark.confines("environment")
 def test_host_environment_is_invisible(sandbox, monkeypatch):
-    requires(sandbox, "environment")
     secret = f"sparring-secret-{uuid.uuid4().hex}"
     monkeypatch.setenv("SPARRING_TEST_SECRET", secret)
     code = """
@@ -145,8 +145,8 @@ print('\\n'.join(seen))
     assert secret not in result.stdout and "SPARRING_TEST_SECRET" not in result.stdout
 
 
+@pytest.mark.confines("filesystem")
 def test_host_files_are_out_of_reach(sandbox, tmp_path):
-    requires(sandbox, "filesystem")
     secret_file = tmp_path / "secret.txt"
     secret_file.write_text("host secret")
     os.chmod(secret_file, 0o644)
@@ -177,8 +177,8 @@ for folder in ("/root", "/work", "/home", "/var/lib/docker"):
     assert "notes" not in work_listing and "main" not in work_listing.replace("main.py", "")
 
 
+@pytest.mark.confines("filesystem")
 def test_writes_outside_the_work_dir_do_not_reach_the_host(sandbox, tmp_path):
-    requires(sandbox, "filesystem")
     open_dir = tmp_path / "open"
     open_dir.mkdir()
     os.chmod(open_dir, 0o777)
@@ -227,8 +227,8 @@ def host_server():
     server.close()
 
 
+@pytest.mark.confines("network")
 def test_no_network_egress(sandbox, host_server):
-    requires(sandbox, "network")
     port, accepted = host_server
     code = f"""
 import socket
@@ -297,8 +297,8 @@ for name in os.listdir('/proc'):
 """
 
 
+@pytest.mark.confines("processes")
 def test_no_run_reaches_a_process_that_outlives_it(sandbox):
-    requires(sandbox, "processes")
     slots = sandbox.limits.workers
     reached = set()
     for result in sandbox.run_many([{"code": REACH}] * slots):
@@ -357,8 +357,8 @@ print(found)
 """
 
 
+@pytest.mark.confines("leftovers")
 def test_a_run_leaves_nothing_for_the_next(sandbox):
-    requires(sandbox, "leftovers")
     slots = sandbox.limits.workers
     for result in sandbox.run_many([{"code": LEAVE_BEHIND}] * slots):
         assert result.status == "ok", result
@@ -387,8 +387,8 @@ print(written)
 """
 
 
+@pytest.mark.confines("scratch")  # many files, each under the file-size limit, into every writable folder
 def test_every_writable_place_is_capped(sandbox):
-    requires(sandbox, "scratch")  # many files, each under the file-size limit, into every writable folder
     result = sandbox.run(FILL, timeout_s=20)
     assert result.status == "ok", result
     written = eval(result.stdout)  # a dict of ints this test's own program printed

@@ -1,7 +1,11 @@
 import copy
 import dataclasses
+import importlib.machinery
+import importlib.util
 import json
 import math
+import sys
+import types
 
 import gymnasium
 import pytest
@@ -366,20 +370,14 @@ def test_bad_inputs_are_clear_errors(tiny_checkpoint, tmp_path):
 
 # ---- vLLM ---------------------------------------------------------------------------------------
 
-def _has_vllm():
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
-
-
-@pytest.mark.skipif(_has_vllm(), reason="vLLM is installed: the missing-vLLM error cannot happen")
-def test_use_vllm_without_vllm_says_what_to_install(tiny_checkpoint, tmp_path):
+def test_use_vllm_without_vllm_says_what_to_install(tiny_checkpoint, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` fails and find_spec finds none, as where it is not installed
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
     settings = GRPOSettings(steps=1, num_generations=2, batch_size=2, use_vllm=True)
-    with pytest.raises(ImportError, match=r'pip install "sparring\[vllm\]"'):
+    with pytest.raises(ImportError, match=r'grpo.use_vllm=True needs vLLM: .*pip install "sparring\[vllm\]"'):
         train_grpo(model, tokenizer, "Countdown-v0", COMPACT, [TASK], settings, tmp_path)
 
 
@@ -424,12 +422,18 @@ def test_grpo_with_colocated_vllm(env_id, warm, tmp_path, monkeypatch):
     assert (trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights) == (build, sync)  # TRL's own again
 
 
-def test_colocated_vllm_needs_a_checkpoint_to_start_from(tiny_checkpoint, tmp_path):
+def test_colocated_vllm_needs_a_checkpoint_to_start_from(tiny_checkpoint, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
     model.name_or_path = str(tmp_path / "nowhere")
     settings = GRPOSettings(steps=1, num_generations=2, batch_size=2, use_vllm=True)
-    with pytest.raises((ValueError, ImportError), match="not a checkpoint folder|needs vLLM"):
+    if importlib.util.find_spec("vllm") is None:  # the check comes before vLLM is used: a module found is enough
+        from trl import GRPOTrainer  # noqa: F401  (imported first: TRL reads vLLM's version on import)
+
+        fake = types.ModuleType("vllm")
+        fake.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+        monkeypatch.setitem(sys.modules, "vllm", fake)
+    with pytest.raises(ValueError, match="colocated vLLM .* which is '.*nowhere', not a checkpoint folder"):
         train_grpo(model, tokenizer, "Countdown-v0", COMPACT, [TASK], settings, tmp_path)

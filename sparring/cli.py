@@ -202,6 +202,13 @@ def cmd_play(args: argparse.Namespace) -> int:
     return play(args.env, seed=args.seed, difficulty=args.difficulty, task=task, env_kwargs=dict(args.env_kwargs))
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from sparring.stages import run_status
+
+    print("\n".join(run_status(args.run_dir)))
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """The conformance suite on any registered env: a table of checks, exit status 1 when one fails."""
     from sparring.conformance import check, print_report
@@ -319,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     play.add_argument("env_kwargs", type=_key_value, nargs="*", metavar="key=value",
                       help="env arguments, e.g. instruction=compact n_rooms=6")
     play.set_defaults(func=cmd_play)
+    status = sub.add_parser("status", help="where a self-play run stands: rounds finished, the round's stage and progress")
+    status.add_argument("run_dir", metavar="RUN", help="the run directory (sparring selfplay --run-dir)")
+    status.set_defaults(func=cmd_status)
     check = sub.add_parser("check", parents=[width], help="run the conformance suite on any registered env (yours too): table, exit 1 on failure")
     check.add_argument("env", help="a registered env id, e.g. Countdown-v0 or my_package:MyEnv-v0")
     check.add_argument("--episodes", type=int, default=10, help="seeds per check")

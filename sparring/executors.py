@@ -101,7 +101,7 @@ class Executor:
         raise NotImplementedError
 
     def run_episodes(self, solver: Solver, tasks: list[dict[str, Any]], k: int, *, seed: int = 0,
-                     on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
+                     on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]:
         """`solver`'s `k` episodes per task, as `Solver.run` returns them (`Solver.run` calls this)."""
         raise NotImplementedError
 
@@ -138,8 +138,8 @@ class LocalExecutor(Executor):
         return [fn(item) for item in items]
 
     def run_episodes(self, solver: Solver, tasks: list[dict[str, Any]], k: int, *, seed: int = 0,
-                     on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
-        return solver.play(tasks, k, seed=seed, on_turn=on_turn)
+                     on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]:
+        return solver.play(tasks, k, seed=seed, on_turn=on_turn, first_task=first_task)
 
     def run_sandboxes(self, requests: Sequence[dict[str, Any]], backend: str = "local", **limits: Any) -> list[Any]:
         from sparring.sandboxes import make_sandbox
@@ -195,7 +195,7 @@ class RayExecutor(Executor):
         return results
 
     def run_episodes(self, solver: Solver, tasks: list[dict[str, Any]], k: int, *, seed: int = 0,
-                     on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
+                     on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]:
         spec = getattr(solver.policy, "spec", None)
         if spec is None:
             raise SparringError(f"the {type(solver.policy).__name__} policy {solver.policy.name!r} has no spec, so Ray "
@@ -207,7 +207,7 @@ class RayExecutor(Executor):
         plan = plan_shards(len(tasks), self.config.num_workers, align)
         recipe = {"env_id": solver.env_id, "env_kwargs": solver.env_kwargs, "params": solver.params,
                   "max_turns": solver.max_turns, "role": solver.role, "prompt": solver.prompt}
-        shards = [(spec, recipe, tasks[a:b], k, seed, a) for a, b in plan]
+        shards = [(spec, recipe, tasks[a:b], k, seed, first_task + a) for a, b in plan]
         remaining = [len(tasks) * k]
 
         def done(i: int) -> None:
@@ -218,7 +218,7 @@ class RayExecutor(Executor):
         if on_turn:
             on_turn(0, remaining[0])
         trajectories = [t for part in self._map_shards(_play_shard, shards, done) for t in part]
-        account(trajectories, len(tasks), k)
+        account(trajectories, len(tasks), k, first_task)
         return trajectories
 
     def run_sandboxes(self, requests: Sequence[dict[str, Any]], backend: str = "local", **limits: Any) -> list[Any]:
@@ -249,10 +249,10 @@ def connect_ray(address: str | None = None, **init_kwargs: Any) -> bool:
     return True
 
 
-def account(trajectories: list[Trajectory], n_tasks: int, k: int) -> None:
+def account(trajectories: list[Trajectory], n_tasks: int, k: int, first_task: int = 0) -> None:
     """Check that every (task, sample) is there exactly once, in order; a SparringError otherwise."""
     seen = [(t.meta.get("task_index"), t.meta.get("sample")) for t in trajectories]
-    expected = [(i, s) for i in range(n_tasks) for s in range(k)]
+    expected = [(i, s) for i in range(first_task, first_task + n_tasks) for s in range(k)]
     if seen != expected:
         missing = sorted(set(expected) - set(seen))[:5]
         repeated = sorted({x for x in seen if seen.count(x) > 1})[:5]

@@ -7,9 +7,10 @@
 
 Round 0 bootstraps the policy (for the tiny model: supervised training on the expert's
 demonstrations until more steps stop helping). Each later round draws fresh training tasks, runs the
-trainer (expert iteration or GRPO) and evaluates greedy success on a held-out split. A round is
-finished when its line is in `metrics.jsonl`; everything it wrote before is atomic, so `--resume`
-continues from the last finished round and never reads a half-written file.
+trainer (expert iteration or GRPO) and evaluates greedy success on a held-out split. A round is a row
+of stages (sparring/stages.py), each recorded in rounds/NNN/stages/ when it finishes; a round is finished
+when its line is in `metrics.jsonl`. Everything is written atomically, so `--resume` continues at the
+first unfinished stage and never reads a half-written file.
 
 Run directory:
     config.yaml                     the resolved config
@@ -19,6 +20,9 @@ Run directory:
     rounds/NNN/skills.jsonl         the skill library after round NNN (skills.jsonl: the latest)
     rounds/NNN/reflections.jsonl    the reflection memory after round NNN
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
+    rounds/NNN/stages/STAGE.json    a finished stage's record: its metrics (README: the run directory, stage by stage)
+    rounds/NNN/sampling/            the sampling stage's parts, until the trajectories are written
+    tmp-trainer/NNN-NAME/           a training's own checkpoints while it runs
     rounds/NNN/eval-trajectories/   the round's held-out evaluation episodes (meta "eval": the eval set)
     checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's; proposer-NNN,
                                     reflector-NNN, judge-NNN: the agents' own models)
@@ -31,12 +35,13 @@ Run directory:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,6 +60,7 @@ from sparring.envs.base import check_choice
 from sparring.errors import SparringError
 from sparring.executors import ExecutorConfig, make_executor
 from sparring.io import append_jsonl, atomic_dir, atomic_write_text, read_jsonl
+from sparring.stages import PART_TASKS, RoundRecords
 from sparring.tracking import LoggingConfig, Tracker
 from sparring.trainers.bootstrap import BootstrapConfig
 from sparring.trainers.expert_iteration import ExpertIterationConfig
@@ -199,9 +205,14 @@ def draw_tasks(env_id: str, env_kwargs: dict[str, Any], split: str, seed: int, s
 
 
 def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
-    with atomic_dir(path) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    """Save into a temporary sibling, then rename: a kill or a full disk leaves the previous checkpoint as it was."""
+    try:
+        with atomic_dir(path) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    except OSError as error:
+        raise SparringError(f"could not save the checkpoint {path} ({error.strerror or error}); nothing was replaced, "
+                            "every earlier checkpoint is intact. Free some space and continue with --resume") from error
 
 
 class Bars:
@@ -267,16 +278,81 @@ class SelfPlay:
         return read_jsonl(self.run.metrics)
 
     def start(self, resume: bool) -> None:
-        done = self.finished_rounds()
-        if done and not resume:
-            raise SparringError(f"{self.run.root} already holds {len(done)} finished round(s): pass --resume to "
-                                "continue it, or choose a new --run-dir")
+        done = self.run.metrics.read_text().split("\n") if self.run.metrics.exists() else []
+        if any(line.strip() for line in done) and not resume:
+            raise SparringError(f"{self.run.root} already holds {sum(bool(line.strip()) for line in done)} finished "
+                                "round(s): pass --resume to continue it, or choose a new --run-dir")
+        if not resume and next(self.run.root.glob("rounds/*/stages/*.json"), None):
+            raise SparringError(f"{self.run.root} holds a run that was stopped inside round 0 (rounds/000/stages): "
+                                "pass --resume to continue it, or choose a new --run-dir")
         if resume and self.run.config.exists():
             check_resume(self.run.config, self.config)
+        for old in self.run.root.rglob(".*.old"):  # killed between atomic_dir's two renames: the folder is here
+            if not old.with_name(old.name[1:-4]).exists():
+                os.replace(old, old.with_name(old.name[1:-4]))
         leftovers = [*self.run.root.rglob(".*.tmp*"), *self.run.root.rglob(".*.old")]  # from a writer that was killed
         for leftover in sorted(leftovers, reverse=True):
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        if resume:
+            self.check_run_dir()
         atomic_write_text(self.run.config, dump_yaml(self.config))
+
+    def check_run_dir(self) -> None:
+        """Before a resume: what the finished rounds left must be whole, else stop and say what to delete; the
+        unfinished round's stages are checked against their files, and redone from the first one whose files
+        are damaged. A cut-short last line of metrics.jsonl is dropped (the round is rebuilt from its records)."""
+        from sparring.stages import checkpoint_problem, repair_metrics, stage_order
+
+        rows, note = repair_metrics(self.run.metrics)
+        if note:
+            self.console.print(f"[bold yellow]repaired:[/bold yellow] {note}")
+        n, roles = len(rows), [role for role in ("proposer", "reflector", "judge") if self.team and self.team.own_model(role)]
+
+        def outputs(r: int, stage: str) -> list[Path]:
+            """The checkpoints stage `stage` of round `r` leaves."""
+            names = {"bootstrap": ["round-000"], "training": [f"round-{r:03d}"], "control": [f"control-{r:03d}"],
+                     "agents_bootstrap": [f"{role}-000" for role in roles], "agents": [f"{role}-{r:03d}" for role in roles]}
+            return [self.run.checkpoint(name) for name in names.get(stage, [])]
+
+        if n and n <= self.config.rounds:  # the next round starts from the last finished one's checkpoints
+            last, problems = n - 1, []
+            stages = [s for s in stage_order(last) if s != "control" or self.config.control]
+            for path in ([self.run.checkpoint("round-000")] if last else []) + [p for s in stages for p in outputs(last, s)]:
+                problem = checkpoint_problem(path)
+                if problem:
+                    problems.append(f"{path.relative_to(self.run.root)}: {problem}")
+            if problems:
+                raise SparringError(f"{self.run.root} cannot continue: {'; '.join(problems)}. Round {n} starts from "
+                                    f"these. Restore them, or redo the round that saved them: delete its line and every "
+                                    f"later one from metrics.jsonl and those rounds' rounds/NNN/stages folders")
+        for r in range(1, n):
+            tasks = self.run.round_dir(r) / "tasks.jsonl"
+            if tasks.exists():
+                continue
+            if self.team:
+                raise SparringError(f"{tasks.relative_to(self.run.root)} is missing, but round {r} finished: its "
+                                    "tasks came from the agents and cannot be drawn again. Restore it, or delete the "
+                                    f"lines of round {r} and later from metrics.jsonl and their rounds/NNN/stages "
+                                    "folders to redo those rounds")
+            drawn = draw_tasks(self.env_id, self.round_kwargs(r), "train", self.config.seed, r * TASKS_PER_STREAM,
+                               self.config.tasks_per_round)
+            atomic_write_text(tasks, "".join(json.dumps({"task": t, "source": "generator"}) + "\n" for t in drawn))
+            self.console.print(f"[bold yellow]repaired:[/bold yellow] {tasks.relative_to(self.run.root)} was missing; "
+                               "drawn again from the generator (the same seed gives the same tasks)")
+        records = self.records(n)
+        for stage in records.finished():
+            bad = [f"{p.relative_to(self.run.root)}: {problem}" for p in outputs(n, stage)
+                   if (problem := checkpoint_problem(p))]
+            if stage == "tasks" and not (self.run.round_dir(n) / "tasks.jsonl").exists():
+                bad.append(f"rounds/{n:03d}/tasks.jsonl is missing")
+            if stage == "sampling" and self.config.algorithm == "expert_iteration" and not any(
+                    (self.run.round_dir(n) / "trajectories").glob("*.parquet")):
+                bad.append(f"rounds/{n:03d}/trajectories holds no episodes")
+            if bad:
+                records.drop_from(stage)
+                self.console.print(f"[bold yellow]repaired:[/bold yellow] round {n}'s stage {stage!r} finished but "
+                                   f"{'; '.join(bad)}: it runs again, and the stages after it")
+                break
 
     def seed_everything(self, r: int) -> None:
         import numpy as np
@@ -384,9 +460,14 @@ class SelfPlay:
         dev = draw_tasks(self.env_id, self.expert_kwargs, "train", cfg.seed + 1, TASKS_PER_STREAM - boot.dev_tasks,
                          boot.dev_tasks)
         curve: list[tuple[int, float]] = []
-        loop = self
+        loop, output_dir = self, self.trainer_dir(0, "bootstrap")
+        saved_curve = output_dir / "curve.json"  # the development curve so far, for a resumed bootstrap
 
         class Plateau(TrainerCallback):
+            def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                if state.global_step and saved_curve.exists():  # resumed: the curve up to the trainer's checkpoint
+                    curve[:] = [(step, s) for step, s in json.loads(saved_curve.read_text()) if step <= state.global_step]
+
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 if state.global_step % boot.eval_every:
                     return
@@ -396,12 +477,13 @@ class SelfPlay:
                                    prompt=loop.team.eval_prompt(dev) if loop.team else None).success
                 kwargs["model"].train()
                 curve.append((state.global_step, success))
+                atomic_write_text(saved_curve, json.dumps(curve))
                 loop.console.print(f"  bootstrap step {state.global_step}: development success {success:.3f}")
                 best_before = max((s for _, s in curve[:-boot.patience]), default=-1.0)
                 if len(curve) > boot.patience and max(s for _, s in curve[-boot.patience:]) < best_before + boot.min_delta:
                     control.should_training_stop = True
 
-        metrics = supervised_finetune(model, tokenizer, examples, boot.sft, self.run.root / "tmp-trainer", seed=cfg.seed,
+        metrics = supervised_finetune(model, tokenizer, examples, boot.sft, output_dir, seed=cfg.seed,
                                       callbacks=[Plateau(), self.bars.steps("bootstrap: training on expert demonstrations",
                                                                             boot.sft.steps)])
         return model, tokenizer, {**metrics, "bootstrap/curve": curve, "bootstrap/examples": len(examples)}
@@ -412,114 +494,223 @@ class SelfPlay:
 
         from sparring.trainers.sft import supervised_finetune
 
+        start = time.perf_counter()
         previous = self.run.checkpoint(f"control-{r - 1:03d}" if r > 1 else "round-000")
         model = AutoModelForCausalLM.from_pretrained(previous)
         n = steps_settings.steps * steps_settings.batch_size
         examples = self.expert_examples(tokenizer, r * TASKS_PER_STREAM + TASKS_PER_STREAM // 2, n)
-        supervised_finetune(model, tokenizer, examples, steps_settings, self.run.root / "tmp-trainer",
+        supervised_finetune(model, tokenizer, examples, steps_settings, self.trainer_dir(r, "control"),
                             seed=self.config.seed + r, callbacks=[self.bars.steps("control: expert demonstrations",
                                                                                   steps_settings.steps)])
         checkpoint = self.run.checkpoint(f"control-{r:03d}")
         save_checkpoint(model, tokenizer, checkpoint)
-        with self.generating(checkpoint, model, tokenizer) as policy:
-            return self.evaluate(policy, prefix="control/eval")
+        metrics = self.evaluate_checkpoint(r, checkpoint, prefix="control/eval")
+        metrics["time/control_s"] = time.perf_counter() - start
+        return metrics
+
+    # ---- stages -----------------------------------------------------------------------------------
+    def records(self, r: int) -> RoundRecords:
+        return RoundRecords(self.run.round_dir(r), r)
+
+    def trainer_dir(self, r: int, name: str) -> Path:
+        """Where one training of round `r` keeps the trainer's checkpoints until it finishes; a training that was
+        killed continues from them (sparring.trainers.sft.last_checkpoint)."""
+        return self.run.root / "tmp-trainer" / f"{r:03d}-{name}"
+
+    def stage(self, r: int, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run stage `name` of round `r` unless its record says it finished; record its metrics when it does."""
+        records = self.records(r)
+        done = records.get(name)
+        if done is not None:
+            return done
+        self.seed_everything(r)  # the same random state whether the round got here in one go or resumed
+        metrics = work()
+        records.record(name, metrics)
+        return metrics
+
+    def round_zero(self) -> dict[str, Any]:
+        """Round 0: bootstrap -> the agents' bootstrap -> evaluation, each stage recorded."""
+        from transformers import AutoTokenizer
+
+        checkpoint = self.run.checkpoint("round-000")
+
+        def bootstrap() -> dict[str, Any]:
+            start = time.perf_counter()
+            model, tokenizer, metrics = self.bootstrap(self.base_checkpoint())
+            metrics["time/train_s"] = time.perf_counter() - start
+            save_checkpoint(model, tokenizer, checkpoint)
+            return metrics
+
+        bootstrapped = self.records(0).get("bootstrap") is not None
+        metrics = self.stage(0, "bootstrap", bootstrap)
+        if self.team:  # the agents' models learn their formats; the skill library is saved
+            def agents() -> dict[str, Any]:
+                start = time.perf_counter()
+                tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+                boot = self.config.bootstrap
+                if bootstrapped and self.team.kind is not None and boot.enabled:  # the library the bootstrap seeded
+                    self.expert_examples(tokenizer, 0, min(boot.sft.steps * boot.sft.batch_size, 200_000))
+                out = self.team.bootstrap(tokenizer)
+                out["time/agents_bootstrap_s"] = time.perf_counter() - start
+                return out
+            metrics.update(self.stage(0, "agents_bootstrap", agents))
+        metrics.update(self.stage(0, "eval", lambda: self.evaluate_checkpoint(0, checkpoint)))
+        return metrics
+
+    def evaluate_checkpoint(self, r: int, checkpoint: Path, prefix: str = "eval") -> dict[str, Any]:
+        start = time.perf_counter()
+        with self.generating(checkpoint) as policy:  # the saved weights, whether this process trained them or not
+            metrics = self.evaluate(policy, prefix)
+        if prefix == "eval":
+            self.save_eval_episodes(r)  # with the stage: a resumed round does not evaluate again
+        metrics[f"time/{'eval' if prefix == 'eval' else 'control'}_s"] = time.perf_counter() - start
+        return metrics
 
     def train_round(self, r: int) -> dict[str, Any]:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        """Round r: tasks -> sampling -> training -> evaluation -> control -> the agents' training, each stage
+        recorded (sparring/stages.py). With the agents on, their state between stages lives in memory: a round
+        that was interrupted restarts from its tasks."""
+        from transformers import AutoTokenizer
 
+        cfg, team, records = self.config, self.team, self.records(r)
+        if team and records.finished() and records.get("agents") is None:  # cut inside: restart from its tasks
+            records.clear()
+            shutil.rmtree(self.run.root / "tmp-trainer", ignore_errors=True)
+        round_kwargs, round_dir = self.round_kwargs(r), self.run.round_dir(r)
+        previous, checkpoint = self.run.checkpoint(f"round-{r - 1:03d}"), self.run.checkpoint(f"round-{r:03d}")
+        tokenizer = AutoTokenizer.from_pretrained(previous)
+        state: dict[str, Any] = {}  # what the agents pass between stages of this process
+
+        def draw() -> dict[str, Any]:
+            tasks = draw_tasks(self.env_id, round_kwargs, "train", cfg.seed, r * TASKS_PER_STREAM, cfg.tasks_per_round)
+            records, metrics, start = [{"task": t, "source": "generator"} for t in tasks], {}, time.perf_counter()
+            if team:  # the proposer's tasks first, the generator's in chains of similar tasks with skills
+                tasks, records, metrics = team.round_tasks(r, tasks)
+                metrics["time/propose_s"] = time.perf_counter() - start
+            state["tasks"] = tasks
+            atomic_write_text(round_dir / "tasks.jsonl", "".join(json.dumps(record) + "\n" for record in records))
+            return metrics
+
+        metrics = dict(self.stage(r, "tasks", draw))
+        tasks = state.get("tasks") or [record["task"] for record in read_jsonl(round_dir / "tasks.jsonl")]
+        metrics.update(self.stage(r, "sampling", lambda: self.sample(r, tasks, previous, tokenizer, state)))
+        metrics.update(self.stage(r, "training", lambda: self.train(r, tasks, previous, tokenizer, state)))
+        metrics.update(self.stage(r, "eval", lambda: self.evaluate_checkpoint(r, checkpoint)))
+        if cfg.control and cfg.algorithm == "expert_iteration":
+            metrics.update(self.stage(r, "control", lambda: self.control_round(r, tokenizer, cfg.expert_iteration.sft)))
+        if team:
+            def agents() -> dict[str, Any]:
+                start = time.perf_counter()
+                out = {**team.train_roles(r), **team.finish_round(r)}
+                out["time/agents_train_s"] = time.perf_counter() - start
+                return out
+            metrics.update(self.stage(r, "agents", agents))
+        return metrics
+
+    def sample(self, r: int, tasks: list[dict[str, Any]], previous: Path, tokenizer: Any,
+               state: dict[str, Any]) -> dict[str, Any]:
+        """The sampling stage: k attempts per task from the previous round's policy, written part by part to
+        rounds/NNN/sampling/ (a resumed stage keeps the parts already written), then rounds/NNN/trajectories/.
+        Expert iteration's search, and the agents' verification and reflection, run here too."""
         from sparring.agents.policy import SamplingParams
-        from sparring.trajectories import save_trajectories
+        from sparring.trajectories import load_trajectories, save_trajectories
 
-        cfg, times, team = self.config, {}, self.team
-        round_kwargs = self.round_kwargs(r)
-        tasks = draw_tasks(self.env_id, round_kwargs, "train", cfg.seed, r * TASKS_PER_STREAM, cfg.tasks_per_round)
-        records, agent_metrics = [{"task": t, "source": "generator"} for t in tasks], {}
+        cfg, team, start = self.config, self.team, time.perf_counter()
+        round_dir, metrics = self.run.round_dir(r), {}
+        if cfg.algorithm == "grpo":
+            if team:  # a probe of k attempts per task: pass rates, verifier agreement, skills admitted
+                with self.generating(previous) as sampler:
+                    params = SamplingParams(temperature=cfg.grpo.temperature, max_tokens=cfg.policy.max_tokens)
+                    trajectories, collected = team.collect(sampler, tasks, team.k, params, r,
+                                                           self.bars.episodes("probe", len(tasks) * team.k))
+                metrics.update(collected)
+                metrics.update(team.after_collect(r, trajectories, team.k, tokenizer)[2])
+            return metrics
+        ei, trainer = cfg.expert_iteration, self.ei_trainer(r)
+        parts = round_dir / "sampling"
+        on_turn = self.bars.episodes("sampling", len(tasks) * ei.k)
+        searched: list[Any] = []
+        search_attempts: list[Any] = []
+        with self.generating(previous) as sampler:
+            if team:
+                params = SamplingParams(temperature=ei.temperature, top_p=ei.top_p, max_tokens=cfg.policy.max_tokens)
+                trajectories, collected = team.collect(sampler, tasks, ei.k, params, r, on_turn)
+                metrics.update(collected)
+            else:
+                trajectories = []
+                for a in range(0, len(tasks), PART_TASKS):
+                    b = min(a + PART_TASKS, len(tasks))
+                    part = parts / f"part-{a:07d}-{b:07d}"
+                    if not part.exists():  # written atomically: there means whole
+                        save_trajectories(trainer.collect(sampler, tasks[a:b], seed=cfg.seed * 1000 + r,
+                                                          on_turn=on_turn, first_task=a), part)
+                    trajectories += load_trajectories(part)
+            if ei.search:  # first moves tried, the policy finishing each smaller task
+                searched, search_attempts, search_metrics = trainer.search(
+                    sampler, tasks, seed=cfg.seed * 1000 + r,
+                    on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search))
+                metrics.update(search_metrics)
+            if ei.tree_search:  # tree search on the tasks no sample solved (ReST-MCTS*): verified traces train too
+                found, tree_attempts, tree_metrics = trainer.tree_search(sampler, tasks, trajectories,
+                                                                         seed=cfg.seed * 1000 + r)
+                searched, search_attempts = searched + found, search_attempts + tree_attempts
+                metrics.update(tree_metrics)
+            if searched:
+                save_trajectories(searched, parts / "search-kept")
+        if team:  # verifiers, the proposer's pass rates, the reflector's refined attempts
+            state["verified"], state["extra"], after = team.after_collect(r, trajectories, ei.k, tokenizer)
+            metrics.update(after)
+        save_trajectories(trajectories + search_attempts + (team.refined if team else []), round_dir / "trajectories")
+        metrics["time/sample_s"] = time.perf_counter() - start
+        return metrics
+
+    def ei_trainer(self, r: int) -> Any:
+        from sparring.trainers.expert_iteration import ExpertIterationTrainer
+
+        cfg = self.config
+        return ExpertIterationTrainer(cfg.expert_iteration, self.env_id, self.round_kwargs(r),
+                                      max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns,
+                                      executor=self.executor)
+
+    def train(self, r: int, tasks: list[dict[str, Any]], previous: Path, tokenizer: Any,
+              state: dict[str, Any]) -> dict[str, Any]:
+        """The training stage: the trainer on what the sampling stage wrote (expert iteration) or on the tasks
+        (GRPO), resumed from the trainer's own checkpoints; ends with checkpoints/round-NNN saved."""
+        from transformers import AutoModelForCausalLM
+
+        from sparring.trajectories import load_trajectories
+
+        cfg, team, start = self.config, self.team, time.perf_counter()
         round_dir = self.run.round_dir(r)
-        start = time.perf_counter()
-        if team:  # the proposer's tasks first, the generator's in chains of similar tasks with skills
-            tasks, records, agent_metrics = team.round_tasks(r, tasks)
-            times["time/propose_s"] = time.perf_counter() - start
-        atomic_write_text(round_dir / "tasks.jsonl", "".join(json.dumps(record) + "\n" for record in records))
-        previous = self.run.checkpoint(f"round-{r - 1:03d}")
-        model, tokenizer = AutoModelForCausalLM.from_pretrained(previous), AutoTokenizer.from_pretrained(previous)
-        start = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(previous)
         if cfg.algorithm == "expert_iteration":
-            from sparring.trainers.expert_iteration import ExpertIterationTrainer
-
             ei = cfg.expert_iteration
-            trainer = ExpertIterationTrainer(ei, self.env_id, round_kwargs, max_tokens=cfg.policy.max_tokens,
-                                             max_turns=cfg.env.max_turns, executor=self.executor)
-            on_turn = self.bars.episodes("sampling", len(tasks) * ei.k)
-            with self.generating(previous, model, tokenizer) as sampler:
-                if team:
-                    params = SamplingParams(temperature=ei.temperature, top_p=ei.top_p, max_tokens=cfg.policy.max_tokens)
-                    trajectories, collected = team.collect(sampler, tasks, ei.k, params, r, on_turn)
-                    agent_metrics.update(collected)
-                else:
-                    trajectories = trainer.collect(sampler, tasks, seed=cfg.seed * 1000 + r, on_turn=on_turn)
-                searched, search_attempts = [], []
-                if ei.search:  # first moves tried, the policy finishing each smaller task
-                    searched, search_attempts, search_metrics = trainer.search(
-                        sampler, tasks, seed=cfg.seed * 1000 + r,
-                        on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search))
-                    agent_metrics.update(search_metrics)
-                if ei.tree_search:  # tree search on the tasks no sample solved (ReST-MCTS*): verified traces train too
-                    found, tree_attempts, tree_metrics = trainer.tree_search(sampler, tasks, trajectories,
-                                                                             seed=cfg.seed * 1000 + r)
-                    searched, search_attempts = searched + found, search_attempts + tree_attempts
-                    agent_metrics.update(tree_metrics)
-            verified, extra = None, list(searched)
+            trajectories = [t for t in load_trajectories(round_dir / "trajectories") if t.source == "policy"]
+            kept = round_dir / "sampling" / "search-kept"
+            extra = load_trajectories(kept) if kept.exists() else []
             if ei.replay:  # the bootstrap's kind of demonstrations, fresh tasks each round
                 from sparring.trainers.bootstrap import expert_demonstrations
 
                 replayed = draw_tasks(self.env_id, self.expert_kwargs, "train", cfg.seed,
                                       r * TASKS_PER_STREAM + TASKS_PER_STREAM // 4, ei.replay)
                 extra += expert_demonstrations(self.env_id, self.expert_kwargs, replayed, cfg.bootstrap.demonstrations)
-            if team:  # verifiers, the proposer's pass rates, the reflector's refined attempts
-                verified, team_extra, after = team.after_collect(r, trajectories, ei.k, tokenizer)
-                extra += team_extra
-                agent_metrics.update(after)
-            model, metrics = trainer.fit(model, tokenizer, self.run.checkpoint("round-000"), trajectories,
-                                         self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r, verified=verified,
-                                         extra=extra, callbacks=[self.bars.steps("training on verified samples", ei.sft.steps)])
-            save_trajectories(trajectories + search_attempts + (team.refined if team else []), round_dir / "trajectories")
-            sft_settings = cfg.expert_iteration.sft
+            model, metrics = self.ei_trainer(r).fit(
+                model, tokenizer, self.run.checkpoint("round-000"), trajectories, self.trainer_dir(r, "training"),
+                seed=cfg.seed * 1000 + r, verified=state.get("verified"), extra=extra + state.get("extra", []),
+                callbacks=[self.bars.steps("training on verified samples", ei.sft.steps)])
         else:
             from sparring.trainers.grpo import train_grpo
 
-            prompt_hook, rewards = None, []
-            if team:  # a probe of k attempts per task: pass rates, verifier agreement, skills admitted
-                with self.generating(previous, model, tokenizer) as sampler:
-                    params = SamplingParams(temperature=cfg.grpo.temperature, max_tokens=cfg.policy.max_tokens)
-                    trajectories, collected = team.collect(sampler, tasks, team.k, params, r,
-                                                           self.bars.episodes("probe", len(tasks) * team.k))
-                agent_metrics.update(collected)
-                agent_metrics.update(team.after_collect(r, trajectories, team.k, tokenizer)[2])
-                prompt_hook, rewards = team.grpo_hooks(tasks)
+            prompt_hook, rewards = team.grpo_hooks(tasks) if team else (None, [])
             model.name_or_path = str(previous)  # TRL's colocated vLLM loads the weights from this folder
-            metrics = train_grpo(model, tokenizer, self.env_id, round_kwargs, tasks, cfg.grpo,
-                                 self.run.root / "tmp-trainer", seed=cfg.seed * 1000 + r,
+            metrics = train_grpo(model, tokenizer, self.env_id, self.round_kwargs(r), tasks, cfg.grpo,
+                                 self.trainer_dir(r, "training"), seed=cfg.seed * 1000 + r,
                                  callbacks=[self.bars.steps("GRPO", cfg.grpo.steps)],
                                  prompt_hook=prompt_hook, extra_rewards=rewards)
-            sft_settings = None
-        metrics.update(agent_metrics)
-        times["time/train_s"] = time.perf_counter() - start
-        checkpoint = self.run.checkpoint(f"round-{r:03d}")
-        save_checkpoint(model, tokenizer, checkpoint)
-        start = time.perf_counter()
-        with self.generating(checkpoint, model, tokenizer) as policy:
-            metrics.update(self.evaluate(policy))
-        times["time/eval_s"] = time.perf_counter() - start
-        if cfg.control and sft_settings is not None:
-            start = time.perf_counter()
-            metrics.update(self.control_round(r, tokenizer, sft_settings))
-            times["time/control_s"] = time.perf_counter() - start
-        if team:
-            start = time.perf_counter()
-            metrics.update(team.train_roles(r))
-            metrics.update(team.finish_round(r))
-            times["time/agents_train_s"] = time.perf_counter() - start
-        return {**metrics, **times}
+        save_checkpoint(model, tokenizer, self.run.checkpoint(f"round-{r:03d}"))
+        shutil.rmtree(round_dir / "sampling", ignore_errors=True)  # the parts are in trajectories/ now
+        metrics["time/train_s"] = time.perf_counter() - start
+        return metrics
 
     def run_rounds(self, resume: bool = False) -> list[dict[str, Any]]:
         import torch
@@ -536,6 +727,11 @@ class SelfPlay:
                 Tracker(self.config.logging, self.run.root, len(self.finished_rounds())) as self.tracker:
             try:
                 self._run_rounds()
+            except OSError as error:
+                if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise SparringError(f"the disk is full ({error.strerror}: {error.filename}); every finished stage and "
+                                    "checkpoint is kept. Free some space and continue with --resume") from error
             finally:
                 self.executor = None
         return self.finished_rounds()
@@ -545,19 +741,7 @@ class SelfPlay:
             self.seed_everything(r)
             start = time.perf_counter()
             self.console.rule(f"round {r}" + (" (bootstrap)" if r == 0 else ""))
-            if r == 0:
-                model, tokenizer, metrics = self.bootstrap(self.base_checkpoint())
-                metrics["time/train_s"] = time.perf_counter() - start
-                save_checkpoint(model, tokenizer, self.run.checkpoint("round-000"))
-                if self.team:  # the agents' models learn their formats; the skill library is saved
-                    metrics.update(self.team.bootstrap(tokenizer))
-                    metrics["time/agents_bootstrap_s"] = time.perf_counter() - start - metrics["time/train_s"]
-                begin = time.perf_counter()
-                with self.generating(self.run.checkpoint("round-000"), model, tokenizer) as policy:
-                    metrics.update(self.evaluate(policy))
-                metrics["time/eval_s"] = time.perf_counter() - begin
-            else:
-                metrics = self.train_round(r)
+            metrics = self.round_zero() if r == 0 else self.train_round(r)
             metrics.update({"round": r, "time/round_s": time.perf_counter() - start})
             warn_untrained(self.console, r, metrics)
             self.save_eval_episodes(r)

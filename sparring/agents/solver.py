@@ -38,12 +38,12 @@ class Solver:
                                  + [{"role": "user", "content": observation}])
 
     def run(self, tasks: list[dict[str, Any]], k: int = 1, *, seed: int = 0,
-            on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
+            on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]:
         """`k` episodes per task, in task order, through the executor if there is one. `on_turn(turn, active)`
-        reports progress."""
+        reports progress; `first_task`: the index of `tasks[0]` in a larger batch run part by part (see `play`)."""
         if self.executor is not None:
-            return self.executor.run_episodes(self, tasks, k, seed=seed, on_turn=on_turn)
-        return self.play(tasks, k, seed=seed, on_turn=on_turn)
+            return self.executor.run_episodes(self, tasks, k, seed=seed, on_turn=on_turn, first_task=first_task)
+        return self.play(tasks, k, seed=seed, on_turn=on_turn, first_task=first_task)
 
     def play(self, tasks: list[dict[str, Any]], k: int = 1, *, seed: int = 0,
              on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]:

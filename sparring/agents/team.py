@@ -83,16 +83,21 @@ class AgentTeam:
         from sparring.selfplay import save_checkpoint
         from sparring.trainers.sft import fitting, supervised_finetune
 
+        records = self.loop.records(r)
+        done = records.get(f"{role}-training")  # a resumed stage keeps the roles it finished training
+        if done is not None:
+            return done
         start = self.loop.run.checkpoint("round-000") if r == 0 else self.checkpoint(role, r - 1)
         model, tokenizer = AutoModelForCausalLM.from_pretrained(start), AutoTokenizer.from_pretrained(start)
         examples = fitting(examples, model, tokenizer)  # a prompt with long reflections may not fit a small model
         metrics: dict[str, float] = {f"{role}/examples": len(examples)}
         if examples:
-            out = supervised_finetune(model, tokenizer, examples, settings, self.loop.run.root / "tmp-trainer",
+            out = supervised_finetune(model, tokenizer, examples, settings, self.loop.trainer_dir(r, role),
                                       seed=self.config.seed * 1000 + r,
                                       callbacks=[self.loop.bars.steps(f"{role}: training", settings.steps)])
             metrics[f"{role}/loss"] = out["train/loss"]
         save_checkpoint(model, tokenizer, self.loop.run.checkpoint(f"{role}-{r:03d}"))
+        records.record(f"{role}-training", metrics)
         return metrics
 
     # ---- state carried between rounds -----------------------------------------------------------

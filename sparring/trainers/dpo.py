@@ -21,13 +21,14 @@ different pasts. Pairs are stored as trajectories (`meta["pair"]`, `meta["prefer
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sparring.agents.hf import render
 from sparring.envs.base import check_choice
-from sparring.trainers.sft import _context_length, quiet_hf, train_on_cpu
+from sparring.trainers.sft import _context_length, last_checkpoint, mean_logged_loss, quiet_hf, train_on_cpu
 from sparring.trajectories import Trajectory
 
 PAIR_SOURCES = ("verdict", "majority", "judge")
@@ -45,6 +46,7 @@ class DPOSettings:
     beta: float = 0.1              # DPO's beta: how far the policy may move from the reference
     loss_type: str = "sigmoid"     # TRL's DPO loss: sigmoid (DPO), ipo, hinge, robust, apo_zero, ...
     max_pairs_per_task: int = 1    # pairs kept per task (best against worst, then the next ones)
+    save_steps: int = 20           # steps between the trainer's own checkpoints (a kill costs at most these); 0: none
 
     def __post_init__(self) -> None:
         check_choice("dpo.pairs_from", self.pairs_from, PAIR_SOURCES)
@@ -53,6 +55,9 @@ class DPOSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"dpo.{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.save_steps, int) or isinstance(self.save_steps, bool) or self.save_steps < 0:
+            raise ValueError(f"dpo.save_steps must be an integer >= 0 (0: no mid-training checkpoint), got "
+                             f"{self.save_steps!r}")
         if not self.learning_rate > 0 or not self.beta > 0:
             raise ValueError(f"dpo.learning_rate and dpo.beta must be > 0, got {self.learning_rate!r}, {self.beta!r}")
 
@@ -133,19 +138,23 @@ def train_dpo(model: Any, tokenizer: Any, reference: Any, pairs: list[tuple[Traj
         output_dir=str(output_dir), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
         learning_rate=settings.learning_rate, lr_scheduler_type=settings.scheduler, warmup_steps=settings.warmup_steps,
         beta=settings.beta, loss_type=[settings.loss_type], max_length=_context_length(model, tokenizer),
-        save_strategy="no", use_cpu=train_on_cpu(), seed=seed, data_seed=seed, **reporting,
-        logging_strategy="steps", logging_steps=1,  # every step: the reward metrics are read from the log disable_tqdm=True, dataloader_num_workers=0, bf16=False,
-        gradient_checkpointing=False,
+        save_strategy="steps" if settings.save_steps else "no", save_steps=settings.save_steps or 500,
+        save_total_limit=1, use_cpu=train_on_cpu(), seed=seed, data_seed=seed, **reporting,
+        logging_strategy="steps", logging_steps=1,  # every step: the loss and reward metrics are read from the log
+        disable_tqdm=True, dataloader_num_workers=0, bf16=False, gradient_checkpointing=False,
     )
     reference.eval()
     with quiet_hf():
         trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=Dataset.from_list(examples),
                              processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks])
         trainer.remove_callback(PrinterCallback)
-        output = trainer.train()
+        resume = last_checkpoint(output_dir) if settings.save_steps else None  # a killed call's: continue from it
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    for folder in Path(output_dir).glob("checkpoint-*"):  # finished: a later call here starts afresh
+        shutil.rmtree(folder, ignore_errors=True)
     model.eval()
     logged = [row for row in trainer.state.log_history if "rewards/margins" in row]
-    metrics = {"train/loss": float(output.training_loss), "train/steps": int(output.global_step),
+    metrics = {"train/loss": mean_logged_loss(trainer.state.log_history), "train/steps": int(output.global_step),
                "dpo/examples": len(examples)}
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
         values = [row[key] for row in logged if key in row]

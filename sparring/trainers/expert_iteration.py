@@ -122,11 +122,12 @@ class ExpertIterationTrainer:
         self.max_tokens, self.max_turns = max_tokens, max_turns
 
     def collect(self, policy: Policy, tasks: list[dict[str, Any]], *, seed: int = 0,
-                on_turn: Callable[[int, int], None] | None = None) -> list[Trajectory]:
-        """`k` sampled episodes per task from the current policy."""
+                on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]:
+        """`k` sampled episodes per task from the current policy (`first_task`: the index of `tasks[0]` when a
+        larger batch is collected part by part; the parts then draw what the whole batch draws)."""
         params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.max_tokens)
         solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns, executor=self.executor)
-        return solver.run(tasks, k=self.config.k, seed=seed, on_turn=on_turn)
+        return solver.run(tasks, k=self.config.k, seed=seed, on_turn=on_turn, first_task=first_task)
 
     def search(self, policy: Policy, tasks: list[dict[str, Any]], *, seed: int = 0,
                on_turn: Callable[[int, int], None] | None = None) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:

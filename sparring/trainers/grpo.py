@@ -39,6 +39,7 @@ import json
 import math
 import os
 import random
+import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from typing import Any
 
 from sparring.agents.hf import render
 from sparring.errors import SparringError, UnknownNameError
-from sparring.trainers.sft import quiet_hf, train_on_cpu
+from sparring.trainers.sft import last_checkpoint, mean_logged_loss, quiet_hf, train_on_cpu
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")  # and True (= "group"), False (= "none")
@@ -69,10 +70,11 @@ class GRPOSettings:
     use_vllm: bool = False         # generate with vLLM inside TRL (pip install "sparring[vllm]")
     vllm_mode: str = "colocate"    # TRL's vLLM mode: colocate (in the trainer's process) or server (trl vllm-serve)
     vllm_server_base_url: str | None = None  # vllm_mode=server: the trl vllm-serve URL (None: TRL's default)
+    save_steps: int = 50               # steps between the trainer's own checkpoints (a kill costs at most these); 0: none
 
     def __post_init__(self) -> None:
         for name, low in (("steps", 1), ("num_generations", 2), ("batch_size", 1), ("max_completion_length", 1),
-                          ("max_turns", 1)):
+                          ("max_turns", 1), ("save_steps", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"grpo.{name} must be an integer >= {low}, got {value!r}"
@@ -485,7 +487,8 @@ def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_
         # TRL's VESPO with vLLM refuses the default sequence-level importance sampling correction
         **({"vllm_importance_sampling_mode": "token_truncate"} if settings.use_vllm and settings.loss_type == "vespo"
            else {}),
-        use_cpu=use_cpu, bf16=False, fp16=False, gradient_checkpointing=False, seed=seed, data_seed=seed, save_strategy="no",
+        use_cpu=use_cpu, bf16=False, fp16=False, gradient_checkpointing=False, seed=seed, data_seed=seed,
+        save_strategy="steps" if settings.save_steps else "no", save_steps=settings.save_steps or 500, save_total_limit=1,
         **(reporting or {"report_to": "none"}),
         logging_strategy="steps", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
     )
@@ -507,6 +510,8 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
 
     Metrics: `grpo/reward` (mean over every completion of the run), `grpo/reward_final` (the last step's
     mean), `grpo/success`, `grpo/loss`, `grpo/steps`, and for multi-turn `grpo/turns` (actions per episode).
+    Every `settings.save_steps` steps the trainer checkpoints into `output_dir`, and a call that finds one there
+    continues from it; `grpo/loss` then still covers every step, the reward and success metrics the steps since.
 
     `prompt_hook(task, observation) -> (shown, columns)`: what the model is shown instead of a task's first
     observation (e.g. with retrieved skills) and extra dataset columns for the reward functions;
@@ -582,10 +587,14 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
                                   processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks],
                                   rollout_func=rollout)
             trainer.remove_callback(PrinterCallback)
-            output = trainer.train()
+            # a checkpoint of an interrupted call with the same arguments: continue from it
+            resume = last_checkpoint(output_dir) if settings.save_steps else None
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         finally:
             if colocated and on_cpu and trainer is not None:
                 close_colocated_vllm(trainer)
+    for folder in Path(output_dir).glob("checkpoint-*"):  # finished: a later call here starts afresh
+        shutil.rmtree(folder, ignore_errors=True)
     model.eval()
 
     episodes = [v for call in reward.history for v in call]
@@ -596,7 +605,7 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
         "grpo/reward": sum(rewards) / len(rewards) if rewards else 0.0,
         "grpo/reward_final": sum(final) / len(final) if final else 0.0,
         "grpo/success": sum(successes) / len(successes) if successes else 0.0,
-        "grpo/loss": float(output.training_loss),
+        "grpo/loss": mean_logged_loss(trainer.state.log_history),
         "grpo/steps": int(output.global_step),
     }
     if multi_turn:

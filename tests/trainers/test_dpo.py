@@ -47,6 +47,48 @@ def test_multi_turn_pairs_part_where_the_actions_differ(tiny_checkpoint):
     assert chosen.meta == {}  # the originals are untouched
 
 
+def test_dpo_killed_after_a_checkpoint_continues_from_it(tiny_checkpoint, tmp_path):
+    """A DPO call stopped after its step-2 checkpoint, called again on the same folder, trains steps 3-4 only,
+    from the saved weights, optimizer and RNG state: weights and metrics equal the uninterrupted call's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    from sparring.trainers.sft import last_checkpoint
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    tasks = [{"numbers": [n, n + 1], "target": 2 * n + 1} for n in range(1, 9)]
+    pairs = [(attempt(t, [f"<answer>{t['numbers'][0]}+{t['numbers'][1]}</answer>"], 1.0, [f"{t['numbers'][0]} {t['numbers'][1]} -> {t['target']}"]),
+              attempt(t, ["<answer>0</answer>"], 0.0, [f"{t['numbers'][0]} {t['numbers'][1]} -> {t['target']}"])) for t in tasks]
+    settings = DPOSettings(steps=4, batch_size=4, learning_rate=1e-3, save_steps=2)
+
+    def call(folder, callbacks=None):
+        model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+        reference = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+        return model, train_dpo(model, tokenizer, reference, pairs, settings, folder, seed=0, callbacks=callbacks)
+
+    whole, expected = call(tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    class KillAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise Killed  # what a kill -9 leaves: the checkpoint, and nothing after it
+
+    with pytest.raises(Killed):
+        call(tmp_path / "cut", [KillAfterSave()])
+    assert last_checkpoint(tmp_path / "cut").name == "checkpoint-2"
+    starts = []
+
+    class Start(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            starts.append(state.global_step)
+
+    resumed, metrics = call(tmp_path / "cut", [Start()])
+    assert starts == [2]  # it continued, it did not start over
+    assert metrics == expected and metrics["train/steps"] == 4
+    assert all(a.equal(b) for a, b in zip(whole.parameters(), resumed.parameters()))
+
+
 def test_dpo_moves_the_policy_towards_the_chosen_answers(tiny_checkpoint, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -212,6 +212,61 @@ def test_single_turn_grpo_trains_on_env_verdicts(warm, tmp_path):
     assert not model.training
 
 
+def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path):
+    """A GRPO call stopped after its step-1 checkpoint (the process dies there), called again on the same output
+    folder, trains only step 2, from the saved weights, optimizer and RNG state: the weights and the loss are
+    the uninterrupted call's, bit for bit."""
+    from dataclasses import replace
+
+    from transformers import TrainerCallback
+
+    from sparring.trainers.sft import last_checkpoint
+
+    model, tokenizer, tasks = warm
+    # two steps an epoch, so the checkpoint falls inside one. At an epoch's end transformers restores the RNG
+    # state elsewhere in its loop, and the resumed GRPO then samples other (equally likely) completions
+    tasks = tasks + tasks
+    settings = replace(SETTINGS, save_steps=1)
+    whole = copy.deepcopy(model)
+    expected = train_grpo(whole, tokenizer, "Countdown-v0", COMPACT, tasks, settings, tmp_path / "whole", seed=0)
+
+    class Killed(Exception):
+        pass
+
+    class KillAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise Killed  # what a kill -9 leaves: the checkpoint, and nothing after it
+
+    with pytest.raises(Killed):
+        train_grpo(copy.deepcopy(model), tokenizer, "Countdown-v0", COMPACT, tasks, settings, tmp_path / "cut",
+                   seed=0, callbacks=[KillAfterSave()])
+    assert last_checkpoint(tmp_path / "cut").name == "checkpoint-1"
+    resumed, starts = copy.deepcopy(model), []
+
+    class Start(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            starts.append(state.global_step)
+
+    metrics = train_grpo(resumed, tokenizer, "Countdown-v0", COMPACT, tasks, settings, tmp_path / "cut", seed=0,
+                         callbacks=[Start()])
+    assert starts == [1]  # it continued, it did not start over
+    assert metrics["grpo/steps"] == 2 and metrics["grpo/loss"] == expected["grpo/loss"]
+    assert all(a.equal(b) for a, b in zip(whole.parameters(), resumed.parameters()))
+    assert not list((tmp_path / "cut").glob("checkpoint-*"))  # finished: a later call starts afresh
+
+
+def test_last_checkpoint_skips_and_removes_one_cut_short(tmp_path):
+    from sparring.trainers.sft import last_checkpoint
+
+    for step in (2, 4, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-10" / "model.safetensors").write_text("")  # killed before trainer_state.json
+    assert last_checkpoint(tmp_path).name == "checkpoint-4"
+    assert not (tmp_path / "checkpoint-10").exists() and last_checkpoint(tmp_path / "none") is None
+
+
 def test_multi_turn_grpo_plays_whole_episodes(warm, tmp_path, monkeypatch):
     model, tokenizer, tasks = warm
     model = copy.deepcopy(model)

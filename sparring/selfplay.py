@@ -64,9 +64,11 @@ from sparring.stages import PART_TASKS, RoundRecords
 from sparring.tracking import LoggingConfig, Tracker
 from sparring.trainers.bootstrap import BootstrapConfig
 from sparring.trainers.expert_iteration import ExpertIterationConfig
+from sparring.trainers.dpo import DPOSettings
 from sparring.trainers.grpo import GRPOSettings
+from sparring.trainers.lora import LoRASettings
 
-ALGORITHMS = ("expert_iteration", "grpo")
+ALGORITHMS = ("expert_iteration", "grpo", "dpo")
 TASKS_PER_STREAM = 10**9  # round r draws training items from [r * 10**9, ...): no two rounds share a task
 
 
@@ -114,6 +116,9 @@ class PolicyConfig:
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)  # backend tiny: the model's shape
     server_host: str = "127.0.0.1"  # openai: where the server listens; 0.0.0.0 lets Ray workers on other machines in
     server_args: list[str] = field(default_factory=list)  # openai: more `vllm serve` arguments (they win)
+    # the rounds' trainers (expert iteration, GRPO, DPO) train a LoRA adapter, saved in checkpoints/round-NNN/adapter
+    # and merged into the checkpoint's weights (the bootstrap trains every weight)
+    lora: LoRASettings = field(default_factory=LoRASettings)
 
     def __post_init__(self) -> None:
         check_choice("policy.backend for self-play training", self.backend, ("tiny", "hf"))
@@ -140,7 +145,7 @@ class SelfPlayConfig:
     threads: int = 2               # torch CPU threads
     rounds: int = 4                # self-play rounds after round 0 (the bootstrap)
     tasks_per_round: int = 3000    # fresh training tasks each round
-    algorithm: str = "expert_iteration"  # the trainer: expert_iteration or grpo
+    algorithm: str = "expert_iteration"  # the trainer: expert_iteration, grpo or dpo
     control: bool = False  # also spend each round's training steps on fresh expert demonstrations, from round 0
     env: EnvConfig = field(default_factory=EnvConfig)  # the env, its held-out evaluation and (easy-to-hard) curriculum
     policy: PolicyConfig = field(default_factory=PolicyConfig)  # the model that is trained, and what generates with it
@@ -150,6 +155,8 @@ class SelfPlayConfig:
     expert_iteration: ExpertIterationConfig = field(default_factory=ExpertIterationConfig)
     # GRPO on TRL's GRPOTrainer with the env's verdicts as rewards
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    # DPO on TRL's DPOTrainer, on pairs of the round's own attempts (sampled as expert_iteration.k, temperature say)
+    dpo: DPOSettings = field(default_factory=DPOSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation every round
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where solver episodes run: local or ray
     # the agents around the solver (sparring/agents/team.py); all off by default
@@ -178,6 +185,14 @@ class SelfPlayConfig:
         if self.algorithm == "grpo" and self.reflector.enabled:
             raise ValueError("reflector.enabled adds refined attempts to supervised training data: it needs "
                              "algorithm=expert_iteration")
+        if self.algorithm == "dpo":
+            if self.reflector.enabled or self.expert_iteration.search or self.expert_iteration.tree_search:
+                raise ValueError("reflector.enabled, expert_iteration.search and expert_iteration.tree_search add "
+                                 "supervised examples: they need algorithm=expert_iteration, not dpo")
+            if (self.dpo.pairs_from == "judge") != (self.verifier.use == "judge"):
+                raise ValueError(f"dpo.pairs_from={self.dpo.pairs_from!r} with verifier.use={self.verifier.use!r}: "
+                                 "pairs from the judge need verifier.use=judge, and the judge's verdicts are only "
+                                 "used as dpo.pairs_from=judge (verdict and majority need no verifier)")
         if self.bootstrap.demonstrations != "optimal" and self.env.id != "Countdown-v0":
             raise ValueError(f"bootstrap.demonstrations {self.bootstrap.demonstrations!r} exist for Countdown-v0 only, "
                              f"not {self.env.id}: set bootstrap.demonstrations=optimal")
@@ -204,12 +219,15 @@ def draw_tasks(env_id: str, env_kwargs: dict[str, Any], split: str, seed: int, s
     return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
 
 
-def save_checkpoint(model: Any, tokenizer: Any, path: Path) -> None:
-    """Save into a temporary sibling, then rename: a kill or a full disk leaves the previous checkpoint as it was."""
+def save_checkpoint(model: Any, tokenizer: Any, path: Path, adapter: Path | None = None) -> None:
+    """Save into a temporary sibling, then rename: a kill or a full disk leaves the previous checkpoint as it was.
+    `adapter`: a LoRA adapter's folder, copied in as `adapter/`."""
     try:
         with atomic_dir(path) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            if adapter is not None and adapter.exists():
+                shutil.copytree(adapter, Path(tmp) / "adapter")
     except OSError as error:
         raise SparringError(f"could not save the checkpoint {path} ({error.strerror or error}); nothing was replaced, "
                             "every earlier checkpoint is intact. Free some space and continue with --resume") from error
@@ -683,7 +701,11 @@ class SelfPlay:
         cfg, team, start = self.config, self.team, time.perf_counter()
         round_dir = self.run.round_dir(r)
         model = AutoModelForCausalLM.from_pretrained(previous)
-        if cfg.algorithm == "expert_iteration":
+        adapter = self.trainer_dir(r, "adapter") if cfg.policy.lora.enabled else None
+        lora = {"lora": cfg.policy.lora, "adapter_dir": adapter}
+        if cfg.algorithm == "dpo":
+            metrics = self.train_dpo(r, model, tokenizer, previous, state, lora)
+        elif cfg.algorithm == "expert_iteration":
             ei = cfg.expert_iteration
             trajectories = [t for t in load_trajectories(round_dir / "trajectories") if t.source == "policy"]
             kept = round_dir / "sampling" / "search-kept"
@@ -697,7 +719,7 @@ class SelfPlay:
             model, metrics = self.ei_trainer(r).fit(
                 model, tokenizer, self.run.checkpoint("round-000"), trajectories, self.trainer_dir(r, "training"),
                 seed=cfg.seed * 1000 + r, verified=state.get("verified"), extra=extra + state.get("extra", []),
-                callbacks=[self.bars.steps("training on verified samples", ei.sft.steps)])
+                callbacks=[self.bars.steps("training on verified samples", ei.sft.steps)], **lora)
         else:
             from sparring.trainers.grpo import train_grpo
 
@@ -706,10 +728,46 @@ class SelfPlay:
             metrics = train_grpo(model, tokenizer, self.env_id, self.round_kwargs(r), tasks, cfg.grpo,
                                  self.trainer_dir(r, "training"), seed=cfg.seed * 1000 + r,
                                  callbacks=[self.bars.steps("GRPO", cfg.grpo.steps)],
-                                 prompt_hook=prompt_hook, extra_rewards=rewards)
-        save_checkpoint(model, tokenizer, self.run.checkpoint(f"round-{r:03d}"))
+                                 prompt_hook=prompt_hook, extra_rewards=rewards, **lora)
+        save_checkpoint(model, tokenizer, self.run.checkpoint(f"round-{r:03d}"), adapter)
+        if adapter is not None:
+            shutil.rmtree(adapter, ignore_errors=True)
         shutil.rmtree(round_dir / "sampling", ignore_errors=True)  # the parts are in trajectories/ now
         metrics["time/train_s"] = time.perf_counter() - start
+        return metrics
+
+    def train_dpo(self, r: int, model: Any, tokenizer: Any, previous: Path, state: dict[str, Any],
+                  lora: dict[str, Any]) -> dict[str, Any]:
+        """DPO's training: pairs from each task's k attempts, ranked by `dpo.pairs_from` (the env's reward, the
+        share of attempts that gave the same answer, or the judge's verdict), saved to rounds/NNN/pairs."""
+        from transformers import AutoModelForCausalLM
+
+        from sparring.trainers.dpo import mark_pairs, preference_pairs, train_dpo
+        from sparring.trajectories import load_trajectories, save_trajectories
+
+        cfg, k, round_dir = self.config, self.config.expert_iteration.k, self.run.round_dir(r)
+        trajectories = [t for t in load_trajectories(round_dir / "trajectories") if t.source == "policy"]
+        if cfg.dpo.pairs_from == "verdict":
+            scores = [t.reward for t in trajectories]
+        elif cfg.dpo.pairs_from == "majority":  # ScPO: how many of the task's k attempts gave the same answer
+            from sparring.agents.verifiers import answer_key
+
+            keys = [answer_key(t) for t in trajectories]
+            scores = [0.0 if key is None else keys[i - i % k:i - i % k + k].count(key) / k for i, key in enumerate(keys)]
+        else:  # the judge's verdicts from the sampling stage (verifier.use=judge)
+            if "verified" not in state:
+                raise SparringError("dpo.pairs_from=judge needs the judge's verdicts of this round's sampling stage, "
+                                    "which a resumed round does not keep: continue with dpo.pairs_from unchanged "
+                                    "from a finished round (delete this round's stages/sampling.json to sample again)")
+            scores = [float(flag) for flag in state["verified"]]
+        pairs, metrics = preference_pairs(trajectories, k, scores, max_pairs_per_task=cfg.dpo.max_pairs_per_task)
+        save_trajectories(mark_pairs(pairs), round_dir / "pairs")
+        if pairs:
+            reference = AutoModelForCausalLM.from_pretrained(previous)
+            metrics.update(train_dpo(model, tokenizer, reference, pairs, cfg.dpo, self.trainer_dir(r, "training"),
+                                     seed=cfg.seed * 1000 + r, callbacks=[self.bars.steps("DPO", cfg.dpo.steps)],
+                                     **lora))
+        metrics["ei/pass@1"] = sum(t.success for t in trajectories) / max(1, len(trajectories))
         return metrics
 
     def run_rounds(self, resume: bool = False) -> list[dict[str, Any]]:
@@ -781,7 +839,7 @@ class SelfPlay:
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
         named = [f"eval/{name}/success" for name in self.config.env.eval_sets]
         columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", *named, "control/eval/success",
-                   "ei/pass@1", "ei/kept", "ei/search_solved", "ei/tree_recovered",
+                   "ei/pass@1", "ei/kept", "ei/search_solved", "ei/tree_recovered", "dpo/pairs",
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]
@@ -797,7 +855,7 @@ def round_table(rows: list[dict[str, Any]], columns: list[str], title: str, widt
 
     cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
     wide = sum(max(len(c), *(len(r[i]) for r in cells)) + 3 for i, c in enumerate(columns)) + 1
-    untrained = [str(row["round"]) for row in rows if row.get("round", 0) > 0 and row.get("ei/examples") == 0]
+    untrained = [str(row["round"]) for row in rows if row.get("round", 0) > 0 and trained_on_nothing(row)]
     caption = f"round {', '.join(untrained)} trained on nothing (ei/kept 0)" if untrained else None
     if wide <= width:
         table = Table(title=title, caption=caption)
@@ -935,7 +993,14 @@ def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
 def warn_untrained(console: Any, r: int, metrics: dict[str, Any]) -> None:
     """A round whose trainer had no example (no sampled answer verified, nothing replayed or searched) looks like
     any other in the table: say so."""
-    if r > 0 and metrics.get("ei/examples") == 0:
-        console.print(f"[bold yellow]warning:[/bold yellow] round {r} trained on nothing: none of its sampled "
-                      "answers verified (ei/kept 0) and no training step ran. More samples per task "
-                      "(expert_iteration.k), easier tasks (env.curriculum) or expert_iteration.replay help")
+    if r > 0 and trained_on_nothing(metrics):
+        what = "no pair of its attempts differed in score (dpo/pairs 0)" if "dpo/pairs" in metrics else \
+            "none of its sampled answers verified (ei/kept 0)"
+        console.print(f"[bold yellow]warning:[/bold yellow] round {r} trained on nothing: {what} and no training "
+                      "step ran. More samples per task (expert_iteration.k), easier tasks (env.curriculum) or "
+                      "expert_iteration.replay help")
+
+
+def trained_on_nothing(metrics: dict[str, Any]) -> bool:
+    """Whether a round's trainer had nothing to train on: no example (expert iteration) or no pair (DPO)."""
+    return metrics.get("ei/examples") == 0 or metrics.get("dpo/pairs") == 0

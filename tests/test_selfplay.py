@@ -549,3 +549,59 @@ def test_tree_search_retries_the_tasks_no_sample_solved(tmp_path, monkeypatch):
     ei = config.expert_iteration
     _, selected = select_verified(sampled, k, ei.max_per_task, ei.weight_hard_tasks, max_invalid=ei.max_invalid)
     assert rows[1]["ei/examples"] == selected["ei/examples"] + recovered
+
+
+def test_dpo_rounds_train_on_pairs_of_their_own_attempts(tmp_path):
+    """algorithm=dpo: each task's k attempts make (chosen, rejected) pairs by the env's reward, saved as
+    trajectories; TRL's DPOTrainer trains on them; the round table and the metrics say how many."""
+    config = load_selfplay_config(None, TINY + ["algorithm=dpo", "rounds=1", "expert_iteration.k=4",
+                                                "dpo.steps=2", "dpo.batch_size=4", "bootstrap.sft.steps=60",
+                                                "bootstrap.eval_every=60", "bootstrap.sft.learning_rate=0.01"])
+    rows = SelfPlay(config, tmp_path / "run").run_rounds()
+    pairs = load_trajectories(tmp_path / "run/rounds/001/pairs")
+    assert rows[1]["dpo/pairs"] == len(pairs) // 2 > 0 and rows[1]["dpo/verdict_agreement"] == 1.0
+    chosen = [t for t in pairs if t.meta["preference"] == "chosen"]
+    rejected = [t for t in pairs if t.meta["preference"] == "rejected"]
+    assert [t.meta["pair"] for t in chosen] == [t.meta["pair"] for t in rejected]
+    assert all(c.reward > r.reward and c.task == r.task for c, r in zip(chosen, rejected))
+    assert rows[1]["train/steps"] == 2 and "dpo/reward_margin" in rows[1]
+    assert (tmp_path / "run/checkpoints/round-001/config.json").exists()
+
+
+def test_dpo_and_lora_settings_are_checked():
+    with pytest.raises(ValueError, match="verifier.use=judge"):
+        load_selfplay_config(None, ["algorithm=dpo", "dpo.pairs_from=judge"])
+    with pytest.raises(ValueError, match="need algorithm=expert_iteration"):
+        load_selfplay_config(None, ["algorithm=dpo", "expert_iteration.tree_search=true"])
+    with pytest.raises(ValueError, match="lora.rank"):
+        load_selfplay_config(None, ["policy.lora={enabled: true, rank: 0}"])
+
+
+def test_a_lora_round_saves_its_adapter_and_a_merged_checkpoint(tmp_path):
+    """policy.lora: the round trains an adapter only; checkpoints/round-001 holds the merged weights (a plain
+    model any backend loads) and adapter/, which on round 0's weights generates what the merged model does."""
+    pytest.importorskip("peft", reason="LoRA needs the extra: pip install 'sparring[lora]'")
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = load_selfplay_config(None, TINY + ["rounds=1", "expert_iteration.k=4", "expert_iteration.sft.steps=4",
+                                                "policy.lora={enabled: true, rank: 4, alpha: 8, target_modules: all-linear}",
+                                                "expert_iteration.replay=8", "expert_iteration.sft.learning_rate=0.01"])
+    rows = SelfPlay(config, tmp_path / "run").run_rounds()
+    assert rows[1]["train/steps"] == 4
+    run = tmp_path / "run/checkpoints"
+    merged = AutoModelForCausalLM.from_pretrained(run / "round-001")
+    base = AutoModelForCausalLM.from_pretrained(run / "round-000")
+    assert not any("lora" in name for name in merged.state_dict())
+    weights = dict(merged.named_parameters())
+    moved = [n for n, p in base.named_parameters() if not torch.equal(p, weights[n])]
+    assert moved and all(n.endswith("proj.weight") for n in moved)  # only what the adapters sit on changed
+    adapted = PeftModel.from_pretrained(base, str(run / "round-001" / "adapter"))
+    tokenizer = AutoTokenizer.from_pretrained(run / "round-001")
+    ids = tokenizer(["8 3 2 -> 22\n"], return_tensors="pt")
+    with torch.no_grad():
+        a = merged.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        b = adapted.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert torch.equal(a, b)
+    assert not (tmp_path / "run/tmp-trainer/001-adapter").exists()

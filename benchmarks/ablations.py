@@ -96,16 +96,17 @@ def launch(run_dir: Path, overrides: list[str], seed: int) -> subprocess.Popen |
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def run_all(runs: dict[str, tuple[Path, list[str]]], seed: int, parallel: int) -> dict[str, list[dict]]:
-    """Run `runs` (name -> (run dir, overrides)), `parallel` at a time; their metrics rows."""
+def run_all(runs: dict[str, tuple], seed: int, parallel: int) -> dict[str, list[dict]]:
+    """Run `runs` (name -> (run dir, overrides) or (run dir, overrides, seed)), `parallel` at a time; their
+    metrics rows."""
     from sparring.io import read_jsonl
 
     pending, running = list(runs.items()), {}
     while pending or running:
         while pending and len(running) < parallel:
-            name, (run_dir, overrides) = pending.pop(0)
+            name, (run_dir, overrides, *own_seed) = pending.pop(0)
             print(f"start {name}", flush=True)
-            process = launch(run_dir, overrides, seed)
+            process = launch(run_dir, overrides, own_seed[0] if own_seed else seed)
             if process is not None:
                 running[name] = (process, run_dir)
         for name, (process, run_dir) in list(running.items()):
@@ -115,7 +116,7 @@ def run_all(runs: dict[str, tuple[Path, list[str]]], seed: int, parallel: int) -
                     raise SystemExit(f"{name} failed (exit {process.returncode}); see {run_dir.with_suffix('.log')}")
                 print(f"done {name}", flush=True)
         time.sleep(2)
-    return {name: read_jsonl(run_dir / "metrics.jsonl") for name, (run_dir, _) in runs.items()}
+    return {name: read_jsonl(spec[0] / "metrics.jsonl") for name, spec in runs.items()}
 
 
 AGENT_COLUMNS = ["proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/majority/agreement",

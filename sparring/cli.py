@@ -140,14 +140,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.verbose:
         quiet_libraries()
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM's start-up log: -v shows it
+    if args.search is not None and args.k > 1:
+        raise SparringError(f"--search gives one trace per task (the first that verifies), so --k {args.k} has no "
+                            "meaning with it: leave --k out, or drop --search for pass@k of sampled episodes")
     kwargs = dict(args.env_kwargs or {})
     backend = args.backend or ("openai" if args.policy.startswith(("http://", "https://")) else "hf")
     policy_kwargs = {"base_url": args.policy, "model": args.model} if backend == "openai" else {"path": args.policy}
     tasks = draw_tasks(args.env, kwargs, args.split, args.seed, 0, args.n)
     try:
         with make_policy(backend, **policy_kwargs) as policy:
-            result = evaluate(policy, args.env, kwargs, tasks, k=args.k, temperature=args.temperature,
-                              max_tokens=args.max_tokens, seed=args.seed)
+            if args.search is not None:  # tree search instead of greedy decoding (multi-turn envs)
+                from sparring.agents.search import SearchConfig
+                from sparring.evaluation import evaluate_search
+
+                search = SearchConfig(**args.search)
+                result = evaluate_search(policy, args.env, kwargs, tasks, search, max_tokens=args.max_tokens,
+                                         seed=args.seed)
+            else:
+                result = evaluate(policy, args.env, kwargs, tasks, k=args.k, temperature=args.temperature,
+                                  max_tokens=args.max_tokens, seed=args.seed)
         if args.output:  # every graded episode, greedy and sampled, for `sparring report FILE`
             from sparring.trajectories import save_trajectories
 
@@ -159,7 +170,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise
     console = Console(width=args.width)
     console.print(f"{args.env} {args.split}, {result.n_tasks} tasks, policy {args.policy}")
-    console.print(f"success (greedy): {result.success:.3f}  95% CI [{result.success_low:.3f}, {result.success_high:.3f}]")
+    how = "greedy" if args.search is None else (f"tree search, width {search.width}, beam {search.beam}, "
+                                                f"rollouts {search.rollouts}, node budget {search.node_budget}")
+    console.print(f"success ({how}): {result.success:.3f}  95% CI [{result.success_low:.3f}, {result.success_high:.3f}]")
+    if args.search is not None:
+        per_solved = result.details.get("search/nodes_per_solved")
+        console.print(f"states expanded per task: {result.details['search/nodes']:.1f}, per solved task: "
+                      f"{'-' if per_solved is None else f'{per_solved:.1f}'}; tokens generated per task: "
+                      f"{result.details['search/tokens']:.1f}")
     if result.pass_at_k is not None:
         console.print(f"pass@{result.k} (temperature {args.temperature}): {result.pass_at_k:.3f}  "
                       f"95% CI [{result.pass_at_k_low:.3f}, {result.pass_at_k_high:.3f}]")
@@ -251,6 +269,28 @@ def _parquet_path(text: str) -> str:
     return text
 
 
+def _search_config(text: str) -> dict[str, Any]:
+    """An argparse type: tree-search settings as a YAML mapping, checked by `SearchConfig`."""
+    import yaml
+
+    from sparring.agents.search import SearchConfig
+
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not YAML: {error}") from error
+    fields = ", ".join(SearchConfig.__dataclass_fields__)
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a mapping of search settings; accepted keys: {fields}")
+    try:
+        SearchConfig(**settings)
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"{error}; accepted keys: {fields}") from error
+    return settings
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     import yaml
 
@@ -302,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--temperature", type=float, default=1.0)
     evaluate.add_argument("--max-tokens", type=int, default=64)
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--search", type=_search_config, nargs="?", const={}, metavar="YAML",
+                          help="tree search instead of greedy decoding, on multi-turn envs (CountdownSteps-v0, "
+                               "TextNav-v0, TextWorld-v0): a task counts when the search's trace verifies. Optional "
+                               "settings as YAML, e.g. '{width: 4, beam: 4, rollouts: 1, node_budget: 64}'")
     evaluate.add_argument("--output", type=_parquet_path, help="save every graded episode here (a .parquet file, "
                           "the trajectory format; sparring report FILE shows them)")
     evaluate.add_argument("-v", "--verbose", action="store_true", help="show the libraries' logs and progress "

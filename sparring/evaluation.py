@@ -86,6 +86,26 @@ def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: lis
     return result
 
 
+def evaluate_search(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]],
+                    config: Any = None, *, max_tokens: int = 64, max_turns: int = 32, seed: int = 0) -> EvalResult:
+    """Success of tree search (`sparring.agents.search.TreeSearch` with `config`, a `SearchConfig`) on `tasks` of
+    a multi-turn env: a task counts when the search's trace verifies. `details` adds the search's cost:
+    `search/nodes` and `search/tokens` per task and `search/nodes_per_solved`."""
+    from sparring.agents.search import SearchConfig, TreeSearch
+
+    found = TreeSearch(policy, env_id, env_kwargs, config or SearchConfig(), max_tokens=max_tokens,
+                       max_turns=max_turns).run(tasks, seed=seed)
+    solved = sum(t.success for t in found)
+    nodes, tokens = sum(t.meta["nodes"] for t in found), sum(t.meta["tokens"] for t in found)
+    details = {**mean_details([t.verdict for t in found]), "search/nodes": nodes / max(1, len(tasks)),
+               "search/tokens": tokens / max(1, len(tasks))}
+    if solved:
+        details["search/nodes_per_solved"] = nodes / solved
+    return EvalResult(len(tasks), solved / max(1, len(tasks)), *wilson_interval(solved, len(tasks)),
+                      mean_reward=sum(t.reward for t in found) / max(1, len(tasks)), details=details,
+                      episodes=_marked(found, "search"))
+
+
 def _marked(trajectories: list[Trajectory], mode: str) -> list[Trajectory]:
     """The trajectories, each with `meta["mode"]` set: how it was sampled (greedy or at temperature)."""
     for trajectory in trajectories:

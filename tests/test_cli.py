@@ -287,3 +287,45 @@ def test_a_model_id_that_cannot_be_downloaded_says_why(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "not in the local Hugging Face cache" in result.stderr and "downloading it failed" in result.stderr
     assert "Connection refused" in result.stderr and "hf download acme/not-here" in result.stderr
+
+
+def test_eval_search_prints_the_search_success_and_its_cost(tmp_path, monkeypatch, capsys):
+    """`eval --search`: tree search instead of greedy decoding. The printed success, interval and cost are those of
+    `evaluate_search` on the same tasks and seed, and the search solves more than the same policy greedily."""
+    import sparring.agents.policy as policy_module
+    from kit import random_moves_policy
+
+    from sparring.agents.search import SearchConfig
+    from sparring.evaluation import evaluate, evaluate_search
+    from sparring.selfplay import draw_tasks
+
+    monkeypatch.setattr(policy_module, "make_policy", lambda backend, **kwargs: random_moves_policy())
+    settings = "{width: 6, beam: 4, rollouts: 2, node_budget: 40}"
+    assert main(["--width", "200", "eval", "--policy", str(tmp_path), "--env", "CountdownSteps-v0", "--n", "12",
+                 "--max-tokens", "16", "--search", settings]) == 0
+    out = capsys.readouterr().out
+    tasks = draw_tasks("CountdownSteps-v0", {}, "test-seen", 0, 0, 12)
+    expected = evaluate_search(random_moves_policy(), "CountdownSteps-v0", {}, tasks,
+                               SearchConfig(width=6, beam=4, rollouts=2, node_budget=40), max_tokens=16)
+    greedy = evaluate(random_moves_policy(), "CountdownSteps-v0", {}, tasks, max_tokens=16)
+    assert expected.success >= greedy.success + 3 / 12
+    assert (f"success (tree search, width 6, beam 4, rollouts 2, node budget 40): {expected.success:.3f}  "
+            f"95% CI [{expected.success_low:.3f}, {expected.success_high:.3f}]") in out
+    assert f"states expanded per task: {expected.details['search/nodes']:.1f}" in out
+    assert f"tokens generated per task: {expected.details['search/tokens']:.1f}" in out
+    assert 1 <= expected.details["search/nodes"] <= 40
+    assert all(t.meta["mode"] == "search" for t in expected.episodes)
+
+
+@pytest.mark.parametrize("settings, message", [("{width: 0}", "search.width must be an integer >= 1"),
+                                               ("{depth: 3}", "accepted keys: width, beam"),
+                                               ("[1, 2]", "not a mapping")])
+def test_eval_search_names_bad_settings(tmp_path, capsys, settings, message):
+    with pytest.raises(SystemExit):
+        main(["eval", "--policy", str(tmp_path), "--env", "CountdownSteps-v0", "--search", settings])
+    assert message in capsys.readouterr().err
+
+
+def test_eval_search_refuses_pass_at_k(tmp_path, capsys):
+    assert main(["eval", "--policy", str(tmp_path), "--env", "CountdownSteps-v0", "--search", "--k", "4"]) == 2
+    assert "--search" in capsys.readouterr().err

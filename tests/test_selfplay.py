@@ -340,7 +340,8 @@ def test_the_default_config_file_is_the_embedded_default():
 
 
 @pytest.mark.parametrize("name", ["countdown-ei.yaml", "countdown-grpo.yaml", "countdown-steps-grpo.yaml",
-                                  "countdown-selfplay-full.yaml"])
+                                  "countdown-selfplay-full.yaml", "countdown-dpo.yaml", "countdown-lora.yaml",
+                                  "textnav-tree-search.yaml"])
 def test_shipped_configs_load_and_validate(name):
     from pathlib import Path
 

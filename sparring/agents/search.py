@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sparring.agents.policy import Completion, Policy, SamplingParams
-from sparring.agents.solver import _acquire, _release, _seed
+from sparring.agents.solver import acquire_envs, release_envs, turn_seed
 from sparring.trajectories import Trajectory, Turn
 
 
@@ -79,7 +79,7 @@ class TreeSearch:
         """One trajectory per task, in order: the first verified trace the search found, else the best finished
         one (or an empty one that says why). `meta`: nodes expanded, tokens generated, depth reached."""
         searches = [_Search() for _ in tasks]
-        envs = _acquire(self.env_id, self.env_kwargs, 1)
+        envs = acquire_envs(self.env_id, self.env_kwargs, 1)
         try:
             for i, task in enumerate(tasks):
                 observation, _ = envs[0].reset(seed=seed, options={"task": task})
@@ -93,7 +93,7 @@ class TreeSearch:
                 self._expand(tasks, searches, frontier, envs[0], seed, depth)
                 depth += 1
         finally:
-            _release(self.env_id, self.env_kwargs, envs)
+            release_envs(self.env_id, self.env_kwargs, envs)
         out = []
         for i, (task, s) in enumerate(zip(tasks, searches)):
             trajectory = s.found or s.best or Trajectory(
@@ -107,7 +107,7 @@ class TreeSearch:
     # ---- one depth: expand every beam, play the children, value them, keep the best ----------------------------
     def _expand(self, tasks: list[dict[str, Any]], searches: list[_Search], frontier: list[tuple[_Search, _Node]],
                 env: Any, seed: int, depth: int) -> None:
-        params = replace(self.params, n=self.config.width, seed=_seed(seed, 2 * depth))
+        params = replace(self.params, n=self.config.width, seed=turn_seed(seed, 2 * depth))
         outputs = self.policy.generate([self._prompt(node) for _, node in frontier], params)
         children: dict[int, list[_Node]] = {}
         for (search, node), group in zip(frontier, outputs):
@@ -162,7 +162,7 @@ class TreeSearch:
                depth: int) -> None:
         """Each pending child's value: the mean reward of `rollouts` policy episodes from it, played in lockstep."""
         k = self.config.rollouts
-        envs = _acquire(self.env_id, self.env_kwargs, len(pending) * k)
+        envs = acquire_envs(self.env_id, self.env_kwargs, len(pending) * k)
         try:
             running = []
             for j, node in enumerate(pending):
@@ -175,7 +175,7 @@ class TreeSearch:
                 active = [e for e in running if e[4] is None]
                 if not active:
                     break
-                params = replace(self.params, n=1, seed=_seed(seed, 2 * depth + 1) + turn * 1000)
+                params = replace(self.params, n=1, seed=turn_seed(seed, 2 * depth + 1) + turn * 1000)
                 outputs = self.policy.generate([self._prompt(_Node(0, e[2], e[3])) for e in active], params)
                 for episode, (completion,) in zip(active, outputs):
                     env, node, turns, observation, _ = episode
@@ -189,7 +189,7 @@ class TreeSearch:
                                       "feedback": f"ran out of turns ({self.max_turns})"}
                 turn += 1
         finally:
-            _release(self.env_id, self.env_kwargs, envs)
+            release_envs(self.env_id, self.env_kwargs, envs)
         for j, node in enumerate(pending):
             rewards = []
             for _, _, turns, _, verdict in running[j * k:(j + 1) * k]:

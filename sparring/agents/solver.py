@@ -51,7 +51,7 @@ class Solver:
         shards; it numbers the trajectories (`meta["task_index"]`) and moves the sampling seed on by as many
         prompts, so the shard's first turn draws what the whole batch's run draws for those tasks."""
         episodes = []
-        envs = iter(_acquire(self.env_id, self.env_kwargs, len(tasks) * k))
+        envs = iter(acquire_envs(self.env_id, self.env_kwargs, len(tasks) * k))
         for index, task in enumerate(tasks):
             for sample in range(k):
                 env = next(envs)
@@ -69,11 +69,11 @@ class Solver:
             if turn == 0:  # every sample of a task sees the same first prompt: ask once for k completions
                 firsts = active[::k]
                 outputs = self.policy.generate([self.prompt(e[2], e[1]) for e in firsts],
-                                               replace(self.params, n=k, seed=_seed(seed, turn, first_task)))
+                                               replace(self.params, n=k, seed=turn_seed(seed, turn, first_task)))
                 completions = [c for group in outputs for c in group]
             else:
                 outputs = self.policy.generate([self.prompt(e[2], e[1]) for e in active],
-                                               replace(self.params, n=1, seed=_seed(seed, turn, first_task)))
+                                               replace(self.params, n=1, seed=turn_seed(seed, turn, first_task)))
                 completions = [group[0] for group in outputs]
             for episode, completion in zip(active, completions):
                 env, observation, trajectory = episode
@@ -86,7 +86,7 @@ class Solver:
             if not trajectory.verdict:
                 trajectory.verdict = {"reward": 0.0, "success": False,
                                       "feedback": f"ran out of turns ({self.max_turns})", "details": {}}
-        _release(self.env_id, self.env_kwargs, [e[0] for e in episodes])
+        release_envs(self.env_id, self.env_kwargs, [e[0] for e in episodes])
         return [e[2] for e in episodes]
 
 
@@ -104,17 +104,19 @@ def _pool_key(env_id: str, env_kwargs: dict[str, Any]) -> str:
     return json.dumps([env_id, env_kwargs], sort_keys=True, default=repr)
 
 
-def _acquire(env_id: str, env_kwargs: dict[str, Any], n: int) -> list[Any]:
+def acquire_envs(env_id: str, env_kwargs: dict[str, Any], n: int) -> list[Any]:
+    """`n` envs of `env_id` with `env_kwargs`: idle ones from this process's pool first, then new ones."""
     idle = _POOL.setdefault(_pool_key(env_id, env_kwargs), [])
     taken = [idle.pop() for _ in range(min(n, len(idle)))]
     return taken + [gymnasium.make(env_id, **env_kwargs) for _ in range(n - len(taken))]
 
 
-def _release(env_id: str, env_kwargs: dict[str, Any], envs: list[Any]) -> None:
+def release_envs(env_id: str, env_kwargs: dict[str, Any], envs: list[Any]) -> None:
+    """Give `envs` back to the pool for the next episodes (each is reset with its next task)."""
     _POOL.setdefault(_pool_key(env_id, env_kwargs), []).extend(envs)
 
 
-def _seed(seed: int, turn: int, first_task: int = 0) -> int:
+def turn_seed(seed: int, turn: int, first_task: int = 0) -> int:
     """The sampling seed of a turn. Backends give prompt i the stream `seed + i`, so a shard whose first task
     is `first_task` continues the streams of a whole batch's run (up to 10**6 prompts per turn)."""
     return (seed * 1_000 + turn) * 1_000_000 + first_task

@@ -444,18 +444,16 @@ GUIDANCE_KINDS = ("landmarks", "hints", "prefix")
 
 def guidance(task: CountdownTask, kind: str, answer_format: str = "expression") -> str | None:
     """What the expert tells the policy about `task` (Guided-ReST's landmarks, a Socratic hint, or a prefix of
-    the answer), from its whole-number step solution; None when the task has none. `landmarks`: the results
-    the solution passes through (`reach 24, then 22`); `hints`: its first operation (`start with 8*3`);
-    `prefix`: the start of a step answer, the first half of the solution's steps (at least one, never all of
-    them: `<answer>8*3=24` and a newline), which the policy continues. Step answers only for `prefix`."""
+    the answer), from its whole-number solution; None when the task has none. `landmarks`: the results the
+    solution passes through (`reach 24, then 22`); `hints`: its first operation (`start with 8*3`); `prefix`: the
+    start of the answer, which the policy continues: a step answer's first half of the steps (at least one, never
+    all: `<answer>8*3=24` and a newline), an expression up to its second number (`<answer>8*3`, `<answer>(3+8`)."""
     check_choice("guidance kind", kind, GUIDANCE_KINDS)
-    if kind == "prefix" and answer_format == "expression":
-        raise ValueError("guidance 'prefix' is the start of a step answer: Countdown-v0 needs answer_format "
-                         "'steps' or 'steps-with-state' for it (with expressions use 'landmarks' or 'hints')")
+    check_choice("Countdown answer_format", answer_format, ANSWER_FORMATS)
     found = solve_steps(list(task.numbers), task.target, integer_only=True)
     if found is None or not found[1]:
         return None
-    steps = found[1]
+    expression, steps = found
     if kind == "landmarks":
         return "reach " + ", then ".join(format_value(Fraction(s.result)) for s in steps)
     if kind == "hints":
@@ -463,6 +461,10 @@ def guidance(task: CountdownTask, kind: str, answer_format: str = "expression") 
         return f"start with {format_value(Fraction(first.left))}{first.op}{format_value(Fraction(first.right))}"
     if len(steps) < 2:  # a one-step solution has no start that leaves the policy anything to write
         return None
+    if answer_format == "expression":
+        tokens = re.findall(r"\d+|\S", expression)
+        second = [i for i, t in enumerate(tokens) if t.isdigit()][1]
+        return "<answer>" + "".join(tokens[:second + 1])
     return f"<answer>{render_steps(task, steps[:max(1, len(steps) // 2)], answer_format)}\n"
 
 
@@ -706,7 +708,7 @@ class CountdownStepsEnv(TextEnv):
         check_choice("guidance kind", kind, GUIDANCE_KINDS)
         if kind == "prefix":
             raise ValueError("CountdownSteps-v0 plays one move per turn, so there is no answer to start for the "
-                             "policy: use guidance 'landmarks' or 'hints', or 'prefix' on Countdown-v0 with step answers")
+                             "policy: use guidance 'landmarks' or 'hints' (or 'prefix' on Countdown-v0)")
 
     def guidance(self, task: dict[str, Any], kind: str) -> str | None:
         """`landmarks` or `hints` for `task` (module function `guidance`); None if none."""

@@ -1,6 +1,7 @@
 """Guided traces (expert_iteration.guided): the envs' guidance, what is kept and how it is stored, a self-play round."""
 
 import random
+import re
 
 import gymnasium
 import pytest
@@ -79,11 +80,12 @@ def test_countdown_guidance_comes_from_the_expert_solution(answer_format):
         step = check_move(list(parsed.numbers), move)
         assert not isinstance(step, str)  # a legal first move, from which the task is still solvable
         assert solve_steps(apply_move(list(parsed.numbers), step), parsed.target, integer_only=True) is not None
-        if answer_format == "expression":
-            with pytest.raises(ValueError, match="answer_format 'steps' or 'steps-with-state'"):
-                env.guidance(task, "prefix")
-            continue
         prefix = env.guidance(task, "prefix")
+        if answer_format == "expression":  # the expert's expression up to its second number
+            expression = solve_steps(list(parsed.numbers), parsed.target, integer_only=True)[0]
+            assert expression.startswith(prefix.removeprefix("<answer>")) and prefix.count("<") == 1
+            assert len(re.findall(r"\d+", prefix)) == 2 and prefix[-1].isdigit()
+            continue
         assert prefix.startswith("<answer>") and prefix.endswith("\n") and "</answer>" not in prefix
         first = prefix.removeprefix("<answer>").splitlines()[0]
         assert prefix.count("=") == 1 and first.count("=") == 1  # 4 numbers, 3 steps: the first given, 2 to write
@@ -271,13 +273,12 @@ def test_a_guided_episode_whose_observations_echo_the_guidance_is_not_kept():
     (["expert_iteration.guided=hints", "expert_iteration.guided_share=1.5"], "guided_share"),
     (["expert_iteration.guided=hints", "expert_iteration.guided_samples=0"], "guided_samples"),
     (["expert_iteration.guided=landmarks", "algorithm=grpo"], "needs algorithm=expert_iteration"),
-    (["expert_iteration.guided=prefix"], "answer_format 'steps' or 'steps-with-state'"),
     (["env.id=CountdownSteps-v0", "env.kwargs={}", "expert_iteration.guided=prefix"], "one move per turn"),
     (["env.id=CodeSynth-v0", "env.kwargs={}", "expert_iteration.guided=hints"],
      "CodeSynth-v0 gives none; envs that do: CodeRepair-v0, Countdown-v0, CountdownSteps-v0"),
     (["env.id=CodeRepair-v0", "env.kwargs={}", "expert_iteration.guided=landmarks"], "use guidance 'hints'"),
     (["env.id=CodeRepair-v0", "env.kwargs={start: scratch}", "expert_iteration.guided=hints"], "start='buggy'"),
-    (["env.kwargs={answer_format: steps}", "expert_iteration.guided=prefix", "policy.generation=openai"],
+    (["expert_iteration.guided=prefix", "policy.generation=openai"],
      "policy.generation hf or vllm"),
 ])
 def test_guided_settings_are_checked(overrides, message):
@@ -293,7 +294,7 @@ def test_the_shipped_guided_configs_load():
     from sparring.selfplay import load_selfplay_config
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    assert load_selfplay_config(root / "countdown-guided.yaml", []).expert_iteration.guided == "landmarks"
+    assert load_selfplay_config(root / "countdown-guided.yaml", []).expert_iteration.guided == "prefix"
     config = load_selfplay_config(root / "code-repair-guided.yaml", [])
     assert config.env.id == "CodeRepair-v0" and config.expert_iteration.guided == "hints"
 

@@ -227,6 +227,27 @@ def test_prefix_traces_are_the_prefix_and_the_continuation():
         trainer.guided(HintReader("steps"), tasks, failed_samples(tasks, 2), seed=0)
 
 
+def test_prefix_through_a_real_model_continues_the_rendered_prompt(tmp_path):
+    """The tiny model (random weights) through the hf backend: every attempt's answer is the prefix and what the
+    model wrote after it, stored with the unguided observation, and graded as that whole answer."""
+    from sparring.agents.policy import make_policy
+    from sparring.agents.tiny import TinyModelConfig
+
+    policy = make_policy("tiny", path=tmp_path / "tiny", config=TinyModelConfig(32, 1, 1, 64))
+    tasks = tasks_of(3)
+    trainer = ExpertIterationTrainer(ExpertIterationConfig(k=1, guided="prefix", guided_samples=2), "Countdown-v0",
+                                     COMPACT, max_tokens=8)
+    _, attempts, metrics = trainer.guided(policy, tasks, failed_samples(tasks, 1), seed=0)
+    assert metrics["ei/guided_tasks"] == 3 and len(attempts) == 6
+    env = gymnasium.make("Countdown-v0", **COMPACT).unwrapped
+    for trajectory in attempts:
+        prefix = env.guidance(trajectory.task, "prefix")
+        observation, _ = env.reset(options={"task": trajectory.task})
+        action = trajectory.turns[0].action
+        assert trajectory.turns[0].observation == observation and action.startswith(prefix)
+        assert trajectory.verdict == env.step(action)[4]["verdict"]
+
+
 class StepsHintReader:
     """CountdownSteps-v0 (compact states): the expert's next move when the conversation began with guidance, else
     an invalid one. The first of each guided group is an attacker's: its first move is the guidance itself, which

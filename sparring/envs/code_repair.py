@@ -439,8 +439,6 @@ class CodeRepairEnv(TextEnv):
     # guided traces (expert iteration's `guided`): a hint from the reference solution's diff
     def check_guidance(self, kind: str) -> None:
         """A ValueError when this env cannot give guidance of `kind`: CodeRepair-v0 gives `hints` on buggy starts."""
-        from sparring.envs.base import check_choice
-
         check_choice("guidance kind", kind, GUIDANCE_KINDS)
         if kind != "hints":
             raise ValueError(f"CodeRepair-v0 has no {kind!r} guidance: a program has no intermediate results to use "

@@ -571,7 +571,7 @@ class CountdownEnv(SingleTurnEnv):
         guidance(CountdownTask((1, 1), 2), kind, self.answer_format)
 
     def guidance(self, task: dict[str, Any], kind: str) -> str | None:
-        """`landmarks`, `hints` or (step answers) `prefix` for `task` (module function `guidance`); None if none."""
+        """`landmarks`, `hints` or `prefix` for `task` in this env's answer format (module function `guidance`); None if none."""
         return guidance(CountdownTask.from_dict(task), kind, self.answer_format)
 
 

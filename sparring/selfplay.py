@@ -193,6 +193,18 @@ class SelfPlayConfig:
                 raise ValueError(f"dpo.pairs_from={self.dpo.pairs_from!r} with verifier.use={self.verifier.use!r}: "
                                  "pairs from the judge need verifier.use=judge, and the judge's verdicts are only "
                                  "used as dpo.pairs_from=judge (verdict and majority need no verifier)")
+        if self.expert_iteration.guided != "none":
+            from sparring.trainers.expert_iteration import check_guidance
+
+            if self.algorithm != "expert_iteration":
+                raise ValueError(f"expert_iteration.guided={self.expert_iteration.guided!r} adds guided traces to "
+                                 f"expert iteration's training data: it needs algorithm=expert_iteration, not "
+                                 f"{self.algorithm}")
+            check_guidance(gymnasium.make(self.env.id, **self.env.kwargs).unwrapped, self.env.id,
+                           self.expert_iteration.guided)
+            if self.expert_iteration.guided == "prefix" and self.policy.generation == "openai":
+                raise ValueError("expert_iteration.guided=prefix writes the start of the answer into the rendered "
+                                 "prompt, which needs the tokenizer in this process: use policy.generation hf or vllm")
         if self.bootstrap.demonstrations != "optimal" and self.env.id != "Countdown-v0":
             raise ValueError(f"bootstrap.demonstrations {self.bootstrap.demonstrations!r} exist for Countdown-v0 only, "
                              f"not {self.env.id}: set bootstrap.demonstrations=optimal")
@@ -673,6 +685,12 @@ class SelfPlay:
                                                                          seed=cfg.seed * 1000 + r)
                 searched, search_attempts = searched + found, search_attempts + tree_attempts
                 metrics.update(tree_metrics)
+            if ei.guided != "none":  # guided traces on the tasks no sample solved; trained without the guidance
+                found, guided_attempts, guided_metrics = trainer.guided(
+                    sampler, tasks, trajectories, seed=cfg.seed * 1000 + r,
+                    on_turn=self.bars.episodes(f"guided ({ei.guided})", len(tasks) * ei.guided_samples))
+                searched, search_attempts = searched + found, search_attempts + guided_attempts
+                metrics.update(guided_metrics)
             if searched:
                 save_trajectories(searched, parts / "search-kept")
         if team:  # verifiers, the proposer's pass rates, the reflector's refined attempts
@@ -839,7 +857,7 @@ class SelfPlay:
         table = Table(title=f"{self.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
         named = [f"eval/{name}/success" for name in self.config.env.eval_sets]
         columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", *named, "control/eval/success",
-                   "ei/pass@1", "ei/kept", "ei/search_solved", "ei/tree_recovered", "dpo/pairs",
+                   "ei/pass@1", "ei/kept", "ei/search_solved", "ei/tree_recovered", "ei/guided_recovered", "dpo/pairs",
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]

@@ -212,6 +212,85 @@ def humaneval_mutants(task: humaneval.HumanEvalTask, rng: random.Random) -> list
     return mutants
 
 
+# ---- guidance (expert iteration's guided traces) ------------------------------------------------
+
+GUIDANCE_KINDS = ("landmarks", "hints", "prefix")
+
+
+def _tokens(program: str) -> list[tuple[str, str, int, int, int]] | None:
+    """The program's tokens as (kind, text, line, start column, end column), without layout tokens; None when
+    it does not tokenize."""
+    import io
+    import token
+    import tokenize
+
+    layout = {token.NEWLINE, token.NL, token.INDENT, token.DEDENT, token.COMMENT, token.ENDMARKER}
+    try:
+        found = list(tokenize.generate_tokens(io.StringIO(program).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    out = []
+    for t in found:
+        if t.type in layout:
+            continue
+        kind = ("boolean" if t.string in ("True", "False") else "logical operator" if t.string in ("and", "or", "not")
+                else "constant" if t.type in (token.NUMBER, token.STRING) else "operator" if t.type == token.OP
+                else "name")
+        out.append((kind, t.string, t.start[0], t.start[1], t.end[1] if t.end[0] == t.start[0] else t.start[1]))
+    return out
+
+
+def repair_hint(buggy: str, reference: str) -> str | None:
+    """Where the program to repair differs from the reference and what kind of thing differs there, never the
+    fix: `the bug is on line 3, at '!=': an operator is wrong`. Built from difflib's matching of the two
+    programs' tokens, one place per line of the buggy program; the quoted text is the buggy program's own
+    (already in the prompt), the reference's tokens are only named by kind. None when the programs do not
+    tokenize or do not differ."""
+    import difflib
+
+    old, new = _tokens(buggy), _tokens(reference)
+    if old is None or new is None or not old:
+        return None
+    matcher = difflib.SequenceMatcher(None, [t[1] for t in old], [t[1] for t in new], autojunk=False)
+    places: dict[int, list[Any]] = {}  # buggy line -> [first token, end token, kinds changed]
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        a, b = (i1, i2) if i2 > i1 else (max(0, i1 - 1), min(len(old), i1 + 1))  # an insertion: its neighbours
+        place = places.setdefault(old[a][2], [a, b, set()])
+        place[0], place[1] = min(place[0], a), max(place[1], b)
+        place[2] |= {t[0] for t in old[i1:i2] + new[j1:j2]}
+    if not places:
+        return None
+    said, lines = [], buggy.splitlines()
+    for line, (a, b, kinds) in sorted(places.items()):
+        last = max((t for t in old[a:b] if t[2] == line), key=lambda t: t[4])
+        shown = lines[line - 1][old[a][3]:last[4]] if line <= len(lines) else old[a][1]
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        if len(kinds) == 1 and b - a == 1:
+            kind = next(iter(kinds))
+            what = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} is wrong"
+        elif "name" not in kinds:
+            what = f"its {' and '.join(sorted(kinds))} are wrong"
+        else:
+            what = "this part computes the wrong thing"
+        said.append(f"on line {line}, at {shown!r}: {what}")
+    return "the bug is " + "; and ".join(said)
+
+
+def reference_program(source: str, task: Any) -> str:
+    """The reference solution written as the buggy programs are (CodeSynth: the one-line program; HumanEval:
+    the function without its docstring, through ast.unparse), so the two differ only where the bug is."""
+    if source == "CodeSynth-v0":
+        return codesynth.render_program(task.program)
+    problem = task.problem
+    tree = ast.parse(problem["prompt"] + problem["canonical_solution"])
+    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == problem["entry_point"])
+    function.body = [s for s in function.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                                                       and isinstance(s.value.value, str))] or [ast.Pass()]
+    return ast.unparse(function)
+
+
 # ---- the environment ----------------------------------------------------------------------------
 
 class CodeRepairEnv(TextEnv):
@@ -356,6 +435,27 @@ class CodeRepairEnv(TextEnv):
                    "turns": self.turns, "fractions": self.fractions}
         verdict = Verdict(total, result.success, self._feedback(result), details)
         return verdict.feedback, reward, True, False, verdict, {}
+
+    # guided traces (expert iteration's `guided`): a hint from the reference solution's diff
+    def check_guidance(self, kind: str) -> None:
+        """A ValueError when this env cannot give guidance of `kind`: CodeRepair-v0 gives `hints` on buggy starts."""
+        check_choice("guidance kind", kind, GUIDANCE_KINDS)
+        if kind != "hints":
+            raise ValueError(f"CodeRepair-v0 has no {kind!r} guidance: a program has no intermediate results to use "
+                             "as landmarks, and any prefix of the reference either already holds the fix or is the "
+                             "buggy program's own start; use guidance 'hints' (where the bug is and what kind)")
+        if self.config.start != "buggy":
+            raise ValueError("CodeRepair-v0's hints come from the program to repair, and start='scratch' has none: "
+                             "set start='buggy' (the default)")
+
+    def guidance(self, task: dict[str, Any], kind: str) -> str | None:
+        """`hints`: where the program to repair differs from the reference and what kind of token differs there
+        (`repair_hint`), not the fix; None for a task with no program to repair."""
+        self.check_guidance(kind)
+        parsed = CodeRepairTask.from_dict(task)
+        if parsed.program is None:
+            return None
+        return repair_hint(parsed.program, reference_program(parsed.source, parsed.task))
 
     def expert_actions(self) -> list[str]:
         if self.done:

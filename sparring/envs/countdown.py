@@ -437,6 +437,37 @@ def expert_solution(task: CountdownTask, *, allow_subset: bool = False) -> str:
     return found
 
 
+# ---- guidance (expert iteration's guided traces) ------------------------------------------------
+
+GUIDANCE_KINDS = ("landmarks", "hints", "prefix")
+
+
+def guidance(task: CountdownTask, kind: str, answer_format: str = "expression") -> str | None:
+    """What the expert tells the policy about `task` (Guided-ReST's landmarks, a Socratic hint, or a prefix of
+    the answer), from its whole-number solution; None when the task has none. `landmarks`: the results the
+    solution passes through (`reach 24, then 22`); `hints`: its first operation (`start with 8*3`); `prefix`: the
+    start of the answer, which the policy continues: a step answer's first half of the steps (at least one, never
+    all: `<answer>8*3=24` and a newline), an expression up to its second number (`<answer>8*3`, `<answer>(3+8`)."""
+    check_choice("guidance kind", kind, GUIDANCE_KINDS)
+    check_choice("Countdown answer_format", answer_format, ANSWER_FORMATS)
+    found = solve_steps(list(task.numbers), task.target, integer_only=True)
+    if found is None or not found[1]:
+        return None
+    expression, steps = found
+    if kind == "landmarks":
+        return "reach " + ", then ".join(format_value(Fraction(s.result)) for s in steps)
+    if kind == "hints":
+        first = steps[0]
+        return f"start with {format_value(Fraction(first.left))}{first.op}{format_value(Fraction(first.right))}"
+    if len(steps) < 2:  # a one-step solution has no start that leaves the policy anything to write
+        return None
+    if answer_format == "expression":
+        tokens = re.findall(r"\d+|\S", expression)
+        second = [i for i, t in enumerate(tokens) if t.isdigit()][1]
+        return "<answer>" + "".join(tokens[:second + 1])
+    return f"<answer>{render_steps(task, steps[:max(1, len(steps) // 2)], answer_format)}\n"
+
+
 # ---- environments -------------------------------------------------------------------------------
 
 class CountdownEnv(SingleTurnEnv):
@@ -533,6 +564,15 @@ class CountdownEnv(SingleTurnEnv):
         if rest is None:
             return None
         return f"<answer>{render_steps(parsed, [first, *rest], self.answer_format)}</answer>"
+
+    # guided traces (expert iteration's `guided`): the expert's guidance on a task the policy failed
+    def check_guidance(self, kind: str) -> None:
+        """A ValueError when this env cannot give guidance of `kind` (see `guidance`)."""
+        guidance(CountdownTask((1, 1), 2), kind, self.answer_format)
+
+    def guidance(self, task: dict[str, Any], kind: str) -> str | None:
+        """`landmarks`, `hints` or `prefix` for `task` in this env's answer format (module function `guidance`); None if none."""
+        return guidance(CountdownTask.from_dict(task), kind, self.answer_format)
 
 
 def state_line(target: int, values: list[int], steps: list[Step]) -> str:
@@ -660,3 +700,17 @@ class CountdownStepsEnv(TextEnv):
         if found is None:
             raise UnsolvableTaskError(f"no whole-number moves reach {self.task.target} from {self.values}")
         return [f"{format_value(Fraction(s.left))}{s.op}{format_value(Fraction(s.right))}" for s in found[1]]
+
+    # guided traces (expert iteration's `guided`): landmarks and hints; no prefix (a prefix here is moves
+    # the expert plays, not the start of an answer the policy continues)
+    def check_guidance(self, kind: str) -> None:
+        """A ValueError when this env cannot give guidance of `kind`: CountdownSteps-v0 gives landmarks and hints."""
+        check_choice("guidance kind", kind, GUIDANCE_KINDS)
+        if kind == "prefix":
+            raise ValueError("CountdownSteps-v0 plays one move per turn, so there is no answer to start for the "
+                             "policy: use guidance 'landmarks' or 'hints' (or 'prefix' on Countdown-v0)")
+
+    def guidance(self, task: dict[str, Any], kind: str) -> str | None:
+        """`landmarks` or `hints` for `task` (module function `guidance`); None if none."""
+        self.check_guidance(kind)
+        return guidance(CountdownTask.from_dict(task), kind, "steps")

@@ -9,6 +9,7 @@ continues from the current one (Stream of Search's STaR).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,13 @@ from typing import Any
 from sparring.agents.policy import Policy, SamplingParams
 from sparring.agents.search import SearchConfig, TreeSearch
 from sparring.agents.solver import Solver, by_task
+from sparring.envs.base import check_choice
+from sparring.errors import SparringError
 from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
 from sparring.trajectories import Trajectory, Turn
 
+GUIDED = ("none", "landmarks", "hints", "prefix")
+GUIDANCE_MARK = "\n\nHint (from a worked solution): "  # what precedes the guidance appended to a guided prompt
 BALANCE_TARGET = 8  # B-STaR's n*: distinct correct answers per query that count as fully explored
 
 
@@ -45,11 +50,18 @@ class ExpertIterationConfig:
     # value the states, a beam keeps the best (multi-turn envs); its verified traces train beside the samples
     tree_search: bool = False
     tree: SearchConfig = field(default_factory=SearchConfig)  # the tree search's width, beam, rollouts, budget
+    # guided traces (Guided-ReST, Socratic-guided sampling) on the tasks none of the k samples solved: the env's
+    # expert gives landmarks (the results its solution passes through), a hint, or a prefix of the answer; the
+    # policy writes its own trace with it, the env grades that on the task as posed, and verified traces train
+    # with the prompt as posed (never the guidance). none | landmarks | hints | prefix
+    guided: str = "none"
+    guided_share: float = 1.0      # share of the failed tasks that get guidance
+    guided_samples: int = 2        # guided attempts per guided task
     # fine-tuning settings of each round
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=1e-4, scheduler="cosine"))
 
     def __post_init__(self) -> None:
-        for name, low in (("search", 0), ("search_samples", 1), ("replay", 0)):
+        for name, low in (("search", 0), ("search_samples", 1), ("replay", 0), ("guided_samples", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"expert_iteration.{name} must be an integer >= {low}, got {value!r}")
@@ -57,11 +69,34 @@ class ExpertIterationConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"expert_iteration.{name} must be an integer >= 1, got {value!r}")
+        check_choice("expert_iteration.guided", self.guided, GUIDED)
+        if isinstance(self.guided_share, bool) or not isinstance(self.guided_share, (int, float)) \
+                or not 0 < self.guided_share <= 1:
+            raise ValueError(f"expert_iteration.guided_share is the share of failed tasks that get guidance, a number "
+                             f"in (0, 1], got {self.guided_share!r}")
         if not self.temperature > 0:
             raise ValueError(f"expert_iteration.temperature must be > 0 (sampling needs it), got {self.temperature!r}")
         if self.max_invalid is not None and (isinstance(self.max_invalid, bool) or not isinstance(self.max_invalid, int)
                                              or self.max_invalid < 0):
             raise ValueError(f"expert_iteration.max_invalid must be null or an integer >= 0, got {self.max_invalid!r}")
+
+
+def guidance_envs() -> list[str]:
+    """The registered env ids whose family gives guidance (a `guidance(task, kind)` method)."""
+    from sparring.envs.catalog import env_class, env_ids
+
+    return [i for i in env_ids() if hasattr(env_class(i), "guidance")]
+
+
+def check_guidance(env: Any, env_id: str, kind: str) -> None:
+    """A ValueError when `env` (an env instance of `env_id`) cannot give guidance of `kind`, naming what can."""
+    if not hasattr(env, "guidance"):
+        raise ValueError(f"expert_iteration.guided={kind!r} needs guidance from the env's expert, and {env_id} gives "
+                         f"none; envs that do: {', '.join(guidance_envs())}. Set expert_iteration.guided=none")
+    try:
+        env.check_guidance(kind)
+    except ValueError as error:
+        raise ValueError(f"expert_iteration.guided={kind!r} on {env_id}: {error}") from None
 
 
 def invalid_actions(trajectory: Trajectory) -> int:
@@ -187,6 +222,91 @@ class ExpertIterationTrainer:
         return solved, found, {"ei/tree_searched": len(failed), "ei/tree_recovered": len(solved) / len(failed),
                                "ei/tree_nodes": sum(t.meta["nodes"] for t in found) / len(found),
                                "ei/tree_tokens": sum(t.meta["tokens"] for t in found) / len(found)}
+
+    def guided(self, policy: Policy, tasks: list[dict[str, Any]], trajectories: list[Trajectory], *,
+               seed: int = 0, on_turn: Callable[[int, int], None] | None = None
+               ) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
+        """Guided traces on the tasks none of their `k` samples in `trajectories` solved (`guided_share` of them,
+        drawn with `seed`): the env's `guidance(task, kind)` is appended to the first prompt (landmarks, hints)
+        or starts the answer (prefix: the policy continues it, the answer is the prefix and the continuation);
+        `guided_samples` attempts per task. The env grades every attempt on the task as posed, and a trajectory
+        records the observations as posed: the guidance is only ever in what the policy was shown, never in a
+        stored prompt (a trace whose observations hold it anyway, an env echoing the policy's text, is dropped).
+        Returns the verified traces (at most `max_per_task` distinct per task), every attempt, and metrics."""
+        import math
+        import random
+
+        import gymnasium
+
+        kind = self.config.guided
+        env = gymnasium.make(self.env_id, **self.env_kwargs).unwrapped
+        check_guidance(env, self.env_id, kind)
+        failed = [i for i, group in enumerate(by_task(trajectories, self.config.k)) if not any(t.success for t in group)]
+        chosen = sorted(random.Random(seed).sample(failed, math.ceil(len(failed) * self.config.guided_share)))
+        guides = {i: env.guidance(tasks[i], kind) for i in chosen}
+        guided = [i for i in chosen if guides[i]]
+        n = self.config.guided_samples
+        if not guided:
+            return [], [], {"ei/guided_tasks": 0, "ei/guided_recovered": 0.0, "ei/guided_kept": 0}
+        params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.max_tokens)
+        if kind == "prefix":
+            attempts = self._continue_prefixes(policy, env, [(tasks[i], guides[i]) for i in guided], params, seed)
+        else:
+            hint = {json.dumps(tasks[i], sort_keys=True): guides[i] for i in guided}
+
+            def prompt(trajectory: Trajectory, observation: str) -> list[dict[str, str]]:
+                messages = trajectory.conversation() + [{"role": "user", "content": observation}]
+                first = messages[0]["content"] + GUIDANCE_MARK + hint[json.dumps(trajectory.task, sort_keys=True)]
+                return [{"role": "user", "content": first}, *messages[1:]]
+
+            solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns, prompt=prompt)
+            attempts = solver.run([tasks[i] for i in guided], k=n, seed=seed, on_turn=on_turn)
+        kept: dict[int, dict[tuple[str, ...], Trajectory]] = {}
+        for i, group in zip(guided, by_task(attempts, n)):
+            for trajectory in group:
+                trajectory.source = "guided"
+                trajectory.meta.update({"task_index": i, "guided": kind, "guidance": guides[i]})
+                leaked = any(guides[i] in turn.observation for turn in trajectory.turns)
+                if trajectory.success and not leaked and len(kept.setdefault(i, {})) < self.config.max_per_task:
+                    kept[i].setdefault(tuple(turn.action for turn in trajectory.turns), trajectory)
+        chosen_traces = [t for answers in kept.values() for t in answers.values()]
+        return chosen_traces, attempts, {"ei/guided_tasks": len(guided),
+                                         "ei/guided_recovered": sum(bool(a) for a in kept.values()) / len(guided),
+                                         "ei/guided_kept": len(chosen_traces)}
+
+    def _continue_prefixes(self, policy: Policy, env: Any, guided: list[tuple[dict[str, Any], str]],
+                           params: SamplingParams, seed: int) -> list[Trajectory]:
+        """`guided_samples` continuations of each (task, prefix): the policy's prompt is the task's first
+        observation rendered by its chat template with the prefix after it (an assistant turn already begun), and
+        the answer graded and stored is the prefix followed by the continuation. Single-turn envs only."""
+        from dataclasses import replace
+
+        from sparring.agents.hf import render
+        from sparring.envs.base import SingleTurnEnv
+
+        if not isinstance(env, SingleTurnEnv):
+            raise ValueError(f"expert_iteration.guided=prefix starts a single answer, and {self.env_id} is multi-turn: "
+                             "use guided landmarks or hints")
+        tokenizer = getattr(policy, "tokenizer", None)
+        if tokenizer is None:
+            raise SparringError(f"expert_iteration.guided=prefix writes the start of the policy's answer into its "
+                                f"prompt, which needs the policy's tokenizer; the {policy.backend or 'given'} backend "
+                                "has none: use policy.generation hf or vllm, or guided landmarks or hints")
+        observations = [env.reset(options={"task": task})[0] for task, _ in guided]
+        prompts = [render(tokenizer, [{"role": "user", "content": o}]) + prefix for o, (_, prefix) in zip(observations, guided)]
+        n = self.config.guided_samples
+        outputs = policy.generate(prompts, replace(params, n=n, seed=seed))
+        attempts = []
+        for (task, prefix), observation, group in zip(guided, observations, outputs):
+            for completion in group:
+                answer = prefix + completion.text
+                env.reset(options={"task": task})
+                _, reward, _, _, info = env.step(answer)
+                trajectory = Trajectory(self.env_id, task, env_kwargs=dict(self.env_kwargs), meta={"policy": policy.name})
+                trajectory.turns.append(Turn(observation, answer, float(reward)))
+                trajectory.verdict = info["verdict"]
+                attempts.append(trajectory)
+        return attempts
 
     def round(self, sampler: Policy, model: Any, tokenizer: Any, base_path: str | Path, tasks: list[dict[str, Any]],
               output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,

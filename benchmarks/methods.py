@@ -32,7 +32,7 @@ ENVS = {
             "expert iteration": [],
             "DPO, env verdict": ["algorithm=dpo", "dpo.pairs_from=verdict"],
             "DPO, majority (ScPO)": ["algorithm=dpo", "dpo.pairs_from=majority"],
-            "EI + guided (landmarks)": ["expert_iteration.guided=landmarks"],
+            "EI + guided (prefix)": ["expert_iteration.guided=prefix"],
             "EI + LoRA r8": ["policy.lora.enabled=true", "expert_iteration.sft.learning_rate=0.001"],
         },
     },

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -552,6 +553,45 @@ def test_a_kill_inside_each_stage_of_a_round_with_the_agents_redoes_no_finished_
     assert "train 001-training from checkpoint-2" in trainings
     assert lines.count("propose 1") == 2  # cut at the tasks' write, then never again
     assert not [p for p in run.rglob("*") if p.name.endswith((".tmp", ".old")) or "tmp-trainer" in p.parts]
+
+
+def test_sampling_with_the_agents_and_no_skills_resumes_by_part(tmp_path, monkeypatch):
+    """With a verifier in use (the agents on) and no skills, the solver's attempts are played part by part: a
+    round cut while its second part is saved plays only the parts not yet written, and ends as an uninterrupted
+    round (its flags, from the majority vote, decide what trains)."""
+    import sparring.selfplay
+    import sparring.trajectories
+    from sparring.agents.solver import Solver
+
+    monkeypatch.setattr(sparring.selfplay, "PART_TASKS", PART)
+    config = load_selfplay_config(None, TINY + ["rounds=1", "verifier.use=majority", "expert_iteration.replay=8"])
+    reference = SelfPlay(config, tmp_path / "reference").run_rounds()
+    played, real_run, real_save = [], Solver.run, sparring.trajectories.save_trajectories
+
+    class Cut(Exception):
+        pass
+
+    def run(self, tasks, k=1, *, first_task=0, **kwargs):
+        played.append((first_task, len(tasks)))
+        return real_run(self, tasks, k, first_task=first_task, **kwargs)
+
+    def save(trajectories, path):
+        if Path(path).name == "part-0000016-0000032" and not any(p.name == "cut" for p in tmp_path.iterdir()):
+            (tmp_path / "cut").touch()
+            raise Cut  # the process dies here
+        return real_save(trajectories, path)
+    monkeypatch.setattr(Solver, "run", run)
+    monkeypatch.setattr(sparring.trajectories, "save_trajectories", save)
+    with pytest.raises(Cut):
+        SelfPlay(config, tmp_path / "run").run_rounds()
+    assert (tmp_path / "run/rounds/001/sampling/part-0000000-0000016").exists()
+    played.clear()
+    rows = SelfPlay(config, tmp_path / "run").run_rounds(resume=True)
+    # the parts not yet written (tasks 16-31, 32-39), then the held-out evaluation; not the part of tasks 0-15
+    assert played == [(16, 16), (32, 8), (0, 30), (0, 30)]
+    assert untimed(rows) == untimed(reference) and "verifier/agreement" in rows[1]
+    assert same_weights(tmp_path / "run/checkpoints/round-001", tmp_path / "reference/checkpoints/round-001")
+    assert episodes(tmp_path / "run/rounds/001/trajectories") == episodes(tmp_path / "reference/rounds/001/trajectories")
 
 
 def test_the_agents_state_a_stage_saves_is_loaded_back_exactly(tmp_path):

@@ -666,7 +666,8 @@ class SelfPlay:
             if ei.search:  # first moves tried, the policy finishing each smaller task
                 searched, search_attempts, search_metrics = trainer.search(
                     sampler, tasks, seed=cfg.seed * 1000 + r,
-                    on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search))
+                    on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search),
+                    parts=lambda smaller, play: self.collect_parts(r, smaller, play, "search-part"))
                 metrics.update(search_metrics)
             if ei.tree_search:  # tree search on the tasks no sample solved (ReST-MCTS*): verified traces train too
                 found, tree_attempts, tree_metrics = trainer.tree_search(sampler, tasks, trajectories,
@@ -682,17 +683,18 @@ class SelfPlay:
         metrics["time/sample_s"] = time.perf_counter() - start
         return metrics
 
-    def collect_parts(self, r: int, tasks: list[dict[str, Any]], collect: Callable[[list[dict[str, Any]], int], list[Any]]
-                      ) -> list[Any]:
+    def collect_parts(self, r: int, tasks: list[dict[str, Any]], collect: Callable[[list[dict[str, Any]], int], list[Any]],
+                      name: str = "part") -> list[Any]:
         """`collect(part, first_task)` over the round's tasks, `PART_TASKS` at a time, each part saved to
-        rounds/NNN/sampling/part-A-B as it is played: a resumed stage plays only the parts not yet written. Every
-        part is read back from its file, so a resumed and an uninterrupted stage go on with the same episodes."""
+        rounds/NNN/sampling/<name>-A-B as it is played: a resumed stage plays only the parts not yet written. Every
+        part is read back from its file, so a resumed and an uninterrupted stage go on with the same episodes.
+        (`name` search-part: the smaller tasks of expert iteration's search.)"""
         from sparring.trajectories import load_trajectories, save_trajectories
 
         trajectories = []
         for a in range(0, len(tasks), PART_TASKS):
             b = min(a + PART_TASKS, len(tasks))
-            part = self.run.round_dir(r) / "sampling" / f"part-{a:07d}-{b:07d}"
+            part = self.run.round_dir(r) / "sampling" / f"{name}-{a:07d}-{b:07d}"
             if not part.exists():  # written atomically: there means whole
                 save_trajectories(collect(tasks[a:b], a), part)
             trajectories += load_trajectories(part)

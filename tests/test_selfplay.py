@@ -555,18 +555,27 @@ def test_a_kill_inside_each_stage_of_a_round_with_the_agents_redoes_no_finished_
     assert not [p for p in run.rglob("*") if p.name.endswith((".tmp", ".old")) or "tmp-trainer" in p.parts]
 
 
-def test_sampling_with_the_agents_and_no_skills_resumes_by_part(tmp_path, monkeypatch):
-    """With a verifier in use (the agents on) and no skills, the solver's attempts are played part by part: a
-    round cut while its second part is saved plays only the parts not yet written, and ends as an uninterrupted
-    round (its flags, from the majority vote, decide what trains)."""
+STEPS = ["env.kwargs={difficulty: easy, max_number: 20, min_target: 1, instruction: compact, answer_format: steps}",
+         "policy.max_tokens=40"]
+
+
+@pytest.mark.parametrize("what", ["the agents' attempts", "the search's smaller tasks"])
+def test_sampling_resumes_by_part(tmp_path, monkeypatch, what):
+    """Played part by part, each part saved: with a verifier in use (the agents on) and no skills, the solver's
+    attempts; with expert iteration's search, the smaller tasks its first moves leave (2 a task: 80, 5 parts). A
+    round cut while the second part is saved plays only the parts not yet written, and ends as an uninterrupted
+    round (with the agents, the majority vote's flags decide what trains)."""
     import sparring.selfplay
     import sparring.trajectories
     from sparring.agents.solver import Solver
 
     monkeypatch.setattr(sparring.selfplay, "PART_TASKS", PART)
-    config = load_selfplay_config(None, TINY + ["rounds=1", "verifier.use=majority", "expert_iteration.replay=8"])
+    agents = what == "the agents' attempts"
+    more = ["verifier.use=majority"] if agents else [*STEPS, "expert_iteration.search=2"]
+    config = load_selfplay_config(None, TINY + ["rounds=1", "expert_iteration.replay=8", *more])
     reference = SelfPlay(config, tmp_path / "reference").run_rounds()
     played, real_run, real_save = [], Solver.run, sparring.trajectories.save_trajectories
+    cut = "part-0000016-0000032" if agents else "search-part-0000016-0000032"
 
     class Cut(Exception):
         pass
@@ -576,7 +585,7 @@ def test_sampling_with_the_agents_and_no_skills_resumes_by_part(tmp_path, monkey
         return real_run(self, tasks, k, first_task=first_task, **kwargs)
 
     def save(trajectories, path):
-        if Path(path).name == "part-0000016-0000032" and not any(p.name == "cut" for p in tmp_path.iterdir()):
+        if Path(path).name == cut and not (tmp_path / "cut").exists():
             (tmp_path / "cut").touch()
             raise Cut  # the process dies here
         return real_save(trajectories, path)
@@ -584,12 +593,18 @@ def test_sampling_with_the_agents_and_no_skills_resumes_by_part(tmp_path, monkey
     monkeypatch.setattr(sparring.trajectories, "save_trajectories", save)
     with pytest.raises(Cut):
         SelfPlay(config, tmp_path / "run").run_rounds()
-    assert (tmp_path / "run/rounds/001/sampling/part-0000000-0000016").exists()
+    parts = tmp_path / "run/rounds/001/sampling"
+    written = {p.name: p.stat().st_mtime_ns for p in parts.glob("*part-*")}
     played.clear()
     rows = SelfPlay(config, tmp_path / "run").run_rounds(resume=True)
-    # the parts not yet written (tasks 16-31, 32-39), then the held-out evaluation; not the part of tasks 0-15
-    assert played == [(16, 16), (32, 8), (0, 30), (0, 30)]
-    assert untimed(rows) == untimed(reference) and "verifier/agreement" in rows[1]
+    if agents:  # the parts not yet written (tasks 16-31, 32-39), then the held-out evaluation; not tasks 0-15
+        assert sorted(written) == ["part-0000000-0000016"] and played == [(16, 16), (32, 8), (0, 30), (0, 30)]
+    else:  # the attempts' 3 parts and the search's first are kept; its parts 2 to 5 played, then the evaluation
+        assert sorted(written) == ["part-0000000-0000016", "part-0000016-0000032", "part-0000032-0000040",
+                                   "search-part-0000000-0000016"]
+        assert played == [(16, 16), (32, 16), (48, 16), (64, 16), (0, 30), (0, 30)]
+    assert untimed(rows) == untimed(reference) and ("verifier/agreement" in rows[1]) == agents
+    assert agents or rows[1]["ei/search_finishes"] >= 0
     assert same_weights(tmp_path / "run/checkpoints/round-001", tmp_path / "reference/checkpoints/round-001")
     assert episodes(tmp_path / "run/rounds/001/trajectories") == episodes(tmp_path / "reference/rounds/001/trajectories")
 

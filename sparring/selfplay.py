@@ -22,6 +22,8 @@ Run directory:
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
     rounds/NNN/stages/STAGE.json    a finished stage's record: its metrics (README: the run directory, stage by stage)
     rounds/NNN/sampling/            the sampling stage's parts, until the trajectories are written
+    rounds/NNN/agents/STAGE/        with the agents on: their state as STAGE left it, for a resumed round
+                                    (skills.jsonl, reflections.jsonl, state.json, extra/; sparring/agents/team.py)
     tmp-trainer/NNN-NAME/           a training's own checkpoints while it runs
     rounds/NNN/eval-trajectories/   the round's held-out evaluation episodes (meta "eval": the eval set)
     checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's; proposer-NNN,

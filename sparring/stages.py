@@ -64,10 +64,14 @@ class RoundRecords:
         return [s for s in stage_order(self.r) if self.path(s).exists()]
 
     def drop_from(self, stage: str) -> None:
-        """Forget `stage` and every later stage of the round: they run again."""
+        """Forget `stage` and every later stage of the round: they run again (the agents' stage with every role
+        it trained: their records `<role>-training`)."""
         order = stage_order(self.r)
         for later in order[order.index(stage):]:
             self.path(later).unlink(missing_ok=True)
+        if {"agents", "agents_bootstrap"} & set(order[order.index(stage):]):
+            for role in self.folder.glob("*-training.json"):
+                role.unlink()
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

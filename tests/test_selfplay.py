@@ -609,6 +609,40 @@ def test_sampling_resumes_by_part(tmp_path, monkeypatch, what):
     assert episodes(tmp_path / "run/rounds/001/trajectories") == episodes(tmp_path / "reference/rounds/001/trajectories")
 
 
+def test_a_missing_agents_state_of_the_unfinished_round_runs_its_stage_again(tmp_path, uninterrupted_agents,
+                                                                            monkeypatch):
+    """The agents' state a finished stage of the unfinished round left is gone (deleted by hand, or a run of a
+    version that kept it in memory): --resume says so and runs that stage again, and the stages after it (the
+    roles included), and the round ends as the uninterrupted one."""
+    import io
+    import shutil
+
+    import sparring.selfplay
+    from rich.console import Console
+
+    monkeypatch.setattr(sparring.selfplay, "PART_TASKS", PART)
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted_agents, run)
+    (run / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text().splitlines(keepends=True)[0])
+    (run / "rounds/001/agents/sampling/state.json").unlink()
+    import sparring.trainers.sft as sft
+
+    trained, real = [], sft.supervised_finetune
+
+    def counting(model, tokenizer, examples, settings, output_dir, **kwargs):
+        trained.append(output_dir.name)
+        return real(model, tokenizer, examples, settings, output_dir, **kwargs)
+    monkeypatch.setattr(sft, "supervised_finetune", counting)
+    out = io.StringIO()
+    rows = SelfPlay(load_selfplay_config(None, AGENTS_KILLABLE), run, console=Console(file=out, width=300)
+                    ).run_rounds(resume=True)
+    assert "round 1's stage 'sampling' finished but rounds/001/agents/sampling/state.json is missing" in out.getvalue()
+    assert trained == ["001-judge"]  # the roles trained again (the proposer and reflector had no example)
+    assert untimed(rows) == untimed(read_jsonl(uninterrupted_agents / "metrics.jsonl"))
+    for name in ("round-001", "judge-001"):
+        assert same_weights(run / "checkpoints" / name, uninterrupted_agents / "checkpoints" / name), name
+
+
 def test_the_agents_state_a_stage_saves_is_loaded_back_exactly(tmp_path):
     """save_stage -> load_stage in a fresh team: library, memory, task records and chains, proposals, each role's
     examples, the verifier's flags and the extra trajectories (Parquet) come back equal, in order."""

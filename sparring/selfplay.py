@@ -639,7 +639,7 @@ class SelfPlay:
         rounds/NNN/sampling/ (a resumed stage keeps the parts already written), then rounds/NNN/trajectories/.
         Expert iteration's search, and the agents' verification and reflection, run here too."""
         from sparring.agents.policy import SamplingParams
-        from sparring.trajectories import load_trajectories, save_trajectories
+        from sparring.trajectories import save_trajectories
 
         cfg, team, start = self.config, self.team, time.perf_counter()
         round_dir, metrics = self.run.round_dir(r), {}

@@ -17,7 +17,6 @@ a stage that changes their state leaves it in `rounds/NNN/agents/<stage>/` befor
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +71,6 @@ class RoundRecords:
         if {"agents", "agents_bootstrap"} & set(order[order.index(stage):]):
             for role in self.folder.glob("*-training.json"):
                 role.unlink()
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
     def metrics(self) -> dict[str, Any]:
         """The round's metrics: every finished stage's, in stage order."""

@@ -22,6 +22,8 @@ Run directory:
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
     rounds/NNN/stages/STAGE.json    a finished stage's record: its metrics (README: the run directory, stage by stage)
     rounds/NNN/sampling/            the sampling stage's parts, until the trajectories are written
+    rounds/NNN/agents/STAGE/        with the agents on: their state as STAGE left it, for a resumed round
+                                    (skills.jsonl, reflections.jsonl, state.json, extra/; sparring/agents/team.py)
     tmp-trainer/NNN-NAME/           a training's own checkpoints while it runs
     rounds/NNN/eval-trajectories/   the round's held-out evaluation episodes (meta "eval": the eval set)
     checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's; proposer-NNN,
@@ -378,6 +380,8 @@ class SelfPlay:
             if stage == "sampling" and self.config.algorithm == "expert_iteration" and not any(
                     (self.run.round_dir(n) / "trajectories").glob("*.parquet")):
                 bad.append(f"rounds/{n:03d}/trajectories holds no episodes")
+            if self.team and (problem := self.team.stage_problem(n, stage)):
+                bad.append(problem)  # the agents' state this stage left (a run of an older version has none)
             if bad:
                 records.drop_from(stage)
                 self.console.print(f"[bold yellow]repaired:[/bold yellow] round {n}'s stage {stage!r} finished but "
@@ -547,14 +551,22 @@ class SelfPlay:
         killed continues from them (sparring.trainers.sft.last_checkpoint)."""
         return self.run.root / "tmp-trainer" / f"{r:03d}-{name}"
 
-    def stage(self, r: int, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """Run stage `name` of round `r` unless its record says it finished; record its metrics when it does."""
+    def stage(self, r: int, name: str, work: Callable[[], dict[str, Any]],
+              state: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run stage `name` of round `r` unless its record says it finished; record its metrics when it does (with
+        the agents on, after the team's state that later stages read: `AgentTeam.save_stage`; `state`: what the
+        round passes between its stages)."""
         records = self.records(r)
         done = records.get(name)
         if done is not None:
             return done
         self.seed_everything(r)  # the same random state whether the round got here in one go or resumed
         metrics = work()
+        if self.team:
+            from sparring.agents.team import STATEFUL
+
+            if name in STATEFUL:
+                self.team.save_stage(r, name, state if state is not None else {})
         records.record(name, metrics)
         return metrics
 
@@ -563,6 +575,8 @@ class SelfPlay:
         from transformers import AutoTokenizer
 
         checkpoint = self.run.checkpoint("round-000")
+        if self.team:  # resumed: the team as the last finished stage left it
+            self.team.resume(0, self.records(0).finished(), {})
 
         def bootstrap() -> dict[str, Any]:
             start = time.perf_counter()
@@ -571,16 +585,11 @@ class SelfPlay:
             save_checkpoint(model, tokenizer, checkpoint)
             return metrics
 
-        bootstrapped = self.records(0).get("bootstrap") is not None
         metrics = self.stage(0, "bootstrap", bootstrap)
         if self.team:  # the agents' models learn their formats; the skill library is saved
             def agents() -> dict[str, Any]:
                 start = time.perf_counter()
-                tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-                boot = self.config.bootstrap
-                if bootstrapped and self.team.kind is not None and boot.enabled:  # the library the bootstrap seeded
-                    self.expert_examples(tokenizer, 0, min(boot.sft.steps * boot.sft.batch_size, 200_000))
-                out = self.team.bootstrap(tokenizer)
+                out = self.team.bootstrap(AutoTokenizer.from_pretrained(checkpoint))
                 out["time/agents_bootstrap_s"] = time.perf_counter() - start
                 return out
             metrics.update(self.stage(0, "agents_bootstrap", agents))
@@ -598,18 +607,17 @@ class SelfPlay:
 
     def train_round(self, r: int) -> dict[str, Any]:
         """Round r: tasks -> sampling -> training -> evaluation -> control -> the agents' training, each stage
-        recorded (sparring/stages.py). With the agents on, their state between stages lives in memory: a round
-        that was interrupted restarts from its tasks."""
+        recorded (sparring/stages.py). With the agents on, the stages that change the team's state leave it in
+        rounds/NNN/agents/<stage>/ (`AgentTeam.save_stage`): a resumed round loads it instead of running them again."""
         from transformers import AutoTokenizer
 
-        cfg, team, records = self.config, self.team, self.records(r)
-        if team and records.finished() and records.get("agents") is None:  # cut inside: restart from its tasks
-            records.clear()
-            shutil.rmtree(self.run.root / "tmp-trainer", ignore_errors=True)
+        cfg, team = self.config, self.team
         round_kwargs, round_dir = self.round_kwargs(r), self.run.round_dir(r)
         previous, checkpoint = self.run.checkpoint(f"round-{r - 1:03d}"), self.run.checkpoint(f"round-{r:03d}")
         tokenizer = AutoTokenizer.from_pretrained(previous)
-        state: dict[str, Any] = {}  # what the agents pass between stages of this process
+        state: dict[str, Any] = {}  # what the agents pass between stages: the verifier's flags, extra trajectories
+        if team:  # resumed: the team (and `state`) as the last finished stage left them
+            team.resume(r, self.records(r).finished(), state)
 
         def draw() -> dict[str, Any]:
             tasks = draw_tasks(self.env_id, round_kwargs, "train", cfg.seed, r * TASKS_PER_STREAM, cfg.tasks_per_round)
@@ -621,9 +629,9 @@ class SelfPlay:
             atomic_write_text(round_dir / "tasks.jsonl", "".join(json.dumps(record) + "\n" for record in records))
             return metrics
 
-        metrics = dict(self.stage(r, "tasks", draw))
+        metrics = dict(self.stage(r, "tasks", draw, state))
         tasks = state.get("tasks") or [record["task"] for record in read_jsonl(round_dir / "tasks.jsonl")]
-        metrics.update(self.stage(r, "sampling", lambda: self.sample(r, tasks, previous, tokenizer, state)))
+        metrics.update(self.stage(r, "sampling", lambda: self.sample(r, tasks, previous, tokenizer, state), state))
         metrics.update(self.stage(r, "training", lambda: self.train(r, tasks, previous, tokenizer, state)))
         metrics.update(self.stage(r, "eval", lambda: self.evaluate_checkpoint(r, checkpoint)))
         if cfg.control and cfg.algorithm == "expert_iteration":
@@ -643,7 +651,7 @@ class SelfPlay:
         rounds/NNN/sampling/ (a resumed stage keeps the parts already written), then rounds/NNN/trajectories/.
         Expert iteration's search, and the agents' verification and reflection, run here too."""
         from sparring.agents.policy import SamplingParams
-        from sparring.trajectories import load_trajectories, save_trajectories
+        from sparring.trajectories import save_trajectories
 
         cfg, team, start = self.config, self.team, time.perf_counter()
         round_dir, metrics = self.run.round_dir(r), {}
@@ -651,8 +659,8 @@ class SelfPlay:
             if team:  # a probe of k attempts per task: pass rates, verifier agreement, skills admitted
                 with self.generating(previous) as sampler:
                     params = SamplingParams(temperature=cfg.grpo.temperature, max_tokens=cfg.policy.max_tokens)
-                    trajectories, collected = team.collect(sampler, tasks, team.k, params, r,
-                                                           self.bars.episodes("probe", len(tasks) * team.k))
+                    trajectories, collected = self.team_collect(r, sampler, tasks, team.k, params,
+                                                                self.bars.episodes("probe", len(tasks) * team.k))
                 metrics.update(collected)
                 metrics.update(team.after_collect(r, trajectories, team.k, tokenizer)[2])
             return metrics
@@ -664,21 +672,16 @@ class SelfPlay:
         with self.generating(previous) as sampler:
             if team:
                 params = SamplingParams(temperature=ei.temperature, top_p=ei.top_p, max_tokens=cfg.policy.max_tokens)
-                trajectories, collected = team.collect(sampler, tasks, ei.k, params, r, on_turn)
+                trajectories, collected = self.team_collect(r, sampler, tasks, ei.k, params, on_turn)
                 metrics.update(collected)
             else:
-                trajectories = []
-                for a in range(0, len(tasks), PART_TASKS):
-                    b = min(a + PART_TASKS, len(tasks))
-                    part = parts / f"part-{a:07d}-{b:07d}"
-                    if not part.exists():  # written atomically: there means whole
-                        save_trajectories(trainer.collect(sampler, tasks[a:b], seed=cfg.seed * 1000 + r,
-                                                          on_turn=on_turn, first_task=a), part)
-                    trajectories += load_trajectories(part)
+                trajectories = self.collect_parts(r, tasks, lambda part, a: trainer.collect(
+                    sampler, part, seed=cfg.seed * 1000 + r, on_turn=on_turn, first_task=a))
             if ei.search:  # first moves tried, the policy finishing each smaller task
                 searched, search_attempts, search_metrics = trainer.search(
                     sampler, tasks, seed=cfg.seed * 1000 + r,
-                    on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search))
+                    on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search),
+                    parts=lambda smaller, play: self.collect_parts(r, smaller, play, "search-part"))
                 metrics.update(search_metrics)
             if ei.tree_search:  # tree search on the tasks no sample solved (ReST-MCTS*): verified traces train too
                 found, tree_attempts, tree_metrics = trainer.tree_search(sampler, tasks, trajectories,
@@ -699,6 +702,33 @@ class SelfPlay:
         save_trajectories(trajectories + search_attempts + (team.refined if team else []), round_dir / "trajectories")
         metrics["time/sample_s"] = time.perf_counter() - start
         return metrics
+
+    def collect_parts(self, r: int, tasks: list[dict[str, Any]], collect: Callable[[list[dict[str, Any]], int], list[Any]],
+                      name: str = "part") -> list[Any]:
+        """`collect(part, first_task)` over the round's tasks, `PART_TASKS` at a time, each part saved to
+        rounds/NNN/sampling/<name>-A-B as it is played: a resumed stage plays only the parts not yet written. Every
+        part is read back from its file, so a resumed and an uninterrupted stage go on with the same episodes.
+        (`name` search-part: the smaller tasks of expert iteration's search.)"""
+        from sparring.trajectories import load_trajectories, save_trajectories
+
+        trajectories = []
+        for a in range(0, len(tasks), PART_TASKS):
+            b = min(a + PART_TASKS, len(tasks))
+            part = self.run.round_dir(r) / "sampling" / f"{name}-{a:07d}-{b:07d}"
+            if not part.exists():  # written atomically: there means whole
+                save_trajectories(collect(tasks[a:b], a), part)
+            trajectories += load_trajectories(part)
+        return trajectories
+
+    def team_collect(self, r: int, sampler: Any, tasks: list[dict[str, Any]], k: int, params: Any, on_turn: Any
+                     ) -> tuple[list[Any], dict[str, float]]:
+        """The solver's attempts with the agents on: part by part (`collect_parts`), or with skills SAGE's chain
+        rollout in one call (the library grows position by position over every chain, so parts of the tasks are not
+        independent: a kill inside it plays the round's chains again)."""
+        team = self.team
+        if team.library is not None:
+            return team.collect(sampler, tasks, k, params, r, on_turn)
+        return self.collect_parts(r, tasks, lambda part, a: team.collect(sampler, part, k, params, r, on_turn, a)[0]), {}
 
     def ei_trainer(self, r: int) -> Any:
         from sparring.trainers.expert_iteration import ExpertIterationTrainer
@@ -772,11 +802,7 @@ class SelfPlay:
 
             keys = [answer_key(t) for t in trajectories]
             scores = [0.0 if key is None else keys[i - i % k:i - i % k + k].count(key) / k for i, key in enumerate(keys)]
-        else:  # the judge's verdicts from the sampling stage (verifier.use=judge)
-            if "verified" not in state:
-                raise SparringError("dpo.pairs_from=judge needs the judge's verdicts of this round's sampling stage, "
-                                    "which a resumed round does not keep: continue with dpo.pairs_from unchanged "
-                                    "from a finished round (delete this round's stages/sampling.json to sample again)")
+        else:  # the judge's verdicts from the sampling stage (verifier.use=judge), or from its saved agents' state
             scores = [float(flag) for flag in state["verified"]]
         pairs, metrics = preference_pairs(trajectories, k, scores, max_pairs_per_task=cfg.dpo.max_pairs_per_task)
         save_trajectories(mark_pairs(pairs), round_dir / "pairs")

@@ -8,14 +8,15 @@ read back. A round is finished when its line is in `metrics.jsonl`, which is mad
     round r:  tasks -> sampling -> training -> eval -> control -> agents
 
 Inside a stage, long work resumes from its own files: sampling from `rounds/NNN/sampling/part-*` (episodes of
-`PART_TASKS` tasks each), training from the trainer's checkpoints (`tmp-trainer/<round>-<stage>/checkpoint-N`,
-see `sparring.trainers.sft.last_checkpoint`).
+`PART_TASKS` tasks each; `search-part-*`: expert iteration's search), training from the trainer's checkpoints
+(`tmp-trainer/<round>-<stage>/checkpoint-N`, see `sparring.trainers.sft.last_checkpoint`). With the agents on,
+a stage that changes their state leaves it in `rounds/NNN/agents/<stage>/` before its record
+(`sparring.agents.team.STATEFUL`); a resumed round loads the latest.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,14 @@ class RoundRecords:
         return [s for s in stage_order(self.r) if self.path(s).exists()]
 
     def drop_from(self, stage: str) -> None:
-        """Forget `stage` and every later stage of the round: they run again."""
+        """Forget `stage` and every later stage of the round: they run again (the agents' stage with every role
+        it trained: their records `<role>-training`)."""
         order = stage_order(self.r)
         for later in order[order.index(stage):]:
             self.path(later).unlink(missing_ok=True)
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if {"agents", "agents_bootstrap"} & set(order[order.index(stage):]):
+            for role in self.folder.glob("*-training.json"):
+                role.unlink()
 
     def metrics(self) -> dict[str, Any]:
         """The round's metrics: every finished stage's, in stage order."""

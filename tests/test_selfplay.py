@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -104,13 +105,27 @@ def training(self, *args, resume_from_checkpoint=None, **kwargs):
     note(f"train {Path(self.args.output_dir).name} from {Path(resume_from_checkpoint).name if resume_from_checkpoint else 'start'}")
     return train(self, *args, resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 transformers.Trainer._save_checkpoint, transformers.Trainer.train = saving, training
+
+if os.environ.get("SCRIPTED"):  # a model this small writes no valid task: every other proposal is a generator's task
+    import gymnasium
+    from sparring.agents.proposer import PolicyProposer, Proposal, task_to_text
+    from sparring.selfplay import SelfPlayConfig
+    propose, other = PolicyProposer.propose, gymnasium.make("Countdown-v0", **SelfPlayConfig().env.kwargs).unwrapped
+    def scripted(self, policy, n, aim, *, seed=0, **context):
+        note(f"propose {seed % 1000}")
+        written = propose(self, policy, n, aim, seed=seed, **context)
+        return [Proposal(task_to_text(other.generate_task(seed * 100 + i, seed=7).to_dict(), "countdown") if i % 2
+                         else p.text, p.label) for i, p in enumerate(written)]
+    PolicyProposer.propose = scripted
 raise SystemExit(main(["selfplay", "--run-dir", str(run), *sys.argv[2:]]))
 """
 
 
-def run_until_killed(run, events, kill, *args):
-    """One `sparring selfplay` process that kills itself at `kill` (or runs to the end when it is None)."""
-    env = {**os.environ, "EVENTS": str(events), "PART": str(PART), "KILL_AT": " ".join(map(str, kill or ()))}
+def run_until_killed(run, events, kill, *args, scripted=False):
+    """One `sparring selfplay` process that kills itself at `kill` (or runs to the end when it is None);
+    `scripted`: the policy proposer's proposals are half generator tasks."""
+    env = {**os.environ, "EVENTS": str(events), "PART": str(PART), "KILL_AT": " ".join(map(str, kill or ())),
+           "SCRIPTED": "1" if scripted else ""}
     result = subprocess.run([sys.executable, "-c", CHILD, str(run), *args], env=env, capture_output=True, text=True)
     if kill is None:
         assert result.returncode == 0, result.stderr[-2000:]
@@ -454,7 +469,8 @@ def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
 
 def test_round_0_with_the_agents_keeps_the_bootstrap_and_the_trained_roles(tmp_path, monkeypatch):
     """Round 0 cut while the judge trains (the last of the agents' bootstrap): the resumed run trains neither the
-    solver's bootstrap nor the proposer and reflector again, the skill library the bootstrap seeded is rebuilt, and
+    solver's bootstrap nor the proposer and reflector again, the skill library the bootstrap seeded is loaded back
+    (rounds/000/agents/bootstrap), and
     round 0's metrics and files equal an uninterrupted run's (timings aside)."""
     import sparring.trainers.sft as sft
 
@@ -477,6 +493,190 @@ def test_round_0_with_the_agents_keeps_the_bootstrap_and_the_trained_roles(tmp_p
     assert sorted(trained) == ["000-bootstrap", "000-judge", "000-judge", "000-proposer", "000-reflector"]
     assert untimed(rows) == untimed(reference)
     assert (tmp_path / "run/rounds/000/skills.jsonl").read_text() == (tmp_path / "reference/rounds/000/skills.jsonl").read_text()
+
+
+# Kill tests with every agent on: proposer (scripted, see CHILD), majority vote in use and a judge measured,
+# reflector, skills in chains; one round after the bootstrap.
+AGENTS_KILLABLE = KILLABLE + AGENTS + ["rounds=1", "verifier.use=majority", "verifier.measure=[judge]"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_agents(tmp_path_factory):
+    run = tmp_path_factory.mktemp("uninterrupted-agents") / "run"
+    run_until_killed(run, run.parent / "events", None, *AGENTS_KILLABLE, scripted=True)
+    return run
+
+
+def test_a_kill_inside_each_stage_of_a_round_with_the_agents_redoes_no_finished_stage(tmp_path, uninterrupted_agents):
+    """Killed inside every stage of both rounds (at a write of the stage's own files: a role's checkpoint in the
+    agents' bootstrap, the held-out episodes, the tasks after the proposer wrote them, the proposals after the
+    verifiers and before the reflector, the trainer's step 2, the roles' checkpoints in the agents' training) and
+    once between the sampling stage's saved agents' state and its record: each resume loads the team's state the
+    last finished stage saved (rounds/NNN/agents/STAGE) and runs no finished stage, no trained role and no
+    proposal again; the finished run equals an uninterrupted one, timings aside, down to the final checkpoints'
+    greedy answers."""
+    run, events, reference = tmp_path / "run", tmp_path / "events", uninterrupted_agents
+    kills = [("replace", "checkpoints/reflector-000", 1), ("replace", "rounds/000/eval-trajectories", 1),
+             ("replace", "rounds/001/tasks.jsonl", 1), ("replace", "rounds/001/proposals.jsonl", 1),
+             ("replace", "rounds/001/stages/sampling.json", 1), ("trainer", "001-training", 2),
+             ("replace", "rounds/001/eval-trajectories", 1), ("replace", "checkpoints/judge-001", 1)]
+    stamps = {}
+    for i, kill in enumerate(kills):
+        run_until_killed(run, events, kill, *AGENTS_KILLABLE, *(["--resume"] if i else []), scripted=True)
+        if kill[1] == "rounds/001/stages/sampling.json":  # the agents' state was saved, the record was not
+            assert (run / "rounds/001/agents/sampling/state.json").exists()
+            assert not (run / "rounds/001/stages/sampling.json").exists()
+        if kill[1] == "checkpoints/judge-001":
+            stamps = {p: p.stat().st_mtime_ns for p in run.glob("rounds/*/agents/*/*")}
+    assert sorted(p.parent.name for p in stamps if p.name == "state.json") == [
+        "agents_bootstrap", "bootstrap", "sampling", "tasks"]
+    run_until_killed(run, events, None, *AGENTS_KILLABLE, "--resume", scripted=True)
+    assert {p: p.stat().st_mtime_ns for p in run.glob("rounds/*/agents/*/*")} == stamps  # loaded, not made again
+
+    rows, reference_rows = read_jsonl(run / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
+    assert [row["round"] for row in rows] == [0, 1] and "verifier/judge/agreement" in rows[1]
+    assert rows[1]["skills/admitted"] >= 0 and rows[1]["proposer/valid_rate"] > 0
+    assert untimed(rows) == untimed(reference_rows)
+    for name in ("round-000", "round-001", "proposer-001", "reflector-001", "judge-001"):
+        assert same_weights(run / "checkpoints" / name, reference / "checkpoints" / name), name
+    for path in ("rounds/001/trajectories", "rounds/001/eval-trajectories"):  # the final greedy answers among them
+        assert episodes(run / path) == episodes(reference / path), path
+    for path in ("rounds/001/tasks.jsonl", "rounds/001/proposals.jsonl", "rounds/001/skills.jsonl",
+                 "rounds/001/reflections.jsonl", "rounds/000/skills.jsonl"):
+        assert (run / path).read_text() == (reference / path).read_text(), path
+    lines = events.read_text().splitlines()
+    finished = [line for line in lines if line.startswith("finished ")]
+    assert sorted(finished) == sorted(set(finished)), "a finished stage ran again"
+    trainings = [line for line in lines if line.startswith("train ")]
+    for role in ("000-bootstrap", "000-proposer", "000-judge"):  # round 1's proposer and reflector had no example
+        assert trainings.count(f"train {role} from start") == 1, role  # trained once, not again after a kill
+    assert trainings.count("train 000-reflector from start") == trainings.count("train 001-judge from start") == 2
+    assert "train 001-training from checkpoint-2" in trainings
+    assert lines.count("propose 1") == 2  # cut at the tasks' write, then never again
+    assert not [p for p in run.rglob("*") if p.name.endswith((".tmp", ".old")) or "tmp-trainer" in p.parts]
+
+
+STEPS = ["env.kwargs={difficulty: easy, max_number: 20, min_target: 1, instruction: compact, answer_format: steps}",
+         "policy.max_tokens=40"]
+
+
+@pytest.mark.parametrize("what", ["the agents' attempts", "the search's smaller tasks"])
+def test_sampling_resumes_by_part(tmp_path, monkeypatch, what):
+    """Played part by part, each part saved: with a verifier in use (the agents on) and no skills, the solver's
+    attempts; with expert iteration's search, the smaller tasks its first moves leave (2 a task: 80, 5 parts). A
+    round cut while the second part is saved plays only the parts not yet written, and ends as an uninterrupted
+    round (with the agents, the majority vote's flags decide what trains)."""
+    import sparring.selfplay
+    import sparring.trajectories
+    from sparring.agents.solver import Solver
+
+    monkeypatch.setattr(sparring.selfplay, "PART_TASKS", PART)
+    agents = what == "the agents' attempts"
+    more = ["verifier.use=majority"] if agents else [*STEPS, "expert_iteration.search=2"]
+    config = load_selfplay_config(None, TINY + ["rounds=1", "expert_iteration.replay=8", *more])
+    reference = SelfPlay(config, tmp_path / "reference").run_rounds()
+    played, real_run, real_save = [], Solver.run, sparring.trajectories.save_trajectories
+    cut = "part-0000016-0000032" if agents else "search-part-0000016-0000032"
+
+    class Cut(Exception):
+        pass
+
+    def run(self, tasks, k=1, *, first_task=0, **kwargs):
+        played.append((first_task, len(tasks)))
+        return real_run(self, tasks, k, first_task=first_task, **kwargs)
+
+    def save(trajectories, path):
+        if Path(path).name == cut and not (tmp_path / "cut").exists():
+            (tmp_path / "cut").touch()
+            raise Cut  # the process dies here
+        return real_save(trajectories, path)
+    monkeypatch.setattr(Solver, "run", run)
+    monkeypatch.setattr(sparring.trajectories, "save_trajectories", save)
+    with pytest.raises(Cut):
+        SelfPlay(config, tmp_path / "run").run_rounds()
+    parts = tmp_path / "run/rounds/001/sampling"
+    written = {p.name: p.stat().st_mtime_ns for p in parts.glob("*part-*")}
+    played.clear()
+    rows = SelfPlay(config, tmp_path / "run").run_rounds(resume=True)
+    if agents:  # the parts not yet written (tasks 16-31, 32-39), then the held-out evaluation; not tasks 0-15
+        assert sorted(written) == ["part-0000000-0000016"] and played == [(16, 16), (32, 8), (0, 30), (0, 30)]
+    else:  # the attempts' 3 parts and the search's first are kept; its parts 2 to 5 played, then the evaluation
+        assert sorted(written) == ["part-0000000-0000016", "part-0000016-0000032", "part-0000032-0000040",
+                                   "search-part-0000000-0000016"]
+        assert played == [(16, 16), (32, 16), (48, 16), (64, 16), (0, 30), (0, 30)]
+    assert untimed(rows) == untimed(reference) and ("verifier/agreement" in rows[1]) == agents
+    assert agents or rows[1]["ei/search_finishes"] >= 0
+    assert same_weights(tmp_path / "run/checkpoints/round-001", tmp_path / "reference/checkpoints/round-001")
+    assert episodes(tmp_path / "run/rounds/001/trajectories") == episodes(tmp_path / "reference/rounds/001/trajectories")
+
+
+def test_a_missing_agents_state_of_the_unfinished_round_runs_its_stage_again(tmp_path, uninterrupted_agents,
+                                                                            monkeypatch):
+    """The agents' state a finished stage of the unfinished round left is gone (deleted by hand, or a run of a
+    version that kept it in memory): --resume says so and runs that stage again, and the stages after it (the
+    roles included), and the round ends as the uninterrupted one."""
+    import io
+    import shutil
+
+    import sparring.selfplay
+    from rich.console import Console
+
+    monkeypatch.setattr(sparring.selfplay, "PART_TASKS", PART)
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted_agents, run)
+    (run / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text().splitlines(keepends=True)[0])
+    (run / "rounds/001/agents/sampling/state.json").unlink()
+    import sparring.trainers.sft as sft
+
+    trained, real = [], sft.supervised_finetune
+
+    def counting(model, tokenizer, examples, settings, output_dir, **kwargs):
+        trained.append(output_dir.name)
+        return real(model, tokenizer, examples, settings, output_dir, **kwargs)
+    monkeypatch.setattr(sft, "supervised_finetune", counting)
+    out = io.StringIO()
+    rows = SelfPlay(load_selfplay_config(None, AGENTS_KILLABLE), run, console=Console(file=out, width=300)
+                    ).run_rounds(resume=True)
+    assert "round 1's stage 'sampling' finished but rounds/001/agents/sampling/state.json is missing" in out.getvalue()
+    assert trained == ["001-judge"]  # the roles trained again (the proposer and reflector had no example)
+    assert untimed(rows) == untimed(read_jsonl(uninterrupted_agents / "metrics.jsonl"))
+    for name in ("round-001", "judge-001"):
+        assert same_weights(run / "checkpoints" / name, uninterrupted_agents / "checkpoints" / name), name
+
+
+def test_the_agents_state_a_stage_saves_is_loaded_back_exactly(tmp_path):
+    """save_stage -> load_stage in a fresh team: library, memory, task records and chains, proposals, each role's
+    examples, the verifier's flags and the extra trajectories (Parquet) come back equal, in order."""
+    from sparring.agents.proposer import Proposal
+    from sparring.agents.reflector import Reflection, ReflectionMemory
+    from sparring.agents.skills import SkillLibrary
+    from sparring.trainers.bootstrap import expert_demonstrations
+
+    config = load_selfplay_config(None, TINY + AGENTS)
+    team = SelfPlay(config, tmp_path / "run").team
+    team.library = SkillLibrary(team.kind, team.env)
+    expert = team.env.generate_task(3, seed=0).to_dict()
+    solved = expert_demonstrations("Countdown-v0", config.env.kwargs, [expert], config.bootstrap.demonstrations)[0]
+    solved.meta.update({"skill_bonus": 0.5, "sample": 1})
+    assert solved.success and team.library.add(team.kind.extract(solved)) is not None
+    team.memory = ReflectionMemory(3)
+    for i in range(5):
+        team.memory.add(Reflection(f"task-{i % 2}", f"reflection {i}"))
+    team.records = [{"task": expert, "source": "proposer", "label": 0.5}, {"task": expert, "source": "chain", "chain": 1}]
+    team.chains = [[expert], [expert]]
+    team.proposals = [Proposal("8 3 -> 11", 0.5, expert, None, ""), Proposal("junk", 0.25, None, "parse", "no numbers")]
+    team.examples = {"judge": [{"prompt": "p", "completion": "c"}], "reflector": []}
+    state = {"verified": [True, False], "extra": [solved, solved], "tasks": [expert]}
+    team.save_stage(1, "sampling", state)
+
+    fresh, loaded = SelfPlay(config, tmp_path / "run").team, {}
+    fresh.resume(1, ["tasks", "sampling", "training"], loaded)
+    assert [vars(s) for s in fresh.library.skills.values()] == [vars(s) for s in team.library.skills.values()]
+    assert fresh.memory.by_task == team.memory.by_task
+    assert (fresh.records, fresh.chains, fresh.proposals, fresh.examples) == (
+        team.records, team.chains, team.proposals, team.examples)
+    assert loaded == {"verified": [True, False], "extra": [solved, solved]}
+    assert fresh.proposer is not None  # the proposer the sampling stage's statistics ask for its examples
 
 
 def test_agent_sections_are_validated():

@@ -18,26 +18,34 @@ solver and trained in the loop, or (`model: solver`) the solver's current checkp
 Everything a round writes is atomic and read back from the previous round's files, so `--resume`
 replays nothing: the proposer's aim and the curriculum's level come from `metrics.jsonl`, the skill
 library from `rounds/NNN/skills.jsonl`, the reflection memory from `rounds/NNN/reflections.jsonl`.
+Inside a round, each stage that changes what later stages read (`STATEFUL`) leaves it in
+`rounds/NNN/agents/<stage>/` before its stage record (`save_stage`); a resumed round loads the latest one
+(`load_stage`) instead of running the stage again.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from sparring.agents.policy import SamplingParams
 from sparring.agents.proposer import (INSTRUCTION_FAMILIES, CurriculumProposer, InstructionProposer, PolicyProposer,
-                                      learnability, pass_rate_metrics, proposal_metrics, task_key)
+                                      Proposal, learnability, pass_rate_metrics, proposal_metrics, task_key)
 from sparring.agents.reflector import ReflectionMemory, Reflector
 from sparring.agents.skills import (SkillLibrary, as_shown, chain_rollout, make_chains, skill_kind_for, skill_prompt)
 from sparring.agents.verifiers import (MajorityVoteVerifier, ModelJudgeVerifier, ProgrammaticVerifier, judge_examples,
                                        verifier_metrics)
-from sparring.io import atomic_write_text, read_jsonl
+from sparring.io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
 from sparring.trajectories import Trajectory
 
 ROLES = ("proposer", "reflector", "judge")
+# the stages of a round that change what its later stages read from the team: the library the bootstrap seeds,
+# the roles' bootstrap (library pruned, memory made), the round's tasks and proposals, and sampling (the library
+# and memory as the solver and reflector left them, each role's training data, the verifier's flags)
+STATEFUL = ("bootstrap", "agents_bootstrap", "tasks", "sampling")
 BOOTSTRAP_STREAM = 3  # round 0 draws the roles' bootstrap tasks from the train split with generator seed + 3
 
 
@@ -132,6 +140,67 @@ class AgentTeam:
     def previous(self, key: str) -> Any:
         rows = self.loop.finished_rounds()
         return rows[-1].get(key) if rows else None
+
+    # ---- state carried between the stages of a round ----------------------------------------------
+    def stage_dir(self, r: int, stage: str) -> Path:
+        return self.loop.run.round_dir(r) / "agents" / stage
+
+    def save_stage(self, r: int, stage: str, state: dict[str, Any]) -> None:
+        """What the later stages of round `r` read from the team once `stage` finished, in one folder written
+        atomically (before the stage's record): the library, the memory, the round's task records and chains, the
+        proposals, each role's training data, and of `state` (what the loop passes between stages) the verifier's
+        flags and the extra training trajectories."""
+        from sparring.trajectories import save_trajectories
+
+        with atomic_dir(self.stage_dir(r, stage)) as tmp:
+            if self.library is not None:
+                self.library.save(tmp / "skills.jsonl")
+            if self.memory is not None:
+                self.memory.save(tmp / "reflections.jsonl")
+            passed = {key: state[key] for key in ("verified",) if key in state}
+            if state.get("extra"):
+                save_trajectories(state["extra"], tmp / "extra")
+            atomic_write_json(tmp / "state.json", {
+                "records": self.records, "chains": self.chains, "proposals": [asdict(p) for p in self.proposals],
+                "examples": self.examples, "state": passed, "extra": bool(state.get("extra"))})
+
+    def resume(self, r: int, finished: list[str], state: dict[str, Any]) -> None:
+        """A round resumed after its stages `finished`: the team as the latest of them that changed it left it."""
+        stage = next((stage for stage in reversed(finished) if stage in STATEFUL), None)
+        if stage is not None:
+            self.load_stage(r, stage, state)
+
+    def load_stage(self, r: int, stage: str, state: dict[str, Any]) -> None:
+        """The team as `stage` of round `r` left it (`save_stage`), and `state`'s keys it saved."""
+        from sparring.trajectories import load_trajectories
+
+        cfg, folder = self.config, self.stage_dir(r, stage)
+        saved = json.loads((folder / "state.json").read_text())
+        self.library = (SkillLibrary.load(folder / "skills.jsonl", self.kind, self.env, cfg.skills.max_size)
+                        if (folder / "skills.jsonl").exists() else None)
+        self.memory = (ReflectionMemory.load(folder / "reflections.jsonl", cfg.reflector.memory)
+                       if (folder / "reflections.jsonl").exists() else None)
+        self.records, self.chains, self.examples = saved["records"], saved["chains"], saved["examples"]
+        self.proposals = [Proposal(**p) for p in saved["proposals"]]
+        self.proposer = self.make_proposer(r) if r > 0 and cfg.proposer.kind == "policy" else None
+        self.refined = []
+        state.update(saved["state"])
+        if "verified" in saved["state"]:
+            state["extra"] = load_trajectories(folder / "extra") if saved["extra"] else []
+
+    def stage_problem(self, r: int, stage: str) -> str | None:
+        """What is wrong with the team state `stage` of round `r` left (one line), or None when it is whole or the
+        stage leaves none."""
+        if stage not in STATEFUL:
+            return None
+        path = self.stage_dir(r, stage) / "state.json"
+        try:
+            json.loads(path.read_text())
+        except FileNotFoundError:
+            return f"{path.relative_to(self.loop.run.root)} is missing"
+        except (OSError, ValueError) as error:
+            return f"{path.relative_to(self.loop.run.root)} is damaged ({error})"
+        return None
 
     # ---- round 0 --------------------------------------------------------------------------------
     def decorate_demonstrations(self, demos: list[Trajectory]) -> list[Trajectory]:
@@ -240,7 +309,7 @@ class AgentTeam:
         cfg = self.config.proposer
         if self.env.family in INSTRUCTION_FAMILIES:
             return self._propose_instructions(r, quota)
-        proposer = PolicyProposer(self.env_id, self.env_kwargs, cfg, self.k, self.forbidden(r))
+        proposer = self.make_proposer(r)
         aim = self.aim()
         recent = [(p["task"], p["pass_rate"]) for p in read_jsonl(self.loop.run.round_dir(r - 1) / "proposals.jsonl")
                   if p.get("pass_rate") is not None][:8]
@@ -256,7 +325,7 @@ class AgentTeam:
         """SRDF: routes drawn from the generator, instructions written by the proposer, kept when the solver
         (the navigator, as round r - 1 left it) follows them."""
         cfg = self.config
-        proposer = InstructionProposer(self.env_id, self.env_kwargs, cfg.proposer)
+        proposer = self.make_proposer(r)
         routes = proposer.draw(cfg.proposer.candidates or 3 * quota, cfg.seed + BOOTSTRAP_STREAM + 1, r * 10**6)
         with self.loop.generating(self.checkpoint("proposer", r - 1)) as policy:
             self.proposals = proposer.write(policy, routes, seed=cfg.seed * 1000 + r)
@@ -265,6 +334,12 @@ class AgentTeam:
                                        max_turns=cfg.env.max_turns, seed=cfg.seed * 1000 + r)
         self.proposer = proposer
         return [{"task": p.task, "source": "proposer"} for p in accepted]
+
+    def make_proposer(self, r: int) -> PolicyProposer | InstructionProposer:
+        """Round `r`'s policy proposer (the speaker for instruction families)."""
+        if self.env.family in INSTRUCTION_FAMILIES:
+            return InstructionProposer(self.env_id, self.env_kwargs, self.config.proposer)
+        return PolicyProposer(self.env_id, self.env_kwargs, self.config.proposer, self.k, self.forbidden(r))
 
     @property
     def k(self) -> int:
@@ -287,16 +362,20 @@ class AgentTeam:
         return self.solver_prompt(tasks) if self.config.skills.at_eval else None
 
     def collect(self, sampler: Any, tasks: list[dict[str, Any]], k: int, params: SamplingParams, r: int,
-                on_turn: Any = None) -> tuple[list[Trajectory], dict[str, float]]:
-        """The solver's k attempts per task, in task order: with skills, SAGE's sequential rollout over the chains."""
+                on_turn: Any = None, first_task: int = 0) -> tuple[list[Trajectory], dict[str, float]]:
+        """The solver's k attempts per task, in task order: with skills, SAGE's sequential rollout over the chains
+        (all the round's tasks in one call: the library grows position by position over every chain). Without
+        skills, `tasks` may be a part of the round's tasks, `first_task` the index of its first (sparring.stages)."""
         from sparring.agents.solver import Solver
 
         cfg = self.config
         if self.library is not None:
+            if first_task or len(tasks) != sum(map(len, self.chains)):
+                raise ValueError("with skills, collect plays every chain of the round in one call, not a part")
             return chain_rollout(sampler, self.env_id, self.env_kwargs, self.library, self.chains, k, params, cfg.skills,
                                  max_turns=cfg.env.max_turns, seed=cfg.seed * 1000 + r, round=r, on_turn=on_turn)
         solver = Solver(sampler, self.env_id, self.env_kwargs, params, max_turns=cfg.env.max_turns)
-        return solver.run(tasks, k=k, seed=cfg.seed * 1000 + r, on_turn=on_turn), {}
+        return solver.run(tasks, k=k, seed=cfg.seed * 1000 + r, on_turn=on_turn, first_task=first_task), {}
 
     def grpo_hooks(self, tasks: list[dict[str, Any]]) -> tuple[Any, list[Any]]:
         """GRPO with skills: each prompt shows its task's retrieved skills (their ids in the `skills` column), and

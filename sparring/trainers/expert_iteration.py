@@ -165,11 +165,15 @@ class ExpertIterationTrainer:
         return solver.run(tasks, k=self.config.k, seed=seed, on_turn=on_turn, first_task=first_task)
 
     def search(self, policy: Policy, tasks: list[dict[str, Any]], *, seed: int = 0,
-               on_turn: Callable[[int, int], None] | None = None) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
+               on_turn: Callable[[int, int], None] | None = None,
+               parts: Callable[[list[dict[str, Any]], Callable[..., list[Trajectory]]], list[Trajectory]] | None = None
+               ) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
         """Search over first moves: the env's `decompose` gives up to `config.search` random legal first moves per
         task and the smaller task each leaves; the policy solves those (`search_samples` each); `compose` joins a
         move and a verified finish into a whole answer, which the env grades on the whole task. Returns the kept
-        whole answers (at most `max_per_task` distinct per task), every whole attempt, and metrics."""
+        whole answers (at most `max_per_task` distinct per task), every whole attempt, and metrics.
+        `parts(smaller_tasks, play)`: how the smaller tasks are played, e.g. part by part, each saved
+        (`SelfPlay.collect_parts`), with `play(part, first_task)`; None: in one call."""
         import random
 
         import gymnasium
@@ -182,7 +186,11 @@ class ExpertIterationTrainer:
         pieces = [(i, move, sub) for i, task in enumerate(tasks) for move, sub in env.decompose(task, self.config.search, rng)]
         params = SamplingParams(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.max_tokens)
         solver = Solver(policy, self.env_id, self.env_kwargs, params, max_turns=self.max_turns, executor=self.executor)
-        finishes = solver.run([sub for _, _, sub in pieces], k=self.config.search_samples, seed=seed + 1, on_turn=on_turn)
+
+        def play(part: list[dict[str, Any]], first_task: int = 0) -> list[Trajectory]:
+            return solver.run(part, k=self.config.search_samples, seed=seed + 1, on_turn=on_turn, first_task=first_task)
+        smaller = [sub for _, _, sub in pieces]
+        finishes = parts(smaller, play) if parts is not None else play(smaller)
         attempts: list[Trajectory] = []
         kept: dict[int, dict[str, Trajectory]] = {}
         for (i, move, _), group in zip(pieces, by_task(finishes, self.config.search_samples)):

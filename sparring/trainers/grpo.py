@@ -495,6 +495,24 @@ def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_
     )
 
 
+def epoch_shuffled(sampler: Any) -> Any:
+    """TRL's `RepeatSampler` with `set_epoch`, which transformers calls before every epoch: the sampler's own
+    generator is seeded once and draws one shuffle per epoch, so a trainer resumed from a checkpoint at epoch e
+    (a fresh sampler) would shuffle epoch e as epoch 0. `set_epoch(e)` seeds it again and draws e shuffles: epoch
+    e then gets the order an uninterrupted run gives it, resumed or not."""
+    import torch
+
+    if not getattr(sampler, "shuffle", False) or getattr(sampler, "seed", None) is None:
+        return sampler
+
+    def set_epoch(epoch: int) -> None:
+        sampler.generator.manual_seed(sampler.seed)
+        for _ in range(epoch):
+            torch.randperm(sampler.num_samples, generator=sampler.generator)
+    sampler.set_epoch = set_epoch
+    return sampler
+
+
 def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]],
                settings: GRPOSettings, output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
                multi_turn: bool | None = None,
@@ -589,6 +607,8 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
                                   processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks],
                                   rollout_func=rollout, peft_config=peft_config(lora))
             trainer.remove_callback(PrinterCallback)
+            sampler_of = trainer._get_train_sampler
+            trainer._get_train_sampler = lambda *a, **k: epoch_shuffled(sampler_of(*a, **k))
             # a checkpoint of an interrupted call with the same arguments: continue from it
             resume = last_checkpoint(output_dir) if settings.save_steps else None
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

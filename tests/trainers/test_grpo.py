@@ -212,10 +212,12 @@ def test_single_turn_grpo_trains_on_env_verdicts(warm, tmp_path):
     assert not model.training
 
 
-def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path):
+@pytest.mark.parametrize("where", ["inside an epoch", "at an epoch's end"])
+def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path, where):
     """A GRPO call stopped after its step-1 checkpoint (the process dies there), called again on the same output
     folder, trains only step 2, from the saved weights, optimizer and RNG state: the weights and the loss are
-    the uninterrupted call's, bit for bit."""
+    the uninterrupted call's, bit for bit. With one step an epoch the checkpoint falls at an epoch's end: the
+    resumed trainer's sampler shuffles the second epoch as the uninterrupted one did (`epoch_shuffled`)."""
     from dataclasses import replace
 
     from transformers import TrainerCallback
@@ -223,9 +225,7 @@ def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path):
     from sparring.trainers.sft import last_checkpoint
 
     model, tokenizer, tasks = warm
-    # two steps an epoch, so the checkpoint falls inside one. At an epoch's end transformers restores the RNG
-    # state elsewhere in its loop, and the resumed GRPO then samples other (equally likely) completions
-    tasks = tasks + tasks
+    tasks = tasks + tasks if where == "inside an epoch" else tasks  # two steps an epoch, or one
     settings = replace(SETTINGS, save_steps=1)
     whole = copy.deepcopy(model)
     expected = train_grpo(whole, tokenizer, "Countdown-v0", COMPACT, tasks, settings, tmp_path / "whole", seed=0)
@@ -253,6 +253,26 @@ def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path):
     assert metrics["grpo/steps"] == 2 and metrics["grpo/loss"] == expected["grpo/loss"]
     assert all(a.equal(b) for a, b in zip(whole.parameters(), resumed.parameters()))
     assert not list((tmp_path / "cut").glob("checkpoint-*"))  # finished: a later call starts afresh
+
+
+def test_an_epoch_shuffled_sampler_draws_what_trl_s_draws_epoch_after_epoch():
+    """`epoch_shuffled` changes nothing in an uninterrupted run (epoch e gets TRL's e-th shuffle), and a fresh
+    sampler told the epoch (a resumed trainer's) draws that epoch's shuffle, not the first one."""
+    from trl.trainer.utils import RepeatSampler
+
+    from sparring.trainers.grpo import epoch_shuffled
+
+    def make():
+        return RepeatSampler(list(range(20)), mini_repeat_count=2, batch_size=4, repeat_count=2, seed=3)
+    plain, wrapped = make(), epoch_shuffled(make())
+    epochs = [list(plain) for _ in range(3)]
+    assert len({tuple(e) for e in epochs}) == 3  # the shuffles differ from epoch to epoch
+    for epoch, expected in enumerate(epochs):
+        wrapped.set_epoch(epoch)
+        assert list(wrapped) == expected
+    resumed = epoch_shuffled(make())
+    resumed.set_epoch(2)
+    assert list(resumed) == epochs[2]
 
 
 def test_last_checkpoint_skips_and_removes_one_cut_short(tmp_path):

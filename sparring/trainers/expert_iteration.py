@@ -99,6 +99,22 @@ def check_guidance(env: Any, env_id: str, kind: str) -> None:
         raise ValueError(f"expert_iteration.guided={kind!r} on {env_id}: {error}") from None
 
 
+def carries_guidance(trajectory: Trajectory, guidance: str, kind: str) -> bool:
+    """Whether a guided trace would carry its guidance into training, where the prompt is the task as posed: an
+    observation holds the guidance or its marker (an env that echoes the policy's text), an answer quotes them
+    (a completion trains, and every later turn's prompt replays it), or, for a prefix, the continuation opens
+    another answer (`<answer>` again): the env grades the last one, so the expert's started answer would train
+    as text left dangling before an answer that never used it."""
+    mark = GUIDANCE_MARK.strip()
+    if any(guidance in turn.observation or mark in turn.observation for turn in trajectory.turns):
+        return True
+    if kind != "prefix":
+        return any(guidance in turn.action or mark in turn.action for turn in trajectory.turns)
+    opening = guidance[:guidance.find(">") + 1] if guidance.startswith("<") and ">" in guidance else None
+    answer = trajectory.turns[0].action if trajectory.turns else ""
+    return not answer.startswith(guidance) or (opening is not None and opening in answer[len(guidance):])
+
+
 def invalid_actions(trajectory: Trajectory) -> int:
     """The invalid actions (unknown commands, malformed calls) the env counted in an episode; 0 where it counts none."""
     details = trajectory.verdict.get("details") or {}
@@ -239,7 +255,8 @@ class ExpertIterationTrainer:
         or starts the answer (prefix: the policy continues it, the answer is the prefix and the continuation);
         `guided_samples` attempts per task. The env grades every attempt on the task as posed, and a trajectory
         records the observations as posed: the guidance is only ever in what the policy was shown, never in a
-        stored prompt (a trace whose observations hold it anyway, an env echoing the policy's text, is dropped).
+        stored prompt or answer (`carries_guidance`: a trace whose observations or answers hold it anyway, or whose
+        continuation of a prefix opens an answer of its own, is dropped).
         Returns the verified traces (at most `max_per_task` distinct per task), every attempt, and metrics."""
         import math
         import random
@@ -274,8 +291,7 @@ class ExpertIterationTrainer:
             for trajectory in group:
                 trajectory.source = "guided"
                 trajectory.meta.update({"task_index": i, "guided": kind, "guidance": guides[i]})
-                leaked = any(guides[i] in turn.observation for turn in trajectory.turns)
-                if trajectory.success and not leaked and len(kept.setdefault(i, {})) < self.config.max_per_task:
+                if trajectory.success and not carries_guidance(trajectory, guides[i], kind) and len(kept.setdefault(i, {})) < self.config.max_per_task:
                     kept[i].setdefault(tuple(turn.action for turn in trajectory.turns), trajectory)
         chosen_traces = [t for answers in kept.values() for t in answers.values()]
         return chosen_traces, attempts, {"ei/guided_tasks": len(guided),

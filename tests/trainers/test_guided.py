@@ -376,3 +376,65 @@ def test_a_guided_round_trains_on_its_kept_traces_and_a_resumed_round_does_not_g
     assert rows[1]["ei/examples"] == selected["ei/examples"] + len(failed)
     assert [row for row in read_jsonl(run / "metrics.jsonl")][1]["ei/guided_kept"] == len(failed)
     assert all(GUIDANCE_MARK not in turn.observation for t in saved for turn in t.turns)
+
+
+# ---- review (adversarial): what an attacker's answer may not carry into training -----------------------------
+
+class HintQuoter(HintReader):
+    """Right on every guided prompt, but the first of each group writes the guidance into its own answer before
+    the right one (`reach 24, then 22 <answer>...</answer>`, or the hint's marker): a verified answer whose text
+    holds what only the guided prompt showed."""
+
+    def generate(self, prompts, params):
+        out = super().generate(prompts, params)
+        for prompt, group in zip(prompts, out):
+            first = prompt[0]["content"]
+            if GUIDANCE_MARK in first:
+                guidance = first.split(GUIDANCE_MARK)[1]
+                group[0] = Completion(f"{guidance} {group[1].text}")
+                if params.n > 2:
+                    group[1] = Completion(f"{GUIDANCE_MARK.strip()} {group[2].text}")
+        return out
+
+
+@pytest.mark.parametrize("kind", ["landmarks", "hints"])
+def test_a_verified_answer_that_quotes_the_guidance_is_not_kept(kind):
+    """The guidance must not reach training through the answer either: a completion is trained on, and in a
+    multi-turn episode every later turn's prompt replays it. An answer that quotes the guidance (or the marker
+    that introduced it) verifies, and is still dropped; the plain right answers of the same task are kept."""
+    tasks = tasks_of(4)
+    trainer = ExpertIterationTrainer(ExpertIterationConfig(k=2, guided=kind, guided_samples=3), "Countdown-v0",
+                                     COMPACT, max_tokens=40)
+    kept, attempts, metrics = trainer.guided(HintQuoter(), tasks, failed_samples(tasks, 2), seed=0)
+    assert sum(t.success for t in attempts) == 4 * 3  # the quoting answers verify too
+    assert metrics["ei/guided_recovered"] == 1.0 and kept
+    for trajectory in kept:
+        for turn in trajectory.turns:
+            assert trajectory.meta["guidance"] not in turn.action and GUIDANCE_MARK.strip() not in turn.action
+
+
+class PrefixReopener(PrefixContinuer):
+    """The first of each group closes the expert's started answer and writes a whole right answer of its own
+    after it: it verifies (the env grades the last answer), but what trains would start with the expert's steps
+    as a dangling, ungraded answer."""
+
+    def generate(self, prompts, params):
+        out = super().generate(prompts, params)
+        for prompt, group in zip(prompts, out):
+            task = compact_task(prompt.split("<answer>")[0].strip())
+            whole = expert_answer(task, "steps", rng=random.Random(0))
+            group[0] = Completion(f"</answer> {whole}")
+        return out
+
+
+def test_a_prefix_continuation_that_closes_and_reopens_the_answer_is_not_kept():
+    kwargs = {**COMPACT, "answer_format": "steps"}
+    tasks = tasks_of(4, numbers=4)
+    trainer = ExpertIterationTrainer(ExpertIterationConfig(k=2, guided="prefix", guided_samples=2), "Countdown-v0",
+                                     kwargs, max_tokens=80)
+    kept, attempts, metrics = trainer.guided(PrefixReopener(), tasks, failed_samples(tasks, 2), seed=0)
+    assert sum(t.success for t in attempts) == 8  # the reopened answers verify
+    assert metrics["ei/guided_kept"] == 4 and len(kept) == 4
+    for trajectory in kept:
+        action = trajectory.turns[0].action
+        assert action.count("<answer>") == 1 and action.count("</answer>") == 1

@@ -679,6 +679,51 @@ def test_the_agents_state_a_stage_saves_is_loaded_back_exactly(tmp_path):
     assert fresh.proposer is not None  # the proposer the sampling stage's statistics ask for its examples
 
 
+@pytest.mark.parametrize("damage", ["state.json {}", "state.json []", "state.json records 3", "proposal keys",
+                                    "extra gone", "extra damaged", "skills.jsonl damaged", "skills.jsonl keys",
+                                    "skills.jsonl gone"])
+def test_a_damaged_agents_state_is_one_line_and_its_stage_runs_again(tmp_path, damage):
+    """The agents' state a stage saved, damaged from outside in ways JSON parsing alone does not see (the wrong
+    shape, a missing or damaged extra/ folder or skill library, a bad skills line): `stage_problem` names it in
+    one line, so a resume runs that stage again, and `load_stage` raises that line, not a traceback from deep
+    inside."""
+    from sparring.trainers.bootstrap import expert_demonstrations
+
+    config = load_selfplay_config(None, TINY + AGENTS)
+    team = SelfPlay(config, tmp_path / "run").team
+    from sparring.agents.skills import SkillLibrary
+
+    team.library = SkillLibrary(team.kind, team.env)
+    expert = team.env.generate_task(3, seed=0).to_dict()
+    solved = expert_demonstrations("Countdown-v0", config.env.kwargs, [expert], config.bootstrap.demonstrations)[0]
+    team.library.add(team.kind.extract(solved))
+    team.records, team.chains = [{"task": expert, "source": "generator"}], [[expert]]
+    team.save_stage(1, "sampling", {"verified": [True], "extra": [solved]})
+    folder = team.stage_dir(1, "sampling")
+    assert team.stage_problem(1, "sampling") is None
+    state = json.loads((folder / "state.json").read_text())
+    what, _, how = damage.partition(" ")
+    if what == "state.json":
+        (folder / "state.json").write_text(how if how in ("{}", "[]") else json.dumps({**state, "records": 3}))
+    elif what == "proposal":
+        (folder / "state.json").write_text(json.dumps({**state, "proposals": [{"bogus": 1}]}))
+    elif damage == "skills.jsonl gone":
+        (folder / "skills.jsonl").unlink()
+    elif how == "gone":
+        import shutil
+
+        shutil.rmtree(folder / "extra")
+    elif what == "extra":
+        next((folder / "extra").glob("*.parquet")).write_bytes(b"PAR1 not parquet")
+    else:
+        (folder / "skills.jsonl").write_text("{not json\n" if how == "damaged" else '{"bogus": 1}\n')
+    problem = team.stage_problem(1, "sampling")
+    assert problem is not None and problem.startswith("rounds/001/agents/sampling") and "\n" not in problem
+    with pytest.raises(SparringError) as error:
+        SelfPlay(config, tmp_path / "run").team.load_stage(1, "sampling", {})
+    assert str(error.value) == problem
+
+
 def test_agent_sections_are_validated():
     with pytest.raises(ValueError, match="algorithm=expert_iteration"):
         load_selfplay_config(None, ["algorithm=grpo", "reflector.enabled=true"])

@@ -162,7 +162,8 @@ class AgentTeam:
                 save_trajectories(state["extra"], tmp / "extra")
             atomic_write_json(tmp / "state.json", {
                 "records": self.records, "chains": self.chains, "proposals": [asdict(p) for p in self.proposals],
-                "examples": self.examples, "state": passed, "extra": bool(state.get("extra"))})
+                "examples": self.examples, "state": passed, "extra": bool(state.get("extra")),
+                "library": self.library is not None, "memory": self.memory is not None})
 
     def resume(self, r: int, finished: list[str], state: dict[str, Any]) -> None:
         """A round resumed after its stages `finished`: the team as the latest of them that changed it left it."""
@@ -171,35 +172,68 @@ class AgentTeam:
             self.load_stage(r, stage, state)
 
     def load_stage(self, r: int, stage: str, state: dict[str, Any]) -> None:
-        """The team as `stage` of round `r` left it (`save_stage`), and `state`'s keys it saved."""
-        from sparring.trajectories import load_trajectories
-
-        cfg, folder = self.config, self.stage_dir(r, stage)
-        saved = json.loads((folder / "state.json").read_text())
-        self.library = (SkillLibrary.load(folder / "skills.jsonl", self.kind, self.env, cfg.skills.max_size)
-                        if (folder / "skills.jsonl").exists() else None)
-        self.memory = (ReflectionMemory.load(folder / "reflections.jsonl", cfg.reflector.memory)
-                       if (folder / "reflections.jsonl").exists() else None)
+        """The team as `stage` of round `r` left it (`save_stage`), and `state`'s keys it saved. A SparringError
+        (one line, `stage_problem`'s) when that state is missing or damaged."""
+        cfg = self.config
+        saved = self.read_stage(r, stage)
+        self.library, self.memory = saved["library"], saved["memory"]
         self.records, self.chains, self.examples = saved["records"], saved["chains"], saved["examples"]
-        self.proposals = [Proposal(**p) for p in saved["proposals"]]
+        self.proposals = saved["proposals"]
         self.proposer = self.make_proposer(r) if r > 0 and cfg.proposer.kind == "policy" else None
         self.refined = []
         state.update(saved["state"])
         if "verified" in saved["state"]:
-            state["extra"] = load_trajectories(folder / "extra") if saved["extra"] else []
+            state["extra"] = saved["extra"]
+
+    def read_stage(self, r: int, stage: str) -> dict[str, Any]:
+        """What `save_stage` wrote for `stage` of round `r`, read and checked whole: the library and memory (None
+        where not saved), the records, chains, proposals, examples, `state` and the extra trajectories. A
+        SparringError naming the file and what is wrong with it, in one line, when anything is missing or damaged."""
+        from sparring.errors import SparringError
+        from sparring.trajectories import load_trajectories
+
+        cfg, folder = self.config, self.stage_dir(r, stage)
+        where = folder.relative_to(self.loop.run.root)
+        def check(path: Path) -> Path:  # read_jsonl reads a missing file as empty
+            if not path.exists():
+                raise FileNotFoundError(path)
+            return path
+        shapes = {"records": list, "chains": list, "proposals": list, "examples": dict, "state": dict, "extra": bool}
+        name = "state.json"
+        try:
+            saved = json.loads((folder / name).read_text())
+            if not isinstance(saved, dict) or any(not isinstance(saved.get(key), kind) for key, kind in shapes.items()):
+                raise ValueError("not the object save_stage writes: " + ", ".join(
+                    f"{key!r} must be a {kind.__name__}" for key, kind in shapes.items()
+                    if not isinstance(saved, dict) or not isinstance(saved.get(key), kind)))
+            saved["proposals"] = [Proposal(**p) for p in saved["proposals"]]
+            name = "skills.jsonl"
+            # (a state saved before these flags were written: the files that are there)
+            saved["library"] = (SkillLibrary.load(check(folder / name), self.kind, self.env, cfg.skills.max_size)
+                                if saved.get("library", (folder / name).exists()) else None)
+            name = "reflections.jsonl"
+            saved["memory"] = (ReflectionMemory.load(check(folder / name), cfg.reflector.memory)
+                               if saved.get("memory", (folder / name).exists()) else None)
+            name = "extra"
+            saved["extra"] = load_trajectories(folder / name) if saved["extra"] else []
+        except FileNotFoundError:
+            raise SparringError(f"{where / name} is missing") from None
+        except (OSError, ValueError, TypeError, KeyError) as error:  # pyarrow's errors are ValueErrors and OSErrors
+            detail = " ".join(str(error).split())
+            raise SparringError(f"{where / name} is damaged ({detail[:200]})") from None
+        return saved
 
     def stage_problem(self, r: int, stage: str) -> str | None:
         """What is wrong with the team state `stage` of round `r` left (one line), or None when it is whole or the
         stage leaves none."""
+        from sparring.errors import SparringError
+
         if stage not in STATEFUL:
             return None
-        path = self.stage_dir(r, stage) / "state.json"
         try:
-            json.loads(path.read_text())
-        except FileNotFoundError:
-            return f"{path.relative_to(self.loop.run.root)} is missing"
-        except (OSError, ValueError) as error:
-            return f"{path.relative_to(self.loop.run.root)} is damaged ({error})"
+            self.read_stage(r, stage)
+        except SparringError as error:
+            return str(error)
         return None
 
     # ---- round 0 --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ Run directory:
     rounds/NNN/reflections.jsonl    the reflection memory after round NNN
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
     rounds/NNN/stages/STAGE.json    a finished stage's record: its metrics (README: the run directory, stage by stage)
-    rounds/NNN/sampling/            the sampling stage's parts, until the trajectories are written
+    rounds/NNN/sampling/            the sampling stage's parts and search-kept/, until the training is recorded
     rounds/NNN/agents/STAGE/        with the agents on: their state as STAGE left it, for a resumed round
                                     (skills.jsonl, reflections.jsonl, state.json, extra/; sparring/agents/team.py)
     tmp-trainer/NNN-NAME/           a training's own checkpoints while it runs
@@ -633,6 +633,9 @@ class SelfPlay:
         tasks = state.get("tasks") or [record["task"] for record in read_jsonl(round_dir / "tasks.jsonl")]
         metrics.update(self.stage(r, "sampling", lambda: self.sample(r, tasks, previous, tokenizer, state), state))
         metrics.update(self.stage(r, "training", lambda: self.train(r, tasks, previous, tokenizer, state)))
+        # the parts are in trajectories/ now; search-kept/ trained. Only once the training's record is written:
+        # a training that runs again after a kill reads search-kept/ (the search's and guided traces) again
+        shutil.rmtree(round_dir / "sampling", ignore_errors=True)
         metrics.update(self.stage(r, "eval", lambda: self.evaluate_checkpoint(r, checkpoint)))
         if cfg.control and cfg.algorithm == "expert_iteration":
             metrics.update(self.stage(r, "control", lambda: self.control_round(r, tokenizer, cfg.expert_iteration.sft)))
@@ -780,7 +783,6 @@ class SelfPlay:
         save_checkpoint(model, tokenizer, self.run.checkpoint(f"round-{r:03d}"), adapter)
         if adapter is not None:
             shutil.rmtree(adapter, ignore_errors=True)
-        shutil.rmtree(round_dir / "sampling", ignore_errors=True)  # the parts are in trajectories/ now
         metrics["time/train_s"] = time.perf_counter() - start
         return metrics
 

@@ -438,3 +438,40 @@ def test_a_prefix_continuation_that_closes_and_reopens_the_answer_is_not_kept():
     for trajectory in kept:
         action = trajectory.turns[0].action
         assert action.count("<answer>") == 1 and action.count("</answer>") == 1
+
+
+def test_a_round_killed_after_its_training_saved_the_checkpoint_trains_on_the_same_guided_traces(tmp_path,
+                                                                                                  monkeypatch):
+    """Killed at the training stage's record, after its checkpoint was saved: the resumed round trains again,
+    and on the same data, the guided traces the sampling stage kept among it (rounds/NNN/sampling/ goes only
+    once the training's record is written)."""
+    from sparring.selfplay import SelfPlay, load_selfplay_config
+    from sparring.stages import RoundRecords
+
+    real_guided, real_fit, real_record = ExpertIterationTrainer.guided, ExpertIterationTrainer.fit, RoundRecords.record
+    monkeypatch.setattr(ExpertIterationTrainer, "guided",
+                        lambda self, policy, *args, **kwargs: real_guided(self, HintReader(), *args, **kwargs))
+    extras = []
+
+    def fit(self, *args, extra=(), **kwargs):
+        extras.append(sorted(str(t.turns[0].action) for t in extra if t.source == "guided"))
+        return real_fit(self, *args, extra=extra, **kwargs)
+
+    class Killed(Exception):
+        pass
+
+    def record(self, stage, metrics):
+        if stage == "training" and not extras[1:]:
+            raise Killed("killed before the training's record")
+        return real_record(self, stage, metrics)
+
+    monkeypatch.setattr(ExpertIterationTrainer, "fit", fit)
+    monkeypatch.setattr(RoundRecords, "record", record)
+    config = load_selfplay_config(None, TINY)
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        SelfPlay(config, run).run_rounds()
+    rows = SelfPlay(config, run).run_rounds(resume=True)
+    assert len(extras) == 2 and extras[0] and extras[1] == extras[0]
+    assert rows[1]["ei/guided_kept"] == len(extras[1])
+    assert not (run / "rounds/001/sampling").exists()

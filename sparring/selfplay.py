@@ -207,6 +207,15 @@ class SelfPlayConfig:
             if self.expert_iteration.guided == "prefix" and self.policy.generation == "openai":
                 raise ValueError("expert_iteration.guided=prefix writes the start of the answer into the rendered "
                                  "prompt, which needs the tokenizer in this process: use policy.generation hf or vllm")
+        trained = [self.env.kwargs, {**self.env.kwargs, **self.env.bootstrap_kwargs},
+                   *[{**self.env.kwargs, **c} for c in self.env.curriculum]]
+        if self.env.id == "CodeRepair-v0" and any(
+                gymnasium.make(self.env.id, **kwargs).unwrapped.config.source == "HumanEval-v0" for kwargs in trained):
+            raise ValueError("CodeRepair-v0 with source HumanEval-v0 has no training tasks: HumanEval's 164 problems "
+                             "are one held-out set, and every split repairs the same ones (so training tasks would be "
+                             "the held-out tasks, and guided hints come from their reference solutions). Train on "
+                             "source CodeSynth-v0 and evaluate HumanEval through env.eval_sets, e.g. "
+                             "{humaneval: {source: HumanEval-v0}}")
         if self.bootstrap.demonstrations != "optimal" and self.env.id != "Countdown-v0":
             raise ValueError(f"bootstrap.demonstrations {self.bootstrap.demonstrations!r} exist for Countdown-v0 only, "
                              f"not {self.env.id}: set bootstrap.demonstrations=optimal")

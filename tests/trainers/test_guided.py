@@ -301,6 +301,11 @@ def test_a_guided_episode_whose_observations_echo_the_guidance_is_not_kept():
     (["env.id=CodeRepair-v0", "env.kwargs={start: scratch}", "expert_iteration.guided=hints"], "start='buggy'"),
     (["expert_iteration.guided=prefix", "policy.generation=openai"],
      "policy.generation hf or vllm"),
+    # HumanEval's problems are all held out: no guided trace (or any training) on them
+    (["env.id=CodeRepair-v0", "env.kwargs={source: HumanEval-v0}", "expert_iteration.guided=hints"],
+     "source HumanEval-v0 has no training tasks"),
+    (["env.id=CodeRepair-v0", "env.kwargs={}", "env.bootstrap_kwargs={source: HumanEval-v0}"],
+     "source HumanEval-v0 has no training tasks"),
 ])
 def test_guided_settings_are_checked(overrides, message):
     from sparring.selfplay import load_selfplay_config

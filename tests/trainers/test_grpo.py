@@ -215,8 +215,9 @@ def test_single_turn_grpo_trains_on_env_verdicts(warm, tmp_path):
 @pytest.mark.parametrize("where", ["inside an epoch", "at an epoch's end"])
 def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path, where):
     """A GRPO call stopped after its step-1 checkpoint (the process dies there), called again on the same output
-    folder, trains only step 2, from the saved weights, optimizer and RNG state: the weights and the loss are
-    the uninterrupted call's, bit for bit. With one step an epoch the checkpoint falls at an epoch's end: the
+    folder, trains only step 2, from the saved weights, optimizer and RNG state: the weights and every metric (the
+    loss, and the reward and success of both steps: step 1's verdicts are kept in the checkpoint) are the
+    uninterrupted call's, bit for bit. With one step an epoch the checkpoint falls at an epoch's end: the
     resumed trainer's sampler shuffles the second epoch as the uninterrupted one did (`epoch_shuffled`)."""
     from dataclasses import replace
 
@@ -250,7 +251,8 @@ def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path, where)
     metrics = train_grpo(resumed, tokenizer, "Countdown-v0", COMPACT, tasks, settings, tmp_path / "cut", seed=0,
                          callbacks=[Start()])
     assert starts == [1]  # it continued, it did not start over
-    assert metrics["grpo/steps"] == 2 and metrics["grpo/loss"] == expected["grpo/loss"]
+    # every metric covers both steps, as the uninterrupted call's: the rewards of step 1 came from the checkpoint
+    assert metrics["grpo/steps"] == 2 and metrics == expected
     assert all(a.equal(b) for a, b in zip(whole.parameters(), resumed.parameters()))
     assert not list((tmp_path / "cut").glob("checkpoint-*"))  # finished: a later call starts afresh
 

@@ -21,7 +21,8 @@ Run directory:
     rounds/NNN/reflections.jsonl    the reflection memory after round NNN
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
     rounds/NNN/stages/STAGE.json    a finished stage's record: its metrics (README: the run directory, stage by stage)
-    rounds/NNN/sampling/            the sampling stage's parts, until the trajectories are written
+    rounds/NNN/sampling/            the sampling stage's parts until the trajectories are written (with skills:
+                                    skills-position-P, the chains' last position played)
     rounds/NNN/agents/STAGE/        with the agents on: their state as STAGE left it, for a resumed round
                                     (skills.jsonl, reflections.jsonl, state.json, extra/; sparring/agents/team.py)
     tmp-trainer/NNN-NAME/           a training's own checkpoints while it runs

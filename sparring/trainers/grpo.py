@@ -530,6 +530,8 @@ def load_history(folder: str | Path) -> list[list[dict[str, Any]]] | None:
         calls = json.loads((Path(folder) / HISTORY_FILE).read_text())
     except FileNotFoundError:
         return None
+    except ValueError:
+        calls = None
     if not isinstance(calls, list) or not all(isinstance(call, list) for call in calls):
         raise SparringError(f"{Path(folder) / HISTORY_FILE} is not a list of calls' verdicts; delete the folder "
                             f"{folder} to train again from the checkpoint before it")

@@ -257,6 +257,24 @@ def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path, where)
     assert not list((tmp_path / "cut").glob("checkpoint-*"))  # finished: a later call starts afresh
 
 
+def test_the_reward_history_a_checkpoint_keeps_is_read_back_exactly(tmp_path):
+    """What the metrics read of each verdict, call by call, floats bit for bit; a checkpoint an older version saved
+    holds none (None: the resumed call warns and counts from there); a damaged one names the folder to delete."""
+    from sparring.errors import SparringError
+    from sparring.trainers.grpo import HISTORY_FILE, load_history, save_history
+
+    history = [[{"reward": 0.1 + 0.2, "success": False, "feedback": "no", "details": {"x": 1}}],
+               [{"reward": 1.0, "success": True, "turns": 3}, {"reward": -0.5, "success": False, "turns": 8}]]
+    save_history(history, tmp_path / "checkpoint-2")
+    assert load_history(tmp_path / "checkpoint-2") == [[{"reward": 0.30000000000000004, "success": False}],
+                                                       history[1]]
+    assert load_history(tmp_path / "checkpoint-1") is None
+    for damaged in ('{"reward": 1}', '[[{"reward": 1'):
+        (tmp_path / "checkpoint-2" / HISTORY_FILE).write_text(damaged)
+        with pytest.raises(SparringError, match="checkpoint-2"):
+            load_history(tmp_path / "checkpoint-2")
+
+
 def test_an_epoch_shuffled_sampler_draws_what_trl_s_draws_epoch_after_epoch():
     """`epoch_shuffled` changes nothing in an uninterrupted run (epoch e gets TRL's e-th shuffle), and a fresh
     sampler told the epoch (a resumed trainer's) draws that epoch's shuffle, not the first one."""

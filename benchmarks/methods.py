@@ -32,6 +32,7 @@ ENVS = {
             "expert iteration": [],
             "DPO, env verdict": ["algorithm=dpo", "dpo.pairs_from=verdict"],
             "DPO, majority (ScPO)": ["algorithm=dpo", "dpo.pairs_from=majority"],
+            "DPO, env verdict, lr 1e-5": ["algorithm=dpo", "dpo.pairs_from=verdict", "dpo.learning_rate=1e-5"],
             "EI + guided (prefix)": ["expert_iteration.guided=prefix"],
             "EI + LoRA r8": ["policy.lora.enabled=true", "expert_iteration.sft.learning_rate=0.001"],
         },
@@ -121,7 +122,7 @@ def main() -> int:
         start_from = ["policy.backend=hf", f"policy.path={base / 'checkpoints' / 'round-000'}",
                       "bootstrap.enabled=false", f"rounds={args.rounds}"]
         for arm in names:
-            folder = "".join(c for c in arm.replace(" ", "-") if c.isalnum() or c in "-+")
+            folder = "-".join("".join(c if c.isalnum() or c == "." else " " for c in arm.lower()).split())
             runs[(seed, arm)] = (out / f"seed{seed}" / folder, [*common, *start_from, *spec["arms"][arm]], seed)
     played = run_all({f"seed {seed}: {arm}": run for (seed, arm), run in runs.items()}, args.seeds[0], args.parallel)
     results = {seed: {arm: played[f"seed {seed}: {arm}"] for arm in names} for seed in args.seeds}

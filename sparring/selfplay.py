@@ -22,6 +22,7 @@ Run directory:
     rounds/NNN/trajectories/        the round's trajectories (Parquet, a `datasets` dataset)
     rounds/NNN/stages/STAGE.json    a finished stage's record: its metrics (README: the run directory, stage by stage)
     rounds/NNN/sampling/            the sampling stage's parts and search-kept/, until the training is recorded
+                                    (with skills: skills-position-P, the chains' last position played)
     rounds/NNN/agents/STAGE/        with the agents on: their state as STAGE left it, for a resumed round
                                     (skills.jsonl, reflections.jsonl, state.json, extra/; sparring/agents/team.py)
     tmp-trainer/NNN-NAME/           a training's own checkpoints while it runs
@@ -735,11 +736,12 @@ class SelfPlay:
     def team_collect(self, r: int, sampler: Any, tasks: list[dict[str, Any]], k: int, params: Any, on_turn: Any
                      ) -> tuple[list[Any], dict[str, float]]:
         """The solver's attempts with the agents on: part by part (`collect_parts`), or with skills SAGE's chain
-        rollout in one call (the library grows position by position over every chain, so parts of the tasks are not
-        independent: a kill inside it plays the round's chains again)."""
+        rollout, position by position (the library grows over every chain at each, so parts of the tasks are not
+        independent): each position's end is saved to rounds/NNN/sampling/skills-position-P, and a kill inside the
+        rollout plays again only the position it cut."""
         team = self.team
         if team.library is not None:
-            return team.collect(sampler, tasks, k, params, r, on_turn)
+            return team.collect(sampler, tasks, k, params, r, on_turn, folder=self.run.round_dir(r) / "sampling")
         return self.collect_parts(r, tasks, lambda part, a: team.collect(sampler, part, k, params, r, on_turn, a)[0]), {}
 
     def ei_trainer(self, r: int) -> Any:

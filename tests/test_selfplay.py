@@ -560,23 +560,25 @@ STEPS = ["env.kwargs={difficulty: easy, max_number: 20, min_target: 1, instructi
          "policy.max_tokens=40"]
 
 
-@pytest.mark.parametrize("what", ["the agents' attempts", "the search's smaller tasks"])
+@pytest.mark.parametrize("what", ["the agents' attempts", "the search's smaller tasks", "the skill chains' positions"])
 def test_sampling_resumes_by_part(tmp_path, monkeypatch, what):
     """Played part by part, each part saved: with a verifier in use (the agents on) and no skills, the solver's
-    attempts; with expert iteration's search, the smaller tasks its first moves leave (2 a task: 80, 5 parts). A
+    attempts; with expert iteration's search, the smaller tasks its first moves leave (2 a task: 80, 5 parts); with
+    skills, SAGE's chains position by position (3 positions, the library and the chains' state saved after each). A
     round cut while the second part is saved plays only the parts not yet written, and ends as an uninterrupted
-    round (with the agents, the majority vote's flags decide what trains)."""
+    round (with the agents, the majority vote's flags decide what trains; with skills, the same library)."""
     import sparring.selfplay
     import sparring.trajectories
     from sparring.agents.solver import Solver
 
     monkeypatch.setattr(sparring.selfplay, "PART_TASKS", PART)
-    agents = what == "the agents' attempts"
-    more = ["verifier.use=majority"] if agents else [*STEPS, "expert_iteration.search=2"]
+    agents, skills = what == "the agents' attempts", what == "the skill chains' positions"
+    more = (["verifier.use=majority"] if agents else ["skills.enabled=true", "skills.chain_length=3"] if skills
+            else [*STEPS, "expert_iteration.search=2"])
     config = load_selfplay_config(None, TINY + ["rounds=1", "expert_iteration.replay=8", *more])
     reference = SelfPlay(config, tmp_path / "reference").run_rounds()
     played, real_run, real_save = [], Solver.run, sparring.trajectories.save_trajectories
-    cut = "part-0000016-0000032" if agents else "search-part-0000016-0000032"
+    cut = "part-0000016-0000032" if agents else "skills-position-1" if skills else "search-part-0000016-0000032"
 
     class Cut(Exception):
         pass
@@ -586,7 +588,8 @@ def test_sampling_resumes_by_part(tmp_path, monkeypatch, what):
         return real_run(self, tasks, k, first_task=first_task, **kwargs)
 
     def save(trajectories, path):
-        if Path(path).name == cut and not (tmp_path / "cut").exists():
+        into = Path(path).parent.name.startswith(f".{cut}.") if skills else Path(path).name == cut  # atomic_dir's tmp
+        if into and not (tmp_path / "cut").exists():
             (tmp_path / "cut").touch()
             raise Cut  # the process dies here
         return real_save(trajectories, path)
@@ -598,14 +601,20 @@ def test_sampling_resumes_by_part(tmp_path, monkeypatch, what):
     written = {p.name: p.stat().st_mtime_ns for p in parts.glob("*part-*")}
     played.clear()
     rows = SelfPlay(config, tmp_path / "run").run_rounds(resume=True)
-    if agents:  # the parts not yet written (tasks 16-31, 32-39), then the held-out evaluation; not tasks 0-15
+    if skills:  # the chains' positions 1 and 2 (position 0 was saved), then the held-out evaluation
+        chains = json.loads((tmp_path / "run/rounds/001/agents/tasks/state.json").read_text())["chains"]
+        assert played == [(0, sum(len(chain) > p for chain in chains)) for p in (1, 2)] + [(0, 30), (0, 30)]
+        assert (tmp_path / "run/rounds/001/skills.jsonl").read_text() == \
+            (tmp_path / "reference/rounds/001/skills.jsonl").read_text()
+    elif agents:  # the parts not yet written (tasks 16-31, 32-39), then the held-out evaluation; not tasks 0-15
         assert sorted(written) == ["part-0000000-0000016"] and played == [(16, 16), (32, 8), (0, 30), (0, 30)]
     else:  # the attempts' 3 parts and the search's first are kept; its parts 2 to 5 played, then the evaluation
         assert sorted(written) == ["part-0000000-0000016", "part-0000016-0000032", "part-0000032-0000040",
                                    "search-part-0000000-0000016"]
         assert played == [(16, 16), (32, 16), (48, 16), (64, 16), (0, 30), (0, 30)]
     assert untimed(rows) == untimed(reference) and ("verifier/agreement" in rows[1]) == agents
-    assert agents or rows[1]["ei/search_finishes"] >= 0
+    assert agents or skills or rows[1]["ei/search_finishes"] >= 0
+    assert ("skills/shown_rate" in rows[1]) == skills
     assert same_weights(tmp_path / "run/checkpoints/round-001", tmp_path / "reference/checkpoints/round-001")
     assert episodes(tmp_path / "run/rounds/001/trajectories") == episodes(tmp_path / "reference/rounds/001/trajectories")
 

@@ -18,7 +18,8 @@ SAGE's sequential rollout (`chain_rollout`): the round's tasks come as chains of
 chains are played position by position, a verified success adds its skill to the library, and later
 tasks of the same chain are shown the skills made earlier in it first. Its skill-integrated reward gives
 a bonus to a verified attempt that used such a skill and to the attempt that made it; expert iteration
-repeats those attempts once more, GRPO adds `SkillRewardFunction` to the env's reward.
+repeats those attempts once more, GRPO adds `SkillRewardFunction` to the env's reward. Given a folder, the
+rollout saves the end of each position there (`save_position`) and a cut one continues after the last saved.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -484,21 +486,80 @@ def make_chains(tasks: list[dict[str, Any]], length: int, env: Any, kind: SkillK
     return [ordered[i:i + length] for i in range(0, len(ordered), length)]
 
 
+POSITION_DIR = "skills-position-"  # chain_rollout's resume point after position P: <folder>/skills-position-P
+
+
+def save_position(path: Path, position: int, chains: list[list[dict[str, Any]]], library: SkillLibrary,
+                  made: list[list[Skill]], makers: dict[tuple[int, str], Trajectory],
+                  played: list[list[list[Trajectory]]], counts: dict[str, int]) -> None:
+    """What the positions after `position` need, in one folder written atomically: the library (skills.jsonl), the
+    attempts so far chain by chain (trajectories/, their skill bonuses as set so far), and in state.json the chains,
+    the ids of the skills each chain made, where each skill's maker is among the attempts, and the counts."""
+    from sparring.io import atomic_dir, atomic_write_json
+    from sparring.trajectories import save_trajectories
+
+    where = {id(t): [p, i] for chain in played for p, group in enumerate(chain) for i, t in enumerate(group)}
+    with atomic_dir(path) as tmp:
+        library.save(tmp / "skills.jsonl")
+        save_trajectories([t for chain in played for group in chain for t in group], tmp / "trajectories")
+        atomic_write_json(tmp / "state.json", {
+            "position": position, "chains": chains, "made": [[s.id for s in chain] for chain in made],
+            "makers": [[c, skill_id, *where[id(t)]] for (c, skill_id), t in makers.items()], "counts": counts})
+
+
+def load_position(path: Path, chains: list[list[dict[str, Any]]], k: int, library: SkillLibrary
+                  ) -> tuple[list[list[Skill]], dict[tuple[int, str], Trajectory], list[list[list[Trajectory]]],
+                             dict[str, int]]:
+    """The rollout as `save_position` left it at `path`: the library's skills replaced in place by the saved ones,
+    and each chain's skills, the makers, the attempts (`k` a task) and the counts."""
+    from sparring.errors import SparringError
+    from sparring.trajectories import load_trajectories
+
+    state = json.loads((path / "state.json").read_text())
+    if json.loads(json.dumps(chains)) != state["chains"]:
+        raise SparringError(f"{path} was saved by a rollout over other chains of tasks than this round's; delete "
+                            f"{path.parent}/{POSITION_DIR}* to play the chains from their start")
+    library.skills = SkillLibrary.load(path / "skills.jsonl", library.kind).skills
+    library._index = None
+    attempts = iter(load_trajectories(path / "trajectories"))
+    played = [[[next(attempts) for _ in range(k)] for _ in chain[:state["position"] + 1]] for chain in chains]
+    made = [[library.skills[i] for i in ids] for ids in state["made"]]
+    makers = {(c, skill_id): played[c][p][i] for c, skill_id, p, i in state["makers"]}
+    return made, makers, played, state["counts"]
+
+
+def saved_positions(folder: str | Path) -> list[Path]:
+    """The resume points `chain_rollout` left in `folder`, by position."""
+    found = [p for p in Path(folder).glob(f"{POSITION_DIR}*") if p.name[len(POSITION_DIR):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(POSITION_DIR):]))
+
+
 def chain_rollout(policy: Policy, env_id: str, env_kwargs: dict[str, Any], library: SkillLibrary,
                   chains: list[list[dict[str, Any]]], k: int, params: SamplingParams, config: SkillsConfig, *,
                   max_turns: int = 32, seed: int = 0, round: int = 0,
-                  on_turn: Callable[[int, int], None] | None = None) -> tuple[list[Trajectory], dict[str, float]]:
+                  on_turn: Callable[[int, int], None] | None = None,
+                  folder: str | Path | None = None) -> tuple[list[Trajectory], dict[str, float]]:
     """Play `chains` position by position with skills shown (the chain's own first, then retrieved ones), admit
     the skills of verified attempts as they come, and give the skill-integrated reward (`meta["skill_bonus"]`).
-    Returns the trajectories, `k` per task in the chains' order (chain by chain), and metrics."""
+    Returns the trajectories, `k` per task in the chains' order (chain by chain), and metrics.
+
+    With `folder`, the end of each position is saved there (`save_position`, folder skills-position-P; the one
+    before it is then removed), and the rollout goes on from what it reads back; a call that finds one continues
+    at the next position, so a rollout cut inside position P plays only P and the positions after it, and ends
+    as an uninterrupted one (each position's attempts are seeded by the position)."""
     from sparring.agents.solver import Solver, by_task
 
     kind, style = library.kind, config.prompt
     made: list[list[Skill]] = [[] for _ in chains]  # skills each chain made so far
     makers: dict[tuple[int, str], Trajectory] = {}  # (chain, skill id) -> the attempt that made it
     played: list[list[list[Trajectory]]] = [[] for _ in chains]
-    shown_total = used_total = admitted = 0
-    for position in range(max((len(c) for c in chains), default=0)):
+    counts = {"shown": 0, "used": 0, "admitted": 0}
+    saved = saved_positions(folder) if folder is not None else []
+    start = 0
+    if saved:
+        made, makers, played, counts = load_position(saved[-1], chains, k, library)
+        start = int(saved[-1].name[len(POSITION_DIR):]) + 1
+    for position in range(start, max((len(c) for c in chains), default=0)):
         live = [c for c, chain in enumerate(chains) if position < len(chain)]
         tasks = [chains[c][position] for c in live]
         shown: dict[str, list[Skill]] = {}
@@ -513,8 +574,8 @@ def chain_rollout(policy: Policy, env_id: str, env_kwargs: dict[str, Any], libra
             for t in group:
                 used = library.record(skills, t)
                 as_shown(t, kind, skills, style)
-                shown_total += bool(skills)
-                used_total += bool(used)
+                counts["shown"] += bool(skills)
+                counts["used"] += bool(used)
                 bonus = 0.0
                 if t.success and config.reward_bonus:
                     for skill in used:
@@ -528,16 +589,22 @@ def chain_rollout(policy: Policy, env_id: str, env_kwargs: dict[str, Any], libra
                 if t.success:
                     before = len(library)
                     skill = library.add(kind.extract(t, round))
-                    admitted += len(library) - before
+                    counts["admitted"] += len(library) - before
                     if skill is not None and skill.id not in {s.id for s in made[c]}:
                         made[c].append(skill)
                         makers[(c, skill.id)] = t
                     break  # one skill per task and position
             played[c].append(group)
+        if folder is not None:  # the resume point; go on from what was saved, as a resumed rollout does
+            path = Path(folder) / f"{POSITION_DIR}{position}"
+            save_position(path, position, chains, library, made, makers, played, counts)
+            for older in saved_positions(folder)[:-1]:
+                shutil.rmtree(older, ignore_errors=True)
+            made, makers, played, counts = load_position(path, chains, k, library)
     trajectories = [t for chain in played for group in chain for t in group]
-    return trajectories, {"skills/shown_rate": shown_total / max(1, len(trajectories)),
-                          "skills/reuse_rate": used_total / max(1, shown_total),
-                          "skills/admitted": admitted,
+    return trajectories, {"skills/shown_rate": counts["shown"] / max(1, len(trajectories)),
+                          "skills/reuse_rate": counts["used"] / max(1, counts["shown"]),
+                          "skills/admitted": counts["admitted"],
                           "skills/bonus_rate": sum(t.meta.get("skill_bonus", 0) > 0 for t in trajectories)
                           / max(1, len(trajectories))}
 

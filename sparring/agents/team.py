@@ -396,9 +396,11 @@ class AgentTeam:
         return self.solver_prompt(tasks) if self.config.skills.at_eval else None
 
     def collect(self, sampler: Any, tasks: list[dict[str, Any]], k: int, params: SamplingParams, r: int,
-                on_turn: Any = None, first_task: int = 0) -> tuple[list[Trajectory], dict[str, float]]:
+                on_turn: Any = None, first_task: int = 0, folder: Path | None = None
+                ) -> tuple[list[Trajectory], dict[str, float]]:
         """The solver's k attempts per task, in task order: with skills, SAGE's sequential rollout over the chains
-        (all the round's tasks in one call: the library grows position by position over every chain). Without
+        (all the round's tasks in one call: the library grows position by position over every chain; with `folder`
+        each position's end is saved there and a cut rollout continues after the last one saved). Without
         skills, `tasks` may be a part of the round's tasks, `first_task` the index of its first (sparring.stages)."""
         from sparring.agents.solver import Solver
 
@@ -407,7 +409,8 @@ class AgentTeam:
             if first_task or len(tasks) != sum(map(len, self.chains)):
                 raise ValueError("with skills, collect plays every chain of the round in one call, not a part")
             return chain_rollout(sampler, self.env_id, self.env_kwargs, self.library, self.chains, k, params, cfg.skills,
-                                 max_turns=cfg.env.max_turns, seed=cfg.seed * 1000 + r, round=r, on_turn=on_turn)
+                                 max_turns=cfg.env.max_turns, seed=cfg.seed * 1000 + r, round=r, on_turn=on_turn,
+                                 folder=folder)
         solver = Solver(sampler, self.env_id, self.env_kwargs, params, max_turns=cfg.env.max_turns)
         return solver.run(tasks, k=k, seed=cfg.seed * 1000 + r, on_turn=on_turn, first_task=first_task), {}
 

@@ -48,6 +48,7 @@ from typing import Any
 
 from sparring.agents.hf import render
 from sparring.errors import SparringError, UnknownNameError
+from sparring.io import atomic_write_text
 from sparring.trainers.lora import merge_adapter, peft_config
 from sparring.trainers.sft import last_checkpoint, mean_logged_loss, quiet_hf, train_on_cpu
 
@@ -513,6 +514,43 @@ def epoch_shuffled(sampler: Any) -> Any:
     return sampler
 
 
+HISTORY_FILE = "grpo-history.json"  # in each checkpoint-N: the reward function's verdicts up to step N
+
+
+def save_history(history: list[list[dict[str, Any]]], folder: str | Path) -> None:
+    """The verdicts the metrics read (reward, success, turns), call by call, into `folder`/HISTORY_FILE, atomically."""
+    keep = ("reward", "success", "turns")
+    calls = [[{key: v[key] for key in keep if key in v} for v in call] for call in history]
+    atomic_write_text(Path(folder) / HISTORY_FILE, json.dumps(calls))
+
+
+def load_history(folder: str | Path) -> list[list[dict[str, Any]]] | None:
+    """The verdicts `save_history` wrote into `folder`, or None when it holds none."""
+    try:
+        calls = json.loads((Path(folder) / HISTORY_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        calls = None
+    if not isinstance(calls, list) or not all(isinstance(call, list) for call in calls):
+        raise SparringError(f"{Path(folder) / HISTORY_FILE} is not a list of calls' verdicts; delete the folder "
+                            f"{folder} to train again from the checkpoint before it")
+    return calls
+
+
+def history_callback(reward: Any) -> Any:
+    """A TrainerCallback that writes `reward.history` into each checkpoint folder before the trainer fills it (at the
+    end of a step that saves), so that a complete checkpoint (one with its trainer_state.json, which transformers
+    writes last) also holds the verdicts of every step up to it; `train_grpo` loads them back when resuming there."""
+    from transformers import TrainerCallback
+
+    class KeepRewardHistory(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if control.should_save and state.is_world_process_zero:
+                save_history(reward.history, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+    return KeepRewardHistory()
+
+
 def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]],
                settings: GRPOSettings, output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
                multi_turn: bool | None = None,
@@ -531,7 +569,8 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
     Metrics: `grpo/reward` (mean over every completion of the run), `grpo/reward_final` (the last step's
     mean), `grpo/success`, `grpo/loss`, `grpo/steps`, and for multi-turn `grpo/turns` (actions per episode).
     Every `settings.save_steps` steps the trainer checkpoints into `output_dir`, and a call that finds one there
-    continues from it; `grpo/loss` then still covers every step, the reward and success metrics the steps since.
+    continues from it; the metrics then still cover every step (`grpo/loss` from the trainer's log, the reward,
+    success and turns from the verdicts kept in the checkpoint, `HISTORY_FILE`).
 
     `prompt_hook(task, observation) -> (shown, columns)`: what the model is shown instead of a task's first
     observation (e.g. with retrieved skills) and extra dataset columns for the reward functions;
@@ -604,13 +643,21 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
         warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
         try:
             trainer = GRPOTrainer(model=model, reward_funcs=[reward, *extra_rewards] if extra_rewards else reward, args=args, train_dataset=Dataset.from_list(rows),
-                                  processing_class=tokenizer, callbacks=[*(callbacks or []), *tracker_callbacks],
+                                  processing_class=tokenizer,
+                                  callbacks=[*(callbacks or []), *tracker_callbacks, history_callback(reward)],
                                   rollout_func=rollout, peft_config=peft_config(lora))
             trainer.remove_callback(PrinterCallback)
             sampler_of = trainer._get_train_sampler
             trainer._get_train_sampler = lambda *a, **k: epoch_shuffled(sampler_of(*a, **k))
             # a checkpoint of an interrupted call with the same arguments: continue from it
             resume = last_checkpoint(output_dir) if settings.save_steps else None
+            if resume is not None:  # the verdicts of the steps before it, for the metrics
+                history = load_history(resume)
+                if history is None:
+                    warnings.warn(f"{resume} holds no {HISTORY_FILE} (saved by an older version): grpo/reward and "
+                                  f"grpo/success will cover only the steps after step {resume.name.split('-')[-1]}",
+                                  stacklevel=2)
+                reward.history = history or []
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
             merge_adapter(trainer, adapter_dir)  # with LoRA: save the adapter, merge it into `model`'s weights
         finally:

@@ -115,6 +115,60 @@ def test_sequential_rollout_reuses_skills_along_a_chain_and_rewards_them():
     assert later.meta["skill_bonus"] == 0.5 and metrics["skills/reuse_rate"] > 0.5 and len(library) >= 1
 
 
+@pytest.mark.parametrize("cut", [1, 2])
+def test_a_rollout_cut_inside_a_position_continues_after_the_last_one_saved(tmp_path, cut):
+    """Each position's end is saved (the library, each chain's skills and their makers, the attempts so far): a
+    rollout cut inside position `cut` plays, called again, only that position and the ones after it, and ends as
+    an uninterrupted one: attempts (their skill bonuses too, set on earlier positions' makers after the cut),
+    metrics, library. A solver that fails some tasks, so that skills are made and reused unevenly."""
+    import zlib
+
+    from sparring.agents.skills import POSITION_DIR
+    from agents_kit import compact_task
+
+    e = env()
+    chains = make_chains([e.generate_task(i).to_dict() for i in range(9)], 3, e, ExpressionSkills(), seed=0)
+    assert [len(chain) for chain in chains] == [3, 3, 3]
+    config = SkillsConfig(enabled=True, top_k=2, reward_bonus=0.5)
+
+    def answer(text):
+        return "<answer>1</answer>" if zlib.crc32(text.encode()) % 3 == 0 else pattern_user(text)
+
+    def rollout(policy, folder):
+        library = SkillLibrary(ExpressionSkills(), e)
+        trajectories, metrics = chain_rollout(policy, "Countdown-v0", KWARGS, library, chains, 2,
+                                              SamplingParams(max_tokens=16), config, seed=3, folder=folder)
+        return [t.to_row() for t in trajectories], metrics, library.skills
+
+    plain = rollout(ScriptedPolicy(answer), None)
+    whole = rollout(ScriptedPolicy(answer), tmp_path / "whole")
+    assert whole == plain  # saving and reading back each position changes nothing
+    rows, metrics, skills = whole
+    assert 0 < metrics["skills/bonus_rate"] < 1 and not all(row["success"] for row in rows)
+    firsts = [rows[6 * c + i] for c in range(3) for i in range(2)]  # position 0's attempts, k=2 a task
+    assert any(json.loads(row["meta"])["skill_bonus"] for row in firsts)  # makers rewarded at a later position
+
+    class Cut(Exception):
+        pass
+
+    cut_tasks = {json.dumps(chain[cut], sort_keys=True) for chain in chains}
+
+    def cut_answer(text):
+        task = compact_task(text)
+        if json.dumps({"numbers": list(task.numbers), "target": task.target}, sort_keys=True) in cut_tasks:
+            raise Cut  # the process dies inside position `cut`
+        return answer(text)
+    with pytest.raises(Cut):
+        rollout(ScriptedPolicy(cut_answer), tmp_path / "cut")
+    assert [p.name for p in (tmp_path / "cut").iterdir()] == [f"{POSITION_DIR}{cut - 1}"]
+    again = ScriptedPolicy(answer)
+    assert rollout(again, tmp_path / "cut") == whole
+    asked = [compact_task(text) for text in again.prompts]
+    played = {json.dumps({"numbers": list(t.numbers), "target": t.target}, sort_keys=True) for t in asked}
+    assert played == {json.dumps(task, sort_keys=True) for chain in chains for task in chain[cut:]}
+    assert [p.name for p in (tmp_path / "cut").iterdir()] == [f"{POSITION_DIR}2"]
+
+
 def test_command_macros_for_multi_turn_envs():
     e = gymnasium.make("CountdownSteps-v0", **KWARGS).unwrapped
     moves = iter(["8*3", "24-2"])

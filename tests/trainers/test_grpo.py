@@ -215,8 +215,9 @@ def test_single_turn_grpo_trains_on_env_verdicts(warm, tmp_path):
 @pytest.mark.parametrize("where", ["inside an epoch", "at an epoch's end"])
 def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path, where):
     """A GRPO call stopped after its step-1 checkpoint (the process dies there), called again on the same output
-    folder, trains only step 2, from the saved weights, optimizer and RNG state: the weights and the loss are
-    the uninterrupted call's, bit for bit. With one step an epoch the checkpoint falls at an epoch's end: the
+    folder, trains only step 2, from the saved weights, optimizer and RNG state: the weights and every metric (the
+    loss, and the reward and success of both steps: step 1's verdicts are kept in the checkpoint) are the
+    uninterrupted call's, bit for bit. With one step an epoch the checkpoint falls at an epoch's end: the
     resumed trainer's sampler shuffles the second epoch as the uninterrupted one did (`epoch_shuffled`)."""
     from dataclasses import replace
 
@@ -250,9 +251,28 @@ def test_grpo_killed_after_a_checkpoint_continues_from_it(warm, tmp_path, where)
     metrics = train_grpo(resumed, tokenizer, "Countdown-v0", COMPACT, tasks, settings, tmp_path / "cut", seed=0,
                          callbacks=[Start()])
     assert starts == [1]  # it continued, it did not start over
-    assert metrics["grpo/steps"] == 2 and metrics["grpo/loss"] == expected["grpo/loss"]
+    # every metric covers both steps, as the uninterrupted call's: the rewards of step 1 came from the checkpoint
+    assert metrics["grpo/steps"] == 2 and metrics == expected
     assert all(a.equal(b) for a, b in zip(whole.parameters(), resumed.parameters()))
     assert not list((tmp_path / "cut").glob("checkpoint-*"))  # finished: a later call starts afresh
+
+
+def test_the_reward_history_a_checkpoint_keeps_is_read_back_exactly(tmp_path):
+    """What the metrics read of each verdict, call by call, floats bit for bit; a checkpoint an older version saved
+    holds none (None: the resumed call warns and counts from there); a damaged one names the folder to delete."""
+    from sparring.errors import SparringError
+    from sparring.trainers.grpo import HISTORY_FILE, load_history, save_history
+
+    history = [[{"reward": 0.1 + 0.2, "success": False, "feedback": "no", "details": {"x": 1}}],
+               [{"reward": 1.0, "success": True, "turns": 3}, {"reward": -0.5, "success": False, "turns": 8}]]
+    save_history(history, tmp_path / "checkpoint-2")
+    assert load_history(tmp_path / "checkpoint-2") == [[{"reward": 0.30000000000000004, "success": False}],
+                                                       history[1]]
+    assert load_history(tmp_path / "checkpoint-1") is None
+    for damaged in ('{"reward": 1}', '[[{"reward": 1'):
+        (tmp_path / "checkpoint-2" / HISTORY_FILE).write_text(damaged)
+        with pytest.raises(SparringError, match="checkpoint-2"):
+            load_history(tmp_path / "checkpoint-2")
 
 
 def test_an_epoch_shuffled_sampler_draws_what_trl_s_draws_epoch_after_epoch():

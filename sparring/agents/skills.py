@@ -515,17 +515,24 @@ def load_position(path: Path, chains: list[list[dict[str, Any]]], k: int, librar
     from sparring.errors import SparringError
     from sparring.trajectories import load_trajectories
 
-    state = json.loads((path / "state.json").read_text())
-    if json.loads(json.dumps(chains)) != state["chains"]:
-        raise SparringError(f"{path} was saved by a rollout over other chains of tasks than this round's; delete "
-                            f"{path.parent}/{POSITION_DIR}* to play the chains from their start")
-    library.skills = SkillLibrary.load(path / "skills.jsonl", library.kind).skills
-    library._index = None
-    attempts = iter(load_trajectories(path / "trajectories"))
-    played = [[[next(attempts) for _ in range(k)] for _ in chain[:state["position"] + 1]] for chain in chains]
-    made = [[library.skills[i] for i in ids] for ids in state["made"]]
-    makers = {(c, skill_id): played[c][p][i] for c, skill_id, p, i in state["makers"]}
-    return made, makers, played, state["counts"]
+    try:
+        state = json.loads((path / "state.json").read_text())
+        if json.loads(json.dumps(chains)) != state["chains"]:
+            raise SparringError(f"{path} was saved by a rollout over other chains of tasks than this round's; delete "
+                                f"{path.parent}/{POSITION_DIR}* to play the chains from their start")
+        skills = SkillLibrary.load(path / "skills.jsonl", library.kind).skills
+        attempts = iter(load_trajectories(path / "trajectories"))
+        played = [[[next(attempts) for _ in range(k)] for _ in chain[:state["position"] + 1]] for chain in chains]
+        made = [[skills[i] for i in ids] for ids in state["made"]]
+        makers = {(c, skill_id): played[c][p][i] for c, skill_id, p, i in state["makers"]}
+        counts = {name: int(state["counts"][name]) for name in ("shown", "used", "admitted")}
+    except SparringError:
+        raise
+    except Exception as error:  # a damaged resume point: one line that names it, never a traceback
+        raise SparringError(f"{path}, the skill chains' resume point, is damaged ({type(error).__name__}: {error}); "
+                            f"delete it to play its position again") from error
+    library.skills, library._index = skills, None
+    return made, makers, played, counts
 
 
 def saved_positions(folder: str | Path) -> list[Path]:

@@ -169,6 +169,41 @@ def test_a_rollout_cut_inside_a_position_continues_after_the_last_one_saved(tmp_
     assert [p.name for p in (tmp_path / "cut").iterdir()] == [f"{POSITION_DIR}2"]
 
 
+
+@pytest.mark.parametrize("damage", ["state.json not JSON", "state.json {}", "a made skill missing", "no trajectories"])
+def test_a_damaged_resume_point_of_the_rollout_is_one_clear_error(tmp_path, damage):
+    """A resume point damaged outside the rollout (its folder is written atomically) stops with one line that names
+    it and what to delete, never a traceback, and leaves the library as it was."""
+    import shutil
+
+    from sparring.agents.skills import POSITION_DIR, load_position, save_position
+    from sparring.errors import SparringError
+
+    e = env()
+    chains = make_chains([e.generate_task(i).to_dict() for i in range(4)], 2, e, ExpressionSkills(), seed=0)
+    library = SkillLibrary(ExpressionSkills(), e)
+    attempt = solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8*3-2</answer>")
+    skill = library.add(ExpressionSkills().extract(attempt))
+    played = [[[attempt, attempt]] for _ in chains]
+    path = tmp_path / f"{POSITION_DIR}0"
+    save_position(path, 0, chains, library, [[skill], []], {(0, skill.id): attempt}, played,
+                  {"shown": 1, "used": 0, "admitted": 1})
+    fresh = SkillLibrary(ExpressionSkills(), e)
+    made, makers, again, counts = load_position(path, chains, 2, fresh)  # whole: read back as saved
+    assert [[s.id for s in chain] for chain in made] == [[skill.id], []] and counts["admitted"] == 1
+    if damage == "state.json not JSON":
+        (path / "state.json").write_text('{"position": 0, "cha')
+    elif damage == "state.json {}":
+        (path / "state.json").write_text("{}")
+    elif damage == "a made skill missing":
+        (path / "skills.jsonl").write_text("")
+    else:
+        shutil.rmtree(path / "trajectories")
+    untouched = SkillLibrary(ExpressionSkills(), e)
+    with pytest.raises(SparringError, match=f"{POSITION_DIR}0, the skill chains' resume point, is damaged .*delete it"):
+        load_position(path, chains, 2, untouched)
+    assert len(untouched) == 0
+
 def test_command_macros_for_multi_turn_envs():
     e = gymnasium.make("CountdownSteps-v0", **KWARGS).unwrapped
     moves = iter(["8*3", "24-2"])

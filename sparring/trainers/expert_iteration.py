@@ -229,6 +229,11 @@ class ExpertIterationTrainer:
         return chosen, attempts, {"ei/search_solved": len(kept) / n, "ei/search_kept": len(chosen),
                                   "ei/search_finishes": sum(t.success for t in finishes) / max(1, len(finishes))}
 
+    def clean(self, trajectory: Trajectory) -> bool:
+        """Whether a verified trace may train: at most `max_invalid` invalid actions (the filter the samples pass,
+        applied to the traces of tree search and guidance too)."""
+        return self.config.max_invalid is None or invalid_actions(trajectory) <= self.config.max_invalid
+
     def tree_search(self, policy: Policy, tasks: list[dict[str, Any]], trajectories: list[Trajectory], *,
                     seed: int = 0) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
         """Tree search (`config.tree`) on the tasks none of their `k` samples in `trajectories` solved. Returns the
@@ -242,7 +247,7 @@ class ExpertIterationTrainer:
         found = search.run([tasks[i] for i in failed], seed=seed)
         for i, trajectory in zip(failed, found):
             trajectory.meta["task_index"] = i
-        solved = [t for t in found if t.success]
+        solved = [t for t in found if t.success and self.clean(t)]
         return solved, found, {"ei/tree_searched": len(failed), "ei/tree_recovered": len(solved) / len(failed),
                                "ei/tree_nodes": sum(t.meta["nodes"] for t in found) / len(found),
                                "ei/tree_tokens": sum(t.meta["tokens"] for t in found) / len(found)}
@@ -291,7 +296,8 @@ class ExpertIterationTrainer:
             for trajectory in group:
                 trajectory.source = "guided"
                 trajectory.meta.update({"task_index": i, "guided": kind, "guidance": guides[i]})
-                if trajectory.success and not carries_guidance(trajectory, guides[i], kind) and len(kept.setdefault(i, {})) < self.config.max_per_task:
+                if (trajectory.success and self.clean(trajectory) and not carries_guidance(trajectory, guides[i], kind)
+                        and len(kept.setdefault(i, {})) < self.config.max_per_task):
                     kept[i].setdefault(tuple(turn.action for turn in trajectory.turns), trajectory)
         chosen_traces = [t for answers in kept.values() for t in answers.values()]
         return chosen_traces, attempts, {"ei/guided_tasks": len(guided),

@@ -131,3 +131,28 @@ def test_search_needs_an_env_that_splits_tasks():
     trainer = ExpertIterationTrainer(ExpertIterationConfig(search=2), "CountdownSteps-v0", {})
     with pytest.raises(ValueError, match="expert_iteration.search=0"):
         trainer.search(ThreeNumberSolver(), [{"numbers": [1, 2, 3, 4], "target": 10}])
+
+
+def test_tree_search_traces_pass_the_invalid_action_filter_the_samples_pass(monkeypatch):
+    """With `max_invalid`, a verified trace of the tree search that made more invalid actions than that is not
+    kept (TextNav: training on a lucky episode's invalid commands teaches them), as for the samples."""
+    import sparring.agents.search as search
+    from sparring.trainers.expert_iteration import ExpertIterationConfig, ExpertIterationTrainer
+    from sparring.trajectories import Trajectory, Turn
+
+    def trace(task, invalid, success=True):
+        t = Trajectory("TextNav-v0", task, verdict={"reward": float(success), "success": success,
+                                                    "details": {"invalid_actions": invalid}})
+        t.turns.append(Turn("obs", "n", 0.0))
+        t.meta.update(nodes=3, tokens=10)
+        return t
+
+    tasks = [{"seed": i} for i in range(3)]
+    found = [trace(tasks[0], 0), trace(tasks[1], 2), trace(tasks[2], 1, success=False)]
+    monkeypatch.setattr(search.TreeSearch, "run", lambda self, todo, seed=0: found[:len(todo)])
+    failed = [trace(task, 0, success=False) for task in tasks]  # k=1: every task failed its sample
+    for max_invalid, kept in ((0, [0]), (2, [0, 1]), (None, [0, 1])):
+        trainer = ExpertIterationTrainer(ExpertIterationConfig(k=1, max_invalid=max_invalid), "TextNav-v0", {})
+        solved, attempts, metrics = trainer.tree_search(None, tasks, failed)
+        assert [t.meta["task_index"] for t in solved] == kept and len(attempts) == 3
+        assert metrics["ei/tree_recovered"] == pytest.approx(len(kept) / 3)

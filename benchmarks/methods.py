@@ -1,8 +1,10 @@
 """The training methods against plain expert iteration, each arm from the same round 0 (issue 18's comparisons):
 held-out greedy success per round, per seed and their mean, and a plot of the curves.
 
-    python benchmarks/methods.py --seeds 0 1 --parallel 2                    # Countdown: EI, DPO, guided, LoRA
-    python benchmarks/methods.py --env textnav --seeds 0 1 --parallel 2      # TextNav: EI against EI + tree search
+    python benchmarks/methods.py --rounds 4 --parallel 2                # Countdown: EI, DPO, guided traces, LoRA
+    python benchmarks/methods.py --env textnav --rounds 3 --parallel 2  # TextNav: EI against EI + tree search
+
+The README's "Training methods compared" holds what these printed (seeds 0 and 1, the default --seeds).
 
 Round 0 is one bootstrap per seed, the env's own config with `rounds=0` (Countdown: the embedded default, whose
 bootstrap trains to its plateau; TextNav: configs/textnav-ei.yaml). Every arm then loads that checkpoint

@@ -206,16 +206,20 @@ class PrefixContinuer:
         return out
 
 
+def steps_prefix_trainer() -> ExpertIterationTrainer:
+    """Prefix guidance on Countdown with step answers: 2 samples decided failure, 2 guided attempts a task."""
+    return ExpertIterationTrainer(ExpertIterationConfig(k=2, guided="prefix", guided_samples=2), "Countdown-v0",
+                                  {**COMPACT, "answer_format": "steps"}, max_tokens=80)
+
+
 def test_prefix_traces_are_the_prefix_and_the_continuation():
-    kwargs = {**COMPACT, "answer_format": "steps"}
     tasks = tasks_of(5, numbers=4)
-    trainer = ExpertIterationTrainer(ExpertIterationConfig(k=2, guided="prefix", guided_samples=2), "Countdown-v0",
-                                     kwargs, max_tokens=80)
+    trainer = steps_prefix_trainer()
     policy = PrefixContinuer()
     kept, attempts, metrics = trainer.guided(policy, tasks, failed_samples(tasks, 2), seed=0)
     assert metrics == {"ei/guided_tasks": 5, "ei/guided_recovered": 1.0, "ei/guided_kept": 5}
     assert len(attempts) == 10 and sum(t.success for t in attempts) == 5
-    env = gymnasium.make("Countdown-v0", **kwargs).unwrapped
+    env = gymnasium.make("Countdown-v0", **trainer.env_kwargs).unwrapped
     for trajectory in kept:
         prefix = env.guidance(trajectory.task, "prefix")
         observation, _ = env.reset(options={"task": trajectory.task})
@@ -433,11 +437,8 @@ class PrefixReopener(PrefixContinuer):
 
 
 def test_a_prefix_continuation_that_closes_and_reopens_the_answer_is_not_kept():
-    kwargs = {**COMPACT, "answer_format": "steps"}
     tasks = tasks_of(4, numbers=4)
-    trainer = ExpertIterationTrainer(ExpertIterationConfig(k=2, guided="prefix", guided_samples=2), "Countdown-v0",
-                                     kwargs, max_tokens=80)
-    kept, attempts, metrics = trainer.guided(PrefixReopener(), tasks, failed_samples(tasks, 2), seed=0)
+    kept, attempts, metrics = steps_prefix_trainer().guided(PrefixReopener(), tasks, failed_samples(tasks, 2), seed=0)
     assert sum(t.success for t in attempts) == 8  # the reopened answers verify
     assert metrics["ei/guided_kept"] == 4 and len(kept) == 4
     for trajectory in kept:

@@ -1,14 +1,12 @@
 import itertools
 import json
 import re
-from collections import Counter
 
 import gymnasium
 import pytest
 
 import sparring  # noqa: F401
-from sparring.envs.countdown import (PRESETS, SPLITS, CountdownConfig, CountdownTask, check_move,
-                                     expert_solution, generate_task, generate_tasks, is_held_out_target,
+from sparring.envs.countdown import (PRESETS, SPLITS, CountdownConfig, CountdownTask, expert_solution, generate_task, generate_tasks, is_held_out_target,
                                      split_of, verify)
 from sparring.envs.countdown_expert import solve
 from sparring.errors import UnknownNameError, UnsolvableTaskError
@@ -236,6 +234,7 @@ def test_admissible_moves_are_exactly_the_legal_ones():
 
     tasks = [env.reset(seed=seed)[1]["task"] for seed in range(5)] + [{"numbers": [6, 6, 3, 1], "target": 13}]
     for seed, task in enumerate(tasks):  # the last with a repeated number (6-6, 6/6)
+        listed: list[str] = []  # the first state's admissible moves, read on the first pass
         for played in ([], None):  # the first state, then the state after one admissible move
             if played is None:
                 played = [listed[seed % len(listed)]]

@@ -1,7 +1,6 @@
 """`sparring serve` driven by OpenEnv's own client (openenv.core.GenericEnvClient) on loopback: full episodes of a
 single-turn and a multi-turn env, several sessions at once, a seed per session."""
 
-import json
 import os
 import signal
 import subprocess

@@ -215,12 +215,8 @@ class ExpertIterationTrainer:
                 whole = env.compose(tasks[i], move, action) if finish.success else None
                 if whole is None:
                     continue
-                observation, _ = env.reset(options={"task": tasks[i]})
-                _, reward, _, _, info = env.step(whole)
-                trajectory = Trajectory(self.env_id, tasks[i], source="search", env_kwargs=dict(self.env_kwargs),
-                                        meta={"task_index": i, "first_move": move})
-                trajectory.turns.append(Turn(observation, whole, float(reward)))
-                trajectory.verdict = info["verdict"]
+                trajectory = self.graded(env, tasks[i], whole, source="search",
+                                         meta={"task_index": i, "first_move": move})
                 attempts.append(trajectory)
                 if trajectory.success and len(kept.setdefault(i, {})) < self.config.max_per_task:
                     kept[i].setdefault(whole, trajectory)
@@ -228,6 +224,20 @@ class ExpertIterationTrainer:
         n = max(1, len(tasks))
         return chosen, attempts, {"ei/search_solved": len(kept) / n, "ei/search_kept": len(chosen),
                                   "ei/search_finishes": sum(t.success for t in finishes) / max(1, len(finishes))}
+
+    def failed_tasks(self, trajectories: list[Trajectory]) -> list[int]:
+        """The indices of the tasks none of their `k` samples in `trajectories` (task by task) solved."""
+        return [i for i, group in enumerate(by_task(trajectories, self.config.k)) if not any(t.success for t in group)]
+
+    def graded(self, env: Any, task: dict[str, Any], answer: str, **fields: Any) -> Trajectory:
+        """`answer` to `task` on the single-turn `env` (unwrapped), graded by the env on the task as posed: a
+        one-turn trajectory (`fields`: its source, meta)."""
+        observation, _ = env.reset(options={"task": task})
+        _, reward, _, _, info = env.step(answer)
+        trajectory = Trajectory(self.env_id, task, env_kwargs=dict(self.env_kwargs), **fields)
+        trajectory.turns.append(Turn(observation, answer, float(reward)))
+        trajectory.verdict = info["verdict"]
+        return trajectory
 
     def clean(self, trajectory: Trajectory) -> bool:
         """Whether a verified trace may train: at most `max_invalid` invalid actions (the filter the samples pass,
@@ -239,7 +249,7 @@ class ExpertIterationTrainer:
         """Tree search (`config.tree`) on the tasks none of their `k` samples in `trajectories` solved. Returns the
         verified traces (one per task found), every search's trajectory, and metrics: the share of failed tasks
         it recovered, states expanded and tokens generated per searched task."""
-        failed = [i for i, group in enumerate(by_task(trajectories, self.config.k)) if not any(t.success for t in group)]
+        failed = self.failed_tasks(trajectories)
         if not failed:
             return [], [], {"ei/tree_searched": 0, "ei/tree_recovered": 0.0}
         search = TreeSearch(policy, self.env_id, self.env_kwargs, self.config.tree, max_tokens=self.max_tokens,
@@ -271,7 +281,7 @@ class ExpertIterationTrainer:
         kind = self.config.guided
         env = gymnasium.make(self.env_id, **self.env_kwargs).unwrapped
         check_guidance(env, self.env_id, kind)
-        failed = [i for i, group in enumerate(by_task(trajectories, self.config.k)) if not any(t.success for t in group)]
+        failed = self.failed_tasks(trajectories)
         chosen = sorted(random.Random(seed).sample(failed, math.ceil(len(failed) * self.config.guided_share)))
         guides = {i: env.guidance(tasks[i], kind) for i in chosen}
         guided = [i for i in chosen if guides[i]]
@@ -326,17 +336,8 @@ class ExpertIterationTrainer:
         prompts = [render(tokenizer, [{"role": "user", "content": o}]) + prefix for o, (_, prefix) in zip(observations, guided)]
         n = self.config.guided_samples
         outputs = policy.generate(prompts, replace(params, n=n, seed=seed))
-        attempts = []
-        for (task, prefix), observation, group in zip(guided, observations, outputs):
-            for completion in group:
-                answer = prefix + completion.text
-                env.reset(options={"task": task})
-                _, reward, _, _, info = env.step(answer)
-                trajectory = Trajectory(self.env_id, task, env_kwargs=dict(self.env_kwargs), meta={"policy": policy.name})
-                trajectory.turns.append(Turn(observation, answer, float(reward)))
-                trajectory.verdict = info["verdict"]
-                attempts.append(trajectory)
-        return attempts
+        return [self.graded(env, task, prefix + completion.text, meta={"policy": policy.name})
+                for (task, prefix), group in zip(guided, outputs) for completion in group]
 
     def round(self, sampler: Policy, model: Any, tokenizer: Any, base_path: str | Path, tasks: list[dict[str, Any]],
               output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,

@@ -12,7 +12,7 @@ import argparse
 import tempfile
 import time
 
-from sparring.agents.policy import SamplingParams, make_policy
+from sparring.policies.policy import SamplingParams, make_policy
 
 BATCHES = (1, 16, 64)
 
@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     path = args.checkpoint
     if path is None:
-        from sparring.agents.tiny import save_tiny_model
+        from sparring.policies.tiny import save_tiny_model
 
         path = save_tiny_model(tempfile.mkdtemp(prefix="sparring-bench-") + "/tiny")
     hf = make_policy("hf", path=path)

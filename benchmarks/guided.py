@@ -21,8 +21,8 @@ import gymnasium
 import yaml
 
 import sparring  # noqa: F401
-from sparring.agents.policy import SamplingParams, make_policy
-from sparring.agents.solver import Solver, by_task
+from sparring.policies.policy import SamplingParams, make_policy
+from sparring.solver import Solver, by_task
 from sparring.selfplay import draw_tasks
 from sparring.trainers.expert_iteration import ExpertIterationConfig, ExpertIterationTrainer
 

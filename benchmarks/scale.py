@@ -44,15 +44,15 @@ def main() -> None:
 
     import torch
 
-    from sparring.agents.hf import HFPolicy
-    from sparring.agents.policy import SamplingParams
-    from sparring.agents.solver import Solver
+    from sparring.policies.hf import HFPolicy
+    from sparring.policies.policy import SamplingParams
+    from sparring.solver import Solver
     from sparring.executors import connect_ray, make_executor
     from sparring.selfplay import draw_tasks
 
     path = args.checkpoint
     if path is None:
-        from sparring.agents.tiny import save_tiny_model
+        from sparring.policies.tiny import save_tiny_model
 
         path = save_tiny_model(tempfile.mkdtemp(prefix="sparring-bench-") + "/tiny")
     tasks = draw_tasks("Countdown-v0", KWARGS, "train", 0, 0, args.tasks)

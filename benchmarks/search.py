@@ -3,7 +3,7 @@
     python benchmarks/search.py --policy runs/steps/checkpoints/round-000 \
         --env CountdownSteps-v0 --kwargs '{difficulty: easy, max_number: 20, min_target: 1, instruction: compact}'
 
-For each task the tree search (`sparring.agents.search`) runs within its node budget and its generated
+For each task the tree search (`sparring.search`) runs within its node budget and its generated
 tokens are counted; then the policy samples whole episodes of the same task, one after another, until it
 has spent as many tokens. A task counts for sampling if one of those episodes succeeded (pass@budget).
 Prints success of both, their ratio, pass@1 of plain sampling, tokens per task and states expanded per
@@ -18,9 +18,9 @@ import time
 
 import yaml
 
-from sparring.agents.policy import SamplingParams, make_policy
-from sparring.agents.search import SearchConfig, TreeSearch
-from sparring.agents.solver import Solver, by_task
+from sparring.policies.policy import SamplingParams, make_policy
+from sparring.search import SearchConfig, TreeSearch
+from sparring.solver import Solver, by_task
 from sparring.selfplay import draw_tasks
 
 

@@ -31,7 +31,7 @@ def main(argv=None):
 
     model = args.model
     if model is None:  # sparring's tiny model: a character-level Llama, no download
-        from sparring.agents.tiny import save_tiny_model
+        from sparring.policies.tiny import save_tiny_model
 
         model = str(save_tiny_model(Path(args.output) / "tiny-init"))
 

@@ -130,7 +130,7 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Success and pass@k of a policy on an env split, with 95% intervals."""
-    from sparring.agents.policy import make_policy
+    from sparring.policies.policy import make_policy
     from sparring.evaluation import evaluate
     from sparring.selfplay import draw_tasks
 
@@ -150,7 +150,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         with make_policy(backend, **policy_kwargs) as policy:
             if args.search is not None:  # tree search instead of greedy decoding (multi-turn envs)
-                from sparring.agents.search import SearchConfig
+                from sparring.search import SearchConfig
                 from sparring.evaluation import evaluate_search
 
                 search = SearchConfig(**args.search)
@@ -273,7 +273,7 @@ def _search_config(text: str) -> dict[str, Any]:
     """An argparse type: tree-search settings as a YAML mapping, checked by `SearchConfig`."""
     import yaml
 
-    from sparring.agents.search import SearchConfig
+    from sparring.search import SearchConfig
 
     try:
         settings = yaml.safe_load(text)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sparring.agents.policy import Policy, SamplingParams
-from sparring.agents.solver import Solver, by_task
+from sparring.policies.policy import Policy, SamplingParams
+from sparring.solver import Solver, by_task
 from sparring.trajectories import Trajectory
 
 
@@ -88,10 +88,10 @@ def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: lis
 
 def evaluate_search(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]],
                     config: Any = None, *, max_tokens: int = 64, max_turns: int = 32, seed: int = 0) -> EvalResult:
-    """Success of tree search (`sparring.agents.search.TreeSearch` with `config`, a `SearchConfig`) on `tasks` of
+    """Success of tree search (`sparring.search.TreeSearch` with `config`, a `SearchConfig`) on `tasks` of
     a multi-turn env: a task counts when the search's trace verifies. `details` adds the search's cost:
     `search/nodes` and `search/tokens` per task and `search/nodes_per_solved`."""
-    from sparring.agents.search import SearchConfig, TreeSearch
+    from sparring.search import SearchConfig, TreeSearch
 
     found = TreeSearch(policy, env_id, env_kwargs, config or SearchConfig(), max_tokens=max_tokens,
                        max_turns=max_turns).run(tasks, seed=seed)

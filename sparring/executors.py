@@ -44,7 +44,7 @@ from sparring.envs.base import check_choice
 from sparring.errors import SparringError
 
 if TYPE_CHECKING:
-    from sparring.agents.solver import Solver
+    from sparring.solver import Solver
     from sparring.trajectories import Trajectory
 
 KINDS = ("local", "ray")
@@ -240,9 +240,7 @@ def connect_ray(address: str | None = None, **init_kwargs: Any) -> bool:
 
     if ray.is_initialized():
         return False
-    import sparring
-
-    runtime_env = {"py_modules": [str(Path(sparring.__file__).parent)],
+    runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)],  # the sparring package
                    "env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
     ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
              runtime_env=runtime_env, **init_kwargs)
@@ -285,8 +283,8 @@ def _map_items(shard: tuple[Callable[[Any], Any], list[Any]]) -> list[Any]:
 
 
 def _play_shard(shard: tuple[Any, ...]) -> list[Any]:
-    from sparring.agents.policy import make_policy
-    from sparring.agents.solver import Solver
+    from sparring.policies.policy import make_policy
+    from sparring.solver import Solver
 
     spec, recipe, tasks, k, seed, first_task = shard
     weights = Path(spec["path"]) / "config.json" if "path" in spec else None  # a checkpoint rewritten in place reloads
@@ -296,7 +294,7 @@ def _play_shard(shard: tuple[Any, ...]) -> list[Any]:
 
 
 def _verify_shard(shard: tuple[str, dict[str, Any], list[tuple[dict[str, Any], str]]]) -> list[dict[str, Any]]:
-    from sparring.trainers.grpo import EnvGrader
+    from sparring.envs.grading import EnvGrader
 
     env_id, env_kwargs, items = shard
     grader = EnvGrader(env_id, env_kwargs)

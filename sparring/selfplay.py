@@ -52,11 +52,11 @@ from typing import Any
 
 import gymnasium
 
-import sparring  # noqa: F401
+import sparring.envs  # noqa: F401  (registers the environments)
 from sparring.agents.proposer import ProposerConfig
 from sparring.agents.reflector import ReflectorConfig
 from sparring.agents.skills import SkillsConfig
-from sparring.agents.tiny import TinyModelConfig
+from sparring.policies.tiny import TinyModelConfig
 from sparring.agents.verifiers import VerifierConfig
 from sparring.config import dump_yaml, load_config
 from sparring.envs.base import check_choice
@@ -410,7 +410,7 @@ class SelfPlay:
     @contextmanager
     def generating(self, checkpoint: Path, model: Any = None, tokenizer: Any = None) -> Iterator[Any]:
         """The policy that samples and evaluates the weights saved at `checkpoint` (and held in `model`)."""
-        from sparring.agents.hf import HFPolicy
+        from sparring.policies.hf import HFPolicy
 
         generation = self.config.policy.generation
         if generation == "hf":
@@ -422,7 +422,7 @@ class SelfPlay:
             policy.spec = {"backend": "hf", "path": str(checkpoint), "batch_size": policy.batch_size}
             yield policy
         elif generation == "vllm":
-            from sparring.agents.vllm_engine import VLLMPolicy
+            from sparring.policies.vllm_engine import VLLMPolicy
 
             policy = VLLMPolicy(checkpoint)
             try:
@@ -430,8 +430,8 @@ class SelfPlay:
             finally:
                 policy.close()
         else:
-            from sparring.agents.openai_server import OpenAIPolicy
-            from sparring.agents.vllm_server import VLLMServer
+            from sparring.policies.openai_server import OpenAIPolicy
+            from sparring.policies.vllm_server import VLLMServer
 
             cfg = self.config.policy
             with VLLMServer(checkpoint, host=cfg.server_host, extra_args=tuple(cfg.server_args)) as server:
@@ -441,12 +441,12 @@ class SelfPlay:
     def base_checkpoint(self) -> Path:
         cfg = self.config.policy
         if cfg.backend == "hf":
-            from sparring.agents.hf import check_checkpoint
+            from sparring.policies.hf import check_checkpoint
 
             return check_checkpoint(cfg.path)
         path = self.run.checkpoint("base")
         if not (path / "config.json").exists():
-            from sparring.agents.tiny import save_tiny_model
+            from sparring.policies.tiny import save_tiny_model
 
             save_tiny_model(path, TinyModelConfig(**{**cfg.tiny.__dict__, "seed": self.config.seed}))
         return path
@@ -492,7 +492,7 @@ class SelfPlay:
         """Round 0: supervised training on expert demonstrations until a plateau on a development set."""
         from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-        from sparring.agents.hf import HFPolicy
+        from sparring.policies.hf import HFPolicy
         from sparring.evaluation import evaluate
         from sparring.trainers.sft import supervised_finetune
 
@@ -663,7 +663,7 @@ class SelfPlay:
         """The sampling stage: k attempts per task from the previous round's policy, written part by part to
         rounds/NNN/sampling/ (a resumed stage keeps the parts already written), then rounds/NNN/trajectories/.
         Expert iteration's search, and the agents' verification and reflection, run here too."""
-        from sparring.agents.policy import SamplingParams
+        from sparring.policies.policy import SamplingParams
         from sparring.trajectories import save_trajectories
 
         cfg, team, start = self.config, self.team, time.perf_counter()

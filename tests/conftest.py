@@ -8,7 +8,7 @@ def tiny_checkpoint(tmp_path_factory):
     """A small random-init tiny model saved like any checkpoint (shared by the tests that only read it)."""
     import torch
 
-    from sparring.agents.tiny import TinyModelConfig, save_tiny_model
+    from sparring.policies.tiny import TinyModelConfig, save_tiny_model
 
     torch.set_num_threads(1)
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model",

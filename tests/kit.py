@@ -124,7 +124,7 @@ def countdown_share_policy(greedy_solved: set, sampled_solved: dict):
     `sampled_solved.get(key, 0)` of its `n` completions are right; every other answer is wrong."""
     import re
 
-    from sparring.agents.policy import Completion, Policy
+    from sparring.policies.policy import Completion, Policy
     from sparring.envs.countdown import CountdownTask, expert_solution
 
     class SharePolicy(Policy):
@@ -150,7 +150,7 @@ def random_moves_policy():
     import random
     import re
 
-    from sparring.agents.policy import Completion, Policy
+    from sparring.policies.policy import Completion, Policy
 
     class RandomMoves(Policy):
         backend = name = "random-moves"

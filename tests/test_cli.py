@@ -42,7 +42,7 @@ def test_console_script_is_installed():
 def test_eval_prints_success_and_pass_at_k_with_intervals(tmp_path, monkeypatch, capsys):
     """A scripted policy that solves a known share of the 20 drawn tasks: greedily the first 5; sampling, 3 of 3 on
     the first 4 and 1 of 3 on the next 8. The command prints those shares and their Wilson intervals."""
-    import sparring.agents.policy as policy_module
+    import sparring.policies.policy as policy_module
     from kit import countdown_share_policy
 
     from sparring.selfplay import draw_tasks
@@ -80,7 +80,7 @@ def fake_hub_cache(root, checkpoint, model_id="acme/tiny-countdown"):
 
 
 def test_a_hugging_face_model_id_resolves_through_the_local_cache(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    from sparring.agents.hf import check_checkpoint
+    from sparring.policies.hf import check_checkpoint
 
     snapshot = fake_hub_cache(tmp_path / "hub", tiny_checkpoint)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -292,10 +292,10 @@ def test_a_model_id_that_cannot_be_downloaded_says_why(tmp_path):
 def test_eval_search_prints_the_search_success_and_its_cost(tmp_path, monkeypatch, capsys):
     """`eval --search`: tree search instead of greedy decoding. The printed success, interval and cost are those of
     `evaluate_search` on the same tasks and seed, and the search solves more than the same policy greedily."""
-    import sparring.agents.policy as policy_module
+    import sparring.policies.policy as policy_module
     from kit import random_moves_policy
 
-    from sparring.agents.search import SearchConfig
+    from sparring.search import SearchConfig
     from sparring.evaluation import evaluate, evaluate_search
     from sparring.selfplay import draw_tasks
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from sparring.agents.policy import SamplingParams
-from sparring.agents.solver import Solver
+from sparring.policies.policy import SamplingParams
+from sparring.solver import Solver
 from sparring.errors import SparringError, UnknownNameError
 from sparring.executors import ExecutorConfig, account, make_executor, plan_shards
 from sparring.selfplay import SelfPlay, draw_tasks, load_selfplay_config
@@ -64,7 +64,7 @@ def test_accounting_catches_a_lost_or_repeated_episode():
 
 
 def test_the_local_executor_is_the_plain_solver(tiny_checkpoint):
-    from sparring.agents.hf import HFPolicy
+    from sparring.policies.hf import HFPolicy
 
     tasks = draw_tasks("Countdown-v0", KWARGS, "test-seen", 0, 0, 6)
     params = SamplingParams(temperature=1.0, max_tokens=8)
@@ -113,7 +113,7 @@ def actions(trajectories):
 
 
 def test_greedy_episodes_through_ray_match_local_exactly(ray_executor, varied_checkpoint):
-    from sparring.agents.hf import HFPolicy
+    from sparring.policies.hf import HFPolicy
 
     tasks = draw_tasks("Countdown-v0", KWARGS, "test-seen", 0, 0, 40)
     policy = HFPolicy(varied_checkpoint, batch_size=8)  # shards of 24 and 16 tasks: batches of 8 as locally
@@ -134,7 +134,7 @@ def test_greedy_episodes_through_ray_match_local_exactly(ray_executor, varied_ch
 def test_a_policy_without_a_spec_is_refused(ray_executor, tiny_checkpoint):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sparring.agents.hf import HFPolicy
+    from sparring.policies.hf import HFPolicy
 
     policy = HFPolicy(model=AutoModelForCausalLM.from_pretrained(tiny_checkpoint),
                       tokenizer=AutoTokenizer.from_pretrained(tiny_checkpoint))
@@ -166,7 +166,7 @@ def test_a_worker_killed_mid_round_is_retried_and_nothing_is_lost(ray_executor, 
     """SIGKILL the first worker process seen running a shard; Ray reruns that shard, the rest is kept."""
     import psutil
 
-    from sparring.agents.hf import HFPolicy
+    from sparring.policies.hf import HFPolicy
 
     tasks = draw_tasks("Countdown-v0", KWARGS, "test-seen", 0, 100, 40)
     policy = HFPolicy(varied_checkpoint, batch_size=8)

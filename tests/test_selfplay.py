@@ -568,7 +568,7 @@ def test_sampling_resumes_by_part(tmp_path, monkeypatch, what):
     round (with the agents, the majority vote's flags decide what trains; with skills, the same library)."""
     import sparring.selfplay
     import sparring.trajectories
-    from sparring.agents.solver import Solver
+    from sparring.solver import Solver
 
     monkeypatch.setattr(sparring.selfplay, "PART_TASKS", PART)
     agents, skills = what == "the agents' attempts", what == "the skill chains' positions"
@@ -777,7 +777,7 @@ def test_tree_search_retries_the_tasks_no_sample_solved(tmp_path, monkeypatch):
 
     from kit import random_moves_policy
 
-    import sparring.agents.search as search
+    import sparring.search as search
     from sparring.trainers.expert_iteration import select_verified
 
     real_init = search.TreeSearch.__init__

@@ -37,7 +37,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparring.agents.policy import Policy, Prompt, SamplingParams
+from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.envs.base import check_choice
 from sparring.errors import UnsolvableTaskError
 from sparring.trainers.sft import SFTSettings
@@ -322,7 +322,7 @@ class PolicyProposer:
     def examples(self, labelled: list[tuple[dict[str, Any], float]], tokenizer: Any,
                  recent: list[tuple[dict[str, Any], float]] = (), solve_rate: float | None = None) -> list[dict[str, str]]:
         """Supervised pairs: the request for pass rate p (rounded to the k-sample grid) -> the task that had it."""
-        from sparring.agents.hf import render
+        from sparring.policies.hf import render
 
         style = "compact" if self.config.prompt == "compact" else "json"
         out = []
@@ -454,7 +454,7 @@ class InstructionProposer:
     def accept(self, proposals: list[Proposal], navigator: Policy, quota: int | None = None, *,
                max_tokens: int = 32, max_turns: int = 32, seed: int = 0) -> list[Proposal]:
         """The navigator follows each instruction greedily; kept when its nDTW to the route reaches `ndtw`."""
-        from sparring.agents.solver import Solver
+        from sparring.solver import Solver
 
         candidates = [p for p in proposals if p.task is not None and p.reason is None]
         solver = Solver(navigator, self.env_id, self.env_kwargs, SamplingParams(temperature=0.0, max_tokens=max_tokens),
@@ -471,7 +471,7 @@ class InstructionProposer:
 
     def examples(self, tasks: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, str]]:
         """The speaker's supervised pairs: a route -> its instruction (the generator's, or a kept proposal)."""
-        from sparring.agents.hf import render
+        from sparring.policies.hf import render
 
         field_name = "compact" if self.config.prompt == "compact" else "text"
         return [{"prompt": render(tokenizer, [{"role": "user", "content": self.prompt_text(t)}]),

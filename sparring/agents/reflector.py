@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.policy import Policy, Prompt, SamplingParams
+from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.agents.proposer import PROMPT_STYLES, ROLE_MODELS, task_key
 from sparring.envs.base import check_choice
 from sparring.io import atomic_write_text, read_jsonl
@@ -197,7 +197,7 @@ class Reflector:
         `reflector/tasks` (failed tasks tried), `reflector/accepted` (refined attempts kept),
         `reflector/accept_rate` (share of tried tasks with one), `reflector/memory` (reflections held).
         """
-        from sparring.agents.solver import Solver, by_task
+        from sparring.solver import Solver, by_task
 
         cfg = self.config
         if cfg.only_unsolved:

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.policy import Policy, Prompt, SamplingParams
+from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.agents.proposer import PROMPT_STYLES, task_key
 from sparring.envs.base import check_choice
 from sparring.io import atomic_write_text, read_jsonl
@@ -554,7 +554,7 @@ def chain_rollout(policy: Policy, env_id: str, env_kwargs: dict[str, Any], libra
     before it is then removed), and the rollout goes on from what it reads back; a call that finds one continues
     at the next position, so a rollout cut inside position P plays only P and the positions after it, and ends
     as an uninterrupted one (each position's attempts are seeded by the position)."""
-    from sparring.agents.solver import Solver, by_task
+    from sparring.solver import Solver, by_task
 
     kind, style = library.kind, config.prompt
     made: list[list[Skill]] = [[] for _ in chains]  # skills each chain made so far
@@ -623,13 +623,13 @@ class SkillRewardFunction:
     __name__ = "skill_bonus"
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any], library: SkillLibrary, bonus: float):
-        from sparring.trainers.grpo import EnvGrader
+        from sparring.envs.grading import EnvGrader
 
         self.grader, self.library, self.bonus = EnvGrader(env_id, env_kwargs), library, bonus
 
     def __call__(self, prompts: list[Any] | None = None, completions: list[Any] | None = None,
                  task: list[Any] | None = None, skills: list[Any] | None = None, **kwargs: Any) -> list[float]:
-        from sparring.trainers.grpo import completion_text
+        from sparring.envs.grading import completion_text
 
         if completions is None or task is None or skills is None:
             raise ValueError("the skill reward needs `completions` and the dataset columns `task` and `skills`, got "

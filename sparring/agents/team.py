@@ -31,7 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.policy import SamplingParams
+from sparring.policies.policy import SamplingParams
 from sparring.agents.proposer import (INSTRUCTION_FAMILIES, CurriculumProposer, InstructionProposer, PolicyProposer,
                                       Proposal, learnability, pass_rate_metrics, proposal_metrics, task_key)
 from sparring.agents.reflector import ReflectionMemory, Reflector
@@ -253,7 +253,7 @@ class AgentTeam:
 
     def bootstrap(self, tokenizer: Any) -> dict[str, float]:
         """Round 0 for the roles, once the solver's round-000 checkpoint is saved."""
-        from sparring.agents.solver import Solver, by_task
+        from sparring.solver import Solver, by_task
         from sparring.selfplay import draw_tasks
         from sparring.trainers.bootstrap import expert_demonstrations
 
@@ -402,7 +402,7 @@ class AgentTeam:
         (all the round's tasks in one call: the library grows position by position over every chain; with `folder`
         each position's end is saved there and a cut rollout continues after the last one saved). Without
         skills, `tasks` may be a part of the round's tasks, `first_task` the index of its first (sparring.stages)."""
-        from sparring.agents.solver import Solver
+        from sparring.solver import Solver
 
         cfg = self.config
         if self.library is not None:
@@ -435,7 +435,7 @@ class AgentTeam:
                       ) -> tuple[list[bool] | None, list[Trajectory], dict[str, float]]:
         """Verifiers, proposer statistics and reflection on the round's attempts (`k` per task, task order).
         Returns the flags of the verifier in use (None: the env's), extra training trajectories, metrics."""
-        from sparring.agents.solver import by_task
+        from sparring.solver import by_task
 
         cfg = self.config
         groups = by_task(trajectories, k)

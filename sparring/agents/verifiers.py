@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparring.agents.policy import Policy, SamplingParams
+from sparring.policies.policy import Policy, SamplingParams
 from sparring.envs.base import check_choice
 from sparring.trainers.sft import SFTSettings
 from sparring.trajectories import Trajectory
@@ -200,7 +200,7 @@ def judge_examples(trajectories: list[Trajectory], tokenizer: Any, style: str = 
                    balance: bool = True) -> list[dict[str, str]]:
     """Supervised pairs for a judge: each attempt -> "yes" or "no" as the env judged it. With `balance`, the
     rarer verdict is repeated so both answers weigh the same."""
-    from sparring.agents.hf import render
+    from sparring.policies.hf import render
 
     rows = {True: [], False: []}
     for t in trajectories:

@@ -38,7 +38,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from sparring.trainers.grpo import EnvGrader, completion_text
+from sparring.envs.grading import EnvGrader, completion_text
 
 __all__ = ["dataset", "environment_factory", "reward_function", "SparringEnvironment"]
 

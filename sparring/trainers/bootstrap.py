@@ -15,7 +15,7 @@ from typing import Any
 
 import gymnasium
 
-import sparring  # noqa: F401
+import sparring.envs  # noqa: F401  (registers the environments)
 from sparring.errors import UnknownNameError
 from sparring.trainers.sft import SFTSettings
 from sparring.trajectories import Trajectory, Turn

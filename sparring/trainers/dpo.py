@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.hf import render
+from sparring.policies.hf import render
 from sparring.envs.base import check_choice
 from sparring.trainers.sft import _context_length, last_checkpoint, mean_logged_loss, quiet_hf, train_on_cpu
 from sparring.trajectories import Trajectory

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.policy import Policy, SamplingParams
-from sparring.agents.search import SearchConfig, TreeSearch
-from sparring.agents.solver import Solver, by_task
+from sparring.policies.policy import Policy, SamplingParams
+from sparring.search import SearchConfig, TreeSearch
+from sparring.solver import Solver, by_task
 from sparring.envs.base import check_choice
 from sparring.errors import SparringError
 from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
@@ -321,7 +321,7 @@ class ExpertIterationTrainer:
         the answer graded and stored is the prefix followed by the continuation. Single-turn envs only."""
         from dataclasses import replace
 
-        from sparring.agents.hf import render
+        from sparring.policies.hf import render
         from sparring.envs.base import SingleTurnEnv
 
         if not isinstance(env, SingleTurnEnv):

@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.hf import render
+from sparring.policies.hf import render
+from sparring.envs.grading import EnvGrader, completion_text
 from sparring.errors import SparringError, UnknownNameError
 from sparring.io import atomic_write_text
 from sparring.trainers.lora import merge_adapter, peft_config
@@ -123,42 +124,8 @@ class GRPOSettings:
 
 # ---- rewards ------------------------------------------------------------------------------------
 
-def completion_text(completion: Any) -> str:
-    """The text of a completion: a string as it is; a conversation's last message's content (text parts joined)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        content = completion[-1].get("content") or ""
-        if isinstance(content, list):  # typed content blocks
-            return "".join(part.get("text") or "" for part in content if isinstance(part, dict))
-        return content if isinstance(content, str) else str(content)
-    if isinstance(completion, list) and not completion:
-        return ""
-    raise TypeError(f"a completion must be a string or a list of message dicts, got {type(completion).__name__}")
-
-
 def _task_dict(task: Any) -> dict[str, Any]:
     return json.loads(task) if isinstance(task, (str, bytes)) else dict(task)
-
-
-class EnvGrader:
-    """Grades one action on a task as the env does: reset with the task, step once, read the verdict.
-
-    An action that does not end the episode (a multi-turn env) gets reward 0, as an unfinished episode does.
-    """
-
-    def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None):
-        from sparring.envs.catalog import make
-
-        self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
-        self.env = make(env_id, **self.env_kwargs)
-
-    def grade(self, task: dict[str, Any], action: str) -> dict[str, Any]:
-        self.env.reset(options={"task": task})
-        _, _, terminated, truncated, info = self.env.step(action)
-        if terminated or truncated:
-            return info["verdict"]
-        return {"reward": 0.0, "success": False, "feedback": "the episode did not end after one action", "details": {}}
 
 
 class EnvRewardFunction:
@@ -407,7 +374,7 @@ def colocated_vllm_on_cpu(model: Any) -> Iterator[None]:
     import numpy as np
     import torch
 
-    from sparring.agents import vllm_engine
+    from sparring.policies import vllm_engine
 
     if vllm_engine._IN_PROCESS_ENGINES:
         raise SparringError("a vllm policy's in-process engine is running in this process; colocated vLLM "
@@ -585,7 +552,7 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
     if not isinstance(tasks, list) or not tasks:
         raise ValueError(f"train_grpo needs a non-empty list of task dicts, got {tasks!r:.80}")
     if settings.use_vllm and importlib.util.find_spec("vllm") is None:
-        from sparring.agents.vllm_engine import INSTALL_HINT
+        from sparring.policies.vllm_engine import INSTALL_HINT
 
         raise ImportError(f"grpo.use_vllm=True needs vLLM: {INSTALL_HINT}; or set use_vllm=False to generate "
                           "with transformers")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.hf import render
+from sparring.policies.hf import render
 from sparring.trajectories import Trajectory
 
 SCHEDULERS = ("constant_with_warmup", "cosine", "linear")

@@ -6,7 +6,7 @@ import itertools
 import re
 from collections.abc import Callable, Sequence
 
-from sparring.agents.policy import Completion, Policy, Prompt, SamplingParams
+from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams
 from sparring.envs.countdown import CountdownTask, expert_solution
 
 

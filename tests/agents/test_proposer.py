@@ -122,7 +122,7 @@ def test_a_tiny_model_bootstrapped_on_generator_tasks_writes_valid_ones(tiny_che
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sparring.agents.hf import HFPolicy
+    from sparring.policies.hf import HFPolicy
     from sparring.trainers.sft import SFTSettings, supervised_finetune
 
     torch.set_num_threads(1)
@@ -172,7 +172,7 @@ def test_srdf_instructions_are_kept_when_the_navigator_follows_them():
     assert all(p.reason == "navigator" for p in vague)
     empty = speaker.write(ScriptedPolicy(lambda p: "   "), routes[:1], seed=0)
     assert empty[0].reason == "parse"
-    from sparring.agents.tiny import build_tokenizer
+    from sparring.policies.tiny import build_tokenizer
 
     rows = speaker.examples(routes[:2], build_tokenizer())
     assert rows[0]["completion"] == routes[0]["goal"]["compact"] and rows[0]["prompt"].startswith("describe ")

@@ -3,12 +3,12 @@
 import pytest
 
 import sparring  # noqa: F401
-from sparring.agents.policy import SamplingParams
+from sparring.policies.policy import SamplingParams
 from sparring.agents.proposer import task_key
 from sparring.agents.reflector import (Reflection, ReflectionMemory, Reflector, ReflectorConfig, reflection_prompt,
                                        reflection_text)
-from sparring.agents.solver import Solver, by_task
-from sparring.agents.tiny import build_tokenizer
+from sparring.solver import Solver, by_task
+from sparring.policies.tiny import build_tokenizer
 from agents_kit import ScriptedPolicy, compact_task, expert_answer
 
 KWARGS = {"instruction": "compact"}

@@ -7,11 +7,11 @@ import gymnasium
 import pytest
 
 import sparring  # noqa: F401
-from sparring.agents.policy import SamplingParams
+from sparring.policies.policy import SamplingParams
 from sparring.agents.skills import (ExpressionSkills, MacroSkills, Skill, SkillLibrary, SkillRewardFunction, SkillsConfig,
                                     chain_rollout, countdown_chain, countdown_features, expression_pattern, instantiate,
                                     make_chains)
-from sparring.agents.solver import Solver, by_task
+from sparring.solver import Solver, by_task
 from sparring.agents.skills import skill_kind_for as skill_kind_for_env
 from sparring.trajectories import Trajectory, Turn
 from sparring.envs.expr import parse

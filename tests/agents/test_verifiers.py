@@ -3,11 +3,11 @@
 import pytest
 
 import sparring  # noqa: F401
-from sparring.agents.solver import Solver, by_task
+from sparring.solver import Solver, by_task
 from sparring.agents.verifiers import (MajorityVoteVerifier, ModelJudgeVerifier, ProgrammaticVerifier, VerifierConfig,
                                        agreement, answer_key, judge_examples, judge_prompt, read_judgement,
                                        verifier_metrics)
-from sparring.agents.policy import SamplingParams
+from sparring.policies.policy import SamplingParams
 from agents_kit import ScriptedPolicy
 
 KWARGS = {"instruction": "compact"}
@@ -59,7 +59,7 @@ def test_a_model_judge_reads_the_task_and_the_attempt():
 
 
 def test_judge_examples_are_balanced_env_labels():
-    from sparring.agents.tiny import build_tokenizer
+    from sparring.policies.tiny import build_tokenizer
 
     g = group(["<answer>8*3-2</answer>", "<answer>8+3+2</answer>", "<answer>8-3-2</answer>", "<answer>8*2</answer>"])
     rows = judge_examples(g, build_tokenizer())

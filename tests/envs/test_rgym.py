@@ -213,9 +213,9 @@ def test_vector_envs(mode):
 
 
 def test_the_solver_plays_it_unchanged(tiny_checkpoint):
-    from sparring.agents.hf import HFPolicy
-    from sparring.agents.policy import SamplingParams
-    from sparring.agents.solver import Solver
+    from sparring.policies.hf import HFPolicy
+    from sparring.policies.policy import SamplingParams
+    from sparring.solver import Solver
 
     env = gymnasium.make("ReasoningGym-v0", dataset="gcd").unwrapped
     tasks = [env.generate_task(i).to_dict() for i in range(2)]

@@ -138,9 +138,9 @@ def test_missing_extra_names_the_install_command(monkeypatch):
 
 
 def test_the_solver_plays_it_unchanged(cache, tiny_checkpoint):
-    from sparring.agents.hf import HFPolicy
-    from sparring.agents.policy import SamplingParams
-    from sparring.agents.solver import Solver
+    from sparring.policies.hf import HFPolicy
+    from sparring.policies.policy import SamplingParams
+    from sparring.solver import Solver
 
     task = make(cache, difficulty="easy").reset(seed=0)[1]["task"]
     solver = Solver(HFPolicy(tiny_checkpoint), "TextWorld-v0", {"cache_dir": str(cache), "max_invalid": 1},

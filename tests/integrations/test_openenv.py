@@ -14,7 +14,7 @@ import gymnasium
 import pytest
 
 import sparring  # noqa: F401
-from sparring.agents.vllm_server import free_port
+from sparring.policies.vllm_server import free_port
 
 openenv_core = pytest.importorskip("openenv.core", reason='OpenEnv is not installed (pip install "sparring[openenv]")')
 GenericEnvClient = openenv_core.GenericEnvClient

@@ -50,7 +50,7 @@ def test_verifiers_loads_the_taskset_and_env_by_id_and_the_tasks_are_the_splits_
 @pytest.fixture(scope="module")
 def vllm_url(request):
     pytest.importorskip("vllm", reason=NO_VLLM)  # before the taught model is made: a skip costs nothing
-    from sparring.agents.vllm_server import VLLMServer
+    from sparring.policies.vllm_server import VLLMServer
 
     # The taught model learnt its answers after <bos>. vLLM's chat endpoint tokenizes the chat template's text
     # without special tokens (sparring's openai backend asks for them; verifiers' harness does not), so this

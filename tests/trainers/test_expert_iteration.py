@@ -70,7 +70,7 @@ class ThreeNumberSolver:
     def generate(self, prompts, params):
         import random
 
-        from sparring.agents.policy import Completion
+        from sparring.policies.policy import Completion
         from sparring.envs.countdown import CountdownTask, expert_answer
         from sparring.errors import UnsolvableTaskError
 
@@ -136,7 +136,7 @@ def test_search_needs_an_env_that_splits_tasks():
 def test_tree_search_traces_pass_the_invalid_action_filter_the_samples_pass(monkeypatch):
     """With `max_invalid`, a verified trace of the tree search that made more invalid actions than that is not
     kept (TextNav: training on a lucky episode's invalid commands teaches them), as for the samples."""
-    import sparring.agents.search as search
+    import sparring.search as search
     from sparring.trainers.expert_iteration import ExpertIterationConfig, ExpertIterationTrainer
     from sparring.trajectories import Trajectory, Turn
 

@@ -12,7 +12,7 @@ import pytest
 from kit import teach
 
 import sparring  # noqa: F401
-from sparring.agents.hf import render
+from sparring.policies.hf import render
 from sparring.envs.countdown import PRESETS, generate_tasks
 from sparring.errors import UnknownNameError
 from sparring.trainers import grpo
@@ -149,7 +149,7 @@ def test_loss_types_are_trls(tmp_path):
 # ---- the multi-turn bridge ----------------------------------------------------------------------
 
 def test_observation_bridge_follows_the_chat_template():
-    from sparring.agents.tiny import build_tokenizer
+    from sparring.policies.tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
     assert grpo.observation_bridge(tokenizer, "24:[24]") == "\n24:[24]\n"

@@ -7,7 +7,7 @@ import gymnasium
 import pytest
 
 import sparring  # noqa: F401
-from sparring.agents.policy import Completion
+from sparring.policies.policy import Completion
 from sparring.envs.countdown import CountdownTask, apply_move, check_move, expert_answer, render_steps, verify_steps
 from sparring.envs.countdown_expert import solve_steps
 from sparring.trainers.expert_iteration import GUIDANCE_MARK, ExpertIterationConfig, ExpertIterationTrainer
@@ -138,7 +138,7 @@ def test_guided_traces_are_graded_on_the_task_as_posed_and_stored_without_the_gu
     """The policy sees the guidance; the env grades its answer on the original task; the kept trajectory's prompt
     is the unguided observation, and so is every prompt supervised fine-tuning builds from it. An attacker's
     answer that quotes the guidance and claims success is graded like any other (wrong) and never kept."""
-    from sparring.agents.tiny import build_tokenizer
+    from sparring.policies.tiny import build_tokenizer
 
     tasks = tasks_of(6)
     trainer = ExpertIterationTrainer(ExpertIterationConfig(k=2, guided=kind, guided_samples=3), "Countdown-v0",
@@ -186,7 +186,7 @@ class PrefixContinuer:
     backend, name, spec = "scripted", "prefix-continuer", None
 
     def __init__(self):
-        from sparring.agents.tiny import build_tokenizer
+        from sparring.policies.tiny import build_tokenizer
 
         self.tokenizer, self.prompts = build_tokenizer(), []
 
@@ -234,8 +234,8 @@ def test_prefix_traces_are_the_prefix_and_the_continuation():
 def test_prefix_through_a_real_model_continues_the_rendered_prompt(tmp_path):
     """The tiny model (random weights) through the hf backend: every attempt's answer is the prefix and what the
     model wrote after it, stored with the unguided observation, and graded as that whole answer."""
-    from sparring.agents.policy import make_policy
-    from sparring.agents.tiny import TinyModelConfig
+    from sparring.policies.policy import make_policy
+    from sparring.policies.tiny import TinyModelConfig
 
     policy = make_policy("tiny", path=tmp_path / "tiny", config=TinyModelConfig(32, 1, 1, 64))
     tasks = tasks_of(3)

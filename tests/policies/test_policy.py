@@ -1,8 +1,8 @@
 import pytest
 
-from sparring.agents.hf import HFPolicy
-from sparring.agents.policy import SamplingParams, make_policy, truncate_at_stop
-from sparring.agents.tiny import CHARACTERS, build_tokenizer
+from sparring.policies.hf import HFPolicy
+from sparring.policies.policy import SamplingParams, make_policy, truncate_at_stop
+from sparring.policies.tiny import CHARACTERS, build_tokenizer
 from sparring.errors import SparringError, UnknownNameError
 
 

@@ -7,9 +7,9 @@ import pytest
 
 import sparring  # noqa: F401
 from kit import random_moves_policy as RandomMoves
-from sparring.agents.policy import Completion, Policy, SamplingParams
-from sparring.agents.search import SearchConfig, TreeSearch
-from sparring.agents.solver import Solver
+from sparring.policies.policy import Completion, Policy, SamplingParams
+from sparring.search import SearchConfig, TreeSearch
+from sparring.solver import Solver
 
 
 @pytest.fixture(scope="module")

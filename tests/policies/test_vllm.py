@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sparring.agents.policy import SamplingParams, make_policy
+from sparring.policies.policy import SamplingParams, make_policy
 from sparring.errors import SparringError
 
 from kit import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the server tests)

@@ -23,8 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sparring.agents.hf import check_checkpoint
-from sparring.agents.vllm_engine import INSTALL_HINT
+from sparring.policies.hf import check_checkpoint
+from sparring.policies.vllm_engine import INSTALL_HINT
 from sparring.errors import SparringError
 
 

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sparring.agents.openai_server import OpenAIPolicy
-from sparring.agents.vllm_server import VLLMServer, free_port
-from sparring.agents.policy import SamplingParams, make_policy
+from sparring.policies.openai_server import OpenAIPolicy
+from sparring.policies.vllm_server import VLLMServer, free_port
+from sparring.policies.policy import SamplingParams, make_policy
 from sparring.errors import SparringError
 
 from kit import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the engine tests)

@@ -19,8 +19,8 @@ import json
 
 import gymnasium
 
-import sparring  # noqa: F401  (registers the environments)
-from sparring.agents.policy import Policy, SamplingParams
+import sparring.envs  # noqa: F401  (registers the environments)
+from sparring.policies.policy import Policy, SamplingParams
 from sparring.trajectories import Trajectory, Turn
 
 

@@ -85,7 +85,7 @@ def save_tiny_model(path: str | Path, config: TinyModelConfig = TinyModelConfig(
 
 def make_tiny_policy(path: str | Path, config: dict[str, Any] | TinyModelConfig | None = None, **hf_kwargs: Any):
     """The `tiny` backend: the checkpoint at `path`, created there (random init) if it does not exist yet."""
-    from sparring.agents.hf import HFPolicy
+    from sparring.policies.hf import HFPolicy
 
     if not (Path(path) / "config.json").exists():
         config = config if isinstance(config, TinyModelConfig) else TinyModelConfig(**(config or {}))

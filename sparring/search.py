@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sparring.agents.policy import Completion, Policy, SamplingParams
-from sparring.agents.solver import acquire_envs, release_envs, turn_seed
+from sparring.policies.policy import Completion, Policy, SamplingParams
+from sparring.solver import acquire_envs, release_envs, turn_seed
 from sparring.trajectories import Trajectory, Turn
 
 

@@ -1,8 +1,8 @@
 import pytest
 
-from sparring.agents.hf import HFPolicy
-from sparring.agents.policy import SamplingParams
-from sparring.agents.solver import Solver, by_task
+from sparring.policies.hf import HFPolicy
+from sparring.policies.policy import SamplingParams
+from sparring.solver import Solver, by_task
 from sparring.envs.countdown import PRESETS, generate_tasks
 from sparring.errors import UnknownNameError
 from sparring.trajectories import load_trajectories, save_trajectories

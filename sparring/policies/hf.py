@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.policy import Completion, Policy, Prompt, SamplingParams, truncate_at_stop
+from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams, truncate_at_stop
 from sparring.errors import SparringError
 
 

@@ -93,10 +93,10 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 
 
 BACKENDS = {
-    "tiny": ("sparring.agents.tiny", "make_tiny_policy"),
-    "hf": ("sparring.agents.hf", "HFPolicy"),
-    "vllm": ("sparring.agents.vllm_engine", "VLLMPolicy"),
-    "openai": ("sparring.agents.openai_server", "OpenAIPolicy"),
+    "tiny": ("sparring.policies.tiny", "make_tiny_policy"),
+    "hf": ("sparring.policies.hf", "HFPolicy"),
+    "vllm": ("sparring.policies.vllm_engine", "VLLMPolicy"),
+    "openai": ("sparring.policies.openai_server", "OpenAIPolicy"),
 }
 
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sparring.agents.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
+from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
 from sparring.errors import SparringError
 
 

@@ -38,8 +38,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sparring.agents.hf import check_checkpoint, render
-from sparring.agents.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
+from sparring.policies.hf import check_checkpoint, render
+from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
 from sparring.errors import SparringError
 
 _IN_PROCESS_ENGINES: weakref.WeakSet = weakref.WeakSet()  # the live in-process engine (at most one: vLLM's

@@ -132,7 +132,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Success and pass@k of a policy on an env split, with 95% intervals."""
     from sparring.policies.policy import make_policy
     from sparring.evaluation import evaluate
-    from sparring.selfplay import draw_tasks
+    from sparring.envs.catalog import draw_tasks
 
     from sparring.envs.catalog import env_class
 

@@ -51,8 +51,9 @@ from typing import Any
 from sparring.sandboxes import seccomp
 from sparring.sandboxes.base import (RESERVED_NAMES, Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError,
                                      decode)
-from sparring.sandboxes.local import (FORK_SERVER, OPEN_FILES, WARM_MODULES, cpu_seconds, parse_report, sandbox_python,
-                                      warm_status, work_frames)
+from sparring.sandboxes.local import OPEN_FILES
+from sparring.sandboxes.tiers import sandbox_python
+from sparring.sandboxes.warm import FORK_SERVER, WARM_MODULES, cpu_seconds, parse_report, warm_status, work_frames
 
 IMAGE = "sparring-sandbox:latest"
 IMAGE_VERSION = "2"  # 2: holds libseccomp, which the warm path's fork server loads

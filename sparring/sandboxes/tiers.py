@@ -13,7 +13,9 @@ Tiers, strongest first (the strongest that works is picked at start and recorded
 - "rlimits": limits only, no namespaces. Insecure (network, host files, sibling processes are all
   reachable); it must be asked for by name and warns.
 
-Each is probed once per process by running a program (as an unprivileged uid when root).
+"bwrap" and "unshare" are each probed once per process by running a program (as an unprivileged uid when
+root). Here too: the setup script that `unshare` runs (UNSHARE_SETUP), and the launcher's own exit status
+and message (LAUNCHER_FAILED, LAUNCHER_MESSAGE) that tell its failure from the program's.
 """
 
 from __future__ import annotations

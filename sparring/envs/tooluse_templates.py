@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparring.envs.tooluse_world import DAY_END, DAY_START, TOOL_NAMES, free_slots
+from sparring.envs.tooluse_checks import DAY_END, DAY_START, free_slots
+from sparring.envs.tooluse_world import TOOL_NAMES
 
 FIRST_NAMES = ("Ada", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea", "Max", "Nia",
                "Oto", "Pia", "Quin", "Rae", "Sam", "Tess", "Uma", "Vik", "Wes", "Xia", "Yan", "Zoe", "Abe", "Bea",

@@ -13,7 +13,9 @@ from sparring.envs.tooluse import (PRESETS, SPLITS, ToolUseConfig, format_call, 
 from sparring.envs.tooluse_tasks import (answers_match, normalise_answer, replay, run_model_verifications,
                                          validate_task)
 from sparring.envs.tooluse_templates import HELD_OUT, TEMPLATES, TRAINING, instantiate
-from sparring.envs.tooluse_world import (TOOL_NAMES, ToolError, ToolWorld, normalise_path, state_hash, tool_schemas)
+from sparring.envs.tooluse_checks import ToolError, normalise_path
+from sparring.envs.tooluse_state import state_hash
+from sparring.envs.tooluse_world import TOOL_NAMES, ToolWorld, tool_schemas
 from sparring.errors import UnknownNameError, UnsolvableTaskError
 from kit import local_sandbox_or_skip
 

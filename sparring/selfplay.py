@@ -144,7 +144,7 @@ class SelfPlay:
                    if (problem := checkpoint_problem(p))]
             if stage == "tasks" and not (self.ctx.run.round_dir(n) / "tasks.jsonl").exists():
                 bad.append(f"rounds/{n:03d}/tasks.jsonl is missing")
-            if stage == "sampling" and self.config.algorithm == "expert_iteration" and not any(
+            if stage == "sampling" and self.trainer(n).k and not any(
                     (self.ctx.run.round_dir(n) / "trajectories").glob("*.parquet")):
                 bad.append(f"rounds/{n:03d}/trajectories holds no episodes")
             if self.team and (problem := self.team.stage_problem(n, stage)):

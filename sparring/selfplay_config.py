@@ -23,14 +23,13 @@ from sparring.errors import SparringError
 from sparring.executors import ExecutorConfig
 from sparring.policies.tiny import TinyModelConfig
 from sparring.tracking import LoggingConfig
-from sparring.trainers.base import TRAINERS
+from sparring.trainers.base import trainer_class
 from sparring.trainers.bootstrap import BootstrapConfig
 from sparring.trainers.dpo import DPOSettings
 from sparring.trainers.expert_iteration import ExpertIterationConfig
 from sparring.trainers.grpo import GRPOSettings
 from sparring.trainers.lora import LoRASettings
 
-ALGORITHMS = tuple(TRAINERS)  # the registered trainers (sparring.trainers.base)
 
 
 @dataclass
@@ -130,7 +129,7 @@ class SelfPlayConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)  # experiment trackers (TensorBoard, Trackio, W&B)
 
     def __post_init__(self) -> None:
-        check_choice("algorithm", self.algorithm, ALGORITHMS)
+        trainer_class(self.algorithm)  # a registered name, or module:Class
         if self.executor.kind == "ray" and self.policy.generation == "vllm":
             raise ValueError("executor.kind=ray with policy.generation=vllm would start one vLLM engine per Ray "
                              "worker; set policy.generation=openai: the loop then starts one vLLM server per "

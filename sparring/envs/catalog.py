@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any
 
 import gymnasium
 from gymnasium.envs.registration import load_env_creator
 
 import sparring.envs  # noqa: F401  (registers the environments)
-from sparring.errors import UnknownNameError
+from sparring.envs.base import TextEnv
+from sparring.errors import SparringError, UnknownNameError
 
 
 def env_ids() -> list[str]:
@@ -19,10 +21,22 @@ def env_ids() -> list[str]:
 
 
 def env_class(env_id: str) -> type:
-    """The class behind a sparring env id; a mistyped id gets the accepted ids and the closest one."""
-    if env_id not in env_ids():
-        raise UnknownNameError("sparring env id", env_id, env_ids())
-    return load_env_creator(gymnasium.spec(env_id).entry_point)
+    """The class behind a sparring env id, or behind your own text env (a `sparring.envs.base.TextEnv`) as
+    Gymnasium names it: `module:Env-v0` imports `module` first, which registers it. A mistyped id gets the
+    accepted ids and the closest one."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise SparringError(f"env id {env_id!r}: cannot import {module!r} ({error}); a `module:Env-v0` id needs "
+                                "the module on the Python path (PYTHONPATH), where it registers Env-v0") from None
+    if name in gymnasium.registry and (module or name in env_ids()):
+        cls = load_env_creator(gymnasium.spec(name).entry_point)
+        if isinstance(cls, type) and issubclass(cls, TextEnv):
+            return cls
+    raise UnknownNameError("sparring env id", env_id, env_ids(),
+                           "(your own env: `module:Env-v0`, a sparring.envs.base.TextEnv its module registers)")
 
 
 def make(env_id: str, **kwargs: Any) -> gymnasium.Env:

@@ -11,7 +11,7 @@ traces after the samples, and trains the round's model. The loop calls every tra
     model, metrics = trainer.train(model, tokenizer, tasks, previous, state, lora)
 
 A new trainer is one file with a `RoundTrainer` subclass and one line in `TRAINERS` (module:class, imported
-on first use, as Gymnasium's entry points are).
+on first use, as Gymnasium's entry points are); one outside the package needs no line: `algorithm: module:Class`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.context import RunContext
-from sparring.errors import UnknownNameError
+from sparring.errors import SparringError, UnknownNameError
 from sparring.policies.policy import Policy, SamplingParams
 from sparring.trajectories import Trajectory
 
@@ -70,11 +70,18 @@ class RoundTrainer(ABC):
 
 
 def trainer_class(name: str) -> type[RoundTrainer]:
-    """The trainer registered as `name` (a clear error naming the registered ones otherwise)."""
-    if name not in TRAINERS:
-        raise UnknownNameError("algorithm", name, list(TRAINERS))
-    module, _, attribute = TRAINERS[name].partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    """The trainer registered as `name`, or your own as `module:Class` (a `RoundTrainer` subclass in a module on
+    the Python path); a clear error naming the registered ones otherwise."""
+    if name not in TRAINERS and ":" not in name:
+        raise UnknownNameError("algorithm", name, list(TRAINERS), "(your own trainer: `module:Class`)")
+    module, _, attribute = TRAINERS.get(name, name).partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise SparringError(f"algorithm {name!r}: cannot load {attribute!r} from {module!r} ({error})") from None
+    if not (isinstance(found, type) and issubclass(found, RoundTrainer)):
+        raise SparringError(f"algorithm {name!r}: {found!r} is not a RoundTrainer (sparring.trainers.base)")
+    return found
 
 
 def make_trainer(name: str, ctx: RunContext, r: int) -> RoundTrainer:

@@ -13,9 +13,10 @@ within the knobs (the env's `task_problems`), passes the family's own filter (th
 ToolUse's Code-as-Task checks in the sandbox), is not a held-out or earlier task, and the env's expert solves
 it (its actions, replayed in the env, verify). That is the family-generic certificate.
 
-- `InstructionProposer` (SRDF, for families whose env sets `proposer_writes_instructions`: TextNav): the generator samples a house
-  and a route; the proposer writes the instruction for that route; the task with its instruction replaced
-  is kept when a navigator (the solver) follows it closely (the verdict's nDTW at or above a threshold).
+- `InstructionProposer` (SRDF, for families whose env sets `proposer_writes_instructions`: TextNav): the
+  generator samples a house and a route; the proposer writes the instruction for that route; the task with
+  its instruction replaced is kept when a navigator (the solver) follows it closely (the verdict's nDTW at or
+  above a threshold).
 
 Learnability is Absolute Zero's: with p the share of the solver's k samples that solve a task,
 `1 - p` when 0 < p < 1, else 0 (a task always or never solved teaches nothing).

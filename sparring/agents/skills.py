@@ -18,10 +18,10 @@ BM25L, offline) weighted by a success-rate prior, counts how often each was show
 successfully, prunes those that keep failing, and saves and loads itself as JSON lines.
 
 SAGE's sequential rollout (`chain_rollout`): the round's tasks come as chains of similar tasks (the env's
-`similar_task_chains` hook); the chains are played position by position, a verified success adds its skill to the library, and later
-tasks of the same chain are shown the skills made earlier in it first. Its skill-integrated reward gives
-a bonus to a verified attempt that used such a skill and to the attempt that made it; expert iteration
-repeats those attempts once more, GRPO adds `SkillRewardFunction` to the env's reward. Given a folder, the
+`similar_task_chains` hook); the chains are played position by position, a verified success adds its skill
+to the library, and later tasks of the same chain are shown the skills made earlier in it first. Its
+skill-integrated reward gives a bonus to a verified attempt that used such a skill and to the attempt that
+made it; expert iteration repeats those attempts once more, GRPO adds `SkillRewardFunction` to the env's reward. Given a folder, the
 rollout saves the end of each position there (`save_position`) and a cut one continues after the last saved.
 """
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sparring.sandboxes import SandboxError, make_sandbox
-from sparring.sandboxes.local import available_tiers, sandbox_python
+from sparring.sandboxes.tiers import available_tiers, sandbox_python
 
 PROGRAM = "print(sum(range(1000)))"
 

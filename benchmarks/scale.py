@@ -48,7 +48,7 @@ def main() -> None:
     from sparring.policies.policy import SamplingParams
     from sparring.solver import Solver
     from sparring.executors import connect_ray, make_executor
-    from sparring.selfplay import draw_tasks
+    from sparring.envs.catalog import draw_tasks
 
     path = args.checkpoint
     if path is None:

@@ -21,7 +21,7 @@ import yaml
 from sparring.policies.policy import SamplingParams, make_policy
 from sparring.search import SearchConfig, TreeSearch
 from sparring.solver import Solver, by_task
-from sparring.selfplay import draw_tasks
+from sparring.envs.catalog import draw_tasks
 
 
 def episode_tokens(trajectory) -> int:

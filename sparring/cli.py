@@ -132,7 +132,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Success and pass@k of a policy on an env split, with 95% intervals."""
     from sparring.policies.policy import make_policy
     from sparring.evaluation import evaluate
-    from sparring.selfplay import draw_tasks
+    from sparring.envs.catalog import draw_tasks
 
     from sparring.envs.catalog import env_class
 
@@ -200,7 +200,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """`sandbox info`: which sandbox backends work here and what confines them; `sandbox build-image`."""
     if args.action == "build-image":
-        from sparring.sandboxes.docker import build_image
+        from sparring.sandboxes.docker_image import build_image
 
         print(f"built {build_image(args.tag)}")
         return 0

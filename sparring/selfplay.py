@@ -60,8 +60,10 @@ from sparring.policies.tiny import TinyModelConfig
 from sparring.agents.verifiers import VerifierConfig
 from sparring.config import dump_yaml, load_config
 from sparring.envs.base import check_choice
+from sparring.envs.catalog import draw_tasks
 from sparring.errors import SparringError
 from sparring.executors import ExecutorConfig, make_executor
+from sparring.seeds import Seeds, Stream
 from sparring.io import append_jsonl, atomic_dir, atomic_write_text, read_jsonl
 from sparring.stages import PART_TASKS, RoundRecords
 from sparring.tracking import LoggingConfig, Tracker
@@ -72,7 +74,6 @@ from sparring.trainers.grpo import GRPOSettings
 from sparring.trainers.lora import LoRASettings
 
 ALGORITHMS = ("expert_iteration", "grpo", "dpo")
-TASKS_PER_STREAM = 10**9  # round r draws training items from [r * 10**9, ...): no two rounds share a task
 
 
 @dataclass
@@ -237,12 +238,6 @@ class RunDir:
         return self.root / "checkpoints" / name
 
 
-def draw_tasks(env_id: str, env_kwargs: dict[str, Any], split: str, seed: int, start: int, n: int) -> list[dict[str, Any]]:
-    """Items `start .. start+n-1` of `split`, through the env family's own generator."""
-    env = gymnasium.make(env_id, split=split, **env_kwargs).unwrapped
-    return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
-
-
 def save_checkpoint(model: Any, tokenizer: Any, path: Path, adapter: Path | None = None) -> None:
     """Save into a temporary sibling, then rename: a kill or a full disk leaves the previous checkpoint as it was.
     `adapter`: a LoRA adapter's folder, copied in as `adapter/`."""
@@ -292,7 +287,7 @@ class SelfPlay:
     def __init__(self, config: SelfPlayConfig, run_dir: str | Path, *, console: Any = None):
         from rich.console import Console
 
-        self.config, self.run = config, RunDir(run_dir)
+        self.config, self.run, self.seeds = config, RunDir(run_dir), Seeds(config.seed)
         self.console = console or Console()
         self.bars = Bars(self.console)
         self.executor = None  # run_rounds opens config.executor; None plays episodes here
@@ -306,10 +301,10 @@ class SelfPlay:
         for split in [cfg.env.eval_split, *cfg.env.extra_eval_splits]:
             main = split == cfg.env.eval_split
             self.eval_sets["" if main else split] = (
-                self.env_kwargs, draw_tasks(self.env_id, self.env_kwargs, split, cfg.seed, 0, cfg.env.eval_tasks), main)
+                self.env_kwargs, draw_tasks(self.env_id, self.env_kwargs, split, *self.seeds.eval_tasks(), cfg.env.eval_tasks), main)
         for name, overrides in cfg.env.eval_sets.items():
             kwargs = {**self.env_kwargs, **overrides}
-            self.eval_sets[name] = (kwargs, draw_tasks(self.env_id, kwargs, cfg.env.eval_split, cfg.seed, 0,
+            self.eval_sets[name] = (kwargs, draw_tasks(self.env_id, kwargs, cfg.env.eval_split, *self.seeds.eval_tasks(),
                                                        cfg.env.eval_tasks), False)
         from sparring.agents.team import AgentTeam
 
@@ -376,7 +371,7 @@ class SelfPlay:
                                     "tasks came from the agents and cannot be drawn again. Restore it, or delete the "
                                     f"lines of round {r} and later from metrics.jsonl and their rounds/NNN/stages "
                                     "folders to redo those rounds")
-            drawn = draw_tasks(self.env_id, self.round_kwargs(r), "train", self.config.seed, r * TASKS_PER_STREAM,
+            drawn = draw_tasks(self.env_id, self.round_kwargs(r), "train", *self.seeds.train_tasks(r),
                                self.config.tasks_per_round)
             atomic_write_text(tasks, "".join(json.dumps({"task": t, "source": "generator"}) + "\n" for t in drawn))
             self.console.print(f"[bold yellow]repaired:[/bold yellow] {tasks.relative_to(self.run.root)} was missing; "
@@ -402,7 +397,7 @@ class SelfPlay:
         import numpy as np
         import torch
 
-        seed = self.config.seed * 10_000 + r
+        seed = self.seeds.rngs(r)
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
@@ -448,7 +443,7 @@ class SelfPlay:
         if not (path / "config.json").exists():
             from sparring.policies.tiny import save_tiny_model
 
-            save_tiny_model(path, TinyModelConfig(**{**cfg.tiny.__dict__, "seed": self.config.seed}))
+            save_tiny_model(path, TinyModelConfig(**{**cfg.tiny.__dict__, "seed": self.seeds.bootstrap()}))
         return path
 
     def evaluate(self, policy: Any, prefix: str = "eval") -> dict[str, float]:
@@ -459,7 +454,7 @@ class SelfPlay:
             k = cfg.eval.k if main else 1
             result = evaluate(policy, self.env_id, kwargs, tasks, k=k, executor=self.executor,
                               temperature=cfg.eval.temperature, max_tokens=cfg.policy.max_tokens,
-                              max_turns=cfg.env.max_turns, seed=cfg.seed,
+                              max_turns=cfg.env.max_turns, seed=self.seeds.evaluation(),
                               prompt=self.team.eval_prompt(tasks) if self.team else None,
                               on_turn=self.bars.episodes(f"{prefix} on {name or cfg.env.eval_split}",
                                                          len(tasks) * (1 + (k > 1) * k)))
@@ -478,11 +473,11 @@ class SelfPlay:
         curriculum = self.config.env.curriculum
         return {**self.env_kwargs, **curriculum[min(r, len(curriculum)) - 1]} if curriculum and r > 0 else self.env_kwargs
 
-    def expert_examples(self, tokenizer: Any, start: int, n: int) -> list[dict[str, str]]:
+    def expert_examples(self, tokenizer: Any, stream: Stream, n: int) -> list[dict[str, str]]:
         from sparring.trainers.bootstrap import expert_demonstrations
         from sparring.trainers.sft import sft_examples
 
-        tasks = draw_tasks(self.env_id, self.expert_kwargs, "train", self.config.seed, start, n)
+        tasks = draw_tasks(self.env_id, self.expert_kwargs, "train", *stream, n)
         demos = expert_demonstrations(self.env_id, self.expert_kwargs, tasks, self.config.bootstrap.demonstrations)
         if self.team:  # with skills: demonstrations show the skills retrieved for their tasks
             demos = self.team.decorate_demonstrations(demos)
@@ -500,9 +495,9 @@ class SelfPlay:
         model, tokenizer = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
         if not boot.enabled:
             return model, tokenizer, {}
-        examples = self.expert_examples(tokenizer, 0, min(boot.sft.steps * boot.sft.batch_size, 200_000))
-        dev = draw_tasks(self.env_id, self.expert_kwargs, "train", cfg.seed + 1, TASKS_PER_STREAM - boot.dev_tasks,
-                         boot.dev_tasks)
+        n = min(boot.sft.steps * boot.sft.batch_size, 200_000)
+        examples = self.expert_examples(tokenizer, self.seeds.train_tasks(0), n)
+        dev = draw_tasks(self.env_id, self.expert_kwargs, "train", *self.seeds.dev_tasks(boot.dev_tasks), boot.dev_tasks)
         curve: list[tuple[int, float]] = []
         loop, output_dir = self, self.trainer_dir(0, "bootstrap")
         saved_curve = output_dir / "curve.json"  # the development curve so far, for a resumed bootstrap
@@ -527,7 +522,7 @@ class SelfPlay:
                 if len(curve) > boot.patience and max(s for _, s in curve[-boot.patience:]) < best_before + boot.min_delta:
                     control.should_training_stop = True
 
-        metrics = supervised_finetune(model, tokenizer, examples, boot.sft, output_dir, seed=cfg.seed,
+        metrics = supervised_finetune(model, tokenizer, examples, boot.sft, output_dir, seed=self.seeds.bootstrap(),
                                       callbacks=[Plateau(), self.bars.steps("bootstrap: training on expert demonstrations",
                                                                             boot.sft.steps)])
         return model, tokenizer, {**metrics, "bootstrap/curve": curve, "bootstrap/examples": len(examples)}
@@ -542,9 +537,9 @@ class SelfPlay:
         previous = self.run.checkpoint(f"control-{r - 1:03d}" if r > 1 else "round-000")
         model = AutoModelForCausalLM.from_pretrained(previous)
         n = steps_settings.steps * steps_settings.batch_size
-        examples = self.expert_examples(tokenizer, r * TASKS_PER_STREAM + TASKS_PER_STREAM // 2, n)
+        examples = self.expert_examples(tokenizer, self.seeds.control_tasks(r), n)
         supervised_finetune(model, tokenizer, examples, steps_settings, self.trainer_dir(r, "control"),
-                            seed=self.config.seed + r, callbacks=[self.bars.steps("control: expert demonstrations",
+                            seed=self.seeds.control(r), callbacks=[self.bars.steps("control: expert demonstrations",
                                                                                   steps_settings.steps)])
         checkpoint = self.run.checkpoint(f"control-{r:03d}")
         save_checkpoint(model, tokenizer, checkpoint)
@@ -630,7 +625,7 @@ class SelfPlay:
             team.resume(r, self.records(r).finished(), state)
 
         def draw() -> dict[str, Any]:
-            tasks = draw_tasks(self.env_id, round_kwargs, "train", cfg.seed, r * TASKS_PER_STREAM, cfg.tasks_per_round)
+            tasks = draw_tasks(self.env_id, round_kwargs, "train", *self.seeds.train_tasks(r), cfg.tasks_per_round)
             records, metrics, start = [{"task": t, "source": "generator"} for t in tasks], {}, time.perf_counter()
             if team:  # the proposer's tasks first, the generator's in chains of similar tasks with skills
                 tasks, records, metrics = team.round_tasks(r, tasks)
@@ -689,21 +684,21 @@ class SelfPlay:
                 metrics.update(collected)
             else:
                 trajectories = self.collect_parts(r, tasks, lambda part, a: trainer.collect(
-                    sampler, part, seed=cfg.seed * 1000 + r, on_turn=on_turn, first_task=a))
+                    sampler, part, seed=self.seeds.round(r), on_turn=on_turn, first_task=a))
             if ei.search:  # first moves tried, the policy finishing each smaller task
                 searched, search_attempts, search_metrics = trainer.search(
-                    sampler, tasks, seed=cfg.seed * 1000 + r,
+                    sampler, tasks, seed=self.seeds.round(r),
                     on_turn=self.bars.episodes("search: finishing after first moves", len(tasks) * ei.search),
                     parts=lambda smaller, play: self.collect_parts(r, smaller, play, "search-part"))
                 metrics.update(search_metrics)
             if ei.tree_search:  # tree search on the tasks no sample solved (ReST-MCTS*): verified traces train too
                 found, tree_attempts, tree_metrics = trainer.tree_search(sampler, tasks, trajectories,
-                                                                         seed=cfg.seed * 1000 + r)
+                                                                         seed=self.seeds.round(r))
                 searched, search_attempts = searched + found, search_attempts + tree_attempts
                 metrics.update(tree_metrics)
             if ei.guided != "none":  # guided traces on the tasks no sample solved; trained without the guidance
                 found, guided_attempts, guided_metrics = trainer.guided(
-                    sampler, tasks, trajectories, seed=cfg.seed * 1000 + r,
+                    sampler, tasks, trajectories, seed=self.seeds.round(r),
                     on_turn=self.bars.episodes(f"guided ({ei.guided})", len(tasks) * ei.guided_samples))
                 searched, search_attempts = searched + found, search_attempts + guided_attempts
                 metrics.update(guided_metrics)
@@ -775,12 +770,12 @@ class SelfPlay:
             if ei.replay:  # the bootstrap's kind of demonstrations, fresh tasks each round
                 from sparring.trainers.bootstrap import expert_demonstrations
 
-                replayed = draw_tasks(self.env_id, self.expert_kwargs, "train", cfg.seed,
-                                      r * TASKS_PER_STREAM + TASKS_PER_STREAM // 4, ei.replay)
+                replayed = draw_tasks(self.env_id, self.expert_kwargs, "train", *self.seeds.replay_tasks(r),
+                                      ei.replay)
                 extra += expert_demonstrations(self.env_id, self.expert_kwargs, replayed, cfg.bootstrap.demonstrations)
             model, metrics = self.ei_trainer(r).fit(
                 model, tokenizer, self.run.checkpoint("round-000"), trajectories, self.trainer_dir(r, "training"),
-                seed=cfg.seed * 1000 + r, verified=state.get("verified"), extra=extra + state.get("extra", []),
+                seed=self.seeds.round(r), verified=state.get("verified"), extra=extra + state.get("extra", []),
                 callbacks=[self.bars.steps("training on verified samples", ei.sft.steps)], **lora)
         else:
             from sparring.trainers.grpo import train_grpo
@@ -788,7 +783,7 @@ class SelfPlay:
             prompt_hook, rewards = team.grpo_hooks(tasks) if team else (None, [])
             model.name_or_path = str(previous)  # TRL's colocated vLLM loads the weights from this folder
             metrics = train_grpo(model, tokenizer, self.env_id, self.round_kwargs(r), tasks, cfg.grpo,
-                                 self.trainer_dir(r, "training"), seed=cfg.seed * 1000 + r,
+                                 self.trainer_dir(r, "training"), seed=self.seeds.round(r),
                                  callbacks=[self.bars.steps("GRPO", cfg.grpo.steps)],
                                  prompt_hook=prompt_hook, extra_rewards=rewards, **lora)
         save_checkpoint(model, tokenizer, self.run.checkpoint(f"round-{r:03d}"), adapter)
@@ -822,7 +817,7 @@ class SelfPlay:
         if pairs:
             reference = AutoModelForCausalLM.from_pretrained(previous)
             metrics.update(train_dpo(model, tokenizer, reference, pairs, cfg.dpo, self.trainer_dir(r, "training"),
-                                     seed=cfg.seed * 1000 + r, callbacks=[self.bars.steps("DPO", cfg.dpo.steps)],
+                                     seed=self.seeds.round(r), callbacks=[self.bars.steps("DPO", cfg.dpo.steps)],
                                      **lora))
         metrics["ei/pass@1"] = sum(t.success for t in trajectories) / max(1, len(trajectories))
         return metrics

@@ -53,7 +53,7 @@ def docker_image_or_skip() -> str:
 
     pytest.importorskip("docker", reason='the Docker SDK is not installed (pip install "sparring[docker]")')
     from sparring.sandboxes import SandboxError
-    from sparring.sandboxes.docker import IMAGE, IMAGE_VERSION, VERSION_LABEL, build_image, start_engine
+    from sparring.sandboxes.docker_image import IMAGE, IMAGE_VERSION, VERSION_LABEL, build_image, start_engine
 
     try:
         client = start_engine()

@@ -45,7 +45,7 @@ def test_eval_prints_success_and_pass_at_k_with_intervals(tmp_path, monkeypatch,
     import sparring.policies.policy as policy_module
     from kit import countdown_share_policy
 
-    from sparring.selfplay import draw_tasks
+    from sparring.envs.catalog import draw_tasks
 
     tasks = draw_tasks("Countdown-v0", {"instruction": "compact", "difficulty": "easy"}, "test-seen", 0, 0, 20)
     keys = [(tuple(t["numbers"]), t["target"]) for t in tasks]
@@ -297,7 +297,7 @@ def test_eval_search_prints_the_search_success_and_its_cost(tmp_path, monkeypatc
 
     from sparring.search import SearchConfig
     from sparring.evaluation import evaluate, evaluate_search
-    from sparring.selfplay import draw_tasks
+    from sparring.envs.catalog import draw_tasks
 
     monkeypatch.setattr(policy_module, "make_policy", lambda backend, **kwargs: random_moves_policy())
     settings = "{width: 6, beam: 4, rollouts: 2, node_budget: 40}"

@@ -39,7 +39,7 @@ def test_evaluate_reports_the_share_a_scripted_policy_solves():
     """Greedy: 3 of 8 tasks solved; sampling k=4: 4 of 4 on 2 tasks, 1 of 4 on 3 more, none on the rest."""
     from kit import countdown_share_policy
 
-    from sparring.selfplay import draw_tasks
+    from sparring.envs.catalog import draw_tasks
 
     tasks = draw_tasks("Countdown-v0", {"instruction": "compact"}, "test-seen", 0, 0, 8)
     keys = [(tuple(t["numbers"]), t["target"]) for t in tasks]

@@ -13,7 +13,8 @@ from sparring.policies.policy import SamplingParams
 from sparring.solver import Solver
 from sparring.errors import SparringError, UnknownNameError
 from sparring.executors import ExecutorConfig, account, make_executor, plan_shards
-from sparring.selfplay import SelfPlay, draw_tasks, load_selfplay_config
+from sparring.envs.catalog import draw_tasks
+from sparring.selfplay import SelfPlay, load_selfplay_config
 from sparring.trajectories import Trajectory, load_trajectories
 
 KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}

@@ -396,7 +396,7 @@ def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
     import gymnasium
 
     from sparring.agents.proposer import Proposal, PolicyProposer, task_to_text
-    from sparring.selfplay import draw_tasks
+    from sparring.envs.catalog import draw_tasks
 
     config = SelfPlayConfig()
     real_propose = PolicyProposer.propose

@@ -46,14 +46,13 @@ ROLES = ("proposer", "reflector", "judge")
 # the roles' bootstrap (library pruned, memory made), the round's tasks and proposals, and sampling (the library
 # and memory as the solver and reflector left them, each role's training data, the verifier's flags)
 STATEFUL = ("bootstrap", "agents_bootstrap", "tasks", "sampling")
-BOOTSTRAP_STREAM = 3  # round 0 draws the roles' bootstrap tasks from the train split with generator seed + 3
 
 
 class AgentTeam:
     def __init__(self, loop: Any):
         from sparring.envs.catalog import make
 
-        self.loop, self.config = loop, loop.config
+        self.loop, self.config, self.seeds = loop, loop.config, loop.seeds
         cfg = self.config
         self.env_id, self.env_kwargs = loop.env_id, loop.env_kwargs
         self.env = make(self.env_id, **self.env_kwargs).unwrapped
@@ -101,7 +100,7 @@ class AgentTeam:
         metrics: dict[str, float] = {f"{role}/examples": len(examples)}
         if examples:
             out = supervised_finetune(model, tokenizer, examples, settings, self.loop.trainer_dir(r, role),
-                                      seed=self.config.seed * 1000 + r,
+                                      seed=self.seeds.round(r),
                                       callbacks=[self.loop.bars.steps(f"{role}: training", settings.steps)])
             metrics[f"{role}/loss"] = out["train/loss"]
         save_checkpoint(model, tokenizer, self.loop.run.checkpoint(f"{role}-{r:03d}"))
@@ -254,7 +253,7 @@ class AgentTeam:
     def bootstrap(self, tokenizer: Any) -> dict[str, float]:
         """Round 0 for the roles, once the solver's round-000 checkpoint is saved."""
         from sparring.solver import Solver, by_task
-        from sparring.selfplay import draw_tasks
+        from sparring.envs.catalog import draw_tasks
         from sparring.trainers.bootstrap import expert_demonstrations
 
         cfg, metrics = self.config, {}
@@ -268,17 +267,17 @@ class AgentTeam:
         if n:
             k = cfg.proposer.k
             # round 0's tasks: where the expert's demonstrations are (env.bootstrap_kwargs in easy-to-hard runs)
-            tasks = draw_tasks(self.env_id, self.loop.expert_kwargs, "train", cfg.seed + BOOTSTRAP_STREAM, 0, n)
+            tasks = draw_tasks(self.env_id, self.loop.expert_kwargs, "train", *self.seeds.roles_bootstrap_tasks(), n)
             with self.loop.generating(self.loop.run.checkpoint("round-000")) as policy:
                 solver = Solver(policy, self.env_id, self.env_kwargs,
                                 SamplingParams(temperature=cfg.expert_iteration.temperature, max_tokens=cfg.policy.max_tokens),
                                 max_turns=cfg.env.max_turns, prompt=self.solver_prompt(tasks))
-                groups = by_task(solver.run(tasks, k=k, seed=cfg.seed, on_turn=self.loop.bars.episodes(
+                groups = by_task(solver.run(tasks, k=k, seed=self.seeds.bootstrap(), on_turn=self.loop.bars.episodes(
                     "roles' bootstrap: solver attempts", n * k)), k)
             metrics["bootstrap/roles_pass@1"] = sum(t.success for g in groups for t in g) / max(1, n * k)
             if self.own_model("proposer") and self.env.proposer_writes_instructions:
                 speaker = InstructionProposer(self.env_id, self.env_kwargs, cfg.proposer)
-                routes = speaker.draw(sizes["proposer"], cfg.seed + BOOTSTRAP_STREAM, 0)
+                routes = speaker.draw(sizes["proposer"], *self.seeds.roles_bootstrap_tasks())
                 metrics.update(self._train_role("proposer", 0, speaker.examples(routes, tokenizer),
                                                 cfg.proposer.bootstrap_sft))
             elif self.own_model("proposer"):
@@ -322,14 +321,14 @@ class AgentTeam:
         if cfg.proposer.kind == "curriculum":
             curriculum = CurriculumProposer(self.env_id, self.env_kwargs, cfg.proposer)
             level = curriculum.level(self.previous("proposer/level"), self.previous("proposer/solve_rate"))
-            proposed = curriculum.propose(level, cfg.seed, r * 10**9 + 10**8, quota)
+            proposed = curriculum.propose(level, *self.seeds.curriculum_tasks(r), quota)
             records += [{"task": t, "source": "curriculum", "level": level} for t in proposed]
             metrics.update({"proposer/level": level, "proposer/valid_rate": 1.0})
         elif cfg.proposer.kind == "policy":
             records += self._propose(r, quota, metrics)
         rest = generator_tasks[:len(generator_tasks) - len(records)]
         if self.kind is not None and cfg.skills.chains and cfg.algorithm == "expert_iteration":
-            chains = make_chains(rest, cfg.skills.chain_length, self.env, self.kind, cfg.seed * 1000 + r)
+            chains = make_chains(rest, cfg.skills.chain_length, self.env, self.kind, self.seeds.round(r))
             self.chains = [[rec["task"]] for rec in records] + chains
             for c, chain in enumerate(chains, start=len(records)):
                 records += [{"task": t, "source": "generator" if i == 0 else "chain", "chain": c} for i, t in enumerate(chain)]
@@ -348,7 +347,7 @@ class AgentTeam:
         recent = [(p["task"], p["pass_rate"]) for p in read_jsonl(self.loop.run.round_dir(r - 1) / "proposals.jsonl")
                   if p.get("pass_rate") is not None][:8]
         with self.loop.generating(self.checkpoint("proposer", r - 1)) as policy:
-            self.proposals = proposer.propose(policy, cfg.candidates or 3 * quota, aim, seed=self.config.seed * 1000 + r,
+            self.proposals = proposer.propose(policy, cfg.candidates or 3 * quota, aim, seed=self.seeds.round(r),
                                               recent=recent, solve_rate=self.previous("proposer/solve_rate"))
         accepted = proposer.accept(self.proposals, quota)
         self.proposer = proposer
@@ -360,12 +359,12 @@ class AgentTeam:
         (the navigator, as round r - 1 left it) follows them."""
         cfg = self.config
         proposer = self.make_proposer(r)
-        routes = proposer.draw(cfg.proposer.candidates or 3 * quota, cfg.seed + BOOTSTRAP_STREAM + 1, r * 10**6)
+        routes = proposer.draw(cfg.proposer.candidates or 3 * quota, *self.seeds.instruction_routes(r))
         with self.loop.generating(self.checkpoint("proposer", r - 1)) as policy:
-            self.proposals = proposer.write(policy, routes, seed=cfg.seed * 1000 + r)
+            self.proposals = proposer.write(policy, routes, seed=self.seeds.round(r))
         with self.loop.generating(self.loop.run.checkpoint(f"round-{r - 1:03d}")) as navigator:
             accepted = proposer.accept(self.proposals, navigator, quota, max_tokens=cfg.policy.max_tokens,
-                                       max_turns=cfg.env.max_turns, seed=cfg.seed * 1000 + r)
+                                       max_turns=cfg.env.max_turns, seed=self.seeds.round(r))
         self.proposer = proposer
         return [{"task": p.task, "source": "proposer"} for p in accepted]
 
@@ -409,10 +408,10 @@ class AgentTeam:
             if first_task or len(tasks) != sum(map(len, self.chains)):
                 raise ValueError("with skills, collect plays every chain of the round in one call, not a part")
             return chain_rollout(sampler, self.env_id, self.env_kwargs, self.library, self.chains, k, params, cfg.skills,
-                                 max_turns=cfg.env.max_turns, seed=cfg.seed * 1000 + r, round=r, on_turn=on_turn,
+                                 max_turns=cfg.env.max_turns, seed=self.seeds.round(r), round=r, on_turn=on_turn,
                                  folder=folder)
         solver = Solver(sampler, self.env_id, self.env_kwargs, params, max_turns=cfg.env.max_turns)
-        return solver.run(tasks, k=k, seed=cfg.seed * 1000 + r, on_turn=on_turn, first_task=first_task), {}
+        return solver.run(tasks, k=k, seed=self.seeds.round(r), on_turn=on_turn, first_task=first_task), {}
 
     def grpo_hooks(self, tasks: list[dict[str, Any]]) -> tuple[Any, list[Any]]:
         """GRPO with skills: each prompt shows its task's retrieved skills (their ids in the `skills` column), and
@@ -466,7 +465,7 @@ class AgentTeam:
         cfg = self.config.verifier
         chosen = list(range(len(groups)))
         if "judge" in cfg.active and cfg.use != "judge" and cfg.judge_samples:
-            random.Random(self.config.seed * 1000 + r).shuffle(chosen)
+            random.Random(self.seeds.round(r)).shuffle(chosen)
             chosen = sorted(chosen[:max(1, cfg.judge_samples // max(1, len(groups[0])))])
         subset = [groups[i] for i in chosen]
         judgements = {"programmatic": ProgrammaticVerifier().judge(subset)}
@@ -512,7 +511,7 @@ class AgentTeam:
         # the reflector reads the plain tasks: skills shown to the solver are not part of its prompt
         plain = [[_plain(t) for t in g] for g in groups]
         with self.loop.generating(self.checkpoint("reflector", r - 1)) as policy:
-            refined, metrics = reflector.refine(policy, plain, seed=cfg.seed * 1000 + r, round=r)
+            refined, metrics = reflector.refine(policy, plain, seed=self.seeds.round(r), round=r)
         if self.own_model("reflector"):
             self.examples["reflector"] = reflector.examples(plain, tokenizer, refined)
         return refined, metrics

@@ -31,6 +31,12 @@ def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
     return gymnasium.make(env_id, **kwargs)
 
 
+def draw_tasks(env_id: str, env_kwargs: dict[str, Any], split: str, seed: int, start: int, n: int) -> list[dict[str, Any]]:
+    """Items `start .. start+n-1` of `split`, through the env family's own generator."""
+    env = make(env_id, split=split, **env_kwargs).unwrapped
+    return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
+
+
 def describe(env_id: str, **kwargs: Any) -> dict[str, Any]:
     """Family, one-line description, knobs (with defaults), presets and splits of an env id; `arguments`: every
     keyword the env accepts (its own arguments, then its config's knobs) with type, default and help. With

@@ -11,7 +11,8 @@ objects with attributes, among them distractors that share the target's kind or 
 
 Observations are TextWorld's (room description, exits, visible objects, inventory); `info` carries the
 `admissible_commands`. The verdict reports success, SPL, navigation error, oracle success, nDTW and the
-invalid-command rate (`details`); `world`, the simulation and the BFS expert live in `textnav_world.py`.
+invalid-command rate (`details`). The task record lives in `textnav_task.py`, the command parser in
+`textnav_commands.py`, and `World`, the simulation and the BFS expert in `textnav_world.py`.
 
     >>> import gymnasium, sparring
     >>> env = gymnasium.make("TextNav-v0", difficulty="easy", instruction="compact")
@@ -32,8 +33,9 @@ from typing import Any
 
 from sparring.envs import textnav_lexicon as lex
 from sparring.envs.base import TextEnv, Verdict, check_choice, is_int, item_rng
-from sparring.envs.textnav_world import (DELTA, GOAL_TYPES, NAV_GOALS, SHORT, Door, Edge, Goal, Item, Receptacle, Room,
-                                         TextNavTask, World, distances)
+from sparring.envs.textnav_task import (DELTA, GOAL_TYPES, NAV_GOALS, SHORT, Door, Edge, Goal, Item, Receptacle, Room,
+                                        TextNavTask)
+from sparring.envs.textnav_world import World, distances
 
 SPLITS = ("train", "test-seen", "test-unseen")
 INSTRUCTIONS = ("full", "compact")

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from sparring.envs.tooluse_world import (TOOL_NAMES, ToolError, ToolWorld, check_arguments, state_diff, state_hash,
-                                         unknown_tool_message)
+from sparring.envs.tooluse_checks import ToolError
+from sparring.envs.tooluse_state import state_diff, state_hash
+from sparring.envs.tooluse_world import TOOL_NAMES, ToolWorld, check_arguments, unknown_tool_message
 from sparring.errors import UnknownNameError
 
 CHECK_KINDS = ("answer", "state_hash", "called")

@@ -2,12 +2,12 @@
 fixed clock, and the tools that act on them.
 
 Nothing here touches the host. Files live in a dict under normalised absolute paths (a `..` that would climb
-above `/` is refused); the database is `sqlite3`'s `:memory:` behind an authorizer that admits plain table
-statements only (no ATTACH or VACUUM INTO, no PRAGMA, no extensions), with caps on work, length and result
-size. Tools are ordinary methods with Google-style docstrings, marked `@tool`; their OpenAI function-calling
-schemas come from the signatures and docstrings through `transformers.utils.get_json_schema`, and arguments
-are checked against those same schemas with `jsonschema` before a tool runs. A tool that cannot do what it is
-asked raises `ToolError`, which the env shows the model as an observation.
+above `/` is refused: `tooluse_checks.py`); the database is `sqlite3`'s `:memory:` behind an authorizer that
+admits plain table statements only (`tooluse_sql.py`). Tools are ordinary methods with Google-style
+docstrings, marked `@tool`; their OpenAI function-calling schemas come from the signatures and docstrings
+through `transformers.utils.get_json_schema`, and arguments are checked against those same schemas with
+`jsonschema` before a tool runs. A tool that cannot do what it is asked raises `ToolError`, which the env
+shows the model as an observation.
 
     >>> world = ToolWorld.from_snapshot({"now": "2026-03-02T09:00", "kv": {"color": "blue"}})
     >>> world.call("kv_get", {"key": "color"})
@@ -18,7 +18,7 @@ asked raises `ToolError`, which the env shows the model as an observation.
 A snapshot (what a task's `world` holds and what verification functions read) is plain JSON:
 `{"now": "YYYY-MM-DDTHH:MM", "files": {path: text}, "dirs": [path, ...], "kv": {key: value},
 "calendar": [{"id", "title", "date", "start", "end"}], "db": {table: {"columns": [[name, type], ...],
-"rows": [[value, ...], ...]}}}`.
+"rows": [[value, ...], ...]}}}`; `tooluse_state.py` hashes and compares snapshots.
 """
 
 from __future__ import annotations
@@ -26,108 +26,23 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
-import hashlib
 import json
-import re
 import sqlite3
-from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
 from sparring.envs.expr import ExprError, format_value, parse
+from sparring.envs.tooluse_checks import (MAX_VALUE_CHARS, ToolError, clock, free_slots, normalise_path, parent,
+                                          parse_date, parse_time, tool)
+from sparring.envs.tooluse_sql import MAX_SQL_CHARS, load_tables, run_sql
+from sparring.envs.tooluse_state import state_hash
 
-MAX_PATH_CHARS = 200
 MAX_FILE_CHARS = 20_000
 MAX_FILES = 500
 MAX_KEY_CHARS = 100
-MAX_VALUE_CHARS = 2_000
 MAX_KEYS = 500
 MAX_EVENTS = 500
 MAX_TITLE_CHARS = 100
-MAX_TABLES = 20
-MAX_COLUMNS = 20
-MAX_ROWS = 2_000
-MAX_SQL_CHARS = 2_000
-MAX_RESULT_ROWS = 50
-MAX_SQL_STEPS = 2_000  # progress-handler calls, each after 1,000 virtual-machine instructions
-COLUMN_TYPES = ("INTEGER", "REAL", "TEXT", "INTEGER PRIMARY KEY")
-DAY_START, DAY_END = "09:00", "17:00"  # the working day that free slots are sought in
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_TIME = re.compile(r"\d{2}:\d{2}")
-
-
-class ToolError(Exception):
-    """A tool could not do what it was asked (a missing file, bad SQL, ...): shown to the model, never raised to it."""
-
-
-def tool(method: Callable) -> Callable:
-    """Mark a `ToolWorld` method as a tool the model may call."""
-    method.is_tool = True  # type: ignore[attr-defined]
-    return method
-
-
-# ---- checks shared by the tools and the snapshot loader ----------------------------------------------
-
-def normalise_path(path: Any) -> str:
-    """`path` as a normalised absolute path in the virtual file system (relative paths start at `/`).
-
-    `.` and empty parts are dropped and `..` goes up one folder; a `..` above `/` is an escape and refused,
-    as are paths that are not text, too long, or hold control characters or backslashes."""
-    if not isinstance(path, str):
-        raise ToolError(f"a path is text like /notes/a.txt, got {type(path).__name__}")
-    if len(path) > MAX_PATH_CHARS:
-        raise ToolError(f"the path is too long ({len(path)} characters; at most {MAX_PATH_CHARS})")
-    if any(ord(c) < 32 or c == "\\" for c in path):
-        raise ToolError(f"the path {path!r} holds a control character or a backslash; use / between folders")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise ToolError(f"the path {path!r} escapes the virtual file system (a '..' above /)")
-            parts.pop()
-        else:
-            parts.append(part)
-    return "/" + "/".join(parts)
-
-
-def _parent(path: str) -> str:
-    return path.rsplit("/", 1)[0] or "/"
-
-
-def _parse_date(text: Any, what: str = "date") -> dt.date:
-    if not isinstance(text, str) or not _DATE.fullmatch(text.strip()):
-        raise ToolError(f"the {what} must be written YYYY-MM-DD, like 2026-03-02, got {text!r}")
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise ToolError(f"{text!r} is not a real date") from None
-
-
-def _parse_time(text: Any, what: str = "time") -> int:
-    """Minutes after midnight of an `HH:MM` time."""
-    if not isinstance(text, str) or not _TIME.fullmatch(text.strip()):
-        raise ToolError(f"the {what} must be written HH:MM (24-hour), like 14:30, got {text!r}")
-    hours, minutes = int(text[:2]), int(text[3:5])
-    if hours > 23 or minutes > 59:
-        raise ToolError(f"{text!r} is not a time of day")
-    return hours * 60 + minutes
-
-
-def _clock(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def _show(value: Any) -> str:
-    """A database value as the model reads it."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return f"{value:.1f}"
-    return str(value)
 
 
 def _plain(value: Any) -> Any:
@@ -204,48 +119,7 @@ class ToolWorld:
                         or any(e["id"] == event["id"] for e in self.events[:-1]):
                     raise ToolError(f"calendar event ids are distinct integers >= 1, got {event['id']!r}")
                 self.events[-1]["id"] = event["id"]
-        self._load_db(data.get("db", {}), database)
-
-    def _load_db(self, db: Any, create: bool) -> None:
-        if not isinstance(db, dict) or len(db) > MAX_TABLES:
-            raise ToolError(f"'db' must be a dict of at most {MAX_TABLES} tables: name -> {{'columns', 'rows'}}")
-        if len({str(name).lower() for name in db}) < len(db):
-            raise ToolError("two tables share a name (table names ignore case)")
-        for name, table in db.items():
-            if not isinstance(name, str) or not _NAME.fullmatch(name) or name.lower().startswith("sqlite"):
-                raise ToolError(f"table names are identifiers like orders, got {name!r}")
-            if not isinstance(table, dict) or set(table) != {"columns", "rows"}:
-                raise ToolError(f"table {name!r} must be {{'columns': [[name, type], ...], 'rows': [[...], ...]}}")
-            columns, rows = table["columns"], table["rows"]
-            if not isinstance(columns, list) or not 1 <= len(columns) <= MAX_COLUMNS or not all(
-                    isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and _NAME.fullmatch(c[0])
-                    and c[1] in COLUMN_TYPES for c in columns):
-                raise ToolError(f"table {name!r}: columns are 1 to {MAX_COLUMNS} [name, type] pairs with a type "
-                                f"in {list(COLUMN_TYPES)}, got {columns!r}")
-            if not isinstance(rows, list) or len(rows) > MAX_ROWS:
-                raise ToolError(f"table {name!r}: rows must be a list of at most {MAX_ROWS} rows")
-            for row in rows:
-                if not isinstance(row, list) or len(row) != len(columns) or not all(
-                        v is None or isinstance(v, str) and len(v) <= MAX_VALUE_CHARS
-                        or isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 2**63 for v in row):
-                    raise ToolError(f"table {name!r}: each row is a list of {len(columns)} values (text, numbers "
-                                    f"or null), got {row!r}")
-            names = [c.lower() for c, _ in columns]
-            if len(set(names)) < len(names):
-                raise ToolError(f"table {name!r}: two columns share a name")
-            for i, (_, kind) in enumerate(columns):
-                keys = [row[i] for row in rows if row[i] is not None]
-                if kind == "INTEGER PRIMARY KEY" and (len(set(keys)) < len(keys) or not all(
-                        isinstance(k, int) for k in keys)):
-                    raise ToolError(f"table {name!r}: the INTEGER PRIMARY KEY values must be distinct integers")
-            if not create:
-                continue
-            spec = ", ".join(f'"{c}" {t}' for c, t in columns)
-            try:
-                self.db.execute(f'CREATE TABLE "{name}" ({spec})')
-                self.db.executemany(f'INSERT INTO "{name}" VALUES ({", ".join("?" * len(columns))})', rows)
-            except sqlite3.Error as error:
-                raise ToolError(f"table {name!r}: {error}") from None
+        load_tables(self.db, data.get("db", {}), database)
 
     def copy(self) -> ToolWorld:
         return ToolWorld.from_snapshot(self.snapshot())
@@ -293,8 +167,8 @@ class ToolWorld:
         if folder not in self.dirs:
             raise ToolError(f"no folder {folder}" + (" (it is a file)" if folder in self.files else ""))
         prefix = folder.rstrip("/") + "/"
-        files = sorted(p[len(prefix):] for p in self.files if _parent(p) == folder)
-        dirs = sorted(d[len(prefix):] + "/" for d in self.dirs if d != "/" and _parent(d) == folder)
+        files = sorted(p[len(prefix):] for p in self.files if parent(p) == folder)
+        dirs = sorted(d[len(prefix):] + "/" for d in self.dirs if d != "/" and parent(d) == folder)
         return "\n".join(files + dirs) or "(empty folder)"
 
     @tool
@@ -326,12 +200,12 @@ class ToolWorld:
             raise ToolError(f"{file} is a folder")
         if file not in self.files and len(self.files) >= MAX_FILES:
             raise ToolError(f"the file system is full ({MAX_FILES} files)")
-        folder = _parent(file)
+        folder = parent(file)
         while folder not in self.dirs:  # missing folders are created, unless a file is in the way
             if folder in self.files:
                 raise ToolError(f"{folder} is a file, not a folder")
-            folder = _parent(folder)
-        self._make_dirs(_parent(file))
+            folder = parent(folder)
+        self._make_dirs(parent(file))
         self.files[file] = content
         return f"wrote {len(content)} characters to {file}"
 
@@ -349,7 +223,7 @@ class ToolWorld:
         if target == "/":
             raise ToolError("the root folder cannot be deleted")
         if target in self.dirs:
-            if any(_parent(p) == target for p in [*self.files, *self.dirs]):
+            if any(parent(p) == target for p in [*self.files, *self.dirs]):
                 raise ToolError(f"the folder {target} is not empty")
             self.dirs.remove(target)
             return f"deleted {target}"
@@ -367,7 +241,7 @@ class ToolWorld:
         while probe != "/":
             if probe in self.files:
                 raise ToolError(f"{probe} is a file, not a folder")
-            probe = _parent(probe)
+            probe = parent(probe)
         if folder in self.dirs:
             return f"{folder} already exists"
         if len(self.dirs) >= MAX_FILES:
@@ -378,7 +252,7 @@ class ToolWorld:
     def _make_dirs(self, folder: str) -> None:
         while folder not in self.dirs:
             self.dirs.add(folder)
-            folder = _parent(folder)
+            folder = parent(folder)
 
     @tool
     def fs_move(self, source: str, destination: str) -> str:
@@ -435,7 +309,7 @@ class ToolWorld:
         Args:
             sql: One SELECT statement, like SELECT name FROM employees WHERE dept = 'sales'.
         """
-        return self._sql(sql, write=False)
+        return run_sql(self.db, sql, write=False)
 
     @tool
     def sql_execute(self, sql: str) -> str:
@@ -444,58 +318,7 @@ class ToolWorld:
         Args:
             sql: One statement, like UPDATE products SET stock = 5 WHERE sku = 'A1'.
         """
-        return self._sql(sql, write=True)
-
-    def _sql(self, sql: str, *, write: bool) -> str:
-        if not isinstance(sql, str) or not sql.strip():
-            raise ToolError("the SQL must be a non-empty string")
-        if len(sql) > MAX_SQL_CHARS:
-            raise ToolError(f"the SQL is too long ({len(sql)} characters; at most {MAX_SQL_CHARS})")
-        allowed = _WRITE_ACTIONS if write else _READ_ACTIONS
-        denied: list[str] = []
-
-        def authorize(action: int, arg1: Any, arg2: Any, database: Any, trigger: Any) -> int:
-            if action == sqlite3.SQLITE_FUNCTION and str(arg2).lower() in _DENIED_FUNCTIONS:
-                denied.append(f"the function {arg2}()")
-            elif action not in allowed or database not in (None, "main"):
-                denied.append(_ACTION_NAMES.get(action, "this kind of statement"))
-            else:
-                return sqlite3.SQLITE_OK
-            return sqlite3.SQLITE_DENY
-
-        steps = [0]
-
-        def progress() -> int:
-            steps[0] += 1
-            return steps[0] > MAX_SQL_STEPS
-
-        self.db.set_authorizer(authorize)
-        self.db.set_progress_handler(progress, 1_000)
-        try:
-            cursor = self.db.execute(sql)
-            rows = cursor.fetchmany(MAX_RESULT_ROWS + 1) if cursor.description else []
-        except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError) as error:
-            message = str(error)
-            if denied:
-                tool_name = "sql_execute" if write else "sql_query"
-                message = f"{denied[0]} is not allowed in {tool_name}"
-                if not write and denied[0] in _WRITE_NAMES:
-                    message += "; use sql_execute to change the database"
-            elif "interrupted" in message:
-                message = "the query ran too long and was stopped"
-            raise ToolError(f"SQL error: {message}") from None
-        finally:
-            self.db.set_authorizer(None)
-            self.db.set_progress_handler(None, 0)
-        if cursor.description is None:
-            if not write:
-                raise ToolError("sql_query only reads (one SELECT); use sql_execute to change the database")
-            return f"ok, {max(cursor.rowcount, 0)} row(s) changed"
-        header = "|".join(d[0] for d in cursor.description)
-        lines = [header] + ["|".join(_show(v) for v in row) for row in rows[:MAX_RESULT_ROWS]]
-        if len(rows) > MAX_RESULT_ROWS:
-            lines.append(f"... (more than {MAX_RESULT_ROWS} rows; narrow the query)")
-        return "\n".join(lines) if rows else header + "\n(no rows)"
+        return run_sql(self.db, sql, write=True)
 
     # ---- calendar --------------------------------------------------------------------------------------
     @tool
@@ -505,7 +328,7 @@ class ToolWorld:
         Args:
             date: The day, written YYYY-MM-DD.
         """
-        day = _parse_date(date).isoformat()
+        day = parse_date(date).isoformat()
         events = sorted((e for e in self.events if e["date"] == day), key=lambda e: (e["start"], e["end"], e["id"]))
         return "\n".join(f"#{e['id']} {e['start']}-{e['end']} {e['title']}" for e in events) or f"no events on {day}"
 
@@ -521,15 +344,15 @@ class ToolWorld:
         """
         if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE_CHARS or "\n" in title:
             raise ToolError(f"the title must be one line of 1 to {MAX_TITLE_CHARS} characters, got {title!r}")
-        day = _parse_date(date)
-        begin, finish = _parse_time(start, "start time"), _parse_time(end, "end time")
+        day = parse_date(date)
+        begin, finish = parse_time(start, "start time"), parse_time(end, "end time")
         if finish <= begin:
             raise ToolError(f"the event must end after it starts ({start} - {end})")
         if len(self.events) >= MAX_EVENTS:
             raise ToolError(f"the calendar is full ({MAX_EVENTS} events)")
         event_id = max((e["id"] for e in self.events), default=0) + 1
         self.events.append({"id": event_id, "title": title, "date": day.isoformat(),
-                            "start": _clock(begin), "end": _clock(finish)})
+                            "start": clock(begin), "end": clock(finish)})
         return f"added event #{event_id}"
 
     @tool
@@ -553,10 +376,10 @@ class ToolWorld:
             date: The day, written YYYY-MM-DD.
             minutes: The shortest free period wanted, in minutes.
         """
-        day = _parse_date(date).isoformat()
+        day = parse_date(date).isoformat()
         if not 1 <= minutes <= 24 * 60:
             raise ToolError(f"minutes must be between 1 and 1440, got {minutes}")
-        return "\n".join(f"{_clock(a)}-{_clock(b)}" for a, b in free_slots(self.events, day, minutes)) \
+        return "\n".join(f"{clock(a)}-{clock(b)}" for a, b in free_slots(self.events, day, minutes)) \
             or f"no free period of {minutes} minutes on {day}"
 
     # ---- key-value store -------------------------------------------------------------------------------
@@ -625,7 +448,7 @@ class ToolWorld:
             days: How many days to add; negative goes back.
         """
         try:
-            return (_parse_date(date) + dt.timedelta(days=days)).strftime("%Y-%m-%d %A")
+            return (parse_date(date) + dt.timedelta(days=days)).strftime("%Y-%m-%d %A")
         except OverflowError:
             raise ToolError(f"{days} days from {date} is outside the calendar (years 1 to 9999)") from None
 
@@ -637,7 +460,7 @@ class ToolWorld:
             start: The first date, YYYY-MM-DD.
             end: The second date, YYYY-MM-DD.
         """
-        return str((_parse_date(end, "end date") - _parse_date(start, "start date")).days)
+        return str((parse_date(end, "end date") - parse_date(start, "start date")).days)
 
     @tool
     def calculate(self, expression: str) -> str:
@@ -651,32 +474,6 @@ class ToolWorld:
         except ExprError as error:
             raise ToolError(f"not an expression I can compute: {error}") from None
         return format_value(Fraction(value))
-
-
-# ---- what the tools share ------------------------------------------------------------------------------
-
-_READ_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-_WRITE_ACTIONS = _READ_ACTIONS | {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
-_DENIED_FUNCTIONS = {"load_extension", "randomblob", "zeroblob", "readfile", "writefile", "edit", "fts3_tokenizer"}
-_ACTION_NAMES = {getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ") for name in (
-    "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE", "CREATE_TEMP_TRIGGER",
-    "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE", "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX",
-    "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER", "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "INSERT", "PRAGMA",
-    "READ", "SELECT", "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE",
-    "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT", "RECURSIVE")}
-_WRITE_NAMES = {"INSERT", "UPDATE", "DELETE"}
-
-
-def free_slots(events: list[dict[str, Any]], day: str, minutes: int) -> list[tuple[int, int]]:
-    """The free periods of at least `minutes` on `day` between DAY_START and DAY_END, as (start, end) minutes."""
-    busy = sorted((_parse_time(e["start"]), _parse_time(e["end"])) for e in events if e["date"] == day)
-    slots, cursor, close = [], _parse_time(DAY_START), _parse_time(DAY_END)
-    for begin, finish in busy + [(close, close)]:
-        begin, finish = min(max(begin, _parse_time(DAY_START)), close), min(finish, close)
-        if begin - cursor >= minutes:
-            slots.append((cursor, begin))
-        cursor = max(cursor, finish)
-    return slots
 
 
 TOOL_NAMES: tuple[str, ...] = tuple(name for name, f in vars(ToolWorld).items() if getattr(f, "is_tool", False))
@@ -747,51 +544,3 @@ def coerce_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """Whole-valued numbers such as 3.0 as `int` where the schema asks for an integer."""
     properties = _schemas()[name]["function"]["parameters"]["properties"]
     return {k: int(v) if properties[k]["type"] == "integer" and isinstance(v, float) else v for k, v in arguments.items()}
-
-
-def canonical(state: dict[str, Any]) -> dict[str, Any]:
-    """What a state hash compares: trailing whitespace of files ignored, calendar events without their ids
-    (ids depend on the order events were added), table rows as a sorted multiset."""
-    return {
-        "now": state["now"],
-        "files": {p: c.rstrip() for p, c in state["files"].items()},
-        "dirs": sorted(state["dirs"]),
-        "kv": state["kv"],
-        "calendar": sorted([e["date"], e["start"], e["end"], e["title"]] for e in state["calendar"]),
-        "db": {name: {"columns": t["columns"], "rows": sorted(json.dumps(r) for r in t["rows"])}
-               for name, t in state["db"].items()},
-    }
-
-
-def state_hash(state: dict[str, Any]) -> str:
-    """tau-bench's check: the SHA-256 of the canonical JSON of a snapshot."""
-    text = json.dumps(canonical(state), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def state_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
-    """In words, which parts of `actual` differ from `expected` (what a failed state check tells the model)."""
-    a, b = canonical(expected), canonical(actual)
-    out = _mapping_diff(a["files"], b["files"], lambda path: f"file {path}", "has the wrong content")
-    if a["dirs"] != b["dirs"]:
-        out.append("the folders differ")
-    out += _mapping_diff(a["kv"], b["kv"], lambda key: f"key {key!r}", "has the wrong value")
-    if a["calendar"] != b["calendar"]:
-        out.append("the calendar's events differ")
-    for table in sorted(set(a["db"]) | set(b["db"])):
-        if a["db"].get(table) != b["db"].get(table):
-            out.append(f"table {table} differs")
-    return out
-
-
-def _mapping_diff(expected: dict[str, Any], actual: dict[str, Any], name: Any, wrong: str) -> list[str]:
-    """Each entry of two mappings that is missing, extra or different, in words."""
-    out = []
-    for key in sorted(set(expected) | set(actual)):
-        if key not in actual:
-            out.append(f"{name(key)} is missing")
-        elif key not in expected:
-            out.append(f"{name(key)} should not exist")
-        elif expected[key] != actual[key]:
-            out.append(f"{name(key)} {wrong}")
-    return out

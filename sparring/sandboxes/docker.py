@@ -5,15 +5,13 @@ capability dropped, no-new-privileges and the seccomp profile of `sparring.sandb
 no process_vm_*, no SysV or POSIX message-queue IPC, no namespaces). The container's pid 1, an orphan
 reaper, runs as its own uid (65533); programs run as 65534, so none can signal, trace or rewrite it.
 
-A run copies main.py and its files into /work with `put_archive`, then `docker exec`s the SUPERVISOR
-below as 65534: it runs `python3 main.py` under its own clock, then kills every other process of the
-uid, empties /work, /tmp, /dev/shm and /dev/mqueue, checks that nothing is left, and reports what it
-observed (exit status or signal from wait4, its own timeout, the cgroup's OOM kills) as the last line
-of stderr, when nothing of the program is alive to write after it. The status comes from that report,
-never from the program's exit code or output. The memory limit is the container's cgroup (set per run),
-not RLIMIT_AS, so threads start as they would anywhere. A run whose supervisor does not report (the
-program killed it), that leaves anything behind, or that passes the host's watchdog or the output cap,
-gets its container removed; the next run starts a fresh one.
+A run copies main.py and its files into /work with `put_archive`, then `docker exec`s the supervisor of
+docker_supervisor.py as 65534: it runs `python3 main.py` under its own clock, cleans up after it, and
+reports what it observed as the last line of stderr. The status comes from that report, never from the
+program's exit code or output. The memory limit is the container's cgroup (set per run), not RLIMIT_AS,
+so threads start as they would anywhere. A run whose supervisor does not report (the program killed it),
+that leaves anything behind, or that passes the host's watchdog or the output cap, gets its container
+removed; the next run starts a fresh one.
 
 That is the cold path (`warm=False`). The warm path (the default) keeps one `docker exec` open per
 container running the fork server of `forkserver.py` as 65534 (non-dumpable, unnameable by the child's
@@ -22,382 +20,37 @@ frames on its stdout (`ExecStream`); it ends runs by its own clock and at the ou
 /work, /tmp, /dev/shm and /dev/mqueue as the supervisor does, and the container is replaced when it does
 not report, leaves something, or a run changed it.
 
-No registry is reachable here, so the image is made offline: `sparring sandbox build-image` copies the
-host's python3, its standard library, the shared libraries they load and a shell with `timeout` into a
-tarball and `docker import`s it (`build_image` below).
+The image comes from `sparring sandbox build-image` (docker_image.py: made offline from this host's python3).
 """
 
 from __future__ import annotations
 
-import glob
-import io
 import json
 import os
 import queue
 import select
-import shutil
 import socket
 import struct
-import subprocess
-import tarfile
 import threading
 import time
 import uuid
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sparring.sandboxes import seccomp
-from sparring.sandboxes.base import (RESERVED_NAMES, Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError,
-                                     decode)
-from sparring.sandboxes.local import (FORK_SERVER, OPEN_FILES, WARM_MODULES, cpu_seconds, parse_report, sandbox_python,
-                                      warm_status, work_frames)
+from sparring.sandboxes.base import Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError, decode
+from sparring.sandboxes.docker_image import IMAGE, IMAGE_VERSION, LABEL, USER, VERSION_LABEL, connect, docker_sdk
+from sparring.sandboxes.docker_supervisor import REAPER, REAPER_USER, REPORT_ROOM, SUPERVISOR, split_report, work_tar
+from sparring.sandboxes.local import OPEN_FILES
+from sparring.sandboxes.warm import FORK_SERVER, WARM_MODULES, cpu_seconds, parse_report, warm_status, work_frames
 
-IMAGE = "sparring-sandbox:latest"
-IMAGE_VERSION = "2"  # 2: holds libseccomp, which the warm path's fork server loads
-VERSION_LABEL = "sparring.sandbox.image"
 WARM_GRACE_S = 5.0  # the fork server ends a run at its time limit; the host replaces the container if it does not
 WARM_START_S = 30.0
 WARM_SCRATCH = "/work,/tmp,/dev/shm,/dev/mqueue"
-USER = "65534:65534"  # every program, and the supervisor that runs it
-REAPER_USER = "65533:65533"  # the container's pid 1: another uid, so no program can signal, trace or rewrite it
-LABEL = "sparring.sandbox"
 OWNER_LABEL = "sparring.sandbox.owner"  # host:pid of the process whose sandbox it is
 MEMORY_HEADROOM_MB = 32  # the container's memory limit above the program's: pid 1 and the supervisor (about 12 MB)
 WATCHDOG_GRACE_S = 5.0  # the supervisor ends a run at its time limit; the host removes the container if it does not
-DOCKER_MISSING = 'the docker backend needs the Docker SDK for Python: pip install "sparring[docker]"'
-STDIN_FILE = RESERVED_NAMES[1]
-# The container's pid 1, as REAPER_USER: reaps orphans (a killed daemon must not linger as a zombie
-# counting against the pids limit), and is not dumpable.
-REAPER = """import ctypes, os, signal
-ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-while True:
-    signal.sigwaitinfo({signal.SIGCHLD})
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        pass
-"""
-
-REPORT_MARK = "\n@@sparring-supervisor@@"  # the supervisor's report: the last line of stderr, once all else is dead
-REPORT_ROOM = 4096  # bytes of stderr beyond the program's cap that the report may take
-SCRATCH = ("/work", "/tmp", "/dev/shm", "/dev/mqueue")
-# One run, as the sandbox user, started by `docker exec` as `python3 -I -S -c SUPERVISOR <timeout s> <file
-# size bytes>`. It makes itself non-dumpable (no process of the same uid can read or write its memory; the
-# seccomp profile refuses ptrace) and the subreaper of what it starts; forks `python3 main.py` with the
-# stdin file, a file-size limit and the OOM killer's first preference; ends it at the time limit by its
-# own clock; then SIGKILLs every other process of the uid until none is left, empties the scratch
-# folders (opening up folders locked with mode 000 first), and checks that no process, file or SysV IPC
-# object is left. Last, after everything else of the run is dead, it writes its report: how the program
-# ended (exit code or signal, from wait4), whether its own timer ended it, whether the cgroup's OOM
-# killer struck, and what was left. Nothing of the program can write after that report.
-SUPERVISOR = f"""
-import ctypes, json, os, resource, signal, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
-libc.prctl(4, 0, 0, 0, 0)
-libc.prctl(36, 1, 0, 0, 0)
-timeout_s, file_bytes = float(sys.argv[1]), int(sys.argv[2])
-me = os.getpid()
-
-def oom_kills():
-    for path in ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"):
-        try:
-            with open(path) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except (OSError, ValueError):
-            continue
-    return None
-
-def clear(folder):
-    found, stack = [], [folder]
-    while stack:
-        path = stack.pop()
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    os.chmod(entry.path, 0o700)
-                    stack.append(entry.path)
-                    found.append(entry.path)
-                else:
-                    os.unlink(entry.path)
-            except OSError:
-                pass
-    for path in reversed(found):
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
-
-def folder_state(folder):
-    info = os.stat(folder)
-    return info.st_mode & 0o7777, info.st_atime_ns, info.st_mtime_ns
-
-def restore(folder, saved):
-    if os.stat(folder).st_uid != me_uid:
-        return None  # only a folder of this uid can be marked by a run
-    for step in (lambda: os.chmod(folder, saved[0]),
-                 lambda: [os.removexattr(folder, name) for name in os.listxattr(folder)],
-                 lambda: os.utime(folder, ns=saved[1:])):
-        try:
-            step()
-        except OSError:
-            pass
-    try:
-        marks = os.listxattr(folder)
-    except OSError:
-        marks = []
-    now = folder_state(folder)
-    if (now[0], now[2]) != (saved[0], saved[2]) or marks:
-        return f"{{folder}}: its mode, modification time or extended attributes"
-    return None
-
-me_uid = os.getuid()
-folders = {{}}
-for folder in {SCRATCH!r}:
-    try:
-        folders[folder] = folder_state(folder)
-    except OSError:
-        pass
-stdin = os.open({STDIN_FILE!r}, os.O_RDONLY)
-os.unlink({STDIN_FILE!r})
-oom_before = oom_kills()
-signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGCHLD}})
-started = time.monotonic()
-pid = os.fork()
-if pid == 0:
-    try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGCHLD}})
-        os.dup2(stdin, 0)
-        os.close(stdin)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
-        libc.prctl(4, 1, 0, 0, 0)
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
-        os.execvp("python3", ["python3", "main.py"])
-    finally:
-        os._exit(127)
-os.close(stdin)
-timed_out, status, usage = False, None, None
-while status is None:
-    done, wait_status, usage = os.wait4(pid, os.WNOHANG)
-    if done:
-        status = wait_status
-        break
-    left = timeout_s - (time.monotonic() - started)
-    if left <= 0:
-        timed_out = True
-        os.kill(pid, signal.SIGKILL)
-        _, status, usage = os.wait4(pid, 0)
-        break
-    signal.sigtimedwait({{signal.SIGCHLD}}, min(left, 0.5))
-wall = time.monotonic() - started
-left_behind = []
-for attempt in range(500):
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    while True:
-        try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                break
-        except ChildProcessError:
-            break
-    others = [name for name in os.listdir("/proc") if name.isdigit() and int(name) not in (1, me)]
-    if not others:
-        break
-    time.sleep(0.01)
-else:
-    left_behind.append(f"processes {{others[:5]}}")
-os.chdir("/")
-for folder in {SCRATCH!r}:
-    if folder in folders:
-        restore(folder, folders[folder])
-    clear(folder)
-    if folder in folders and restore(folder, folders[folder]):
-        left_behind.append(restore(folder, folders[folder]))
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        continue
-    except OSError as error:
-        names = [str(error)]
-    if names:
-        left_behind.append(f"{{folder}}: {{[name[:40] for name in sorted(names)[:5]]}}")
-for kind in ("shm", "msg", "sem"):
-    try:
-        with open(f"/proc/sysvipc/{{kind}}") as f:
-            if len(f.read().splitlines()) > 1:
-                left_behind.append(f"SysV {{kind}} objects")
-    except FileNotFoundError:
-        pass
-oom_after = oom_kills()
-report = {{"exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-          "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None, "timeout": timed_out,
-          "oom": oom_before is not None and oom_after is not None and oom_after > oom_before,
-          "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "left": left_behind}}
-data = ({REPORT_MARK!r} + json.dumps(report) + "\\n").encode()
-while data:
-    data = data[os.write(2, data):]
-"""
-
-
-def _docker():
-    try:
-        import docker
-    except ImportError as error:
-        raise SandboxError(DOCKER_MISSING) from error
-    return docker
-
-
-# -- the engine and the image ------------------------------------------------------------------------
-def connect(timeout_s: float = 10.0):
-    """A client of the engine at DOCKER_HOST (or the default socket); SandboxError saying why if none answers."""
-    docker = _docker()
-    try:
-        client = docker.from_env(timeout=max(int(timeout_s), 1))
-        client.ping()
-        return client
-    except Exception as error:
-        raise SandboxError(f"no Docker engine answers ({error}). Start one: dockerd & (Debian: apt-get install "
-                           f"docker.io), or set DOCKER_HOST") from error
-
-
-def start_engine(wait_s: float = 60.0, log: str | Path | None = None):
-    """Connect to a running engine, or start `dockerd` in the background (as root) and wait until it answers."""
-    try:
-        return connect()
-    except SandboxError as error:
-        first = error
-    if shutil.which("dockerd") is None:
-        raise SandboxError(f"{first}; and dockerd is not installed (apt-get install docker.io)")
-    if os.geteuid() != 0:
-        raise SandboxError(f"{first}; and starting dockerd needs root")
-    log = Path(log or Path("/tmp") / "sparring-dockerd.log")
-    with open(log, "ab") as out:
-        subprocess.Popen(["dockerd"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            return connect()
-        except SandboxError:
-            continue
-    tail = log.read_text(errors="replace")[-1500:]
-    raise SandboxError(f"dockerd did not answer within {wait_s:.0f}s; the end of {log}:\n{tail}")
-
-
-def _run_python(python: str, code: str) -> str:
-    return subprocess.run([python, "-S", "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-
-
-def _shared_libraries(paths: list[str]) -> set[str]:
-    """Every shared library (and the dynamic loader) that `paths` load, as ldd names them."""
-    found = set()
-    for path in paths:
-        done = subprocess.run(["ldd", path], capture_output=True, text=True)
-        for line in done.stdout.splitlines():
-            parts = line.split()
-            for part in parts:
-                if part.startswith("/"):
-                    found.add(part)
-                    break
-    return found
-
-
-def rootfs_tarball(destination: str | Path) -> Path:
-    """A minimal root filesystem from this host: its python3 (with the standard library), sh, timeout, rm,
-    the libraries they load, and /etc/passwd naming the sandbox user; written as a tar to `destination`."""
-    python = sandbox_python()
-    stdlib = _run_python(python, "import sysconfig; print(sysconfig.get_paths()['stdlib'])")
-    dynload = _run_python(python, "import sysconfig; print(sysconfig.get_config_var('DESTSHARED') or '')")
-    tools = [shutil.which(name, path="/usr/bin:/bin") for name in ("sh", "timeout", "rm", "sleep")]
-    if None in tools:
-        raise SandboxError("building the image needs sh, timeout, rm and sleep on this host (coreutils, dash)")
-    extensions = [str(p) for p in Path(dynload or stdlib).rglob("*.so")] if Path(dynload or stdlib).exists() else []
-    seccomp_library = sorted(glob.glob("/usr/lib/*/libseccomp.so.2") + glob.glob("/lib/*/libseccomp.so.2")
-                             + glob.glob("/usr/lib*/libseccomp.so.2"))
-    if not seccomp_library:
-        raise SandboxError("building the image needs libseccomp on this host (Debian: apt-get install libseccomp2)")
-    wanted = [python, *tools, seccomp_library[0]]
-    destination = Path(destination)
-    with tarfile.open(destination, "w") as tar:
-        added: set[str] = set()
-
-        def add(path: str) -> None:
-            """`path` as on the host: its parent dirs, a symlink (and what it points to), or the file."""
-            path = os.path.normpath(path)
-            if path in added or path == "/":
-                return
-            parent = os.path.dirname(path)
-            add(parent)
-            added.add(path)
-            info = tar.gettarinfo(path, arcname=path.lstrip("/"))
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            if info.issym():
-                tar.addfile(info)
-                add(os.path.join(parent, os.readlink(path)))
-            elif info.isdir():
-                info.mode |= 0o755  # the sandbox user must reach everything (say, a python under /root)
-                tar.addfile(info)
-            elif info.isfile():
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
-
-        for path in wanted + sorted(_shared_libraries(wanted + extensions)):
-            add(path)
-        for path in sorted(Path(stdlib).rglob("*")):
-            if any(part in ("test", "idlelib", "tkinter", "turtledemo", "ensurepip") for part in path.parts):
-                continue
-            add(str(path))
-        add(os.path.dirname(python) + "/python3") if os.path.exists(os.path.dirname(python) + "/python3") else None
-        for name in ("bin", "sbin", "lib", "lib64"):
-            if os.path.islink(f"/{name}"):
-                add(f"/{name}")
-        for name, mode in (("work", 0o1777), ("tmp", 0o1777), ("proc", 0o755), ("dev", 0o755), ("sys", 0o755),
-                           ("etc", 0o755)):
-            if f"/{name}" not in added:
-                info = tarfile.TarInfo(name)
-                info.type, info.mode = tarfile.DIRTYPE, mode
-                tar.addfile(info)
-        for name, text in (("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:sandbox:/work:/bin/sh\n"),
-                           ("etc/group", "root:x:0:\nnogroup:x:65534:\n")):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return destination
-
-
-def build_image(tag: str = IMAGE, client=None) -> str:
-    """Make the sandbox image offline (`docker import` of `rootfs_tarball`) and check it runs python3."""
-    client = client or connect()
-    repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
-    work = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True, check=True).stdout.strip())
-    try:
-        tarball = rootfs_tarball(work / "rootfs.tar")
-        changes = ["WORKDIR /work", f"USER {USER}", "ENV PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8",
-                   f"LABEL {LABEL}=1", f"LABEL {VERSION_LABEL}={IMAGE_VERSION}", 'CMD ["sleep", "infinity"]']
-        client.api.import_image(src=str(tarball), repository=repository, tag=version, changes=changes)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    output = client.containers.run(tag, ["python3", "-c", "import sys, json, sqlite3; print(sys.version_info[0])"],
-                                   remove=True, network_mode="none")
-    if output.strip() != b"3":
-        raise SandboxError(f"the image {tag} was built but its python3 printed {output!r}")
-    return tag
 
 
 # -- the sandbox -------------------------------------------------------------------------------------
@@ -476,7 +129,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
         if not isinstance(warm, bool):
             raise TypeError(f"warm must be True (a fork server per container) or False (a docker exec per run), "
                             f"got {warm!r}")
-        docker = _docker()
+        docker = docker_sdk()
         self.client = connect()
         self.image = image
         try:
@@ -504,7 +157,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
         return DockerSlot(index, self._new_container(index), self.limits.memory_mb)
 
     def _new_container(self, index: int):
-        docker = _docker()
+        docker = docker_sdk()
         scratch = f"rw,nosuid,nodev,size={self.limits.max_file_mb}m,mode=1777"
         memory = f"{self.limits.memory_mb + MEMORY_HEADROOM_MB}m"
         name = f"sparring-sandbox-{os.getpid()}-{index}-{uuid.uuid4().hex[:8]}"
@@ -556,7 +209,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
 
     def _remove_abandoned(self) -> list[str]:
         """Remove the discarded containers and their work volumes (same name); returns why for those left."""
-        docker, problems = _docker(), []
+        docker, problems = docker_sdk(), []
         with self._abandoned_lock:
             names = sorted(self._abandoned)
         for name in names:
@@ -684,7 +337,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
                 limit = f"{request.memory_mb + MEMORY_HEADROOM_MB}m"
                 slot.container.update(mem_limit=limit, memswap_limit=limit)
                 slot.memory_mb = request.memory_mb
-            if not slot.container.put_archive("/work", _work_tar(request)):
+            if not slot.container.put_archive("/work", work_tar(request)):
                 raise SandboxError("put_archive into /work failed")
             command = ["python3", "-I", "-S", "-c", SUPERVISOR, f"{request.timeout_s:.3f}",
                        str(self.limits.max_file_mb << 20)]
@@ -755,7 +408,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
         cap = self.limits.max_output_bytes
         report = None
         if stopped is None:
-            stderr, report = _split_report(stderr, exit_code)
+            stderr, report = split_report(stderr, exit_code)
         code = None
         if stopped:
             status = stopped
@@ -787,20 +440,6 @@ class DockerSandbox(Sandbox[DockerSlot]):
                           self.backend, self.isolation)
 
 
-def _split_report(stderr: bytes, exit_code: int | None) -> tuple[bytes, dict | None]:
-    """(the program's stderr, the supervisor's report), or (stderr, None) when the supervisor did not finish."""
-    mark = REPORT_MARK.encode()
-    at = stderr.rfind(mark)
-    if exit_code != 0 or at < 0:
-        return stderr, None
-    try:
-        report = json.loads(stderr[at + len(mark):])
-    except ValueError:
-        return stderr, None
-    if type(report) is not dict or set(report) != {"exit", "signal", "timeout", "oom", "wall_s", "cpu_s", "left"}:
-        return stderr, None
-    return stderr[:at], report
-
 
 def remove_stale(client) -> None:
     """Remove the sandbox containers and volumes that a process of this host which no longer exists left."""
@@ -814,24 +453,3 @@ def remove_stale(client) -> None:
                 item.remove(force=True)
             except Exception:
                 pass  # another process is removing it
-
-
-def _work_tar(request: RunRequest) -> bytes:
-    """main.py, the files and the stdin file as a tar owned by the sandbox user."""
-    buffer = io.BytesIO()
-    uid = int(USER.split(":")[0])
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        made = set()
-        for name, content in [*request.work_files(), (STDIN_FILE, request.stdin)]:
-            parts = name.split("/")
-            for depth in range(1, len(parts)):
-                folder = "/".join(parts[:depth])
-                if folder not in made:
-                    made.add(folder)
-                    info = tarfile.TarInfo(folder)
-                    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, uid
-                    tar.addfile(info)
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.uid, info.gid, info.mtime = len(content), 0o644, uid, uid, int(time.time())
-            tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()

@@ -1,28 +1,17 @@
 """The local backend: each program runs in bubblewrap (or `unshare`) as its worker slot's own uid, with limits.
 
-Tiers, strongest first (the strongest that works is picked at start and recorded in every result):
+The isolation tier ("bwrap", "unshare", or the insecure "rlimits") is the strongest that works on this
+host, picked at start and recorded in every result (see tiers.py).
 
-- "bwrap": bubblewrap with every namespace unshared (no network, own pids, ipc, uts, cgroup, user),
-  a read-only root holding only /usr (read-only), private tmpfs /tmp, /dev/shm and work dir (/work),
-  each of max_file_mb, and a minimal read-only /dev and /proc, a cleared environment, a new session,
-  no capabilities, no nested user namespaces, and it dies with its parent.
-- "unshare": util-linux `unshare` (user, net, pid, ipc, uts, mount namespaces) with private tmpfs /tmp,
-  /var/tmp, /dev/shm and /run/lock and no capabilities: no network and no process outlives the run, but
-  the host's files stay readable (and other world-writable places writable, where a later run could
-  read what a run left) as far as the slot uid's permissions allow.
-- "rlimits": limits only, no namespaces. Insecure (network, host files, sibling processes are all
-  reachable); it must be asked for by name and warns.
-
-Every tier adds, when the sandbox runs as root: a host uid per worker slot (leased machine-wide with
-a lock file, so no two slots anywhere share one), rlimits (CPU, file size, open files, processes;
-RLIMIT_NPROC only binds below root) and cgroup pids and memory limits per slot (v1 or v2, where the
-hierarchy is writable). Memory is capped by the cgroup where there is one (its OOM kills say
-"memory"); only without one by RLIMIT_AS, which also counts every thread's stack reservation. The launch chain is `sh` (joins the slot's cgroups, sets the
-rlimits) -> `setpriv` (drops to the slot's uid, no capabilities, no new privileges, dies with this
-process) -> the tier's
-sandbox -> `python3 main.py`, so nothing of the program runs before every limit is in place. When a
-run returns, the launch chain's process group is killed and the slot's cgroup and uid are checked
-until no process of theirs is left.
+Every tier adds, when the sandbox runs as root: a host uid per worker slot (uids.py: leased machine-wide
+with a lock file, so no two slots anywhere share one), rlimits (CPU, file size, open files, processes;
+RLIMIT_NPROC only binds below root) and cgroup pids and memory limits per slot (cgroups.py: v1 or v2, where
+the hierarchy is writable). Memory is capped by the cgroup where there is one (its OOM kills say
+"memory"); only without one by RLIMIT_AS, which also counts every thread's stack reservation. The launch
+chain is `sh` (joins the slot's cgroups, sets the rlimits) -> `setpriv` (drops to the slot's uid, no
+capabilities, no new privileges, dies with this process) -> the tier's sandbox -> `python3 main.py`, so
+nothing of the program runs before every limit is in place. When a run returns, the launch chain's process
+group is killed and the slot's cgroup and uid are checked until no process of theirs is left.
 
 That is the cold path (`warm=False`). The warm path (the default, bwrap tier only) starts that launch
 chain once per slot with a fork server (`forkserver.py`) as the sandbox's program and pid 1: each run is a
@@ -35,22 +24,14 @@ killed with its whole sandbox, and the slot's next run starts a fresh one.
 from __future__ import annotations
 
 import array
-import fcntl
-import functools
 import json
-import math
 import os
-import re
-import selectors
 import shlex
 import shutil
 import signal
 import socket
-import struct
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -61,225 +42,19 @@ from sparring.errors import UnknownNameError
 from sparring.sandboxes import seccomp
 from sparring.sandboxes.base import (Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError, decode,
                                      memory_error_in)
+from sparring.sandboxes.cgroups import SlotCgroups
+from sparring.sandboxes.runio import capture, make_work_root, memory_file, remove_tree
+from sparring.sandboxes.tiers import (LAUNCHER_FAILED, LAUNCHER_MESSAGE, TIERS, UNSHARE_SETUP, sandbox_python,
+                                      strongest_tier, system_binds, tier_problem, tier_works)
+from sparring.sandboxes.uids import UidLease, is_root, kill_until_gone, uid_processes
+from sparring.sandboxes.warm import FORK_SERVER, WARM_MODULES, capture_warm, cpu_seconds, warm_status, work_frames
 
-TIERS = ("bwrap", "unshare", "rlimits")
-SLOT_UID_BASE = 1_500_000_000  # far above any login or subordinate (subuid) range
-SLOT_UID_SPAN = 4096
-UID_LOCK_DIR = Path(tempfile.gettempdir()) / "sparring-sandbox-uids"
 OPEN_FILES = 256
 MEMORY_HEADROOM_MB = 32  # the cgroup's memory limit above the program's: bwrap and python3 themselves
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-LAUNCHER_FAILED = 125  # the launcher's own exit status when a cgroup or rlimit cannot be set, with:
-LAUNCHER_MESSAGE = b"sparring-sandbox:"
 WARM_ISOLATION = "+fork-server+seccomp"
-FORK_SERVER = Path(__file__).with_name("forkserver.py")
-# What the warm path's server imports before its first fork (the standard library only: no module that
-# starts threads at import). A program's own imports of these cost nothing.
-WARM_MODULES = ("abc", "array", "base64", "bisect", "collections", "contextlib", "copy", "dataclasses", "datetime",
-                "decimal", "enum", "fractions", "functools", "hashlib", "heapq", "io", "itertools", "json", "math",
-                "numbers", "operator", "queue", "random", "re", "statistics", "string", "struct", "tempfile",
-                "textwrap", "threading", "traceback", "types", "typing", "unittest")
 WARM_GRACE_S = 5.0  # the server ends a run at its time limit; the host replaces the slot's sandbox if it does not
 WARM_START_S = 30.0  # how long a fork server may take to start and answer its first run
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
-# -- slot uids ---------------------------------------------------------------------------------------
-class UidLease:
-    """A host uid held for this process alone, through an exclusive lock on a file named after it."""
-
-    def __init__(self) -> None:
-        UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
-        info = UID_LOCK_DIR.stat()
-        if info.st_uid != 0 or info.st_mode & 0o077:
-            raise SandboxError(f"{UID_LOCK_DIR} must be owned by root with mode 0700 (it is uid {info.st_uid}, "
-                               f"mode {info.st_mode & 0o777:o}); remove it and retry")
-        for uid in range(SLOT_UID_BASE, SLOT_UID_BASE + SLOT_UID_SPAN):
-            fd = os.open(UID_LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            self.uid, self._fd = uid, fd
-            kill_until_gone(lambda: uid_processes(uid), f"uid {uid}")  # leftovers of a crashed owner
-            return
-        raise SandboxError(f"all {SLOT_UID_SPAN} sandbox uids from {SLOT_UID_BASE} are in use")
-
-    def release(self) -> None:
-        os.close(self._fd)
-
-
-def uid_processes(uid: int) -> set[int]:
-    """Live (not zombie) processes whose real uid is `uid`, read from /proc/<pid>/status."""
-    found = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status", "rb") as f:
-                status = f.read(1024)
-        except OSError:
-            continue  # gone meanwhile
-        match = _UID_LINE.search(status)
-        if match and int(match[1]) == uid and not _ZOMBIE_LINE.search(status):
-            found.add(int(name))
-    return found
-
-
-_UID_LINE = re.compile(rb"^Uid:\s+(\d+)", re.MULTILINE)
-_ZOMBIE_LINE = re.compile(rb"^State:\s+Z", re.MULTILINE)
-
-
-def kill_until_gone(list_processes, what: str, seconds: float = 5.0) -> None:
-    """SIGKILL every process `list_processes()` names until it names none; SandboxError if that fails."""
-    deadline = time.monotonic() + seconds
-    pause = 0.0005
-    while pids := list_processes():
-        if time.monotonic() > deadline:
-            raise SandboxError(f"processes of {what} survive SIGKILL: {sorted(pids)[:10]}")
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-
-
-# -- cgroups -----------------------------------------------------------------------------------------
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def own_cgroup(controller: str) -> str | None:
-    """This process's cgroup path in the v1 hierarchy of `controller` ("" for v2), or None."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(",") or (controller == "" and controllers == ""):
-            return path
-    return None
-
-
-class SlotCgroups:
-    """The pids and memory cgroups of one slot, made under this process's own (v1 or v2)."""
-
-    def __init__(self, name: str, max_tasks: int):
-        self.dirs: list[Path] = []
-        self.kind = ""
-        try:
-            if (CGROUP_ROOT / "pids" / "cgroup.procs").exists() or (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
-                self._make_v1(name)
-            elif (CGROUP_ROOT / "cgroup.controllers").exists():
-                self._make_v2(name)
-        except OSError:
-            self.remove()
-        if self.pids_dir:
-            (self.pids_dir / "pids.max").write_text(str(max_tasks))
-
-    @staticmethod
-    def remove_stale(parent: Path) -> None:
-        """Remove the slot cgroups that a process which no longer exists left under `parent`."""
-        for path in parent.glob("sparring-*-*"):
-            pid = path.name.split("-")[1]
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                procs = path / "cgroup.procs"
-                try:
-                    kill_until_gone(lambda: {int(p) for p in procs.read_text().split()}, f"cgroup {path}")
-                    path.rmdir()
-                except (OSError, SandboxError):
-                    pass
-
-    def _make_v1(self, name: str) -> None:
-        self.pids_dir = self.memory_dir = None
-        for controller in ("pids", "memory"):
-            parent = own_cgroup(controller)
-            if parent is None or not (CGROUP_ROOT / controller / "cgroup.procs").exists():
-                continue
-            path = CGROUP_ROOT / controller / parent.lstrip("/") / name
-            self.remove_stale(path.parent)
-            path.mkdir()
-            self.dirs.append(path)
-            setattr(self, f"{controller}_dir", path)
-        self.kind = "v1"
-
-    def _make_v2(self, name: str) -> None:
-        self.pids_dir = self.memory_dir = None
-        parent = CGROUP_ROOT / (own_cgroup("") or "/").lstrip("/")
-        enabled = set((parent / "cgroup.subtree_control").read_text().split())
-        if not {"pids", "memory"} <= enabled:
-            (parent / "cgroup.subtree_control").write_text("+pids +memory")  # fails where the parent holds processes
-        path = parent / name
-        self.remove_stale(parent)
-        path.mkdir()
-        self.dirs.append(path)
-        self.pids_dir = self.memory_dir = path
-        self.kind = "v2"
-
-    pids_dir: Path | None = None
-    memory_dir: Path | None = None
-
-    @property
-    def applied(self) -> str:
-        """"cgroup" (pids and memory), "cgroup-pids", "cgroup-memory", or "" (none)."""
-        if self.pids_dir and self.memory_dir:
-            return "cgroup"
-        return "cgroup-pids" if self.pids_dir else "cgroup-memory" if self.memory_dir else ""
-
-    @property
-    def procs_files(self) -> list[Path]:
-        return [path / "cgroup.procs" for path in dict.fromkeys(self.dirs)]
-
-    memory_limit = 0  # bytes, as last set
-
-    def set_memory(self, limit_bytes: int) -> None:
-        if not self.memory_dir or limit_bytes == self.memory_limit:
-            return
-        self.memory_limit = limit_bytes
-        if self.kind == "v2":
-            (self.memory_dir / "memory.max").write_text(str(limit_bytes))
-            swap = self.memory_dir / "memory.swap.max"
-            if swap.exists():
-                swap.write_text("0")
-            return
-        names = ["memory.limit_in_bytes"]
-        if (self.memory_dir / "memory.memsw.limit_in_bytes").exists():
-            names.append("memory.memsw.limit_in_bytes")  # memory + swap: no swapping past the limit
-        for order in (names, names[::-1]):  # memsw must stay >= limit at every step
-            try:
-                for file in order:
-                    (self.memory_dir / file).write_text(str(limit_bytes))
-                return
-            except OSError:
-                continue
-        raise SandboxError(f"cannot set the memory limit of cgroup {self.memory_dir}")
-
-    def oom_kills(self) -> int:
-        if not self.memory_dir:
-            return 0
-        file = self.memory_dir / ("memory.events" if self.kind == "v2" else "memory.oom_control")
-        for line in file.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
-
-    def processes(self) -> set[int]:
-        found = set()
-        for file in self.procs_files:
-            found.update(int(pid) for pid in file.read_text().split())
-        return found
-
-    def remove(self) -> None:
-        if all(file.exists() for file in self.procs_files):
-            kill_until_gone(self.processes, f"cgroups {self.dirs}")
-        for path in self.dirs:
-            if path.exists():
-                path.rmdir()
-        self.dirs.clear()
-        self.pids_dir = self.memory_dir = None
 
 
 # -- the sandbox -------------------------------------------------------------------------------------
@@ -671,41 +446,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
         return {"PATH": path, "HOME": str(home or "/"), "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
 
 
-# Inside `unshare` (root of a new user namespace): private tmpfs scratch dirs (the usual world-writable ones), then every capability
-# dropped for good, then sh as the namespace's pid 1 so that the program gets ordinary signals.
-UNSHARE_SETUP = f"""size=$0
-for dir in /tmp /var/tmp /dev/shm /run/lock; do
-    if [ -d "$dir" ]; then mount -t tmpfs -o "size=$size,mode=1777" sparring "$dir" || exit {LAUNCHER_FAILED}; fi
-done
-exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all -- /bin/sh -c '"$@"; exit $?' sh "$@"
-"""
-
-
-def make_work_root() -> Path:
-    """A private folder for the per-run work dirs of the host tiers, outside /tmp (which they replace),
-    named after this process; folders of processes that no longer exist are removed."""
-    parent = Path("/run") if is_root() and os.access("/run", os.W_OK) else Path.home() / ".cache" / "sparring"
-    parent.mkdir(parents=True, exist_ok=True)
-    for stale in parent.glob("sparring-sandbox-*-*"):
-        pid = stale.name.split("-")[2]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(stale, ignore_errors=True)
-    root = Path(tempfile.mkdtemp(dir=parent, prefix=f"sparring-sandbox-{os.getpid()}-"))
-    os.chmod(root, 0o711)  # slot uids reach their own work dirs, list nothing
-    return root
-
-
 def make_probe() -> RunRequest:
     return RunRequest("print(6 * 7)", timeout_s=WARM_START_S, memory_mb=64)
-
-
-def work_frames(request: RunRequest) -> bytes:
-    """The work files for the fork server: (name length, name, content length, content) each."""
-    parts = []
-    for name, content in request.work_files():
-        raw = name.encode("utf-8", errors="surrogatepass")
-        parts += [struct.pack("<I", len(raw)), raw, struct.pack("<Q", len(content)), content]
-    return b"".join(parts)
 
 
 def server_chain(pid: int) -> list[int]:
@@ -720,259 +462,3 @@ def server_chain(pid: int) -> list[int]:
             break
         chain.append(int(children[0]))
     return chain
-
-
-def capture_warm(out_fd: int, err_fd: int, control: socket.socket, watchdog: Deadline,
-                 cap: int) -> tuple[bytes, bytes, dict | None, str | None]:
-    """Read a warm run's stdout and stderr (at most `cap` bytes of each) and the server's report. Returns
-    (stdout, stderr, report or None, stopped): stopped is "output_limit" (the server was asked to end the
-    run) or "timeout" (the watchdog: the server did not report in time). The report comes when every
-    process of the run is dead, so the pipes close right after it."""
-    streams = {out_fd: bytearray(), err_fd: bytearray()}
-    report, stopped = None, None
-    with selectors.DefaultSelector() as selector:
-        for fd in streams:
-            os.set_blocking(fd, False)
-            selector.register(fd, selectors.EVENT_READ)
-        selector.register(control, selectors.EVENT_READ)
-        reported_at = None
-        while report is None or any(fd in selector.get_map() for fd in streams):
-            left = watchdog.left()
-            if report is not None:
-                left = min(left, 1.0 - (time.monotonic() - reported_at))  # a pipe something else still holds
-            if left <= 0:
-                if report is None:
-                    stopped = "timeout"
-                break
-            for key, _ in selector.select(timeout=left):
-                if key.fileobj is control:
-                    try:
-                        message = control.recv(65536)
-                    except OSError:
-                        message = b""
-                    selector.unregister(control)
-                    report = parse_report(message)
-                    reported_at = time.monotonic()
-                    if report is None:
-                        return bytes(streams[out_fd]), bytes(streams[err_fd]), None, stopped
-                    continue
-                try:
-                    chunk = os.read(key.fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    selector.unregister(key.fd)
-                    continue
-                buffer = streams[key.fd]
-                if len(buffer) <= cap:
-                    buffer += chunk
-                if len(buffer) > cap:
-                    del buffer[cap:]
-                    buffer += b"!"  # one byte past the cap marks it passed; dropped below
-                    if stopped is None:
-                        stopped = "output_limit"
-                        try:
-                            control.send(b"K")
-                        except OSError:
-                            pass
-    return bytes(streams[out_fd][:cap]), bytes(streams[err_fd][:cap]), report, stopped
-
-
-def warm_status(report: dict | None, stdout: bytes, stderr: bytes, stopped: str | None, oom: bool,
-                memory_capped: bool, cpu_limit: int, place: str) -> tuple[str, int | None, bytes]:
-    """(status, exit code, stderr) of a warm run, from the fork server's report (None: it did not report)
-    and what the host saw (`stopped`: its output cap or watchdog; `oom`: the cgroup's OOM kills)."""
-    if report is None:
-        status = stopped or ("memory" if oom else "killed")
-        if status == "killed":
-            stderr += f"\n[sparring: the run's fork server ended before it could report; its {place} was replaced]".encode()
-        return status, None, stderr
-    code = -report["signal"] if report["signal"] is not None else report["exit"]
-    if report["left"]:
-        status = "sandbox_error"
-        stderr += (f"\n[sparring: the cleanup after this run left {'; '.join(report['left'])}; "
-                   f"its {place} was replaced]").encode()
-    elif stopped or report["ended"]:
-        status = stopped or "output_limit"
-    elif report["timeout"]:
-        status = "timeout"
-    elif code == 0:
-        status = "ok"
-    elif oom or report["oom"] or (not memory_capped and memory_error_in(stderr)):
-        status = "memory"
-    elif code == -signal.SIGXCPU and report["cpu_s"] >= cpu_limit - 0.1:
-        status = "timeout"
-    elif code < 0:
-        status = "killed"
-    else:
-        status = "error"
-    return status, code, stderr
-
-
-REPORT_KEYS = {"exit", "signal", "timeout", "ended", "wall_s", "cpu_s", "left", "doubt", "problem", "oom"}
-
-
-def parse_report(message: bytes) -> dict | None:
-    try:
-        report = json.loads(message)
-    except ValueError:
-        return None
-    return report if type(report) is dict and set(report) == REPORT_KEYS else None
-
-
-def cpu_seconds(timeout_s: float) -> int:
-    """The CPU-time rlimit of a run: a second past its wall-clock limit (a backstop for multithreaded spins)."""
-    return math.ceil(timeout_s) + 1
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a run's work dir, folders its program locked (mode 000) included: they are opened up first
-    (root needs no such step; the caller's own uid, without per-slot uids, does)."""
-    for folder, subfolders, _ in os.walk(path):
-        for name in subfolders:
-            sub = os.path.join(folder, name)
-            try:
-                if not os.path.islink(sub):  # every process of the run is dead: nothing swaps it for a link now
-                    os.chmod(sub, 0o700)
-            except OSError:
-                pass
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def memory_file(name: str, content: bytes) -> int:
-    """An anonymous in-memory file holding `content`, read from its start (no host disk involved)."""
-    fd = os.memfd_create(f"sparring-{name}"[:200])
-    os.write(fd, content) if len(content) < 65536 else _write_all(fd, content)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def _write_all(fd: int, content: bytes) -> None:
-    view = memoryview(content)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def capture(process: subprocess.Popen, deadline: Deadline, cap: int) -> tuple[bytes, bytes, str | None]:
-    """Read stdout and stderr until both close (or `process` exits and they stay open briefly), keeping at
-    most `cap` bytes of each. Returns (stdout, stderr, stopped): stopped is "timeout" or "output_limit"
-    when the run must be ended for that reason, else None. (subprocess.communicate neither caps output nor
-    notices a finished program whose pipes a leftover child still holds, hence this loop.)"""
-    streams = {process.stdout.fileno(): bytearray(), process.stderr.fileno(): bytearray()}
-    with selectors.DefaultSelector() as selector:
-        for fd in streams:
-            os.set_blocking(fd, False)
-            selector.register(fd, selectors.EVENT_READ)
-        exited_at = None
-        while selector.get_map():
-            left = deadline.left()
-            if left <= 0:
-                return bytes(streams[process.stdout.fileno()]), bytes(streams[process.stderr.fileno()]), "timeout"
-            if exited_at is None and exited(process):
-                exited_at = time.monotonic()
-            elif exited_at is not None and time.monotonic() - exited_at > 0.2:
-                break  # the program is done; what still holds its pipes is killed next
-            for key, _ in selector.select(timeout=min(left, 0.05)):
-                try:
-                    chunk = os.read(key.fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    selector.unregister(key.fd)
-                    continue
-                buffer = streams[key.fd]
-                buffer += chunk
-                if len(buffer) > cap:
-                    del buffer[cap:]
-                    return bytes(streams[process.stdout.fileno()]), bytes(streams[process.stderr.fileno()]), "output_limit"
-    stdout, stderr = bytes(streams[process.stdout.fileno()]), bytes(streams[process.stderr.fileno()])
-    while not exited(process):
-        if deadline.left() <= 0:
-            return stdout, stderr, "timeout"
-        time.sleep(min(deadline.left(), 0.002))
-    return stdout, stderr, None
-
-
-def exited(process: subprocess.Popen) -> bool:
-    """Whether `process` has ended, without reaping it (its pid stays reserved for the group kill)."""
-    try:
-        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-# -- what the host offers ----------------------------------------------------------------------------
-@functools.cache
-def sandbox_python() -> str:
-    """The python3 programs run with: the system's (under /usr), else the one running sparring."""
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return str(Path(sys.base_prefix) / "bin" / "python3")
-
-
-def system_binds(python: str) -> list[str]:
-    """bwrap arguments for a read-only system: /usr, the /bin, /lib... links (or dirs), the linker cache."""
-    args = ["--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        path = Path("/") / name
-        if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
-    if Path("/etc/ld.so.cache").exists():
-        args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    prefix = str(Path(python).resolve().parent.parent)
-    if not prefix.startswith("/usr"):
-        args += ["--ro-bind", prefix, prefix]
-    return args
-
-
-def _probe_command(tier: str, uid: int | None) -> list[str]:
-    drop = ([] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"])
-    if tier == "bwrap":
-        return drop + ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-                       "--new-session", "--cap-drop", "ALL", "--clearenv", *system_binds(sandbox_python()),
-                       "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--", sandbox_python(), "-c", "pass"]
-    return drop + ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
-                   "--ipc", "--uts", "--", "/bin/sh", "-c", UNSHARE_SETUP, "1m", sandbox_python(), "-c", "pass"]
-
-
-@functools.cache
-def _probe(tier: str, uid: int | None) -> str:
-    """"" when `tier` runs a program here (as `uid`), else why not."""
-    command = _probe_command(tier, uid)
-    if shutil.which(command[0]) is None or shutil.which(tier) is None:
-        return f"`{tier}` is not installed" + (" (Debian: apt-get install bubblewrap)" if tier == "bwrap" else "")
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=20, cwd="/")
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"{' '.join(command[:3])} ...: {error}"
-    if done.returncode != 0:
-        return f"{tier} exited {done.returncode}: {decode(done.stderr).strip()[-500:]}"
-    return ""
-
-
-def tier_works(tier: str) -> bool:
-    return tier == "rlimits" or not tier_problem(tier)
-
-
-def tier_problem(tier: str) -> str:
-    """"" when `tier` runs a program on this host (as an unprivileged uid when root), else why not."""
-    return "" if tier == "rlimits" else _probe(tier, 65534 if is_root() else None)
-
-
-def strongest_tier() -> str:
-    """The strongest tier that runs a program on this host; SandboxError if none but "rlimits" does."""
-    for tier in ("bwrap", "unshare"):
-        if tier_works(tier):
-            return tier
-    raise SandboxError("no isolating tier works on this host: "
-                       + "; ".join(f"{tier}: {tier_problem(tier)}" for tier in ("bwrap", "unshare"))
-                       + ". Install bubblewrap (apt-get install bubblewrap), or ask for the insecure "
-                         "make_sandbox('local', isolation='rlimits') for trusted code only")
-
-
-def available_tiers() -> list[str]:
-    """The local tiers that work here, strongest first ("rlimits" always does)."""
-    return [tier for tier in TIERS if tier_works(tier)]

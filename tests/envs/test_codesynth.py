@@ -139,7 +139,8 @@ def test_trust_reference_skips_the_sandbox_for_the_reference_program_only():
 def test_the_code_selfplay_config_loads_and_its_expert_demonstrations_verify():
     from pathlib import Path
 
-    from sparring.selfplay import draw_tasks, load_selfplay_config
+    from sparring.envs.catalog import draw_tasks
+    from sparring.selfplay import load_selfplay_config
     from sparring.trainers.bootstrap import expert_demonstrations
 
     config = load_selfplay_config(Path(__file__).resolve().parents[2] / "configs" / "code-ei.yaml", [])

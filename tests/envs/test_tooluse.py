@@ -13,7 +13,9 @@ from sparring.envs.tooluse import (PRESETS, SPLITS, ToolUseConfig, format_call, 
 from sparring.envs.tooluse_tasks import (answers_match, normalise_answer, replay, run_model_verifications,
                                          validate_task)
 from sparring.envs.tooluse_templates import HELD_OUT, TEMPLATES, TRAINING, instantiate
-from sparring.envs.tooluse_world import (TOOL_NAMES, ToolError, ToolWorld, normalise_path, state_hash, tool_schemas)
+from sparring.envs.tooluse_checks import ToolError, normalise_path
+from sparring.envs.tooluse_state import state_hash
+from sparring.envs.tooluse_world import TOOL_NAMES, ToolWorld, tool_schemas
 from sparring.errors import UnknownNameError, UnsolvableTaskError
 from kit import local_sandbox_or_skip
 
@@ -485,6 +487,18 @@ def test_at_least_30_templates_and_a_held_out_set():
     assert all(t.summary for t in TEMPLATES.values())
     multi_tool = [n for n in TEMPLATES if len({c["name"] for c in instantiate(n, random.Random(0), 2, 0, 8)["solution"]["calls"]}) >= 2]
     assert len(multi_tool) >= 25  # most chain several tools
+
+def test_a_seed_draws_the_same_templates():
+    # the order of TEMPLATES (the template modules' definition order) decides which template a seed draws: a
+    # reordering, or the template modules registering in another order, would change every generated task
+    config = PRESETS["medium"]
+    assert [generate_task(config, "train", seed=0, index=i).template for i in range(8)] == [
+        "cal_count", "file_copy", "kv_sum", "file_append_line", "file_append_line", "db_count", "folder_count",
+        "db_update_from_kv"]
+    assert [generate_task(config, "test-unseen", seed=0, index=i).template for i in range(4)] == [
+        "db_raise_salary", "db_top_to_calendar", "kv_backup_to_file", "db_raise_salary"]
+    assert TRAINING[:2] == ("kv_lookup", "kv_to_file") and TRAINING[-1] == "file_to_calendar_today"
+
 
 
 @pytest.mark.parametrize("name", list(TEMPLATES))

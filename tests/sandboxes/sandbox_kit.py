@@ -11,7 +11,8 @@ import pytest
 from kit import skip_or_fail
 
 from sparring.sandboxes import SandboxError, make_sandbox
-from sparring.sandboxes.local import available_tiers, uid_processes
+from sparring.sandboxes.tiers import available_tiers
+from sparring.sandboxes.uids import uid_processes
 
 LIMITS = dict(workers=2, timeout_s=5.0, memory_mb=256, max_output_bytes=65536, max_processes=32, max_file_mb=16)
 KINDS = ("local", "local-cold", "local-unshare", "local-rlimits", "docker", "docker-cold")  # local, docker: warm

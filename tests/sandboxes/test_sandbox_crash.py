@@ -68,7 +68,7 @@ def leftovers(backend: str, pid: int) -> set[tuple[str, str]]:
             if os.path.isdir(parent):
                 found |= {("work dir", d) for d in os.listdir(parent) if d.startswith(f"sparring-sandbox-{pid}-")}
         return found
-    from sparring.sandboxes.docker import LABEL, connect
+    from sparring.sandboxes.docker_image import LABEL, connect
 
     client = connect()
     found |= {("container", c.name) for c in client.containers.list(all=True, filters={"label": LABEL})

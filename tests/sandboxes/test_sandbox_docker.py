@@ -126,7 +126,7 @@ def test_warm_containers_are_reused_and_recycled_after_failures(docker_sandbox):
 
 
 def test_cli_builds_the_image_offline(docker_image, capsys):
-    from sparring.sandboxes.docker import connect
+    from sparring.sandboxes.docker_image import connect
 
     tag = "sparring-sandbox:cli-test"
     try:
@@ -191,7 +191,7 @@ class EngineLink:
 
 
 def test_the_pool_survives_an_engine_that_stops_and_comes_back(docker_image, monkeypatch, tmp_path):
-    from sparring.sandboxes.docker import connect
+    from sparring.sandboxes.docker_image import connect
 
     if not os.path.exists("/var/run/docker.sock"):
         pytest.skip("the engine does not listen on /var/run/docker.sock here")
@@ -226,10 +226,10 @@ def test_the_pool_survives_an_engine_that_stops_and_comes_back(docker_image, mon
 
 def test_a_cleanup_that_leaves_something_replaces_the_container(docker_sandbox, monkeypatch):
     from sparring.sandboxes import docker as backend
+    from sparring.sandboxes.docker_supervisor import SCRATCH
 
     # a scratch folder the supervisor cannot empty (the image's read-only /etc) stands for anything left over
-    monkeypatch.setattr(backend, "SUPERVISOR", backend.SUPERVISOR.replace(repr(backend.SCRATCH),
-                                                                          repr(backend.SCRATCH + ("/etc",))))
+    monkeypatch.setattr(backend, "SUPERVISOR", backend.SUPERVISOR.replace(repr(SCRATCH), repr(SCRATCH + ("/etc",))))
     monkeypatch.setattr(backend, "WARM_SCRATCH", backend.WARM_SCRATCH + ",/etc")
     slot = docker_sandbox._slots[0]
     docker_sandbox._discard(slot)  # a fresh container, whose fork server starts with the patched folders

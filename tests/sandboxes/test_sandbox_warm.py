@@ -12,7 +12,9 @@ import time
 import pytest
 
 from sparring.sandboxes import make_sandbox
-from sparring.sandboxes.local import WARM_ISOLATION, available_tiers, uid_processes
+from sparring.sandboxes.local import WARM_ISOLATION
+from sparring.sandboxes.tiers import available_tiers
+from sparring.sandboxes.uids import uid_processes
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import pytest
 
-from sparring.selfplay import draw_tasks
+from sparring.envs.catalog import draw_tasks
 from sparring.trainers.bootstrap import BootstrapConfig, expert_demonstrations
 
 KWARGS = {"difficulty": "easy", "instruction": "compact"}

@@ -744,7 +744,7 @@ def test_easy_to_hard_no_expert_answer_beyond_three_numbers_enters_training(tmp_
     development set and the control alike; rounds train on 4-number tasks with nothing but the model's own attempts."""
     from pathlib import Path
 
-    import sparring.envs.countdown as countdown
+    import sparring.envs.countdown_tasks as countdown
 
     sizes = []
     real = countdown.expert_answer

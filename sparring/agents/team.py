@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.policies.policy import SamplingParams
-from sparring.agents.proposer import (INSTRUCTION_FAMILIES, CurriculumProposer, InstructionProposer, PolicyProposer,
+from sparring.agents.proposer import (CurriculumProposer, InstructionProposer, PolicyProposer,
                                       Proposal, learnability, pass_rate_metrics, proposal_metrics, task_key)
 from sparring.agents.reflector import ReflectionMemory, Reflector
 from sparring.agents.skills import (SkillLibrary, as_shown, chain_rollout, make_chains, skill_kind_for, skill_prompt)
@@ -276,7 +276,7 @@ class AgentTeam:
                 groups = by_task(solver.run(tasks, k=k, seed=self.seeds.bootstrap(), on_turn=self.ctx.bars.episodes(
                     "roles' bootstrap: solver attempts", n * k)), k)
             metrics["bootstrap/roles_pass@1"] = sum(t.success for g in groups for t in g) / max(1, n * k)
-            if self.own_model("proposer") and self.env.family in INSTRUCTION_FAMILIES:
+            if self.own_model("proposer") and self.env.proposer_writes_instructions:
                 speaker = InstructionProposer(self.env_id, self.env_kwargs, cfg.proposer)
                 routes = speaker.draw(sizes["proposer"], *self.seeds.roles_bootstrap_tasks())
                 metrics.update(self._train_role("proposer", 0, speaker.examples(routes, tokenizer),
@@ -341,7 +341,7 @@ class AgentTeam:
 
     def _propose(self, r: int, quota: int, metrics: dict[str, float]) -> list[dict[str, Any]]:
         cfg = self.config.proposer
-        if self.env.family in INSTRUCTION_FAMILIES:
+        if self.env.proposer_writes_instructions:
             return self._propose_instructions(r, quota)
         proposer = self.make_proposer(r)
         aim = self.aim()
@@ -371,7 +371,7 @@ class AgentTeam:
 
     def make_proposer(self, r: int) -> PolicyProposer | InstructionProposer:
         """Round `r`'s policy proposer (the speaker for instruction families)."""
-        if self.env.family in INSTRUCTION_FAMILIES:
+        if self.env.proposer_writes_instructions:
             return InstructionProposer(self.env_id, self.env_kwargs, self.config.proposer)
         return PolicyProposer(self.env_id, self.env_kwargs, self.config.proposer, self.k, self.forbidden(r))
 

@@ -13,7 +13,7 @@ from kit import teach
 
 import sparring  # noqa: F401
 from sparring.policies.hf import render
-from sparring.envs.countdown import PRESETS, generate_tasks
+from sparring.envs.countdown_tasks import PRESETS, generate_tasks
 from sparring.errors import UnknownNameError
 from sparring.trainers import grpo, grpo_rewards
 from sparring.trainers.grpo import GRPOSettings, train_grpo

@@ -18,7 +18,6 @@ attempt; `agreement` compares two such judgements.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from abc import ABC, abstractmethod
@@ -28,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sparring.policies.policy import Policy, SamplingParams
-from sparring.envs.base import TextEnv, check_choice
-from sparring.envs.catalog import env_class, env_ids
+from sparring.envs.base import check_choice
+from sparring.envs.grading import answer_key
 from sparring.trainers.sft import SFTSettings
 from sparring.trajectories import Trajectory
 
@@ -94,20 +93,6 @@ class ProgrammaticVerifier(Verifier):
 
 
 # ---- majority vote ------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=None)
-def family_of(env_id: str) -> type[TextEnv]:
-    """The env class whose family hooks apply to trajectories of `env_id`; `TextEnv` (the defaults) for an id
-    sparring did not register."""
-    found = env_class(env_id) if env_id in env_ids() else TextEnv
-    return found if isinstance(found, type) and issubclass(found, TextEnv) else TextEnv
-
-
-def answer_key(trajectory: Trajectory) -> str | None:
-    """The final answer an attempt votes with: its env family's `answer_key` (by default its last action's text)."""
-    return family_of(trajectory.env_id).answer_key(trajectory.task, [turn.action for turn in trajectory.turns],
-                                                   trajectory.verdict)
-
 
 class MajorityVoteVerifier(Verifier):
     """SeRL's majority vote: an attempt is right when its answer is the one most of the k attempts gave."""

@@ -188,7 +188,7 @@ class DPORoundTrainer(RoundTrainer):
         if cfg.dpo.pairs_from == "verdict":
             scores = [t.reward for t in trajectories]
         elif cfg.dpo.pairs_from == "majority":  # ScPO: how many of the task's k attempts gave the same answer
-            from sparring.agents.verifiers import answer_key
+            from sparring.envs.grading import answer_key
 
             keys = [answer_key(t) for t in trajectories]
             scores = [0.0 if key is None else keys[i - i % k:i - i % k + k].count(key) / k for i, key in enumerate(keys)]

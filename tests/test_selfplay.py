@@ -113,7 +113,7 @@ if os.environ.get("SCRIPTED"):  # a model this small writes no valid task: every
     def scripted(self, policy, n, aim, *, seed=0, **context):
         note(f"propose {seed % 1000}")
         written = propose(self, policy, n, aim, seed=seed, **context)
-        return [Proposal(task_to_text(other.generate_task(seed * 100 + i, seed=7).to_dict(), "countdown") if i % 2
+        return [Proposal(task_to_text(other.generate_task(seed * 100 + i, seed=7).to_dict(), other) if i % 2
                          else p.text, p.label) for i, p in enumerate(written)]
     PolicyProposer.propose = scripted
 raise SystemExit(main(["selfplay", "--run-dir", str(run), *sys.argv[2:]]))
@@ -401,7 +401,7 @@ def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
     config = SelfPlayConfig()
     real_propose = PolicyProposer.propose
     other = gymnasium.make("Countdown-v0", **config.env.kwargs).unwrapped
-    held_out = [task_to_text(t, "countdown")
+    held_out = [task_to_text(t, other)
                 for t in draw_tasks("Countdown-v0", config.env.kwargs, config.env.eval_split, config.seed, 0, 3)]
     run = tmp_path / "run"
 
@@ -413,8 +413,8 @@ def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
         if i % 12 == 5:
             return scripted_text(i - 1, written, r, earlier)  # rejected: a repeat of the task accepted just before
         if i % 12 in (7, 8) and earlier:
-            return task_to_text(earlier[i % len(earlier)], "countdown")  # rejected: a task an earlier round posed
-        return task_to_text(other.generate_task(r * 1000 + i, seed=7).to_dict(), "countdown")
+            return task_to_text(earlier[i % len(earlier)], other)  # rejected: a task an earlier round posed
+        return task_to_text(other.generate_task(r * 1000 + i, seed=7).to_dict(), other)
 
     def scripted(self, policy, n, aim, *, seed=0, **context):
         written = real_propose(self, policy, n, aim, seed=seed, **context)  # the model is asked all the same

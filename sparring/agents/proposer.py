@@ -33,7 +33,6 @@ import dataclasses
 import json
 import math
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,19 +107,17 @@ def task_key(task: dict[str, Any]) -> str:
 
 # ---- tasks as text ------------------------------------------------------------------------------
 
-_COMPACT_COUNTDOWN = re.compile(r"\s*(\d{1,10}(?:[ ,]+\d{1,10}){0,15})\s*->\s*(-?\d{1,10})\s*")
+def task_to_text(task: dict[str, Any], env: TextEnv, style: str = "compact") -> str:
+    """How a proposer writes `task`: the family's compact form (the env's `compact_task`: Countdown's `8 3 2 -> 22`)
+    when there is one and `style` is compact, else the task's JSON."""
+    compact = env.compact_task(task) if style == "compact" else None
+    return compact if compact is not None else json.dumps(task, sort_keys=True)
 
 
-def task_to_text(task: dict[str, Any], family: str, style: str = "compact") -> str:
-    """How a proposer writes `task`: Countdown's compact `8 3 2 -> 22`, else the task's JSON."""
-    if style == "compact" and family == "countdown":
-        return f"{' '.join(map(str, task['numbers']))} -> {task['target']}"
-    return json.dumps(task, sort_keys=True)
-
-
-def text_to_task(text: str, family: str) -> dict[str, Any]:
-    """The task dict a proposer wrote: a JSON object (the first `{...}` in the text), or for Countdown the
-    compact `8 3 2 -> 22`. A ValueError says why the text is neither; nothing is evaluated."""
+def text_to_task(text: str, env: TextEnv) -> dict[str, Any]:
+    """The task dict a proposer wrote: a JSON object (the first `{...}` in the text), or the family's compact form
+    (the env's `parse_compact_task`: Countdown's `8 3 2 -> 22`). A ValueError says why the text is neither; nothing
+    is evaluated."""
     if not isinstance(text, str) or len(text) > MAX_TASK_CHARS:
         raise ValueError(f"a proposal must be text of at most {MAX_TASK_CHARS} characters")
     start, end = text.find("{"), text.rfind("}")
@@ -132,12 +129,10 @@ def text_to_task(text: str, family: str) -> dict[str, Any]:
         if not isinstance(task, dict):
             raise ValueError(f"its JSON is a {type(task).__name__}, not an object")
         return task
-    if family == "countdown":
-        match = _COMPACT_COUNTDOWN.fullmatch(text)
-        if match:
-            return {"numbers": [int(n) for n in re.split(r"[ ,]+", match[1].strip())], "target": int(match[2])}
-        raise ValueError(f"{text[:60]!r} is neither a JSON task nor `numbers -> target`")
-    raise ValueError(f"{text[:60]!r} holds no JSON object")
+    task = env.parse_compact_task(text)
+    if task is None:
+        raise ValueError(f"{text[:60]!r} holds no JSON object and is not a compact {env.family} task")
+    return task
 
 
 # ---- validation ---------------------------------------------------------------------------------
@@ -273,7 +268,7 @@ class PolicyProposer:
         accepted = []
         for proposal in proposals:
             try:
-                proposal.task = text_to_task(proposal.text, self.family)
+                proposal.task = text_to_task(proposal.text, self.env)
             except ValueError as error:
                 proposal.reason, proposal.detail = "parse", str(error)
                 continue
@@ -304,7 +299,7 @@ class PolicyProposer:
         for task, p in labelled:
             label = round(p * self.k) / self.k
             prompt = render(tokenizer, self.conversation(label, recent=recent, solve_rate=solve_rate))
-            out.append({"prompt": prompt, "completion": task_to_text(task, self.family, style)})
+            out.append({"prompt": prompt, "completion": task_to_text(task, self.env, style)})
         return out
 
 

@@ -8,8 +8,8 @@ lives here once.
 
 What the self-play roles need to know about a family is asked of its env through optional hooks, declared
 with their defaults on `TextEnv` ("family hooks") and overridden in the family's own file:
-`curriculum_levels`, `proposer_writes_instructions`, `task_problems`, `proposal_problems`, `answer_key`,
-`skill_kind`, `skill_features` and `similar_task_chains`. A new family overrides the ones it needs.
+`curriculum_levels`, `proposer_writes_instructions`, `task_problems`, `proposal_problems`, `compact_task` and
+`parse_compact_task`, `answer_key`, `skill_kind`, `skill_features` and `similar_task_chains`. A new family overrides the ones it needs.
 """
 
 from __future__ import annotations
@@ -278,6 +278,16 @@ class TextEnv(gymnasium.Env[str, str]):
         collapsed."""
         text = " ".join((actions[-1] if actions else "").split())
         return text or None
+
+    def compact_task(self, task: dict[str, Any]) -> str | None:
+        """`task` as a proposer with the compact prompt writes it (Countdown: `8 3 2 -> 22`); None when the family
+        has no compact form (the proposer writes the task's JSON). Default: None."""
+        return None
+
+    def parse_compact_task(self, text: str) -> dict[str, Any] | None:
+        """The task dict of `text` written as `compact_task` writes tasks, None when it is not in that form (a
+        proposer's text: never evaluated, never raises). Default: None."""
+        return None
 
     def skill_features(self, task: dict[str, Any]) -> list[str]:
         """Retrieval tokens of `task` itself, for skill kinds that match skills to the task rather than to its

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -35,6 +36,9 @@ from sparring.errors import UnsolvableTaskError
 CURRICULUM_LEVELS: tuple[dict[str, Any], ...] = (
     {"num_numbers": 3, "max_number": 10}, {"num_numbers": 3, "max_number": 20}, {"num_numbers": 3, "max_number": 30},
     {"num_numbers": [3, 4], "max_number": 20}, {"num_numbers": 4, "max_number": 30})
+
+# a proposer's compact task, `8 3 2 -> 22` (bounded: a proposal is an attacker's text)
+_COMPACT = re.compile(r"\s*(\d{1,10}(?:[ ,]+\d{1,10}){0,15})\s*->\s*(-?\d{1,10})\s*")
 
 
 class CountdownFamily:
@@ -60,6 +64,15 @@ class CountdownFamily:
     def task_problems(self, task: CountdownTask, config: CountdownConfig | None = None) -> list[str]:
         """Why `task` lies outside this env's knobs (or `config`'s) and split; empty when it lies within."""
         return countdown_tasks.task_problems(task, config or self.config, self.split)
+
+    def compact_task(self, task: dict[str, Any]) -> str | None:
+        return f"{' '.join(map(str, task['numbers']))} -> {task['target']}"
+
+    def parse_compact_task(self, text: str) -> dict[str, Any] | None:
+        match = _COMPACT.fullmatch(text)
+        if match is None:
+            return None
+        return {"numbers": [int(n) for n in re.split(r"[ ,]+", match[1].strip())], "target": int(match[2])}
 
     def skill_features(self, task: dict[str, Any]) -> list[str]:
         return task_features(task)  # the numbers and the target: all of it is in the observation

@@ -14,6 +14,7 @@ from agents_kit import ScriptedPolicy
 from kit import local_sandbox_or_skip
 
 KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}
+COUNTDOWN = gymnasium.make("Countdown-v0", **KWARGS).unwrapped
 
 
 def env():
@@ -26,13 +27,13 @@ def test_learnability_is_absolute_zeros():
 
 def test_task_text_round_trips_and_junk_is_a_value_error():
     task = {"numbers": [8, 3, 2], "target": 22}
-    assert task_to_text(task, "countdown") == "8 3 2 -> 22"
-    assert text_to_task("8 3 2 -> 22", "countdown") == task
-    assert text_to_task(' {"numbers": [8, 3, 2], "target": 22} ', "countdown") == task
-    assert json.loads(task_to_text(task, "countdown", "full")) == task
+    assert task_to_text(task, COUNTDOWN) == "8 3 2 -> 22"
+    assert text_to_task("8 3 2 -> 22", COUNTDOWN) == task
+    assert text_to_task(' {"numbers": [8, 3, 2], "target": 22} ', COUNTDOWN) == task
+    assert json.loads(task_to_text(task, COUNTDOWN, "full")) == task
     for junk in ["", "-> 5", "8 3 2 ->", "__import__('os')", "{not json}", "[1, 2]", "x" * 3000]:
         with pytest.raises(ValueError):
-            text_to_task(junk, "countdown")
+            text_to_task(junk, COUNTDOWN)
 
 
 @pytest.mark.parametrize("task, reason", [
@@ -131,7 +132,7 @@ def test_a_tiny_model_bootstrapped_on_generator_tasks_writes_valid_ones(tiny_che
     e = env()
     labelled = [(e.generate_task(i).to_dict(), [0.0, 0.25, 0.5, 0.75, 1.0][i % 5]) for i in range(400)]
     examples = proposer.examples(labelled, tokenizer)
-    assert examples[2] == {"prompt": "propose p=0.50\n", "completion": task_to_text(labelled[2][0], "countdown")}
+    assert examples[2] == {"prompt": "propose p=0.50\n", "completion": task_to_text(labelled[2][0], COUNTDOWN)}
     proposals = proposer.propose(HFPolicy(model=model, tokenizer=tokenizer), 60, aim=0.5, seed=0)
     proposer.accept(proposals)
     assert sum(p.reason == "parse" for p in proposals) > 50  # untrained: noise

@@ -479,7 +479,7 @@ def trained_on_nothing(metrics: dict[str, Any]) -> bool:
 def run_status(run_dir: str | Path) -> list[str]:
     """Lines that say where the run in `run_dir` stands: rounds finished, the current round's finished stages,
     the stage under way and its progress (sampling parts written, the trainer's last checkpoint)."""
-    from sparring.agents.team import AgentTeam
+    from sparring.agents.roles import Roles
     from sparring.errors import SparringError
     from sparring.selfplay_config import load_selfplay_config
     from sparring.stages import RoundRecords, stage_order
@@ -490,7 +490,7 @@ def run_status(run_dir: str | Path) -> list[str]:
     config = load_selfplay_config(root / "config.yaml", [])
     total = config.rounds + 1
     skipped = {"control"} if not (config.control and config.algorithm == "expert_iteration") else set()
-    skipped |= {"agents", "agents_bootstrap"} if not AgentTeam.wanted(config) else set()
+    skipped |= {"agents", "agents_bootstrap"} if not Roles.wanted(config) else set()
     rows = []
     if (root / "metrics.jsonl").exists():
         for line in (root / "metrics.jsonl").read_text(errors="replace").splitlines():

@@ -15,7 +15,7 @@ first unfinished stage and never reads a half-written file.
 Run directory:
     config.yaml                     the resolved config
     rounds/NNN/tasks.jsonl          {"task": {...}, "source": "generator"} per line ("proposer", "curriculum", "chain"
-                                    for the agents' tasks, see sparring/agents/team.py)
+                                    for the agents' tasks, see sparring/agents/roles.py)
     rounds/NNN/proposals.jsonl      every proposal of the policy proposer: text, label, verdict, pass rate
     rounds/NNN/skills.jsonl         the skill library after round NNN (skills.jsonl: the latest)
     rounds/NNN/reflections.jsonl    the reflection memory after round NNN
@@ -24,7 +24,7 @@ Run directory:
     rounds/NNN/sampling/            the sampling stage's parts and search-kept/, until the training is recorded
                                     (with skills: skills-position-P, the chains' last position played)
     rounds/NNN/agents/STAGE/        with the agents on: their state as STAGE left it, for a resumed round
-                                    (skills.jsonl, reflections.jsonl, state.json, extra/; sparring/agents/team.py)
+                                    (skills.jsonl, reflections.jsonl, state.json, extra/; sparring/agents/roles.py)
     tmp-trainer/NNN-NAME/           a training's own checkpoints while it runs
     rounds/NNN/eval-trajectories/   the round's held-out evaluation episodes (meta "eval": the eval set)
     checkpoints/round-NNN/          the policy after round NNN (control-NNN: the control's; proposer-NNN,
@@ -68,12 +68,12 @@ class SelfPlay:
     """One run of the loop over a run directory."""
 
     def __init__(self, config: SelfPlayConfig, run_dir: str | Path, *, console: Any = None):
-        from sparring.agents.team import AgentTeam
+        from sparring.agents.roles import Roles
 
         self.config, self.ctx = config, RunContext(config, run_dir, console=console)
         self.tracker: Tracker | None = None  # run_rounds opens config.logging's trackers
         self.eval_episodes: list[Any] = []  # the round's held-out episodes, saved with the round
-        self.team = AgentTeam(self.ctx) if AgentTeam.wanted(config) else None
+        self.roles = Roles(self.ctx) if Roles.wanted(config) else None  # the agents around the solver
 
     # ---- bookkeeping ------------------------------------------------------------------------------
     def start(self, resume: bool) -> None:
@@ -105,7 +105,7 @@ class SelfPlay:
         rows, note = repair_metrics(self.ctx.run.metrics)
         if note:
             self.ctx.console.print(f"[bold yellow]repaired:[/bold yellow] {note}")
-        n, roles = len(rows), [role for role in ("proposer", "reflector", "judge") if self.team and self.team.own_model(role)]
+        n, roles = len(rows), self.roles.models() if self.roles else []
 
         def outputs(r: int, stage: str) -> list[Path]:
             """The checkpoints stage `stage` of round `r` leaves."""
@@ -128,7 +128,7 @@ class SelfPlay:
             tasks = self.ctx.run.round_dir(r) / "tasks.jsonl"
             if tasks.exists():
                 continue
-            if self.team:
+            if self.roles:
                 raise SparringError(f"{tasks.relative_to(self.ctx.run.root)} is missing, but round {r} finished: its "
                                     "tasks came from the agents and cannot be drawn again. Restore it, or delete the "
                                     f"lines of round {r} and later from metrics.jsonl and their rounds/NNN/stages "
@@ -147,7 +147,7 @@ class SelfPlay:
             if stage == "sampling" and self.trainer(n).k and not any(
                     (self.ctx.run.round_dir(n) / "trajectories").glob("*.parquet")):
                 bad.append(f"rounds/{n:03d}/trajectories holds no episodes")
-            if self.team and (problem := self.team.stage_problem(n, stage)):
+            if self.roles and (problem := self.roles.stage_problem(n, stage)):
                 bad.append(problem)  # the agents' state this stage left (a run of an older version has none)
             if bad:
                 records.drop_from(stage)
@@ -178,7 +178,7 @@ class SelfPlay:
             result = evaluate(policy, self.ctx.env_id, kwargs, tasks, k=k, executor=self.ctx.executor,
                               temperature=cfg.eval.temperature, max_tokens=cfg.policy.max_tokens,
                               max_turns=cfg.env.max_turns, seed=self.ctx.seeds.evaluation(),
-                              prompt=self.team.eval_prompt(tasks) if self.team else None,
+                              prompt=self.roles.prompt(tasks) if self.roles else None,
                               on_turn=self.ctx.bars.episodes(f"{prefix} on {name or cfg.env.eval_split}",
                                                          len(tasks) * (1 + (k > 1) * k)))
             key = prefix if main else f"{prefix}/{name}"
@@ -197,8 +197,8 @@ class SelfPlay:
 
         tasks = draw_tasks(self.ctx.env_id, self.ctx.expert_kwargs, "train", *stream, n)
         demos = expert_demonstrations(self.ctx.env_id, self.ctx.expert_kwargs, tasks, self.config.bootstrap.demonstrations)
-        if self.team:  # with skills: demonstrations show the skills retrieved for their tasks
-            demos = self.team.decorate_demonstrations(demos)
+        if self.roles:  # with skills: demonstrations show the skills retrieved for their tasks
+            demos = self.roles.demonstrations(demos)
         return sft_examples(demos, tokenizer)
 
     def bootstrap(self, base: Path) -> tuple[Any, Any, dict[str, Any]]:
@@ -231,7 +231,7 @@ class SelfPlay:
                 policy = HFPolicy(model=kwargs["model"], tokenizer=tokenizer)
                 success = evaluate(policy, loop.ctx.env_id, loop.ctx.expert_kwargs, dev, max_tokens=cfg.policy.max_tokens,
                                    max_turns=cfg.env.max_turns,
-                                   prompt=loop.team.eval_prompt(dev) if loop.team else None).success
+                                   prompt=loop.roles.prompt(dev) if loop.roles else None).success
                 kwargs["model"].train()
                 curve.append((state.global_step, success))
                 atomic_write_text(saved_curve, json.dumps(curve))
@@ -269,7 +269,7 @@ class SelfPlay:
     def stage(self, r: int, name: str, work: Callable[[], dict[str, Any]],
               state: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run stage `name` of round `r` unless its record says it finished; record its metrics when it does (with
-        the agents on, after the team's state that later stages read: `AgentTeam.save_stage`; `state`: what the
+        the agents on, after the roles' state that later stages read: `Roles.save_stage`; `state`: what the
         round passes between its stages)."""
         records = self.ctx.records(r)
         done = records.get(name)
@@ -277,11 +277,11 @@ class SelfPlay:
             return done
         self.ctx.seed_everything(r)  # the same random state whether the round got here in one go or resumed
         metrics = work()
-        if self.team:
-            from sparring.agents.team import STATEFUL
+        if self.roles:
+            from sparring.agents.roles import STATEFUL
 
             if name in STATEFUL:
-                self.team.save_stage(r, name, state if state is not None else {})
+                self.roles.save_stage(r, name, state if state is not None else {})
         records.record(name, metrics)
         return metrics
 
@@ -290,8 +290,8 @@ class SelfPlay:
         from transformers import AutoTokenizer
 
         checkpoint = self.ctx.run.checkpoint("round-000")
-        if self.team:  # resumed: the team as the last finished stage left it
-            self.team.resume(0, self.ctx.records(0).finished(), {})
+        if self.roles:  # resumed: the roles as the last finished stage left them
+            self.roles.resume(0, self.ctx.records(0).finished(), {})
 
         def bootstrap() -> dict[str, Any]:
             start = time.perf_counter()
@@ -301,10 +301,12 @@ class SelfPlay:
             return metrics
 
         metrics = self.stage(0, "bootstrap", bootstrap)
-        if self.team:  # the agents' models learn their formats; the skill library is saved
+        if self.roles:  # the agents' models learn their formats; the skill library is saved
+            roles = self.roles
+
             def agents() -> dict[str, Any]:
                 start = time.perf_counter()
-                out = self.team.bootstrap(AutoTokenizer.from_pretrained(checkpoint))
+                out = roles.bootstrap(AutoTokenizer.from_pretrained(checkpoint))
                 out["time/agents_bootstrap_s"] = time.perf_counter() - start
                 return out
             metrics.update(self.stage(0, "agents_bootstrap", agents))
@@ -321,30 +323,21 @@ class SelfPlay:
         return metrics
 
     def train_round(self, r: int) -> dict[str, Any]:
-        """Round r: tasks -> sampling -> training -> evaluation -> control -> the agents' training, each stage
-        recorded (sparring/stages.py). With the agents on, the stages that change the team's state leave it in
-        rounds/NNN/agents/<stage>/ (`AgentTeam.save_stage`): a resumed round loads it instead of running them again."""
+        """Round r: tasks -> solve, verify, reflect (the sampling stage) -> train -> evaluate -> control -> the roles'
+        training and files, each stage recorded (sparring/stages.py). With the agents on, the stages that change the
+        roles' state leave it in rounds/NNN/agents/<stage>/ (`Roles.save_stage`): a resumed round loads it instead of
+        running them again."""
         from transformers import AutoTokenizer
 
-        cfg, team = self.config, self.team
-        round_kwargs, round_dir = self.ctx.round_kwargs(r), self.ctx.run.round_dir(r)
+        cfg, roles = self.config, self.roles
+        round_dir = self.ctx.run.round_dir(r)
         previous, checkpoint = self.ctx.run.checkpoint(f"round-{r - 1:03d}"), self.ctx.run.checkpoint(f"round-{r:03d}")
         tokenizer = AutoTokenizer.from_pretrained(previous)
-        state: dict[str, Any] = {}  # what the agents pass between stages: the verifier's flags, extra trajectories
-        if team:  # resumed: the team (and `state`) as the last finished stage left them
-            team.resume(r, self.ctx.records(r).finished(), state)
+        state: dict[str, Any] = {}  # what the roles pass between stages: the verifier's flags, extra trajectories
+        if roles:  # resumed: the roles (and `state`) as the last finished stage left them
+            roles.resume(r, self.ctx.records(r).finished(), state)
 
-        def draw() -> dict[str, Any]:
-            tasks = draw_tasks(self.ctx.env_id, round_kwargs, "train", *self.ctx.seeds.train_tasks(r), cfg.tasks_per_round)
-            records, metrics, start = [{"task": t, "source": "generator"} for t in tasks], {}, time.perf_counter()
-            if team:  # the proposer's tasks first, the generator's in chains of similar tasks with skills
-                tasks, records, metrics = team.round_tasks(r, tasks)
-                metrics["time/propose_s"] = time.perf_counter() - start
-            state["tasks"] = tasks
-            atomic_write_text(round_dir / "tasks.jsonl", "".join(json.dumps(record) + "\n" for record in records))
-            return metrics
-
-        metrics = dict(self.stage(r, "tasks", draw, state))
+        metrics = dict(self.stage(r, "tasks", lambda: self.draw(r, state), state))
         tasks = state.get("tasks") or [record["task"] for record in read_jsonl(round_dir / "tasks.jsonl")]
         metrics.update(self.stage(r, "sampling", lambda: self.sample(r, tasks, previous, tokenizer, state), state))
         metrics.update(self.stage(r, "training", lambda: self.train(r, tasks, previous, tokenizer, state)))
@@ -354,39 +347,53 @@ class SelfPlay:
         metrics.update(self.stage(r, "eval", lambda: self.evaluate_checkpoint(r, checkpoint)))
         if cfg.control and cfg.algorithm == "expert_iteration":
             metrics.update(self.stage(r, "control", lambda: self.control_round(r, tokenizer, cfg.expert_iteration.sft)))
-        if team:
+        if roles:  # each role's own model trained on the round's data; the library and memory saved
             def agents() -> dict[str, Any]:
                 start = time.perf_counter()
-                out = {**team.train_roles(r), **team.finish_round(r)}
+                out = {**roles.train(r), **roles.finish(r)}
                 out["time/agents_train_s"] = time.perf_counter() - start
                 return out
             metrics.update(self.stage(r, "agents", agents))
+        return metrics
+
+    def draw(self, r: int, state: dict[str, Any]) -> dict[str, Any]:
+        """The tasks stage: the generator's tasks of round r, with the agents on the proposer's share first and the
+        rest in chains of similar tasks (skills); written to rounds/NNN/tasks.jsonl."""
+        tasks = draw_tasks(self.ctx.env_id, self.ctx.round_kwargs(r), "train", *self.ctx.seeds.train_tasks(r),
+                           self.config.tasks_per_round)
+        records, metrics, start = [{"task": t, "source": "generator"} for t in tasks], {}, time.perf_counter()
+        if self.roles:
+            tasks, records, metrics = self.roles.tasks(r, tasks)
+            metrics["time/propose_s"] = time.perf_counter() - start
+        state["tasks"] = tasks
+        atomic_write_text(self.ctx.run.round_dir(r) / "tasks.jsonl", "".join(json.dumps(record) + "\n" for record in records))
         return metrics
 
     def sample(self, r: int, tasks: list[dict[str, Any]], previous: Path, tokenizer: Any,
                state: dict[str, Any]) -> dict[str, Any]:
         """The sampling stage: the trainer's k attempts per task from the previous round's policy, written part by
         part to rounds/NNN/sampling/ (a resumed stage keeps the parts already written), then rounds/NNN/trajectories/;
-        the trainer's searches after them, and the agents' verification and reflection. A trainer that samples while
+        the trainer's searches after them, and the roles' verification and reflection. A trainer that samples while
         it trains (GRPO, k 0) gets none; with the agents on, they still probe the tasks (pass rates, verifiers'
         agreement, skills admitted)."""
         from sparring.solver import Solver
         from sparring.trajectories import save_trajectories
 
-        ctx, team, trainer, start = self.ctx, self.team, self.trainer(r), time.perf_counter()
+        ctx, roles, trainer, start = self.ctx, self.roles, self.trainer(r), time.perf_counter()
         round_dir, metrics, params = ctx.run.round_dir(r), {}, trainer.sampling_params()
         if not trainer.k:
-            if team:  # a probe of k attempts per task
+            if roles:  # a probe of k attempts per task
+                k = roles.k(r)
                 with ctx.generating(previous) as sampler:
-                    trajectories, collected = self.team_collect(r, sampler, tasks, team.k, params,
-                                                                ctx.bars.episodes("probe", len(tasks) * team.k))
+                    trajectories, collected = roles.collect(sampler, tasks, k, params, r,
+                                                            ctx.bars.episodes("probe", len(tasks) * k))
                 metrics.update(collected)
-                metrics.update(team.after_collect(r, trajectories, team.k, tokenizer)[2])
+                metrics.update(roles.after_collect(r, trajectories, k, tokenizer).metrics)
             return metrics
         on_turn = ctx.bars.episodes("sampling", len(tasks) * trainer.k)
         with ctx.generating(previous) as sampler:
-            if team:
-                trajectories, collected = self.team_collect(r, sampler, tasks, trainer.k, params, on_turn)
+            if roles:
+                trajectories, collected = roles.collect(sampler, tasks, trainer.k, params, r, on_turn)
                 metrics.update(collected)
             else:
                 solver = Solver(sampler, ctx.env_id, ctx.round_kwargs(r), params, max_turns=self.config.env.max_turns,
@@ -397,23 +404,14 @@ class SelfPlay:
             metrics.update(search_metrics)
             if searched:  # trained as they are; kept until the training stage is recorded
                 save_trajectories(searched, round_dir / "sampling" / "search-kept")
-        if team:  # verifiers, the proposer's pass rates, the reflector's refined attempts
-            state["verified"], state["extra"], after = team.after_collect(r, trajectories, trainer.k, tokenizer)
-            metrics.update(after)
-        save_trajectories(trajectories + search_attempts + (team.refined if team else []), round_dir / "trajectories")
+        kept = []
+        if roles:  # the proposer's pass rates, the verifiers' flags, the reflector's refined attempts
+            after = roles.after_collect(r, trajectories, trainer.k, tokenizer)
+            state["verified"], state["extra"], kept = after.verified, after.extra, after.kept
+            metrics.update(after.metrics)
+        save_trajectories(trajectories + search_attempts + kept, round_dir / "trajectories")
         metrics["time/sample_s"] = time.perf_counter() - start
         return metrics
-
-    def team_collect(self, r: int, sampler: Any, tasks: list[dict[str, Any]], k: int, params: Any, on_turn: Any
-                     ) -> tuple[list[Any], dict[str, float]]:
-        """The solver's attempts with the agents on: part by part (`RunContext.collect_parts`), or with skills
-        SAGE's chain rollout, position by position (the library grows over every chain at each, so parts of the
-        tasks are not independent): each position's end is saved to rounds/NNN/sampling/skills-position-P, and a
-        kill inside the rollout plays again only the position it cut."""
-        team = self.team
-        if team.library is not None:
-            return team.collect(sampler, tasks, k, params, r, on_turn, folder=self.ctx.run.round_dir(r) / "sampling")
-        return self.ctx.collect_parts(r, tasks, lambda part, a: team.collect(sampler, part, k, params, r, on_turn, a)[0]), {}
 
     def trainer(self, r: int) -> RoundTrainer:
         return make_trainer(self.config.algorithm, self.ctx, r)
@@ -424,12 +422,12 @@ class SelfPlay:
         the trainer's own checkpoints; ends with checkpoints/round-NNN saved."""
         from transformers import AutoModelForCausalLM
 
-        cfg, ctx, team, start = self.config, self.ctx, self.team, time.perf_counter()
+        cfg, ctx, start = self.config, self.ctx, time.perf_counter()
         model = AutoModelForCausalLM.from_pretrained(previous)
         adapter = ctx.trainer_dir(r, "adapter") if cfg.policy.lora.enabled else None
         trainer = self.trainer(r)
-        if team and not trainer.k:  # GRPO: the skills shown with each task, the skill-integrated reward
-            state["prompt_hook"], state["extra_rewards"] = team.grpo_hooks(tasks)
+        if self.roles and not trainer.k:  # GRPO: the skills shown with each task, the skill-integrated reward
+            state.update(self.roles.trainer_hooks(tasks))
         model, metrics = trainer.train(model, tokenizer, tasks, previous, state,
                                        {"lora": cfg.policy.lora, "adapter_dir": adapter})
         save_checkpoint(model, tokenizer, ctx.run.checkpoint(f"round-{r:03d}"), adapter)

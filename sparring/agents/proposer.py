@@ -35,12 +35,17 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sparring.policies.policy import Policy, Prompt, SamplingParams
+from sparring.agents.role import Collected, Record, Role, expect, train_own_model
+from sparring.context import RunContext
 from sparring.envs.base import TextEnv, check_choice
 from sparring.errors import UnsolvableTaskError
+from sparring.io import atomic_write_text, read_jsonl
+from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.trainers.sft import SFTSettings
+from sparring.trajectories import Trajectory
 
 PROPOSER_KINDS = ("none", "curriculum", "policy")
 PROMPT_STYLES = ("compact", "full")
@@ -444,3 +449,145 @@ class InstructionProposer:
         field_name = "compact" if self.config.prompt == "compact" else "text"
         return [{"prompt": render(tokenizer, [{"role": "user", "content": self.prompt_text(t)}]),
                  "completion": t["goal"][field_name]} for t in tasks]
+
+
+# ---- the role in the loop ------------------------------------------------------------------------
+
+class ProposerRole(Role):
+    """The proposer in the loop: the round's share of tasks (curriculum or policy), the pass rates the solver had
+    on them (`proposals.jsonl`), and with its own model, training on the learnable ones."""
+
+    name, model = "proposer", "proposer"
+
+    def __init__(self, ctx: RunContext, env: TextEnv):
+        super().__init__(ctx, env)
+        self.settings = ctx.config.proposer
+        self.proposals: list[Proposal] = []
+        self.proposer: PolicyProposer | InstructionProposer | None = None
+
+    @classmethod
+    def wanted(cls, config: Any) -> bool:
+        return config.proposer.kind != "none"
+
+    @property
+    def own_model(self) -> bool:
+        return self.settings.kind == "policy" and self.settings.model == "own"
+
+    @property
+    def bootstrap_tasks(self) -> int:
+        return self.settings.bootstrap_tasks
+
+    def sft(self, r: int) -> SFTSettings:
+        return self.settings.bootstrap_sft if r == 0 else self.settings.sft
+
+    def k(self, r: int) -> int:
+        """The solver's attempts per task that measure a pass rate: the trainer's, or (a trainer that samples while it
+        trains) `proposer.k`'s probe."""
+        from sparring.trainers.base import make_trainer
+
+        return make_trainer(self.config.algorithm, self.ctx, r).k or self.settings.k
+
+    def begin(self, r: int) -> None:
+        super().begin(r)
+        self.proposals, self.proposer = [], None
+
+    def bootstrap(self, groups: list[list[Trajectory]], tokenizer: Any) -> dict[str, float]:
+        """Its model learns the format: generator tasks labelled with the pass rates the bootstrapped solver had
+        (`proposer.k` attempts each); for instruction families, the generator's routes and instructions."""
+        if not self.own_model:
+            return {}
+        cfg, env_id, kwargs = self.settings, self.ctx.env_id, self.ctx.env_kwargs
+        if self.env.proposer_writes_instructions:
+            speaker = InstructionProposer(env_id, kwargs, cfg)
+            examples = speaker.examples(speaker.draw(cfg.bootstrap_tasks, *self.ctx.seeds.roles_bootstrap_tasks()), tokenizer)
+        else:
+            labelled = [(g[0].task, sum(t.success for t in g) / cfg.k) for g in groups[:cfg.bootstrap_tasks]]
+            examples = PolicyProposer(env_id, kwargs, cfg, cfg.k).examples(labelled, tokenizer)
+        return train_own_model(self.ctx, self.model, 0, examples, cfg.bootstrap_sft, self.checkpoint(-1))
+
+    def tasks(self, r: int, records: list[Record]) -> tuple[list[Record], dict[str, float]]:
+        """The proposer's share of the round's tasks first, then as many of the generator's as are left."""
+        cfg, metrics = self.settings, {}
+        quota, proposed = round(cfg.fraction * len(records)), []
+        if cfg.kind == "curriculum":
+            curriculum = CurriculumProposer(self.ctx.env_id, self.ctx.env_kwargs, cfg)
+            level = curriculum.level(self.ctx.previous("proposer/level"), self.ctx.previous("proposer/solve_rate"))
+            proposed = [{"task": t, "source": "curriculum", "level": level}
+                        for t in curriculum.propose(level, *self.ctx.seeds.curriculum_tasks(r), quota)]
+            metrics.update({"proposer/level": level, "proposer/valid_rate": 1.0})
+        elif self.env.proposer_writes_instructions:
+            proposed = self._propose_instructions(r, quota)
+        else:
+            proposed = self._propose(r, quota, metrics)
+        return proposed + records[:len(records) - len(proposed)], metrics
+
+    def _propose(self, r: int, quota: int, metrics: dict[str, float]) -> list[Record]:
+        proposer = self.make_proposer(r)
+        aim = next_aim(self.ctx.previous("proposer/aim"), self.ctx.previous("proposer/solve_rate"), self.settings.band,
+                       self.k(r))
+        recent = [(p["task"], p["pass_rate"]) for p in read_jsonl(self.ctx.run.round_dir(r - 1) / "proposals.jsonl")
+                  if p.get("pass_rate") is not None][:8]
+        with self.ctx.generating(self.checkpoint(r - 1)) as policy:
+            self.proposals = proposer.propose(policy, self.settings.candidates or 3 * quota, aim,
+                                              seed=self.ctx.seeds.round(r), recent=recent,
+                                              solve_rate=self.ctx.previous("proposer/solve_rate"))
+        accepted = proposer.accept(self.proposals, quota)
+        self.proposer, metrics["proposer/aim"] = proposer, aim
+        return [{"task": p.task, "source": "proposer", "label": p.label} for p in accepted]
+
+    def _propose_instructions(self, r: int, quota: int) -> list[Record]:
+        """SRDF: routes drawn from the generator, instructions written by the proposer, kept when the solver
+        (the navigator, as round r - 1 left it) follows them."""
+        cfg, proposer = self.config, self.make_proposer(r)
+        routes = proposer.draw(self.settings.candidates or 3 * quota, *self.ctx.seeds.instruction_routes(r))
+        with self.ctx.generating(self.checkpoint(r - 1)) as policy:
+            self.proposals = proposer.write(policy, routes, seed=self.ctx.seeds.round(r))
+        with self.ctx.generating(self.ctx.run.checkpoint(f"round-{r - 1:03d}")) as navigator:
+            accepted = proposer.accept(self.proposals, navigator, quota, max_tokens=cfg.policy.max_tokens,
+                                       max_turns=cfg.env.max_turns, seed=self.ctx.seeds.round(r))
+        self.proposer = proposer
+        return [{"task": p.task, "source": "proposer"} for p in accepted]
+
+    def make_proposer(self, r: int) -> PolicyProposer | InstructionProposer:
+        """Round `r`'s policy proposer (the speaker for instruction families)."""
+        if self.env.proposer_writes_instructions:
+            return InstructionProposer(self.ctx.env_id, self.ctx.env_kwargs, self.settings)
+        return PolicyProposer(self.ctx.env_id, self.ctx.env_kwargs, self.settings, self.k(r), self.forbidden(r))
+
+    def forbidden(self, r: int) -> set[str]:
+        """Tasks a proposer may not pose: the held-out ones, and with `novel` those of earlier rounds."""
+        keys = {task_key(t) for _, tasks, _ in self.ctx.eval_sets.values() for t in tasks}
+        if self.settings.novel:
+            for earlier in range(1, r):
+                keys |= {task_key(rec["task"]) for rec in read_jsonl(self.ctx.run.round_dir(earlier) / "tasks.jsonl")}
+        return keys
+
+    def after_collect(self, r: int, records: list[Record], groups: list[list[Trajectory]], tokenizer: Any) -> Collected:
+        """The pass rates the solver had on the proposed tasks; the policy proposer's proposals.jsonl and, with its
+        own model, its next training data (the learnable tasks, or SRDF's kept instructions)."""
+        rates = [sum(t.success for t in g) / len(g) for g in groups]
+        proposed = [(rec["task"], p) for rec, p in zip(records, rates) if rec["source"] in ("proposer", "curriculum")]
+        pass_rates = [p for _, p in proposed]
+        if self.settings.kind != "policy":
+            return Collected({"proposer/valid_rate": 1.0, **pass_rate_metrics(pass_rates)})
+        by_key = {task_key(task): p for task, p in proposed}
+        atomic_write_text(self.ctx.run.round_dir(r) / "proposals.jsonl", "".join(
+            json.dumps({"text": p.text, "label": p.label, "task": p.task, "reason": p.reason, "detail": p.detail,
+                        "pass_rate": by_key.get(task_key(p.task)) if p.accepted else None,
+                        "learnability": learnability(by_key[task_key(p.task)])
+                        if p.accepted and task_key(p.task) in by_key else None},
+                       sort_keys=True) + "\n" for p in self.proposals))
+        if self.own_model:
+            proposer = self.proposer or self.make_proposer(r)  # a resumed round made none
+            if isinstance(proposer, InstructionProposer):  # SRDF trains the speaker on the pairs its navigator kept
+                self.examples = proposer.examples([task for task, _ in proposed], tokenizer)
+            else:
+                self.examples = proposer.examples([(task, p) for task, p in proposed if 0 < p < 1], tokenizer)
+        return Collected(proposal_metrics(self.proposals, pass_rates))
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        return {"examples": self.examples, "proposals": [dataclasses.asdict(p) for p in self.proposals]}
+
+    def load(self, folder: Path, saved: dict[str, Any]) -> None:
+        super().load(folder, expect(saved, proposals=list))
+        self.proposals, self.proposer = [Proposal(**p) for p in saved["proposals"]], None

@@ -26,9 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.agents.proposer import PROMPT_STYLES, ROLE_MODELS, task_key
-from sparring.envs.base import check_choice
+from sparring.agents.role import Collected, Record, Role, expect, read_saved, train_own_model
+from sparring.context import RunContext
+from sparring.envs.base import TextEnv, check_choice
+from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.io import atomic_write_text, read_jsonl
 from sparring.trainers.sft import SFTSettings
 from sparring.trajectories import Trajectory
@@ -271,3 +273,89 @@ class Reflector:
                 reflections = [Reflection("", reflection_text(t, style)) for t in losses][-self.config.memory:]
                 rows.append(seen_as(demo, reflection_prompt(demo.turns[0].observation, reflections, style)))
         return sft_examples(rows, tokenizer)
+
+
+# ---- the role in the loop ------------------------------------------------------------------------
+
+def plain(trajectory: Trajectory) -> Trajectory:
+    """The attempt as the env posed it: without the skills its prompt showed (`meta["plain_observation"]`)."""
+    if "plain_observation" not in trajectory.meta:
+        return trajectory
+    out = copy.deepcopy(trajectory)
+    out.turns[0].observation = out.meta["plain_observation"]
+    return out
+
+
+class ReflectorRole(Role):
+    """The reflector in the loop: Re-ReST refinement of the round's failed tasks (the refined attempts train and are
+    saved with the round's), the reflection memory kept across rounds (`rounds/NNN/reflections.jsonl`), and with
+    its own model, training on the round's failures -> successes."""
+
+    name, model = "reflector", "reflector"
+
+    def __init__(self, ctx: RunContext, env: TextEnv):
+        super().__init__(ctx, env)
+        self.settings = ctx.config.reflector
+        self.memory: ReflectionMemory | None = None
+
+    @classmethod
+    def wanted(cls, config: Any) -> bool:
+        return config.reflector.enabled
+
+    @property
+    def own_model(self) -> bool:
+        return self.settings.model == "own"
+
+    @property
+    def bootstrap_tasks(self) -> int:
+        return self.settings.bootstrap_tasks
+
+    def sft(self, r: int) -> SFTSettings:
+        return self.settings.bootstrap_sft if r == 0 else self.settings.sft
+
+    def reflector(self) -> Reflector:
+        cfg = self.config
+        return Reflector(self.ctx.env_id, self.ctx.env_kwargs, self.settings, self.memory,
+                         max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
+
+    def begin(self, r: int) -> None:
+        super().begin(r)
+        self.memory = (ReflectionMemory(self.settings.memory) if r == 0 else
+                       ReflectionMemory.load(self.ctx.run.round_dir(r - 1) / "reflections.jsonl", self.settings.memory))
+
+    def bootstrap(self, groups: list[list[Trajectory]], tokenizer: Any) -> dict[str, float]:
+        """Its model learns the format: the bootstrapped solver's failures' reflections -> the expert's solution."""
+        from sparring.trainers.bootstrap import expert_demonstrations
+
+        if not self.own_model:
+            return {}
+        chosen = groups[:self.settings.bootstrap_tasks]
+        demos = expert_demonstrations(self.ctx.env_id, self.ctx.expert_kwargs, [g[0].task for g in chosen],
+                                      self.config.bootstrap.demonstrations)
+        examples = self.reflector().bootstrap_examples(chosen, {task_key(d.task): d for d in demos}, tokenizer)
+        return train_own_model(self.ctx, self.model, 0, examples, self.sft(0), self.checkpoint(-1))
+
+    def after_collect(self, r: int, records: list[Record], groups: list[list[Trajectory]], tokenizer: Any) -> Collected:
+        reflector = self.reflector()
+        # the reflector reads the plain tasks: skills shown to the solver are not part of its prompt
+        plain_groups = [[plain(t) for t in g] for g in groups]
+        with self.ctx.generating(self.checkpoint(r - 1)) as policy:
+            refined, metrics = reflector.refine(policy, plain_groups, seed=self.ctx.seeds.round(r), round=r)
+        if self.own_model:
+            self.examples = reflector.examples(plain_groups, tokenizer, refined)
+        return Collected(metrics, extra=refined, kept=refined)
+
+    def finish(self, r: int) -> dict[str, float]:
+        if self.memory is not None:
+            self.memory.save(self.ctx.run.round_dir(r) / "reflections.jsonl")
+        return {}
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        if self.memory is not None:
+            self.memory.save(folder / "reflections.jsonl")
+        return {**super().save(folder), "memory": self.memory is not None}
+
+    def load(self, folder: Path, saved: dict[str, Any]) -> None:
+        super().load(folder, expect(saved, memory=bool))
+        self.memory = (read_saved(folder, "reflections.jsonl", lambda p: ReflectionMemory.load(p, self.settings.memory))
+                       if saved["memory"] else None)

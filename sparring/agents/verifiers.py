@@ -19,6 +19,7 @@ attempt; `agreement` compares two such judgements.
 from __future__ import annotations
 
 import math
+import random
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -26,9 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparring.policies.policy import Policy, SamplingParams
-from sparring.envs.base import check_choice
+from sparring.agents.role import Collected, Record, Role, train_own_model
+from sparring.context import RunContext
+from sparring.envs.base import TextEnv, check_choice
 from sparring.envs.grading import answer_key
+from sparring.policies.policy import Policy, SamplingParams
 from sparring.trainers.sft import SFTSettings
 from sparring.trajectories import Trajectory
 
@@ -181,3 +184,66 @@ def verifier_metrics(judgements: dict[str, list[list[bool]]], use: str) -> dict[
     metrics["verifier/agreement"] = metrics[f"verifier/{use}/agreement"]
     metrics["verifier/true_rate"] = sum(truth) / max(1, len(truth))
     return metrics
+
+
+# ---- the role in the loop ------------------------------------------------------------------------
+
+class VerifierRole(Role):
+    """The verifiers in the loop: every active one judges the round's attempts (a model judge in measurement only
+    reads `judge_samples` of them), the one in use decides what trains, and a judge of its own learns from the
+    attempts the env labelled."""
+
+    name, model = "verifier", "judge"
+
+    def __init__(self, ctx: RunContext, env: TextEnv):
+        super().__init__(ctx, env)
+        self.settings = ctx.config.verifier
+
+    @classmethod
+    def wanted(cls, config: Any) -> bool:
+        return config.verifier.active != ["programmatic"]
+
+    @property
+    def own_model(self) -> bool:
+        return "judge" in self.settings.active and self.settings.judge_model == "own"
+
+    @property
+    def bootstrap_tasks(self) -> int:
+        return self.settings.judge_bootstrap
+
+    def sft(self, r: int) -> SFTSettings:
+        return self.settings.judge_bootstrap_sft if r == 0 else self.settings.judge_sft
+
+    def bootstrap(self, groups: Groups, tokenizer: Any) -> dict[str, float]:
+        if not self.own_model:
+            return {}
+        attempts = [t for g in groups[:self.settings.judge_bootstrap] for t in g]
+        return train_own_model(self.ctx, self.model, 0, judge_examples(attempts, tokenizer, self.settings.judge_prompt),
+                               self.sft(0), self.checkpoint(-1))
+
+    def after_collect(self, r: int, records: list[Record], groups: Groups, tokenizer: Any) -> Collected:
+        judgements, verified = self.judge(r, groups)
+        if self.own_model:
+            self.examples = judge_examples([t for g in groups for t in g], tokenizer, self.settings.judge_prompt)
+        return Collected(verifier_metrics(judgements, self.settings.use), verified)
+
+    def judge(self, r: int, groups: Groups) -> tuple[dict[str, list[list[bool]]], list[bool] | None]:
+        """Every active verifier's flags, on the attempts all of them judged (a model judge in measurement only
+        reads `judge_samples` of them, whole groups), and the flags of the verifier in use on every attempt
+        (None for the env's)."""
+        cfg = self.settings
+        chosen = list(range(len(groups)))
+        if "judge" in cfg.active and cfg.use != "judge" and cfg.judge_samples:
+            random.Random(self.ctx.seeds.round(r)).shuffle(chosen)
+            chosen = sorted(chosen[:max(1, cfg.judge_samples // max(1, len(groups[0])))])
+        subset = [groups[i] for i in chosen]
+        judgements = {"programmatic": ProgrammaticVerifier().judge(subset)}
+        if "majority" in cfg.active:
+            judgements["majority"] = MajorityVoteVerifier(cfg.min_votes).judge(subset)
+        if "judge" in cfg.active:
+            with self.ctx.generating(self.checkpoint(r - 1)) as policy:
+                judgements["judge"] = ModelJudgeVerifier(policy, cfg.judge_prompt).judge(subset)
+        selection = None
+        if cfg.use != "programmatic":  # the verifier in use judged every group
+            selection = [flag for group in judgements[cfg.use] for flag in group]
+        return judgements, selection

@@ -467,8 +467,8 @@ def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
 
 
 def test_round_0_with_the_agents_keeps_the_bootstrap_and_the_trained_roles(tmp_path, monkeypatch):
-    """Round 0 cut while the judge trains (the last of the agents' bootstrap): the resumed run trains neither the
-    solver's bootstrap nor the proposer and reflector again, the skill library the bootstrap seeded is loaded back
+    """Round 0 cut while the reflector trains (the last of the agents' bootstrap): the resumed run trains neither the
+    solver's bootstrap nor the proposer and judge again, the skill library the bootstrap seeded is loaded back
     (rounds/000/agents/bootstrap), and
     round 0's metrics and files equal an uninterrupted run's (timings aside)."""
     import sparring.trainers.sft as sft
@@ -482,14 +482,14 @@ def test_round_0_with_the_agents_keeps_the_bootstrap_and_the_trained_roles(tmp_p
 
     def counting(model, tokenizer, examples, settings, output_dir, **kwargs):
         trained.append(output_dir.name)
-        if output_dir.name == "000-judge" and trained.count("000-judge") == 1:
+        if output_dir.name == "000-reflector" and trained.count("000-reflector") == 1:
             raise Cut  # the process dies here
         return real(model, tokenizer, examples, settings, output_dir, **kwargs)
     monkeypatch.setattr(sft, "supervised_finetune", counting)  # the loop imports it where it trains
     with pytest.raises(Cut):
         SelfPlay(config, tmp_path / "run").run_rounds()
     rows = SelfPlay(config, tmp_path / "run").run_rounds(resume=True)
-    assert sorted(trained) == ["000-bootstrap", "000-judge", "000-judge", "000-proposer", "000-reflector"]
+    assert sorted(trained) == ["000-bootstrap", "000-judge", "000-proposer", "000-reflector", "000-reflector"]
     assert untimed(rows) == untimed(reference)
     assert (tmp_path / "run/rounds/000/skills.jsonl").read_text() == (tmp_path / "reference/rounds/000/skills.jsonl").read_text()
 
@@ -510,7 +510,7 @@ def test_a_kill_inside_each_stage_of_a_round_with_the_agents_redoes_no_finished_
     """Killed inside every stage of both rounds (at a write of the stage's own files: a role's checkpoint in the
     agents' bootstrap, the held-out episodes, the tasks after the proposer wrote them, the proposals after the
     verifiers and before the reflector, the trainer's step 2, the roles' checkpoints in the agents' training) and
-    once between the sampling stage's saved agents' state and its record: each resume loads the team's state the
+    once between the sampling stage's saved agents' state and its record: each resume loads the roles' state the
     last finished stage saved (rounds/NNN/agents/STAGE) and runs no finished stage, no trained role and no
     proposal again; the finished run equals an uninterrupted one, timings aside, down to the final checkpoints'
     greedy answers."""
@@ -652,71 +652,71 @@ def test_a_missing_agents_state_of_the_unfinished_round_runs_its_stage_again(tmp
         assert same_weights(run / "checkpoints" / name, uninterrupted_agents / "checkpoints" / name), name
 
 
-def test_the_agents_state_a_stage_saves_is_loaded_back_exactly(tmp_path):
-    """save_stage -> load_stage in a fresh team: library, memory, task records and chains, proposals, each role's
-    examples, the verifier's flags and the extra trajectories (Parquet) come back equal, in order."""
+def saved_roles(config, run):
+    """The roles of a run with the agents on, each holding some state: a skill library with one skill, a reflection
+    memory, chains, proposals and training data; and the round's task records."""
     from sparring.agents.proposer import Proposal
     from sparring.agents.reflector import Reflection, ReflectionMemory
     from sparring.agents.skills import SkillLibrary
     from sparring.trainers.bootstrap import expert_demonstrations
 
-    config = load_selfplay_config(None, TINY + AGENTS)
-    team = SelfPlay(config, tmp_path / "run").team
-    team.library = SkillLibrary(team.kind, team.env)
-    expert = team.env.generate_task(3, seed=0).to_dict()
+    roles = SelfPlay(config, run).roles
+    skills, proposer, verifier, reflector = (roles.get(name) for name in ("skills", "proposer", "verifier", "reflector"))
+    skills.library = SkillLibrary(skills.kind, roles.env)
+    expert = roles.env.generate_task(3, seed=0).to_dict()
     solved = expert_demonstrations("Countdown-v0", config.env.kwargs, [expert], config.bootstrap.demonstrations)[0]
     solved.meta.update({"skill_bonus": 0.5, "sample": 1})
-    assert solved.success and team.library.add(team.kind.extract(solved)) is not None
-    team.memory = ReflectionMemory(3)
+    assert solved.success and skills.library.add(skills.kind.extract(solved)) is not None
+    reflector.memory = ReflectionMemory(3)
     for i in range(5):
-        team.memory.add(Reflection(f"task-{i % 2}", f"reflection {i}"))
-    team.records = [{"task": expert, "source": "proposer", "label": 0.5}, {"task": expert, "source": "chain", "chain": 1}]
-    team.chains = [[expert], [expert]]
-    team.proposals = [Proposal("8 3 -> 11", 0.5, expert, None, ""), Proposal("junk", 0.25, None, "parse", "no numbers")]
-    team.examples = {"judge": [{"prompt": "p", "completion": "c"}], "reflector": []}
-    state = {"verified": [True, False], "extra": [solved, solved], "tasks": [expert]}
-    team.save_stage(1, "sampling", state)
+        reflector.memory.add(Reflection(f"task-{i % 2}", f"reflection {i}"))
+    roles.records = [{"task": expert, "source": "proposer", "label": 0.5}, {"task": expert, "source": "chain", "chain": 1}]
+    skills.chains = [[expert], [expert]]
+    proposer.proposals = [Proposal("8 3 -> 11", 0.5, expert, None, ""), Proposal("junk", 0.25, None, "parse", "no numbers")]
+    verifier.examples, proposer.examples = [{"prompt": "p", "completion": "c"}], [{"prompt": "q", "completion": "d"}]
+    return roles, solved
 
-    fresh, loaded = SelfPlay(config, tmp_path / "run").team, {}
+
+def test_the_agents_state_a_stage_saves_is_loaded_back_exactly(tmp_path):
+    """save_stage -> resume in fresh roles: library, memory, task records and chains, proposals, each role's
+    examples, the verifier's flags and the extra trajectories (Parquet) come back equal, in order."""
+    config = load_selfplay_config(None, TINY + AGENTS)
+    roles, solved = saved_roles(config, tmp_path / "run")
+    roles.save_stage(1, "sampling", {"verified": [True, False], "extra": [solved, solved], "tasks": [solved.task]})
+
+    fresh, loaded = SelfPlay(config, tmp_path / "run").roles, {}
     fresh.resume(1, ["tasks", "sampling", "training"], loaded)
-    assert [vars(s) for s in fresh.library.skills.values()] == [vars(s) for s in team.library.skills.values()]
-    assert fresh.memory.by_task == team.memory.by_task
-    assert (fresh.records, fresh.chains, fresh.proposals, fresh.examples) == (
-        team.records, team.chains, team.proposals, team.examples)
+    skills, again = roles.get("skills"), fresh.get("skills")
+    assert [vars(s) for s in again.library.skills.values()] == [vars(s) for s in skills.library.skills.values()]
+    assert fresh.get("reflector").memory.by_task == roles.get("reflector").memory.by_task
+    assert (fresh.records, again.chains, fresh.get("proposer").proposals) == (
+        roles.records, skills.chains, roles.get("proposer").proposals)
+    assert [role.examples for role in fresh.roles] == [role.examples for role in roles.roles]
     assert loaded == {"verified": [True, False], "extra": [solved, solved]}
-    assert fresh.proposer is not None  # the proposer the sampling stage's statistics ask for its examples
 
 
 @pytest.mark.parametrize("damage", ["state.json {}", "state.json []", "state.json records 3", "proposal keys",
                                     "extra gone", "extra damaged", "skills.jsonl damaged", "skills.jsonl keys",
-                                    "skills.jsonl gone"])
+                                    "skills.jsonl gone", "reflections.jsonl gone"])
 def test_a_damaged_agents_state_is_one_line_and_its_stage_runs_again(tmp_path, damage):
-    """The agents' state a stage saved, damaged from outside in ways JSON parsing alone does not see (the wrong
-    shape, a missing or damaged extra/ folder or skill library, a bad skills line): `stage_problem` names it in
-    one line, so a resume runs that stage again, and `load_stage` raises that line, not a traceback from deep
+    """The roles' state a stage saved, damaged from outside in ways JSON parsing alone does not see (the wrong
+    shape, a missing or damaged extra/ folder, skill library or memory, a bad skills line): `stage_problem` names it
+    in one line, so a resume runs that stage again, and `load_stage` raises that line, not a traceback from deep
     inside."""
-    from sparring.trainers.bootstrap import expert_demonstrations
-
     config = load_selfplay_config(None, TINY + AGENTS)
-    team = SelfPlay(config, tmp_path / "run").team
-    from sparring.agents.skills import SkillLibrary
-
-    team.library = SkillLibrary(team.kind, team.env)
-    expert = team.env.generate_task(3, seed=0).to_dict()
-    solved = expert_demonstrations("Countdown-v0", config.env.kwargs, [expert], config.bootstrap.demonstrations)[0]
-    team.library.add(team.kind.extract(solved))
-    team.records, team.chains = [{"task": expert, "source": "generator"}], [[expert]]
-    team.save_stage(1, "sampling", {"verified": [True], "extra": [solved]})
-    folder = team.stage_dir(1, "sampling")
-    assert team.stage_problem(1, "sampling") is None
+    roles, solved = saved_roles(config, tmp_path / "run")
+    roles.save_stage(1, "sampling", {"verified": [True], "extra": [solved]})
+    folder = roles.stage_dir(1, "sampling")
+    assert roles.stage_problem(1, "sampling") is None
     state = json.loads((folder / "state.json").read_text())
     what, _, how = damage.partition(" ")
     if what == "state.json":
         (folder / "state.json").write_text(how if how in ("{}", "[]") else json.dumps({**state, "records": 3}))
     elif what == "proposal":
-        (folder / "state.json").write_text(json.dumps({**state, "proposals": [{"bogus": 1}]}))
-    elif damage == "skills.jsonl gone":
-        (folder / "skills.jsonl").unlink()
+        state["roles"]["proposer"]["proposals"] = [{"bogus": 1}]
+        (folder / "state.json").write_text(json.dumps(state))
+    elif how == "gone" and what != "extra":
+        (folder / what).unlink()
     elif how == "gone":
         import shutil
 
@@ -725,10 +725,11 @@ def test_a_damaged_agents_state_is_one_line_and_its_stage_runs_again(tmp_path, d
         next((folder / "extra").glob("*.parquet")).write_bytes(b"PAR1 not parquet")
     else:
         (folder / "skills.jsonl").write_text("{not json\n" if how == "damaged" else '{"bogus": 1}\n')
-    problem = team.stage_problem(1, "sampling")
+    problem = roles.stage_problem(1, "sampling")
     assert problem is not None and problem.startswith("rounds/001/agents/sampling") and "\n" not in problem
+    assert (what if what in ("state.json", "extra", "skills.jsonl", "reflections.jsonl") else "state.json") in problem
     with pytest.raises(SparringError) as error:
-        SelfPlay(config, tmp_path / "run").team.load_stage(1, "sampling", {})
+        SelfPlay(config, tmp_path / "run").roles.load_stage(1, "sampling", {})
     assert str(error.value) == problem
 
 

@@ -36,7 +36,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sparring.agents.role import Collected, Record, Role, expect, train_own_model
 from sparring.context import RunContext
@@ -229,7 +229,7 @@ class PolicyProposer:
         from sparring.envs.catalog import make
 
         self.env_id, self.env_kwargs, self.config, self.k = env_id, dict(env_kwargs), config, k
-        self.env = make(env_id, **self.env_kwargs).unwrapped
+        self.env = cast(TextEnv, make(env_id, **self.env_kwargs).unwrapped)
         self.family = self.env.family
         self.knobs = env_config(self.env, config.knobs)
         self.forbidden = set(forbidden or ())  # held-out tasks and, with `novel`, earlier rounds' tasks
@@ -522,7 +522,7 @@ class ProposerRole(Role):
         return proposed + records[:len(records) - len(proposed)], metrics
 
     def _propose(self, r: int, quota: int, metrics: dict[str, float]) -> list[Record]:
-        proposer = self.make_proposer(r)
+        proposer = PolicyProposer(self.ctx.env_id, self.ctx.env_kwargs, self.settings, self.k(r), self.forbidden(r))
         aim = next_aim(self.ctx.previous("proposer/aim"), self.ctx.previous("proposer/solve_rate"), self.settings.band,
                        self.k(r))
         recent = [(p["task"], p["pass_rate"]) for p in read_jsonl(self.ctx.run.round_dir(r - 1) / "proposals.jsonl")
@@ -538,7 +538,7 @@ class ProposerRole(Role):
     def _propose_instructions(self, r: int, quota: int) -> list[Record]:
         """SRDF: routes drawn from the generator, instructions written by the proposer, kept when the solver
         (the navigator, as round r - 1 left it) follows them."""
-        cfg, proposer = self.config, self.make_proposer(r)
+        cfg, proposer = self.config, InstructionProposer(self.ctx.env_id, self.ctx.env_kwargs, self.settings)
         routes = proposer.draw(self.settings.candidates or 3 * quota, *self.ctx.seeds.instruction_routes(r))
         with self.ctx.generating(self.checkpoint(r - 1)) as policy:
             self.proposals = proposer.write(policy, routes, seed=self.ctx.seeds.round(r))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sparring.agents.proposer import ProposerRole
 from sparring.agents.reflector import ReflectorRole
@@ -35,6 +35,7 @@ from sparring.agents.role import Collected, Damaged, PromptHook, Record, Role, e
 from sparring.agents.skills_role import SkillsRole
 from sparring.agents.verifiers import VerifierRole
 from sparring.context import RunContext
+from sparring.envs.base import TextEnv
 from sparring.errors import SparringError
 from sparring.io import atomic_dir, atomic_write_json
 from sparring.policies.policy import Policy, SamplingParams
@@ -54,7 +55,7 @@ class Roles:
         from sparring.envs.catalog import make
 
         self.ctx, self.config = ctx, ctx.config
-        self.env = make(ctx.env_id, **ctx.env_kwargs).unwrapped
+        self.env = cast(TextEnv, make(ctx.env_id, **ctx.env_kwargs).unwrapped)
         self.roles: list[Role] = [cls(ctx, self.env) for cls in ROLE_CLASSES if cls.wanted(ctx.config)]
         self.records: list[Record] = []  # the round's tasks.jsonl lines, in task order
 

@@ -128,7 +128,7 @@ class SkillsRole(Role):
         """Prune and save the library (also as the run's latest, `skills.jsonl`): `skills/size`, `skills/pruned`."""
         if self.library is None:
             return {}
-        metrics = {"skills/pruned": self.library.prune(self.settings.min_uses, self.settings.min_rate),
+        metrics: dict[str, float] = {"skills/pruned": self.library.prune(self.settings.min_uses, self.settings.min_rate),
                    "skills/size": len(self.library)}
         self.library.save(self.ctx.run.round_dir(r) / "skills.jsonl")
         self.library.save(self.ctx.run.root / "skills.jsonl")  # the latest, for people and other tools

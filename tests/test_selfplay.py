@@ -601,7 +601,7 @@ def test_sampling_resumes_by_part(tmp_path, monkeypatch, what):
     played.clear()
     rows = SelfPlay(config, tmp_path / "run").run_rounds(resume=True)
     if skills:  # the chains' positions 1 and 2 (position 0 was saved), then the held-out evaluation
-        chains = json.loads((tmp_path / "run/rounds/001/agents/tasks/state.json").read_text())["chains"]
+        chains = json.loads((tmp_path / "run/rounds/001/agents/tasks/state.json").read_text())["roles"]["skills"]["chains"]
         assert played == [(0, sum(len(chain) > p for chain in chains)) for p in (1, 2)] + [(0, 30), (0, 30)]
         assert (tmp_path / "run/rounds/001/skills.jsonl").read_text() == \
             (tmp_path / "reference/rounds/001/skills.jsonl").read_text()

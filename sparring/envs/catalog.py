@@ -32,8 +32,8 @@ def env_class(env_id: str) -> type[TextEnv]:
             raise SparringError(f"env id {env_id!r}: cannot import {module!r} ({error}); a `module:Env-v0` id needs "
                                 "the module on the Python path (PYTHONPATH), where it registers Env-v0") from None
     if name in gymnasium.registry and (module or name in env_ids()):
-        entry_point = gymnasium.spec(name).entry_point
-        cls = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+        entry = gymnasium.spec(name).entry_point  # "module:Class", or the class itself
+        cls = load_env_creator(entry) if isinstance(entry, str) else entry
         if isinstance(cls, type) and issubclass(cls, TextEnv):
             return cls
     raise UnknownNameError("sparring env id", env_id, env_ids(),

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium
 from gymnasium.envs.registration import load_env_creator
 
 import sparring.envs  # noqa: F401  (registers the environments)
 from sparring.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from sparring.envs.base import TextEnv
 
 
 def env_ids() -> list[str]:
@@ -18,11 +21,12 @@ def env_ids() -> list[str]:
                   if isinstance(spec.entry_point, str) and spec.entry_point.startswith("sparring."))
 
 
-def env_class(env_id: str) -> type:
+def env_class(env_id: str) -> type[TextEnv]:
     """The class behind a sparring env id; a mistyped id gets the accepted ids and the closest one."""
     if env_id not in env_ids():
         raise UnknownNameError("sparring env id", env_id, env_ids())
-    return load_env_creator(gymnasium.spec(env_id).entry_point)
+    # env_ids() lists only string entry points into sparring, each a TextEnv subclass
+    return cast("type[TextEnv]", load_env_creator(cast(str, gymnasium.spec(env_id).entry_point)))
 
 
 def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
@@ -33,7 +37,7 @@ def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
 
 def draw_tasks(env_id: str, env_kwargs: dict[str, Any], split: str, seed: int, start: int, n: int) -> list[dict[str, Any]]:
     """Items `start .. start+n-1` of `split`, through the env family's own generator."""
-    env = make(env_id, split=split, **env_kwargs).unwrapped
+    env = cast("TextEnv", make(env_id, split=split, **env_kwargs).unwrapped)
     return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
 
 
@@ -41,10 +45,10 @@ def describe(env_id: str, **kwargs: Any) -> dict[str, Any]:
     """Family, one-line description, knobs (with defaults), presets and splits of an env id; `arguments`: every
     keyword the env accepts (its own arguments, then its config's knobs) with type, default and help. With
     `kwargs`, those of the env they make (ReasoningGym-v0's knobs are its `dataset`'s)."""
-    cls = env_class(env_id)
+    cls: type[TextEnv] | TextEnv = env_class(env_id)
     if kwargs:
         env = make(env_id, **kwargs)
-        cls = env.unwrapped  # an instance: its own config_class and presets
+        cls = cast("TextEnv", env.unwrapped)  # an instance: its own config_class and presets
         env.close()
     return {
         "id": env_id,

@@ -15,7 +15,7 @@ import time
 import gymnasium
 
 import sparring  # noqa: F401
-from sparring.envs.countdown import PRESETS, CountdownConfig, expert_solution, generate_tasks, verify
+from sparring.envs.countdown_tasks import PRESETS, CountdownConfig, expert_solution, generate_tasks, verify
 
 
 def per_second(fn, items, min_seconds: float = 1.0) -> float:

@@ -93,7 +93,8 @@ def quiet_libraries() -> None:
 
 def cmd_selfplay(args: argparse.Namespace) -> int:
     """Run (or resume) the self-play loop; `--print-config` shows the resolved config with every key's help."""
-    from sparring.selfplay import SelfPlay, check_resume, default_run_dir, load_selfplay_config
+    from sparring.selfplay import SelfPlay
+    from sparring.selfplay_config import check_resume, default_run_dir, load_selfplay_config
 
     quiet_libraries()
     run_dir, config_path = args.run_dir, args.config
@@ -224,7 +225,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sparring.stages import run_status
+    from sparring.report import run_status
 
     print("\n".join(run_status(args.run_dir)))
     return 0

@@ -382,3 +382,149 @@ def _page(title: str, body: list[str]) -> str:
             "script-src 'unsafe-inline'; img-src data:\">"
             f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1><p class='made'>sparring report, {made}</p>"
             f"{nav}{''.join(body)}<script>{SCRIPT}</script></body></html>\n")
+
+
+# ---- the terminal's round table and curves.png, redrawn every round ----------------------------------------
+def round_table(rows: list[dict[str, Any]], columns: list[str], title: str, width: int) -> Any:
+    """The metrics of each round as a table that fits `width` columns: one row per round when that fits, else
+    one row per metric and a column per round (the latest rounds that fit). Rounds that trained on nothing
+    (`ei/examples` 0) are named in the caption."""
+    from rich.table import Table
+
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    wide = sum(max(len(c), *(len(r[i]) for r in cells)) + 3 for i, c in enumerate(columns)) + 1
+    untrained = [str(row["round"]) for row in rows if row.get("round", 0) > 0 and trained_on_nothing(row)]
+    caption = f"round {', '.join(untrained)} trained on nothing (ei/kept 0)" if untrained else None
+    if wide <= width:
+        table = Table(title=title, caption=caption)
+        for column in columns:
+            table.add_column(column, justify="right")
+        for row in cells:
+            table.add_row(*row)
+        return table
+    metrics = [c for c in columns if c != "round"]
+    label = max(map(len, metrics)) + 3
+    per_round = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    fit = max(1, (width - label - 1) // (max(per_round + [5]) + 3))
+    shown = rows[-fit:]
+    if len(shown) < len(rows):
+        caption = "; ".join(filter(None, [caption, f"rounds 0-{shown[0]['round'] - 1}: metrics.jsonl"]))
+    table = Table(title=title, caption=caption)
+    table.add_column("metric")
+    for row in shown:
+        table.add_column(f"r{row['round']}", justify="right")
+    for metric in metrics:
+        table.add_row(metric, *[_fmt(row.get(metric)) for row in shown])
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, k: int, eval_sets: list[str] = ()) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [row["round"] for row in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(rounds, [row["eval/success"] for row in rows], "o-", label="held-out success (greedy)")
+    ax.fill_between(rounds, [row["eval/success_low"] for row in rows], [row["eval/success_high"] for row in rows], alpha=0.2)
+    if all(f"eval/pass@{k}" in row for row in rows):
+        ax.plot(rounds, [row[f"eval/pass@{k}"] for row in rows], "s--", label=f"held-out pass@{k}")
+    for name in eval_sets:  # the named held-out sets (easy-to-hard: 5 numbers, the bootstrap's 3), with intervals
+        key = f"eval/{name}/success"
+        if all(key in row for row in rows):
+            line, = ax.plot(rounds, [row[key] for row in rows], "o-", label=f"held-out success: {name}")
+            ax.fill_between(rounds, [row[f"eval/{name}/success_low"] for row in rows],
+                            [row[f"eval/{name}/success_high"] for row in rows], alpha=0.15, color=line.get_color())
+    control = [(row["round"], row["control/eval/success"]) for row in rows if "control/eval/success" in row]
+    if control:
+        ax.plot([0] + [r for r, _ in control], [rows[0]["eval/success"]] + [s for _, s in control], "^:",
+                label="control: more expert demonstrations")
+    ax.set_xlabel("round (0 = bootstrap)")
+    ax.set_ylabel("success")
+    ax.set_xticks(rounds)
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def warn_untrained(console: Any, r: int, metrics: dict[str, Any]) -> None:
+    """A round whose trainer had no example (no sampled answer verified, nothing replayed or searched) looks like
+    any other in the table: say so."""
+    if r > 0 and trained_on_nothing(metrics):
+        what = "no pair of its attempts differed in score (dpo/pairs 0)" if "dpo/pairs" in metrics else \
+            "none of its sampled answers verified (ei/kept 0)"
+        console.print(f"[bold yellow]warning:[/bold yellow] round {r} trained on nothing: {what} and no training "
+                      "step ran. More samples per task (expert_iteration.k), easier tasks (env.curriculum) or "
+                      "expert_iteration.replay help")
+
+
+def trained_on_nothing(metrics: dict[str, Any]) -> bool:
+    """Whether a round's trainer had nothing to train on: no example (expert iteration) or no pair (DPO)."""
+    return metrics.get("ei/examples") == 0 or metrics.get("dpo/pairs") == 0
+
+
+# ---- where a run stands (sparring status RUN) ------------------------------------------------------
+
+def run_status(run_dir: str | Path) -> list[str]:
+    """Lines that say where the run in `run_dir` stands: rounds finished, the current round's finished stages,
+    the stage under way and its progress (sampling parts written, the trainer's last checkpoint)."""
+    from sparring.agents.team import AgentTeam
+    from sparring.errors import SparringError
+    from sparring.selfplay_config import load_selfplay_config
+    from sparring.stages import RoundRecords, stage_order
+
+    root = Path(run_dir)
+    if not (root / "config.yaml").exists():
+        raise SparringError(f"{root} holds no config.yaml: it is not a sparring selfplay run directory")
+    config = load_selfplay_config(root / "config.yaml", [])
+    total = config.rounds + 1
+    skipped = {"control"} if not (config.control and config.algorithm == "expert_iteration") else set()
+    skipped |= {"agents", "agents_bootstrap"} if not AgentTeam.wanted(config) else set()
+    rows = []
+    if (root / "metrics.jsonl").exists():
+        for line in (root / "metrics.jsonl").read_text(errors="replace").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # a cut-short line: `--resume` repairs it
+    lines = [f"{root}: {len(rows)} of {total} rounds finished (round 0 is the bootstrap)"
+             + (f"; held-out success {rows[-1]['eval/success']:.3f} after round {len(rows) - 1}"
+                if rows and isinstance(rows[-1].get("eval/success"), (int, float)) else "")]
+    r = len(rows)
+    if r >= total:
+        return lines + ["finished: every round is in metrics.jsonl"]
+    records = RoundRecords(root / "rounds" / f"{r:03d}", r)
+    done = records.finished()
+    pending = [s for s in stage_order(r) if s not in done and s not in skipped]
+    now = pending[0] if pending else "writing its line of metrics.jsonl"
+    detail = []
+    parts = sorted((root / "rounds" / f"{r:03d}" / "sampling").glob("part-*"))
+    tasks_file = root / "rounds" / f"{r:03d}" / "tasks.jsonl"
+    if now == "sampling" and tasks_file.exists():
+        n_tasks = sum(1 for line in tasks_file.read_text().splitlines() if line.strip())
+        written = sum(int(p.name.split("-")[2]) - int(p.name.split("-")[1]) for p in parts if p.name.count("-") == 2
+                      and all(x.isdigit() for x in p.name.split("-")[1:]))
+        detail.append(f"episodes of {written} of {n_tasks} tasks written")
+    for folder in sorted((root / "tmp-trainer").glob(f"{r:03d}-*")):
+        for checkpoint in sorted(folder.glob("checkpoint-*")):
+            try:
+                state = json.loads((checkpoint / "trainer_state.json").read_text())
+            except (OSError, ValueError):
+                continue
+            detail.append(f"{folder.name.split('-', 1)[1]}: trainer checkpoint at step {state.get('global_step')} "
+                          f"of {state.get('max_steps')}")
+    lines.append(f"round {r}: " + (f"finished {', '.join(done)}; " if done else "")
+                 + f"now {now}" + (f" ({'; '.join(detail)})" if detail else "")
+                 + (f"; then {', '.join(pending[1:])}" if len(pending) > 1 else ""))
+    return lines

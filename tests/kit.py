@@ -125,7 +125,7 @@ def countdown_share_policy(greedy_solved: set, sampled_solved: dict):
     import re
 
     from sparring.policies.policy import Completion, Policy
-    from sparring.envs.countdown import CountdownTask, expert_solution
+    from sparring.envs.countdown_tasks import CountdownTask, expert_solution
 
     class SharePolicy(Policy):
         backend = name = "scripted"

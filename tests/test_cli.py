@@ -236,7 +236,7 @@ def test_ctrl_c_in_selfplay_says_how_to_resume(tmp_path, monkeypatch, capsys):
 def test_the_round_table_fits_80_columns_and_names_untrained_rounds():
     from rich.console import Console
 
-    from sparring.selfplay import round_table, warn_untrained
+    from sparring.report import round_table, warn_untrained
 
     columns = ["round", "eval/success", "eval/pass@4", "ei/pass@1", "ei/kept", "time/train_s", "time/eval_s",
                "time/round_s"]

@@ -67,11 +67,11 @@ CHILD = r"""
 import os, signal, sys
 from pathlib import Path
 import transformers
-import sparring.selfplay, sparring.stages
+import sparring.context, sparring.stages
 from sparring.cli import main
 
 run, kill, log = Path(sys.argv[1]).resolve(), os.environ.get("KILL_AT", "").split(), Path(os.environ["EVENTS"])
-sparring.selfplay.PART_TASKS = int(os.environ["PART"])
+sparring.context.PART_TASKS = int(os.environ["PART"])
 def note(line):
     with open(log, "a") as f:
         f.write(line + "\n")
@@ -135,14 +135,14 @@ def run_until_killed(run, events, kill, *args, scripted=False):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """The reference: the same config and seed, never killed."""
-    import sparring.selfplay
+    import sparring.context
 
     run = tmp_path_factory.mktemp("uninterrupted") / "run"
-    real, sparring.selfplay.PART_TASKS = sparring.selfplay.PART_TASKS, PART
+    real, sparring.context.PART_TASKS = sparring.context.PART_TASKS, PART
     try:
         rows = SelfPlay(load_selfplay_config(None, KILLABLE), run).run_rounds()
     finally:
-        sparring.selfplay.PART_TASKS = real
+        sparring.context.PART_TASKS = real
     return run, rows
 
 
@@ -207,7 +207,7 @@ def test_a_kill_inside_a_stage_costs_only_its_unsaved_work(tmp_path, uninterrupt
     for i, kill in enumerate(kills):
         run_until_killed(run, events, kill, *KILLABLE, *(["--resume"] if i else []))
     assert (run / "rounds/001/sampling/part-0000000-0000016").exists()
-    from sparring.stages import run_status
+    from sparring.report import run_status
 
     assert run_status(run)[1] == ("round 1: finished tasks, sampling; now training (training: trainer checkpoint at "
                                   "step 2 of 4); then eval")  # where the run stands
@@ -566,11 +566,11 @@ def test_sampling_resumes_by_part(tmp_path, monkeypatch, what):
     skills, SAGE's chains position by position (3 positions, the library and the chains' state saved after each). A
     round cut while the second part is saved plays only the parts not yet written, and ends as an uninterrupted
     round (with the agents, the majority vote's flags decide what trains; with skills, the same library)."""
-    import sparring.selfplay
+    import sparring.context
     import sparring.trajectories
     from sparring.solver import Solver
 
-    monkeypatch.setattr(sparring.selfplay, "PART_TASKS", PART)
+    monkeypatch.setattr(sparring.context, "PART_TASKS", PART)
     agents, skills = what == "the agents' attempts", what == "the skill chains' positions"
     more = (["verifier.use=majority"] if agents else ["skills.enabled=true", "skills.chain_length=3"] if skills
             else [*STEPS, "expert_iteration.search=2"])
@@ -626,10 +626,10 @@ def test_a_missing_agents_state_of_the_unfinished_round_runs_its_stage_again(tmp
     import io
     import shutil
 
-    import sparring.selfplay
+    import sparring.context
     from rich.console import Console
 
-    monkeypatch.setattr(sparring.selfplay, "PART_TASKS", PART)
+    monkeypatch.setattr(sparring.context, "PART_TASKS", PART)
     run = tmp_path / "run"
     shutil.copytree(uninterrupted_agents, run)
     (run / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text().splitlines(keepends=True)[0])
@@ -744,7 +744,7 @@ def test_easy_to_hard_no_expert_answer_beyond_three_numbers_enters_training(tmp_
     development set and the control alike; rounds train on 4-number tasks with nothing but the model's own attempts."""
     from pathlib import Path
 
-    import sparring.envs.countdown as countdown
+    import sparring.envs.countdown_tasks as countdown
 
     sizes = []
     real = countdown.expert_answer

@@ -3,7 +3,7 @@ import pytest
 from sparring.policies.hf import HFPolicy
 from sparring.policies.policy import SamplingParams
 from sparring.solver import Solver, by_task
-from sparring.envs.countdown import PRESETS, generate_tasks
+from sparring.envs.countdown_tasks import PRESETS, generate_tasks
 from sparring.errors import UnknownNameError
 from sparring.trajectories import load_trajectories, save_trajectories
 

@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sparring.selfplay import EnvConfig, draw_tasks, save_checkpoint
+    from sparring.envs.catalog import draw_tasks
+    from sparring.context import save_checkpoint
+    from sparring.selfplay_config import EnvConfig
     from sparring.trainers.grpo import GRPOSettings, train_grpo
 
     state = PartialState()  # the process's rank, from accelerate launch (one process without it)

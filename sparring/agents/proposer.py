@@ -9,14 +9,14 @@
   solver really had on them, are its next supervised data (`proposer_examples`).
 
 A proposed task is accepted only after validation (`check_task`): it parses as the family's Task, lies
-within the knobs (the env's `task_problems`, where the family has one), is not a held-out or earlier
-task, and the env's expert solves it (its actions, replayed in the env, verify). That is the family-generic
-certificate; a family adds its own filter (Code-as-Task's sandboxed checks) through `task_problems` or its
-expert.
+within the knobs (the env's `task_problems`), passes the family's own filter (the env's `proposal_problems`:
+ToolUse's Code-as-Task checks in the sandbox), is not a held-out or earlier task, and the env's expert solves
+it (its actions, replayed in the env, verify). That is the family-generic certificate.
 
-- `InstructionProposer` (SRDF, for instruction-following families: TextNav): the generator samples a house
-  and a route; the proposer writes the instruction for that route; the task with its instruction replaced
-  is kept when a navigator (the solver) follows it closely (the verdict's nDTW at or above a threshold).
+- `InstructionProposer` (SRDF, for families whose env sets `proposer_writes_instructions`: TextNav): the
+  generator samples a house and a route; the proposer writes the instruction for that route; the task with
+  its instruction replaced is kept when a navigator (the solver) follows it closely (the verdict's nDTW at or
+  above a threshold).
 
 Learnability is Absolute Zero's: with p the share of the solver's k samples that solve a task,
 `1 - p` when 0 < p < 1, else 0 (a task always or never solved teaches nothing).
@@ -28,6 +28,7 @@ Learnability is Absolute Zero's: with p the share of the solver's k samples that
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sparring.policies.policy import Policy, Prompt, SamplingParams
-from sparring.envs.base import check_choice
+from sparring.envs.base import TextEnv, check_choice
 from sparring.errors import UnsolvableTaskError
 from sparring.trainers.sft import SFTSettings
 
@@ -46,13 +47,6 @@ PROPOSER_KINDS = ("none", "curriculum", "policy")
 PROMPT_STYLES = ("compact", "full")
 ROLE_MODELS = ("own", "solver")  # a role's model: its own checkpoint, trained in the loop; or the solver's, prompted
 MAX_TASK_CHARS = 2_000
-
-# The model-free curriculum's default ladders, easiest first: knob overrides of the env's own knobs.
-CURRICULUM_LADDERS: dict[str, list[dict[str, Any]]] = {
-    "countdown": [{"num_numbers": 3, "max_number": 10}, {"num_numbers": 3, "max_number": 20},
-                  {"num_numbers": 3, "max_number": 30}, {"num_numbers": [3, 4], "max_number": 20},
-                  {"num_numbers": 4, "max_number": 30}],
-}
 
 
 @dataclass
@@ -77,7 +71,7 @@ class ProposerConfig:
     # each round's training of the proposer
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=30, batch_size=64, learning_rate=3e-4))
     # the curriculum proposer
-    # knob overrides, easiest first (empty: the family's ladder)
+    # knob overrides, easiest first (empty: the family's ladder, its env's `curriculum_levels`)
     levels: list[dict[str, Any]] = field(default_factory=list)
     # instruction families (TextNav, SRDF): an instruction is kept when the navigator's nDTW reaches this
     ndtw: float = 0.8
@@ -161,40 +155,21 @@ class Proposal:
         return self.task is not None and self.reason is None
 
 
-# A family's own acceptance filter, run after parsing and before the expert: "module:function", called with the
-# task dict, returning something false when the task is rejected, with its reasons in `problems` (ToolUse's
-# Code-as-Task filter, `validate_task`, replays the solution and failure cases and runs a model-written verify
-# function in the sandbox). Imported only when that family is proposed for.
-TASK_FILTERS: dict[str, str] = {"tooluse": "sparring.envs.tooluse_tasks:validate_task"}
-
-
-def family_filter(family: str) -> Any:
-    import importlib
-
-    target = TASK_FILTERS.get(family)
-    if target is None:
-        return None
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def check_task(env: Any, task: Any, config: Any = None) -> tuple[str, str] | None:
+def check_task(env: TextEnv, task: Any, config: Any = None) -> tuple[str, str] | None:
     """None when `task` is one `env` may pose, else (reason code, detail): it must parse as the family's Task, lie
-    within the knobs (`env.task_problems(task, config)` where the family has it; `config` defaults to the
-    env's), pass the family's own filter (`TASK_FILTERS`), and the expert's actions must solve it when replayed
-    in the env. Never raises on a bad task."""
+    within the knobs (`env.task_problems(task, config)`; `config` defaults to the env's), pass the family's own
+    filter (`env.proposal_problems(task)`), and the expert's actions must solve it when replayed in the env.
+    Never raises on a bad task."""
     try:
         parsed = env.task_type.from_dict(task)
     except (ValueError, TypeError, KeyError) as error:
         return "parse", str(error)
-    problems = env.task_problems(parsed, config) if hasattr(env, "task_problems") else []
+    problems = env.task_problems(parsed, config)
     if problems:
         return "knobs", "; ".join(problems)
-    check = family_filter(getattr(env, "family", ""))
-    if check is not None:
-        result = check(parsed.to_dict())
-        if not result:
-            return "filter", "; ".join(getattr(result, "problems", None) or ["the family's filter rejects it"])
+    problems = env.proposal_problems(parsed)
+    if problems:
+        return "filter", "; ".join(problems)
     try:
         env.reset(options={"task": parsed.to_dict()})
         actions = env.expert_actions()
@@ -365,7 +340,7 @@ class CurriculumProposer:
 
         self.env_id, self.env_kwargs, self.config = env_id, dict(env_kwargs), config
         env = make(env_id, **self.env_kwargs).unwrapped
-        self.levels = config.levels or CURRICULUM_LADDERS.get(env.family, [])
+        self.levels = config.levels or copy.deepcopy(list(env.curriculum_levels))
         if not self.levels:
             raise ValueError(f"proposer.kind 'curriculum' needs proposer.levels (knob overrides, easiest first) for "
                              f"{env_id}: the {env.family!r} family has no default ladder")
@@ -395,8 +370,6 @@ class CurriculumProposer:
 
 
 # ---- instructions for sampled paths (SRDF) -------------------------------------------------------
-
-INSTRUCTION_FAMILIES = ("textnav",)
 
 
 class InstructionProposer:

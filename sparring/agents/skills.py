@@ -1,12 +1,15 @@
 """The skill library: verified, reusable skills, retrieved by relevance, counted, pruned and kept on disk.
 
-A skill is what one family can reuse across episodes (`SkillKind`):
-- Countdown (`ExpressionSkills`): an answer's expression pattern, its numbers replaced by letters in the
-  order written (`a*b-c` from `8*3-2`): a verified macro the solver is shown for similar tasks.
-- Command envs (`MacroSkills`, the fallback for multi-turn families such as TextNav): the command
-  sequence of a successful episode, a macro shown as a known routine.
-- Code (`FunctionSkills`): a function a verified answer defined (found by parsing, never run here), shown
-  to later tasks as code to call or copy; the env re-verifies it by replaying the answer in its sandbox.
+A skill is what one family can reuse across episodes (`SkillKind`); the env names its family's kind (its
+`skill_kind` hook) and `skill_kind_for` builds it:
+- "expression" (`ExpressionSkills`, Countdown): an answer's expression pattern, its numbers replaced by
+  letters in the order written (`a*b-c` from `8*3-2`): a verified macro the solver is shown for similar tasks,
+  retrieved by the env's `skill_features` of the task.
+- "macro" (`MacroSkills`, the default, for multi-turn families such as TextNav): the command sequence of a
+  successful episode, a macro shown as a known routine.
+- "function" (`FunctionSkills`, code families): a function a verified answer defined (found by parsing, never
+  run here), shown to later tasks as code to call or copy; the env re-verifies it by replaying the answer in
+  its sandbox.
 
 `SkillLibrary` admits a skill only when it verifies (its kind replays it in the env on the task it came
 from), merges a skill seen again into the one it already holds (one more test case, a longer
@@ -14,11 +17,11 @@ description), retrieves the most relevant ones for a task with BM25 over descrip
 BM25L, offline) weighted by a success-rate prior, counts how often each was shown, used and used
 successfully, prunes those that keep failing, and saves and loads itself as JSON lines.
 
-SAGE's sequential rollout (`chain_rollout`): the round's tasks come as chains of similar tasks; the
-chains are played position by position, a verified success adds its skill to the library, and later
-tasks of the same chain are shown the skills made earlier in it first. Its skill-integrated reward gives
-a bonus to a verified attempt that used such a skill and to the attempt that made it; expert iteration
-repeats those attempts once more, GRPO adds `SkillRewardFunction` to the env's reward. Given a folder, the
+SAGE's sequential rollout (`chain_rollout`): the round's tasks come as chains of similar tasks (the env's
+`similar_task_chains` hook); the chains are played position by position, a verified success adds its skill
+to the library, and later tasks of the same chain are shown the skills made earlier in it first. Its
+skill-integrated reward gives a bonus to a verified attempt that used such a skill and to the attempt that
+made it; expert iteration repeats those attempts once more, GRPO adds `SkillRewardFunction` to the env's reward. Given a folder, the
 rollout saves the end of each position there (`save_position`) and a cut one continues after the last saved.
 """
 
@@ -37,7 +40,8 @@ from typing import Any
 
 from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.agents.proposer import PROMPT_STYLES, task_key
-from sparring.envs.base import check_choice
+from sparring.envs.base import check_choice, extract_answer
+from sparring.envs.expr import expression_pattern, instantiate
 from sparring.io import atomic_write_text, read_jsonl
 from sparring.trajectories import Trajectory, Turn
 
@@ -97,6 +101,11 @@ class Skill:
 class SkillKind(ABC):
     kind: str = ""
 
+    @classmethod
+    def for_env(cls, env: Any) -> SkillKind:
+        """The kind for `env`'s family (what `skill_kind_for` builds)."""
+        return cls()
+
     @abstractmethod
     def extract(self, trajectory: Trajectory, round: int = 0) -> Skill | None:
         """The skill a verified trajectory shows, or None."""
@@ -126,8 +135,6 @@ class SkillKind(ABC):
 
 
 def _answer_expression(action: str) -> str | None:
-    from sparring.envs.countdown import extract_answer
-
     content = extract_answer(action)
     if content is None:
         return None
@@ -136,47 +143,22 @@ def _answer_expression(action: str) -> str | None:
     return expression if re.fullmatch(r"[0-9+\-*/()]+", expression or "-") else None
 
 
-LETTERS = "abcdefgh"
-
-
-def expression_pattern(expression: str) -> tuple[str, list[int]] | None:
-    """`8*3-2` -> (`a*b-c`, [8, 3, 2]): the numbers replaced by letters in the order written."""
-    numbers = [int(n) for n in re.findall(r"\d+", expression)]
-    if not numbers or len(numbers) > len(LETTERS):
-        return None
-    letters = iter(LETTERS)
-    return re.sub(r"\d+", lambda _: next(letters), expression), numbers
-
-
-def instantiate(pattern: str, args: list[int]) -> str:
-    values = dict(zip(LETTERS, map(str, args)))
-    return re.sub(r"[a-h]", lambda m: values.get(m[0], m[0]), pattern)
-
-
-def countdown_features(task: dict[str, Any]) -> list[str]:
-    """What a planner sees in a Countdown task before solving it: how the target compares with the numbers'
-    sum, largest number and largest product, which numbers divide it, parity, ones and duplicates."""
-    numbers, target = sorted(task.get("numbers", [])), task.get("target", 0)
-    if not numbers:
-        return []
-    tokens = [f"count{len(numbers)}", "t_above_sum" if target > sum(numbers) else "t_within_sum",
-              "t_above_max" if target > numbers[-1] else "t_below_max",
-              "t_even" if target % 2 == 0 else "t_odd", f"t_digits{len(str(abs(target)))}"]
-    if len(numbers) >= 2:
-        tokens.append("t_above_top_product" if target > numbers[-1] * numbers[-2] else "t_within_top_product")
-    divisors = sum(1 for n in set(numbers) if n > 1 and target % n == 0)
-    tokens.append(f"t_divisors{min(divisors, 2)}")
-    if 1 in numbers:
-        tokens.append("has_one")
-    if len(set(numbers)) < len(numbers):
-        tokens.append("has_duplicate")
-    return tokens
+def _no_features(task: dict[str, Any]) -> list[str]:
+    return []
 
 
 class ExpressionSkills(SkillKind):
-    """Countdown: a verified answer's expression pattern (`a*b-c`)."""
+    """Countdown: a verified answer's expression pattern (`a*b-c`), retrieved by `features` of the task (the env's
+    `skill_features`)."""
 
     kind = "expression"
+
+    def __init__(self, features: Callable[[dict[str, Any]], list[str]] = _no_features):
+        self.features = features
+
+    @classmethod
+    def for_env(cls, env: Any) -> ExpressionSkills:
+        return cls(env.skill_features)
 
     def extract(self, trajectory: Trajectory, round: int = 0) -> Skill | None:
         if not trajectory.success or not trajectory.turns:
@@ -188,7 +170,7 @@ class ExpressionSkills(SkillKind):
         pattern, args = found
         ops = [f"op{'+-*/'.index(c)}" for c in pattern if c in "+-*/"]
         return Skill(id=f"expression:{pattern}", kind=self.kind, body=pattern,
-                     description=countdown_features(trajectory.task) + ops,
+                     description=self.features(trajectory.task) + ops,
                      tests=[{"task": trajectory.task, "args": args}], created_round=round)
 
     def verify(self, skill: Skill, env: Any) -> bool:
@@ -205,7 +187,7 @@ class ExpressionSkills(SkillKind):
         return found is not None and found[0] == skill.body
 
     def query(self, task: dict[str, Any], observation: str = "") -> list[str]:
-        return countdown_features(task)  # the numbers and the target: all of it is in the observation
+        return self.features(task)
 
 
 def _words(text: str) -> list[str]:
@@ -310,12 +292,13 @@ class FunctionSkills(SkillKind):
             "\n\n".join(s.body for s in skills)
 
 
-SKILL_KINDS: dict[str, Callable[[], SkillKind]] = {"countdown": ExpressionSkills, "code": FunctionSkills}
+SKILL_KINDS: dict[str, type[SkillKind]] = {kind.kind: kind for kind in (ExpressionSkills, MacroSkills, FunctionSkills)}
 
 
 def skill_kind_for(env: Any) -> SkillKind:
-    """The family's kind of skill; multi-turn families without one get command macros."""
-    return SKILL_KINDS.get(getattr(env, "family", ""), MacroSkills)()
+    """The kind of skill `env`'s family names (its `skill_kind` hook: command macros unless it says otherwise)."""
+    name = check_choice(f"{type(env).__name__}.skill_kind", getattr(env, "skill_kind", "macro"), tuple(SKILL_KINDS))
+    return SKILL_KINDS[name].for_env(env)
 
 
 # ---- the library --------------------------------------------------------------------------------
@@ -438,52 +421,12 @@ def as_shown(trajectory: Trajectory, kind: SkillKind, skills: list[Skill], style
 
 # ---- chains of similar tasks (SAGE) -------------------------------------------------------------
 
-def countdown_chain(task: dict[str, Any], length: int, env: Any, rng: random.Random) -> list[dict[str, Any]]:
-    """`task` and up to `length - 1` tasks that the same expression pattern solves (the expert's, for `task`),
-    with fresh numbers within the env's knobs and split."""
-    from sparring.envs.countdown import CountdownTask, expert_solution
-    from sparring.envs.expr import ExprError, parse
-
-    found = expression_pattern("".join(expert_solution(CountdownTask.from_dict(task)).split()))
-    chain, seen = [task], {task_key(task)}
-    if found is None:
-        return chain
-    pattern, args = found
-    config = env.config
-    for _ in range(200 * length):
-        if len(chain) >= length:
-            break
-        numbers = [rng.randint(config.min_number, config.max_number) for _ in args]
-        try:
-            value = parse(instantiate(pattern, numbers)).value
-        except (ExprError, ZeroDivisionError):
-            continue
-        if value.denominator != 1:
-            continue
-        candidate = {"numbers": numbers, "target": int(value)}
-        if task_key(candidate) in seen or env.task_problems(CountdownTask.from_dict(candidate)):
-            continue
-        seen.add(task_key(candidate))
-        chain.append(candidate)
-    return chain
-
-
 def make_chains(tasks: list[dict[str, Any]], length: int, env: Any, kind: SkillKind, seed: int) -> list[list[dict[str, Any]]]:
-    """Chains of similar tasks from `tasks`: for Countdown, each task and tasks its pattern solves (as many tasks
-    in all as given); for other families, the tasks sorted by their retrieval tokens and cut into runs."""
-    rng = random.Random(seed)
-    if getattr(env, "family", "") == "countdown":
-        chains, total = [], 0
-        for task in tasks:
-            if total >= len(tasks):
-                break
-            chain = countdown_chain(task, min(length, len(tasks) - total), env, rng)
-            chains.append(chain)
-            total += len(chain)
-        return chains
+    """Chains of similar tasks from `tasks`, at most `length` a chain: the env family's `similar_task_chains` (for
+    Countdown, each task and tasks its pattern solves; by default, the tasks sorted by `kind`'s retrieval tokens
+    and cut into runs), drawing from `random.Random(seed)`."""
     observe = (lambda t: env.reset(options={"task": t})[0]) if kind.sees_observation else (lambda t: "")
-    ordered = sorted(tasks, key=lambda t: " ".join(kind.query(t, observe(t))))
-    return [ordered[i:i + length] for i in range(0, len(ordered), length)]
+    return env.similar_task_chains(tasks, length, random.Random(seed), key=lambda t: " ".join(kind.query(t, observe(t))))
 
 
 POSITION_DIR = "skills-position-"  # chain_rollout's resume point after position P: <folder>/skills-position-P

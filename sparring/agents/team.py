@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from sparring.policies.policy import SamplingParams
-from sparring.agents.proposer import (INSTRUCTION_FAMILIES, CurriculumProposer, InstructionProposer, PolicyProposer,
+from sparring.agents.proposer import (CurriculumProposer, InstructionProposer, PolicyProposer,
                                       Proposal, learnability, pass_rate_metrics, proposal_metrics, task_key)
 from sparring.agents.reflector import ReflectionMemory, Reflector
 from sparring.agents.skills import (SkillLibrary, as_shown, chain_rollout, make_chains, skill_kind_for, skill_prompt)
 from sparring.agents.verifiers import (MajorityVoteVerifier, ModelJudgeVerifier, ProgrammaticVerifier, judge_examples,
                                        verifier_metrics)
+from sparring.context import RunContext
 from sparring.io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
 from sparring.trajectories import Trajectory
 
@@ -49,12 +50,12 @@ STATEFUL = ("bootstrap", "agents_bootstrap", "tasks", "sampling")
 
 
 class AgentTeam:
-    def __init__(self, loop: Any):
+    def __init__(self, ctx: RunContext):
         from sparring.envs.catalog import make
 
-        self.loop, self.config, self.seeds = loop, loop.config, loop.seeds
+        self.ctx, self.config, self.seeds = ctx, ctx.config, ctx.seeds
         cfg = self.config
-        self.env_id, self.env_kwargs = loop.env_id, loop.env_kwargs
+        self.env_id, self.env_kwargs = ctx.env_id, ctx.env_kwargs
         self.env = make(self.env_id, **self.env_kwargs).unwrapped
         self.kind = skill_kind_for(self.env) if cfg.skills.enabled else None
         self.library: SkillLibrary | None = None
@@ -81,36 +82,36 @@ class AgentTeam:
 
     def checkpoint(self, role: str, r: int) -> Path:
         """The model a role plays with after round `r`: its own, or the solver's."""
-        return self.loop.run.checkpoint(f"{role}-{r:03d}" if self.own_model(role) else f"round-{r:03d}")
+        return self.ctx.run.checkpoint(f"{role}-{r:03d}" if self.own_model(role) else f"round-{r:03d}")
 
     def _train_role(self, role: str, r: int, examples: list[dict[str, str]], settings: Any) -> dict[str, float]:
         """Fine-tune `role`'s model of round r - 1 (round 0: the bootstrapped solver) on `examples`; save it for round r."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from sparring.selfplay import save_checkpoint
+        from sparring.context import save_checkpoint
         from sparring.trainers.sft import fitting, supervised_finetune
 
-        records = self.loop.records(r)
+        records = self.ctx.records(r)
         done = records.get(f"{role}-training")  # a resumed stage keeps the roles it finished training
         if done is not None:
             return done
-        start = self.loop.run.checkpoint("round-000") if r == 0 else self.checkpoint(role, r - 1)
+        start = self.ctx.run.checkpoint("round-000") if r == 0 else self.checkpoint(role, r - 1)
         model, tokenizer = AutoModelForCausalLM.from_pretrained(start), AutoTokenizer.from_pretrained(start)
         examples = fitting(examples, model, tokenizer)  # a prompt with long reflections may not fit a small model
         metrics: dict[str, float] = {f"{role}/examples": len(examples)}
         if examples:
-            out = supervised_finetune(model, tokenizer, examples, settings, self.loop.trainer_dir(r, role),
+            out = supervised_finetune(model, tokenizer, examples, settings, self.ctx.trainer_dir(r, role),
                                       seed=self.seeds.round(r),
-                                      callbacks=[self.loop.bars.steps(f"{role}: training", settings.steps)])
+                                      callbacks=[self.ctx.bars.steps(f"{role}: training", settings.steps)])
             metrics[f"{role}/loss"] = out["train/loss"]
-        save_checkpoint(model, tokenizer, self.loop.run.checkpoint(f"{role}-{r:03d}"))
+        save_checkpoint(model, tokenizer, self.ctx.run.checkpoint(f"{role}-{r:03d}"))
         records.record(f"{role}-training", metrics)
         return metrics
 
     # ---- state carried between rounds -----------------------------------------------------------
     def load_state(self, r: int) -> None:
         """The library and memory as round `r` left them (r = -1: empty)."""
-        cfg, folder = self.config, self.loop.run.round_dir(r)
+        cfg, folder = self.config, self.ctx.run.round_dir(r)
         if self.kind is not None:
             self.library = SkillLibrary.load(folder / "skills.jsonl", self.kind, self.env, cfg.skills.max_size)
         if cfg.reflector.enabled:
@@ -126,23 +127,23 @@ class AgentTeam:
     def finish_round(self, r: int) -> dict[str, float]:
         """Prune and save the library, save the memory; the metrics `skills/size`, `skills/pruned`."""
         metrics: dict[str, float] = {}
-        folder = self.loop.run.round_dir(r)
+        folder = self.ctx.run.round_dir(r)
         if self.library is not None:
             metrics["skills/pruned"] = self.library.prune(self.config.skills.min_uses, self.config.skills.min_rate)
             metrics["skills/size"] = len(self.library)
             self.library.save(folder / "skills.jsonl")
-            self.library.save(self.loop.run.root / "skills.jsonl")  # the latest, for people and other tools
+            self.library.save(self.ctx.run.root / "skills.jsonl")  # the latest, for people and other tools
         if self.memory is not None:
             self.memory.save(folder / "reflections.jsonl")
         return metrics
 
     def previous(self, key: str) -> Any:
-        rows = self.loop.finished_rounds()
+        rows = self.ctx.finished_rounds()
         return rows[-1].get(key) if rows else None
 
     # ---- state carried between the stages of a round ----------------------------------------------
     def stage_dir(self, r: int, stage: str) -> Path:
-        return self.loop.run.round_dir(r) / "agents" / stage
+        return self.ctx.run.round_dir(r) / "agents" / stage
 
     def save_stage(self, r: int, stage: str, state: dict[str, Any]) -> None:
         """What the later stages of round `r` read from the team once `stage` finished, in one folder written
@@ -192,7 +193,7 @@ class AgentTeam:
         from sparring.trajectories import load_trajectories
 
         cfg, folder = self.config, self.stage_dir(r, stage)
-        where = folder.relative_to(self.loop.run.root)
+        where = folder.relative_to(self.ctx.run.root)
         def check(path: Path) -> Path:  # read_jsonl reads a missing file as empty
             if not path.exists():
                 raise FileNotFoundError(path)
@@ -267,15 +268,15 @@ class AgentTeam:
         if n:
             k = cfg.proposer.k
             # round 0's tasks: where the expert's demonstrations are (env.bootstrap_kwargs in easy-to-hard runs)
-            tasks = draw_tasks(self.env_id, self.loop.expert_kwargs, "train", *self.seeds.roles_bootstrap_tasks(), n)
-            with self.loop.generating(self.loop.run.checkpoint("round-000")) as policy:
+            tasks = draw_tasks(self.env_id, self.ctx.expert_kwargs, "train", *self.seeds.roles_bootstrap_tasks(), n)
+            with self.ctx.generating(self.ctx.run.checkpoint("round-000")) as policy:
                 solver = Solver(policy, self.env_id, self.env_kwargs,
                                 SamplingParams(temperature=cfg.expert_iteration.temperature, max_tokens=cfg.policy.max_tokens),
                                 max_turns=cfg.env.max_turns, prompt=self.solver_prompt(tasks))
-                groups = by_task(solver.run(tasks, k=k, seed=self.seeds.bootstrap(), on_turn=self.loop.bars.episodes(
+                groups = by_task(solver.run(tasks, k=k, seed=self.seeds.bootstrap(), on_turn=self.ctx.bars.episodes(
                     "roles' bootstrap: solver attempts", n * k)), k)
             metrics["bootstrap/roles_pass@1"] = sum(t.success for g in groups for t in g) / max(1, n * k)
-            if self.own_model("proposer") and self.env.family in INSTRUCTION_FAMILIES:
+            if self.own_model("proposer") and self.env.proposer_writes_instructions:
                 speaker = InstructionProposer(self.env_id, self.env_kwargs, cfg.proposer)
                 routes = speaker.draw(sizes["proposer"], *self.seeds.roles_bootstrap_tasks())
                 metrics.update(self._train_role("proposer", 0, speaker.examples(routes, tokenizer),
@@ -287,7 +288,7 @@ class AgentTeam:
                                                 cfg.proposer.bootstrap_sft))
             if self.own_model("reflector"):
                 chosen = groups[:sizes["reflector"]]
-                demos = expert_demonstrations(self.env_id, self.loop.expert_kwargs, [g[0].task for g in chosen],
+                demos = expert_demonstrations(self.env_id, self.ctx.expert_kwargs, [g[0].task for g in chosen],
                                               cfg.bootstrap.demonstrations)
                 reflector = Reflector(self.env_id, self.env_kwargs, cfg.reflector, self.memory,
                                       max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
@@ -303,10 +304,10 @@ class AgentTeam:
     # ---- a round's tasks ------------------------------------------------------------------------
     def forbidden(self, r: int) -> set[str]:
         """Tasks a proposer may not pose: the held-out ones, and with `novel` those of earlier rounds."""
-        keys = {task_key(t) for _, tasks, _ in self.loop.eval_sets.values() for t in tasks}
+        keys = {task_key(t) for _, tasks, _ in self.ctx.eval_sets.values() for t in tasks}
         if self.config.proposer.novel:
             for earlier in range(1, r):
-                keys |= {task_key(rec["task"]) for rec in read_jsonl(self.loop.run.round_dir(earlier) / "tasks.jsonl")}
+                keys |= {task_key(rec["task"]) for rec in read_jsonl(self.ctx.run.round_dir(earlier) / "tasks.jsonl")}
         return keys
 
     def round_tasks(self, r: int, generator_tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
@@ -340,13 +341,13 @@ class AgentTeam:
 
     def _propose(self, r: int, quota: int, metrics: dict[str, float]) -> list[dict[str, Any]]:
         cfg = self.config.proposer
-        if self.env.family in INSTRUCTION_FAMILIES:
+        if self.env.proposer_writes_instructions:
             return self._propose_instructions(r, quota)
         proposer = self.make_proposer(r)
         aim = self.aim()
-        recent = [(p["task"], p["pass_rate"]) for p in read_jsonl(self.loop.run.round_dir(r - 1) / "proposals.jsonl")
+        recent = [(p["task"], p["pass_rate"]) for p in read_jsonl(self.ctx.run.round_dir(r - 1) / "proposals.jsonl")
                   if p.get("pass_rate") is not None][:8]
-        with self.loop.generating(self.checkpoint("proposer", r - 1)) as policy:
+        with self.ctx.generating(self.checkpoint("proposer", r - 1)) as policy:
             self.proposals = proposer.propose(policy, cfg.candidates or 3 * quota, aim, seed=self.seeds.round(r),
                                               recent=recent, solve_rate=self.previous("proposer/solve_rate"))
         accepted = proposer.accept(self.proposals, quota)
@@ -360,9 +361,9 @@ class AgentTeam:
         cfg = self.config
         proposer = self.make_proposer(r)
         routes = proposer.draw(cfg.proposer.candidates or 3 * quota, *self.seeds.instruction_routes(r))
-        with self.loop.generating(self.checkpoint("proposer", r - 1)) as policy:
+        with self.ctx.generating(self.checkpoint("proposer", r - 1)) as policy:
             self.proposals = proposer.write(policy, routes, seed=self.seeds.round(r))
-        with self.loop.generating(self.loop.run.checkpoint(f"round-{r - 1:03d}")) as navigator:
+        with self.ctx.generating(self.ctx.run.checkpoint(f"round-{r - 1:03d}")) as navigator:
             accepted = proposer.accept(self.proposals, navigator, quota, max_tokens=cfg.policy.max_tokens,
                                        max_turns=cfg.env.max_turns, seed=self.seeds.round(r))
         self.proposer = proposer
@@ -370,7 +371,7 @@ class AgentTeam:
 
     def make_proposer(self, r: int) -> PolicyProposer | InstructionProposer:
         """Round `r`'s policy proposer (the speaker for instruction families)."""
-        if self.env.family in INSTRUCTION_FAMILIES:
+        if self.env.proposer_writes_instructions:
             return InstructionProposer(self.env_id, self.env_kwargs, self.config.proposer)
         return PolicyProposer(self.env_id, self.env_kwargs, self.config.proposer, self.k, self.forbidden(r))
 
@@ -473,7 +474,7 @@ class AgentTeam:
         if "majority" in cfg.active:
             judgements["majority"] = MajorityVoteVerifier(cfg.min_votes).judge(subset)
         if "judge" in cfg.active:
-            with self.loop.generating(self.checkpoint("judge", r - 1)) as policy:
+            with self.ctx.generating(self.checkpoint("judge", r - 1)) as policy:
                 judgements["judge"] = ModelJudgeVerifier(policy, cfg.judge_prompt).judge(subset)
         if cfg.use != "programmatic":  # the verifier in use judged every group
             selection = [flag for group in judgements[cfg.use] for flag in group]
@@ -489,7 +490,7 @@ class AgentTeam:
         if cfg.kind == "policy":
             metrics = proposal_metrics(self.proposals, pass_rates)
             by_key = {task_key(task): p for task, p in proposed}
-            atomic_write_text(self.loop.run.round_dir(r) / "proposals.jsonl", "".join(
+            atomic_write_text(self.ctx.run.round_dir(r) / "proposals.jsonl", "".join(
                 json.dumps({"text": p.text, "label": p.label, "task": p.task, "reason": p.reason, "detail": p.detail,
                             "pass_rate": by_key.get(task_key(p.task)) if p.accepted else None,
                             "learnability": learnability(by_key[task_key(p.task)]) if p.accepted and task_key(p.task) in by_key else None},
@@ -510,7 +511,7 @@ class AgentTeam:
                               max_tokens=cfg.policy.max_tokens, max_turns=cfg.env.max_turns)
         # the reflector reads the plain tasks: skills shown to the solver are not part of its prompt
         plain = [[_plain(t) for t in g] for g in groups]
-        with self.loop.generating(self.checkpoint("reflector", r - 1)) as policy:
+        with self.ctx.generating(self.checkpoint("reflector", r - 1)) as policy:
             refined, metrics = reflector.refine(policy, plain, seed=self.seeds.round(r), round=r)
         if self.own_model("reflector"):
             self.examples["reflector"] = reflector.examples(plain, tokenizer, refined)

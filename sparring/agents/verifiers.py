@@ -2,9 +2,9 @@
 
 - `ProgrammaticVerifier`: the env's own verdict (exact; the reference).
 - `MajorityVoteVerifier` (SeRL): for tasks without ground truth. The k attempts at a task vote with their
-  final answers (`answer_key`); an attempt is judged right when its answer is the majority's. For
-  Countdown the answer is the value of the expression, when it uses exactly the given numbers; the target
-  is never looked at.
+  final answers (`answer_key`, the env family's hook of that name); an attempt is judged right when its
+  answer is the majority's. For Countdown the answer is the value of the expression, when it uses exactly
+  the given numbers; the target is never looked at.
 - `ModelJudgeVerifier` (Self-Rewarding LMs' LLM-as-a-judge): a policy reads the task and an attempt and
   answers yes or no. A small model learns to judge from attempts the env has labelled (`judge_examples`,
   Self-Rewarding's evaluation fine-tuning seed data).
@@ -28,6 +28,7 @@ from typing import Any
 
 from sparring.policies.policy import Policy, SamplingParams
 from sparring.envs.base import check_choice
+from sparring.envs.grading import answer_key
 from sparring.trainers.sft import SFTSettings
 from sparring.trajectories import Trajectory
 
@@ -92,56 +93,6 @@ class ProgrammaticVerifier(Verifier):
 
 
 # ---- majority vote ------------------------------------------------------------------------------
-
-def _last_action(trajectory: Trajectory) -> str:
-    return trajectory.turns[-1].action if trajectory.turns else ""
-
-
-def countdown_answer_key(trajectory: Trajectory) -> str | None:
-    """A Countdown attempt's final answer without the target: the value of its expression, when the expression
-    parses and uses exactly the given numbers (CountdownSteps: the last number left). None: no answer."""
-    from sparring.envs.countdown import extract_answer
-    from sparring.envs.expr import ExprError, format_value, parse
-
-    if trajectory.env_id.startswith("CountdownSteps"):
-        final = trajectory.verdict.get("details", {}).get("final")
-        return None if final is None else str(final)
-    content = extract_answer(_last_action(trajectory))
-    if content is None:
-        return None
-    expression = content.rpartition("=")[0] if "=" in content else content
-    try:
-        expr = parse(expression)
-    except ExprError:
-        return None
-    if sorted(expr.literals) != sorted(trajectory.task.get("numbers", [])):
-        return None
-    return format_value(expr.value)
-
-
-def text_answer_key(trajectory: Trajectory) -> str | None:
-    """Any family: the last action with its whitespace collapsed (None when empty)."""
-    text = " ".join(_last_action(trajectory).split())
-    return text or None
-
-
-def textnav_answer_key(trajectory: Trajectory) -> str | None:
-    """TextNav: where the episode ended (the room it stopped in), the outcome attempts can agree on."""
-    room = trajectory.verdict.get("details", {}).get("final_room")
-    return None if room is None else str(room)
-
-
-ANSWER_KEYS: dict[str, Callable[[Trajectory], str | None]] = {"Countdown": countdown_answer_key,
-                                                                "TextNav": textnav_answer_key}
-
-
-def answer_key(trajectory: Trajectory) -> str | None:
-    """The final answer an attempt votes with: the family's key where it has one, else its last action's text."""
-    for prefix, key in ANSWER_KEYS.items():
-        if trajectory.env_id.startswith(prefix):
-            return key(trajectory)
-    return text_answer_key(trajectory)
-
 
 class MajorityVoteVerifier(Verifier):
     """SeRL's majority vote: an attempt is right when its answer is the one most of the k attempts gave."""

@@ -5,13 +5,18 @@ record), `generate_task` (item `index` of a split, a pure function of `(seed, in
 (the first observation), `_act` (one step) and `expert_actions` (a solution from the current
 state). Everything Gymnasium asks for (spaces, seeding, `reset(options=...)`, `info`, rendering)
 lives here once.
+
+What the self-play roles need to know about a family is asked of its env through optional hooks, declared
+with their defaults on `TextEnv` ("family hooks") and overridden in the family's own file:
+`curriculum_levels`, `proposer_writes_instructions`, `task_problems`, `proposal_problems`, `answer_key`,
+`skill_kind`, `skill_features` and `similar_task_chains`. A new family overrides the ones it needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -175,6 +180,13 @@ def item_rng(family: str, split: str, splits: tuple[str, ...], seed: int, index:
     return random.Random(((seed * 4 + splits.index(split)) << 64) | index)
 
 
+def extract_answer(text: str) -> str | None:
+    """The content of the last complete `<answer>...</answer>` in `text`, stripped, or None."""
+    end = text.rfind("</answer>")
+    start = text.rfind("<answer>", 0, end) if end >= 0 else -1
+    return None if start < 0 else text[start + len("<answer>"):end].strip()
+
+
 def as_text(action: Any) -> str:
     """Any action as text: models write `str`; bytes are decoded; anything else is shown as it prints."""
     if isinstance(action, str):
@@ -235,6 +247,50 @@ class TextEnv(gymnasium.Env[str, str]):
     def expert_actions(self) -> list[str]:
         """Actions that solve the current task from the current state."""
         raise NotImplementedError
+
+    # ---- family hooks: what the self-play roles ask of a family (all optional) ------------------
+    # The model-free curriculum's default ladder: knob overrides of this env's knobs, easiest first (the
+    # curriculum proposer moves one level up or down after each round). Empty: no default ladder, the
+    # config must give `proposer.levels`.
+    curriculum_levels: ClassVar[tuple[dict[str, Any], ...]] = ()
+    # True when the proposer writes a task's instruction for a route the generator sampled (SRDF's speaker,
+    # `InstructionProposer`) rather than writing whole tasks.
+    proposer_writes_instructions: ClassVar[bool] = False
+    # The name of the kind of skill the skill library keeps for this family: "macro" (a successful episode's
+    # commands), "function" (a function a verified code answer defined) or "expression" (a verified arithmetic
+    # answer's pattern, `a*b-c`). The kinds themselves live with the skill library (sparring.agents.skills).
+    skill_kind: ClassVar[str] = "macro"
+
+    def task_problems(self, task: Any, config: Any = None) -> list[str]:
+        """Why `task` (a `task_type`) lies outside this env's knobs (or `config`'s) and split, one reason each;
+        empty when it lies within. Default: every well-formed task does."""
+        return []
+
+    def proposal_problems(self, task: Any) -> list[str]:
+        """Why a proposed `task` (a `task_type` within the knobs) is rejected by the family's own filter, a check
+        too costly to run on every task (ToolUse replays it in a sandbox); empty when it passes. Default: none."""
+        return []
+
+    @classmethod
+    def answer_key(cls, task: dict[str, Any], actions: Sequence[str], verdict: Mapping[str, Any]) -> str | None:
+        """The final answer an attempt (its task, actions and verdict) votes with in a majority vote, without
+        looking at the ground truth; None when it gives no answer. Default: the last action, its whitespace
+        collapsed."""
+        text = " ".join((actions[-1] if actions else "").split())
+        return text or None
+
+    def skill_features(self, task: dict[str, Any]) -> list[str]:
+        """Retrieval tokens of `task` itself, for skill kinds that match skills to the task rather than to its
+        first observation (the "expression" kind): only what the solver sees. Default: none."""
+        return []
+
+    def similar_task_chains(self, tasks: list[dict[str, Any]], length: int, rng: random.Random,
+                            key: Callable[[dict[str, Any]], str]) -> list[list[dict[str, Any]]]:
+        """SAGE's chains of similar tasks made from `tasks`, at most `length` a chain and as many tasks in all as
+        given; `rng` for any draw, `key` the tasks' retrieval text (the skill kind's). Default: the tasks sorted
+        by `key` and cut into runs of `length`."""
+        ordered = sorted(tasks, key=key)
+        return [ordered[i:i + length] for i in range(0, len(ordered), length)]
 
     # ---- the Gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

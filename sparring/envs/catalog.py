@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, cast
+import importlib
+from typing import Any, cast
 
 import gymnasium
 from gymnasium.envs.registration import load_env_creator
 
 import sparring.envs  # noqa: F401  (registers the environments)
-from sparring.errors import UnknownNameError
-
-if TYPE_CHECKING:
-    from sparring.envs.base import TextEnv
+from sparring.envs.base import TextEnv
+from sparring.errors import SparringError, UnknownNameError
 
 
 def env_ids() -> list[str]:
@@ -22,11 +21,23 @@ def env_ids() -> list[str]:
 
 
 def env_class(env_id: str) -> type[TextEnv]:
-    """The class behind a sparring env id; a mistyped id gets the accepted ids and the closest one."""
-    if env_id not in env_ids():
-        raise UnknownNameError("sparring env id", env_id, env_ids())
-    # env_ids() lists only string entry points into sparring, each a TextEnv subclass
-    return cast("type[TextEnv]", load_env_creator(cast(str, gymnasium.spec(env_id).entry_point)))
+    """The class behind a sparring env id, or behind your own text env (a `sparring.envs.base.TextEnv`) as
+    Gymnasium names it: `module:Env-v0` imports `module` first, which registers it. A mistyped id gets the
+    accepted ids and the closest one."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise SparringError(f"env id {env_id!r}: cannot import {module!r} ({error}); a `module:Env-v0` id needs "
+                                "the module on the Python path (PYTHONPATH), where it registers Env-v0") from None
+    if name in gymnasium.registry and (module or name in env_ids()):
+        entry = gymnasium.spec(name).entry_point  # "module:Class", or the class itself
+        cls = load_env_creator(entry) if isinstance(entry, str) else entry
+        if isinstance(cls, type) and issubclass(cls, TextEnv):
+            return cls
+    raise UnknownNameError("sparring env id", env_id, env_ids(),
+                           "(your own env: `module:Env-v0`, a sparring.envs.base.TextEnv its module registers)")
 
 
 def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
@@ -37,7 +48,7 @@ def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
 
 def draw_tasks(env_id: str, env_kwargs: dict[str, Any], split: str, seed: int, start: int, n: int) -> list[dict[str, Any]]:
     """Items `start .. start+n-1` of `split`, through the env family's own generator."""
-    env = cast("TextEnv", make(env_id, split=split, **env_kwargs).unwrapped)
+    env = cast(TextEnv, make(env_id, split=split, **env_kwargs).unwrapped)
     return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
 
 
@@ -48,7 +59,7 @@ def describe(env_id: str, **kwargs: Any) -> dict[str, Any]:
     cls: type[TextEnv] | TextEnv = env_class(env_id)
     if kwargs:
         env = make(env_id, **kwargs)
-        cls = cast("TextEnv", env.unwrapped)  # an instance: its own config_class and presets
+        cls = cast(TextEnv, env.unwrapped)  # an instance: its own config_class and presets
         env.close()
     return {
         "id": env_id,

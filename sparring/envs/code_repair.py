@@ -326,6 +326,7 @@ class CodeRepairEnv(TextEnv):
     """
 
     family = "code"
+    skill_kind = "function"  # a function a verified answer defined, shown to later tasks as code to call or copy
     task_type = CodeRepairTask
     config_class = CodeRepairConfig
     presets = PRESETS

@@ -513,6 +513,7 @@ class CodeSynthEnv(SingleTurnEnv):
     """
 
     family = "code"
+    skill_kind = "function"  # a function a verified answer defined, shown to later tasks as code to call or copy
     task_type = CodeSynthTask
     config_class = CodeSynthConfig
     presets = PRESETS

@@ -135,3 +135,24 @@ def _checked(value: Value) -> Value:
     if too_large:
         raise ExprError("too_large", f"an intermediate value exceeds {MAX_BITS} bits")
     return value
+
+
+# ---- patterns: an expression with its numbers as letters (a reusable skill, a family of similar tasks) ----
+
+LETTERS = "abcdefgh"
+
+
+def expression_pattern(expression: str) -> tuple[str, list[int]] | None:
+    """`8*3-2` -> (`a*b-c`, [8, 3, 2]): the numbers replaced by letters in the order written; None when the text
+    has no number or more than `LETTERS` holds."""
+    numbers = [int(n) for n in re.findall(r"\d+", expression)]
+    if not numbers or len(numbers) > len(LETTERS):
+        return None
+    letters = iter(LETTERS)
+    return re.sub(r"\d+", lambda _: next(letters), expression), numbers
+
+
+def instantiate(pattern: str, args: list[int]) -> str:
+    """A pattern's letters replaced by `args` in order: `instantiate("a*b-c", [8, 3, 2]) == "8*3-2"`."""
+    values = dict(zip(LETTERS, map(str, args)))
+    return re.sub(r"[a-h]", lambda m: values.get(m[0], m[0]), pattern)

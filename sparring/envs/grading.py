@@ -1,10 +1,14 @@
-"""Grading helpers: a model's completion as text, and one action graded on a task as the env grades it."""
+"""Grading helpers: a model's completion as text, one action graded on a task as the env grades it, and the final
+answer an attempt gives (its family's `answer_key`), which majority votes and preference pairs compare."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sparring.envs.catalog import make
+from sparring.envs.base import TextEnv
+from sparring.envs.catalog import env_class, env_ids, make
+from sparring.trajectories import Trajectory
 
 
 def completion_text(completion: Any) -> str:
@@ -37,3 +41,17 @@ class EnvGrader:
         if terminated or truncated:
             return info["verdict"]
         return {"reward": 0.0, "success": False, "feedback": "the episode did not end after one action", "details": {}}
+
+
+@functools.lru_cache(maxsize=None)
+def family_of(env_id: str) -> type[TextEnv]:
+    """The env class whose family hooks apply to trajectories of `env_id`; `TextEnv` (the defaults) for an id
+    sparring did not register."""
+    found = env_class(env_id) if env_id in env_ids() else TextEnv
+    return found if isinstance(found, type) and issubclass(found, TextEnv) else TextEnv
+
+
+def answer_key(trajectory: Trajectory) -> str | None:
+    """The final answer an attempt votes with: its env family's `answer_key` (by default its last action's text)."""
+    return family_of(trajectory.env_id).answer_key(trajectory.task, [turn.action for turn in trajectory.turns],
+                                                   trajectory.verdict)

@@ -400,6 +400,7 @@ class HumanEvalEnv(SingleTurnEnv):
     """
 
     family = "code"
+    skill_kind = "function"  # a function a verified answer defined, shown to later tasks as code to call or copy
     task_type = HumanEvalTask
     config_class = HumanEvalConfig
     presets = PRESETS

@@ -79,7 +79,7 @@ def same_number(answer: str, task: ReasoningGymTask, tolerance: float = 1e-4) ->
 
 def makes_24_from_the_numbers(answer: str, task: ReasoningGymTask) -> bool:
     """Countdown's exact verifier: every one of the task's numbers once, exactly 24."""
-    from sparring.envs.countdown import CountdownTask, verify
+    from sparring.envs.countdown_tasks import CountdownTask, verify
 
     try:
         numbers = CountdownTask.from_dict({"numbers": task.metadata.get("numbers"), "target": 24})

@@ -27,7 +27,7 @@ import json
 import math
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -446,6 +446,13 @@ class TextNavEnv(TextEnv):
     config_class = TextNavConfig
     presets = PRESETS
     splits = SPLITS
+    proposer_writes_instructions = True  # SRDF: the proposer describes routes the generator sampled
+
+    @classmethod
+    def answer_key(cls, task: dict[str, Any], actions: Sequence[str], verdict: Mapping[str, Any]) -> str | None:
+        """Where the episode ended (the room it stopped in): the outcome attempts can agree on."""
+        room = verdict.get("details", {}).get("final_room")
+        return None if room is None else str(room)
 
     def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
                  instruction: str = "full", dtw_threshold: float = 1.0, **knobs: Any):

@@ -314,6 +314,12 @@ class ToolUseEnv(TextEnv):
     presets = PRESETS
     splits = SPLITS
 
+    def proposal_problems(self, task: ToolTask) -> list[str]:
+        """Self-Challenging's filter on a proposed task (`validate_task`): well formed, its verification runs, its
+        solution replays without a tool error and passes, and every failure case fails."""
+        result = validate_task(task.to_dict())
+        return [] if result else (list(result.problems) or ["the family's filter rejects it"])
+
     def __init__(self, render_mode: str | None = None, *, split: str = "train", difficulty: str | None = None,
                  instruction: str = "full", max_invalid: int = 3, sandbox: str = "local", **knobs: Any):
         super().__init__(render_mode, split=split, difficulty=difficulty,

@@ -64,7 +64,7 @@ def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[d
 
             actions = [search_trace(task["numbers"], task["target"], node_budget=200).text]
         elif style == "diverse":
-            from sparring.envs.countdown import CountdownTask, expert_answer
+            from sparring.envs.countdown_tasks import CountdownTask, expert_answer
 
             rng = random.Random(key)
             actions = [expert_answer(CountdownTask.from_dict(task), env.unwrapped.answer_format,

@@ -28,6 +28,7 @@ from typing import Any
 
 from sparring.policies.hf import render
 from sparring.envs.base import check_choice
+from sparring.trainers.base import RoundTrainer
 from sparring.trainers.sft import _context_length, last_checkpoint, mean_logged_loss, quiet_hf, train_on_cpu
 from sparring.trajectories import Trajectory
 
@@ -167,3 +168,38 @@ def train_dpo(model: Any, tokenizer: Any, reference: Any, pairs: list[tuple[Traj
         if values:
             metrics[f"dpo/{key.split('/')[1]}" if key != "rewards/margins" else "dpo/reward_margin"] = sum(values) / len(values)
     return metrics
+
+
+class DPORoundTrainer(RoundTrainer):
+    """DPO as the self-play loop's trainer: the sampling stage collects `expert_iteration.k` attempts per task;
+    pairs of them ranked by `dpo.pairs_from` (the env's reward, the share of attempts that gave the same answer,
+    or the judge's verdicts in `state["verified"]`) are saved to rounds/NNN/pairs and trained on, against the
+    previous round's weights as the reference."""
+
+    def train(self, model: Any, tokenizer: Any, tasks: list[dict[str, Any]], previous: Path, state: dict[str, Any],
+              lora: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        from transformers import AutoModelForCausalLM
+
+        from sparring.trajectories import load_trajectories, save_trajectories
+
+        ctx, r, cfg = self.ctx, self.r, self.ctx.config
+        k, round_dir = self.k, ctx.run.round_dir(r)
+        trajectories = [t for t in load_trajectories(round_dir / "trajectories") if t.source == "policy"]
+        if cfg.dpo.pairs_from == "verdict":
+            scores = [t.reward for t in trajectories]
+        elif cfg.dpo.pairs_from == "majority":  # ScPO: how many of the task's k attempts gave the same answer
+            from sparring.envs.grading import answer_key
+
+            keys = [answer_key(t) for t in trajectories]
+            scores = [0.0 if key is None else keys[i - i % k:i - i % k + k].count(key) / k for i, key in enumerate(keys)]
+        else:  # the judge's verdicts from the sampling stage (verifier.use=judge), or from its saved agents' state
+            scores = [float(flag) for flag in state["verified"]]
+        pairs, metrics = preference_pairs(trajectories, k, scores, max_pairs_per_task=cfg.dpo.max_pairs_per_task)
+        save_trajectories(mark_pairs(pairs), round_dir / "pairs")
+        if pairs:
+            reference = AutoModelForCausalLM.from_pretrained(previous)
+            metrics.update(train_dpo(model, tokenizer, reference, pairs, cfg.dpo, ctx.trainer_dir(r, "training"),
+                                     seed=ctx.seeds.round(r), callbacks=[ctx.bars.steps("DPO", cfg.dpo.steps)],
+                                     **lora))
+        metrics["ei/pass@1"] = sum(t.success for t in trajectories) / max(1, len(trajectories))
+        return model, metrics

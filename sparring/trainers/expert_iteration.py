@@ -1,8 +1,8 @@
 """Expert iteration (ReST-EM / STaR / rejection fine-tuning): sample k per task, keep what verifies, fine-tune.
 
-One call of `ExpertIterationTrainer.round` is one iteration: the current policy samples `k` attempts
-per task, the env's verifier keeps the correct ones (at most `max_per_task` distinct answers per
-task), and the model is fine-tuned on them with TRL's SFTTrainer, on the actions only. With
+One iteration: the current policy samples `k` attempts per task (`ExpertIterationTrainer.collect`), the env's
+verifier keeps the correct ones (at most `max_per_task` distinct answers per task), and the model is fine-tuned
+on them with TRL's SFTTrainer, on the actions only (`fit`). With
 `restart_from_base` each round fine-tunes the base model (ReST-EM, which limits drift); otherwise it
 continues from the current one (Stream of Search's STaR).
 """
@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparring.context import RunContext
 from sparring.policies.policy import Policy, SamplingParams
 from sparring.search import SearchConfig, TreeSearch
 from sparring.solver import Solver, by_task
 from sparring.envs.base import check_choice
 from sparring.errors import SparringError
+from sparring.trainers.base import RoundTrainer
 from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
 from sparring.trajectories import Trajectory, Turn
 
@@ -165,12 +167,75 @@ def select_verified(trajectories: list[Trajectory], k: int, max_per_task: int, w
     }
 
 
-class ExpertIterationTrainer:
+class ExpertIterationTrainer(RoundTrainer):
+    """Expert iteration on one env: `collect`, the searches (`search`, `tree_search`, `guided`) and `fit` work on
+    their own; built `for_round` of a self-play run it is that run's `RoundTrainer` (`searched`, `train`)."""
+
     def __init__(self, config: ExpertIterationConfig, env_id: str, env_kwargs: dict[str, Any], *,
                  max_tokens: int = 64, max_turns: int = 32, executor: Any = None):
         """`executor` (a `sparring.executors.Executor`): where the sampled episodes run; None: here."""
         self.config, self.env_id, self.env_kwargs, self.executor = config, env_id, dict(env_kwargs), executor
         self.max_tokens, self.max_turns = max_tokens, max_turns
+
+    @classmethod
+    def for_round(cls, ctx: RunContext, r: int) -> ExpertIterationTrainer:
+        cfg = ctx.config
+        trainer = cls(cfg.expert_iteration, ctx.env_id, ctx.round_kwargs(r), max_tokens=cfg.policy.max_tokens,
+                      max_turns=cfg.env.max_turns, executor=ctx.executor)
+        trainer.ctx, trainer.r = ctx, r
+        return trainer
+
+    @property
+    def k(self) -> int:
+        return self.config.k
+
+    def searched(self, sampler: Policy, tasks: list[dict[str, Any]], trajectories: list[Trajectory]
+                 ) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
+        """The round's searches after its samples, as configured: first moves (`search`), tree search on the tasks
+        no sample solved (`tree_search`, ReST-MCTS*), guided traces on them (`guided`, trained without the
+        guidance). Returns the traces that train, every attempt, and the metrics."""
+        ei, ctx, r = self.config, self.ctx, self.r
+        seed = ctx.seeds.round(r)
+        searched: list[Trajectory] = []
+        attempts: list[Trajectory] = []
+        metrics: dict[str, float] = {}
+        if ei.search:  # first moves tried, the policy finishing each smaller task
+            searched, attempts, found_metrics = self.search(
+                sampler, tasks, seed=seed,
+                on_turn=ctx.bars.episodes("search: finishing after first moves", len(tasks) * ei.search),
+                parts=lambda smaller, play: ctx.collect_parts(r, smaller, play, "search-part"))
+            metrics.update(found_metrics)
+        if ei.tree_search:
+            found, tried, found_metrics = self.tree_search(sampler, tasks, trajectories, seed=seed)
+            searched, attempts = searched + found, attempts + tried
+            metrics.update(found_metrics)
+        if ei.guided != "none":
+            found, tried, found_metrics = self.guided(
+                sampler, tasks, trajectories, seed=seed,
+                on_turn=ctx.bars.episodes(f"guided ({ei.guided})", len(tasks) * ei.guided_samples))
+            searched, attempts = searched + found, attempts + tried
+            metrics.update(found_metrics)
+        return searched, attempts, metrics
+
+    def train(self, model: Any, tokenizer: Any, tasks: list[dict[str, Any]], previous: Path, state: dict[str, Any],
+              lora: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """`fit` on the round's sampled attempts, the searched traces the sampling stage kept
+        (`rounds/NNN/sampling/search-kept`), `replay` fresh expert demonstrations, and the agents' extra traces."""
+        from sparring.envs.catalog import draw_tasks
+        from sparring.trainers.bootstrap import expert_demonstrations
+        from sparring.trajectories import load_trajectories
+
+        ei, ctx, r = self.config, self.ctx, self.r
+        round_dir = ctx.run.round_dir(r)
+        trajectories = [t for t in load_trajectories(round_dir / "trajectories") if t.source == "policy"]
+        kept = round_dir / "sampling" / "search-kept"
+        extra = load_trajectories(kept) if kept.exists() else []
+        if ei.replay:  # the bootstrap's kind of demonstrations, fresh tasks each round
+            replayed = draw_tasks(ctx.env_id, ctx.expert_kwargs, "train", *ctx.seeds.replay_tasks(r), ei.replay)
+            extra += expert_demonstrations(ctx.env_id, ctx.expert_kwargs, replayed, ctx.config.bootstrap.demonstrations)
+        return self.fit(model, tokenizer, ctx.run.checkpoint("round-000"), trajectories, ctx.trainer_dir(r, "training"),
+                        seed=ctx.seeds.round(r), verified=state.get("verified"), extra=extra + state.get("extra", []),
+                        callbacks=[ctx.bars.steps("training on verified samples", ei.sft.steps)], **lora)
 
     def collect(self, policy: Policy, tasks: list[dict[str, Any]], *, seed: int = 0,
                 on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]:
@@ -189,7 +254,7 @@ class ExpertIterationTrainer:
         move and a verified finish into a whole answer, which the env grades on the whole task. Returns the kept
         whole answers (at most `max_per_task` distinct per task), every whole attempt, and metrics.
         `parts(smaller_tasks, play)`: how the smaller tasks are played, e.g. part by part, each saved
-        (`SelfPlay.collect_parts`), with `play(part, first_task)`; None: in one call."""
+        (`RunContext.collect_parts`), with `play(part, first_task)`; None: in one call."""
         import random
 
         import gymnasium
@@ -338,15 +403,6 @@ class ExpertIterationTrainer:
         outputs = policy.generate(prompts, replace(params, n=n, seed=seed))
         return [self.graded(env, task, prefix + completion.text, meta={"policy": policy.name})
                 for (task, prefix), group in zip(guided, outputs) for completion in group]
-
-    def round(self, sampler: Policy, model: Any, tokenizer: Any, base_path: str | Path, tasks: list[dict[str, Any]],
-              output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
-              on_turn: Callable[[int, int], None] | None = None) -> tuple[Any, list[Trajectory], dict[str, float]]:
-        """One iteration: `sampler` (any backend serving the current weights) plays, `model` (the same weights,
-        in transformers) is fine-tuned. Returns the fine-tuned model, every sampled trajectory and the metrics."""
-        trajectories = self.collect(sampler, tasks, seed=seed, on_turn=on_turn)
-        model, metrics = self.fit(model, tokenizer, base_path, trajectories, output_dir, seed=seed, callbacks=callbacks)
-        return model, trajectories, metrics
 
     def fit(self, model: Any, tokenizer: Any, base_path: str | Path, trajectories: list[Trajectory],
             output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,

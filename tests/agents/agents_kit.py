@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams
-from sparring.envs.countdown import CountdownTask, expert_solution
+from sparring.envs.countdown_tasks import CountdownTask, expert_solution
 
 
 def prompt_text(prompt: Prompt) -> str:

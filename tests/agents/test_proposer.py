@@ -179,24 +179,19 @@ def test_srdf_instructions_are_kept_when_the_navigator_follows_them():
 
 
 def test_a_familys_own_filter_runs_before_the_expert(monkeypatch):
-    """How ToolUse's Code-as-Task filter plugs in: a registered filter's problems reject the task."""
-    import sys
-    import types
+    """How ToolUse's Code-as-Task filter plugs in: the env's `proposal_problems` reject the task, after the knobs
+    and before the expert."""
+    e = env()
+    seen = []
 
-    from sparring.agents import proposer as module
-
-    class Result:
-        def __init__(self, valid, problems):
-            self.valid, self.problems = valid, problems
-
-        def __bool__(self):
-            return self.valid
-    fake = types.ModuleType("fake_filters")
-    fake.no_twenties = lambda task: Result(task["target"] != 20, ["targets of 20 are banned"])
-    monkeypatch.setitem(sys.modules, "fake_filters", fake)
-    monkeypatch.setitem(module.TASK_FILTERS, "countdown", "fake_filters:no_twenties")
-    assert check_task(env(), {"numbers": [8, 3, 2], "target": 22}) is None
-    assert check_task(env(), {"numbers": [8, 3, 4], "target": 20}) == ("filter", "targets of 20 are banned")
+    def no_twenties(task):
+        seen.append(task.to_dict())
+        return ["targets of 20 are banned"] if task.target == 20 else []
+    monkeypatch.setattr(e, "proposal_problems", no_twenties)
+    assert check_task(e, {"numbers": [8, 3, 2], "target": 22}) is None
+    assert check_task(e, {"numbers": [8, 3, 4], "target": 20}) == ("filter", "targets of 20 are banned")
+    assert check_task(e, {"numbers": [8, 3, 4], "target": 2000}) == ("knobs", "target 2000 is outside 1..100")
+    assert seen == [{"numbers": [8, 3, 2], "target": 22}, {"numbers": [8, 3, 4], "target": 20}]  # not after the knobs
 
 
 def test_tooluse_tasks_go_through_the_code_as_task_filter():

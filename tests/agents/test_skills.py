@@ -9,12 +9,11 @@ import pytest
 import sparring  # noqa: F401
 from sparring.policies.policy import SamplingParams
 from sparring.agents.skills import (ExpressionSkills, MacroSkills, Skill, SkillLibrary, SkillRewardFunction, SkillsConfig,
-                                    chain_rollout, countdown_chain, countdown_features, expression_pattern, instantiate,
-                                    make_chains)
+                                    chain_rollout, make_chains)
 from sparring.solver import Solver, by_task
 from sparring.agents.skills import skill_kind_for as skill_kind_for_env
 from sparring.trajectories import Trajectory, Turn
-from sparring.envs.expr import parse
+from sparring.envs.expr import expression_pattern, instantiate, parse
 from agents_kit import ScriptedPolicy, expert_answer, pattern_user
 from kit import local_sandbox_or_skip
 
@@ -23,6 +22,11 @@ KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction"
 
 def env(env_id="Countdown-v0"):
     return gymnasium.make(env_id, **KWARGS).unwrapped
+
+
+def expression_skills():
+    """Countdown's kind of skill, retrieved by its env's features of a task."""
+    return ExpressionSkills(env().skill_features)
 
 
 def solved(task, answer):
@@ -36,7 +40,7 @@ def test_patterns():
 
 
 def test_a_skill_is_admitted_only_when_it_verifies():
-    kind, e = ExpressionSkills(), env()
+    kind, e = expression_skills(), env()
     library = SkillLibrary(kind, e)
     good = kind.extract(solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8 * 3 - 2</answer>"))
     assert good.body == "a*b-c" and good.tests == [{"task": {"numbers": [8, 3, 2], "target": 22}, "args": [8, 3, 2]}]
@@ -51,7 +55,7 @@ def test_a_skill_is_admitted_only_when_it_verifies():
 
 
 def test_retrieval_prefers_skills_from_similar_tasks_and_their_success():
-    kind = ExpressionSkills()
+    kind = expression_skills()
     library = SkillLibrary(kind, env())
     library.add(kind.extract(solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8*3-2</answer>")))
     library.add(kind.extract(solved({"numbers": [7, 5, 1], "target": 13}, "<answer>7+5+1</answer>")))
@@ -60,11 +64,12 @@ def test_retrieval_prefers_skills_from_similar_tasks_and_their_success():
     assert [s.body for s in library.retrieve(big, 1)] == ["a*b-c"]
     assert [s.body for s in library.retrieve(small, 1)] == ["a+b+c"]
     assert len(library.retrieve(big, 5)) <= 2 and SkillLibrary(kind).retrieve(big, 2) == []
-    assert "t_above_sum" in countdown_features(big) and "has_one" in countdown_features(small)
+    assert "t_above_sum" in env().skill_features(big) and "has_one" in env().skill_features(small)
+    assert ExpressionSkills().query(big) == []  # a kind built without the env's features retrieves nothing
 
 
 def test_usage_counts_pruning_and_persistence(tmp_path):
-    kind = ExpressionSkills()
+    kind = expression_skills()
     library = SkillLibrary(kind, env())
     skill = library.add(kind.extract(solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8*3-2</answer>")))
     dud = library.add(kind.extract(solved({"numbers": [7, 5, 1], "target": 13}, "<answer>7+5+1</answer>")))
@@ -84,14 +89,14 @@ def test_chains_hold_tasks_the_same_pattern_solves():
     task = e.generate_task(3).to_dict()
     import random
 
-    chain = countdown_chain(task, 4, e, random.Random(0))
+    chain = e.similar_tasks(task, 4, random.Random(0))
     assert chain[0] == task and len(chain) == 4 and len({json.dumps(t) for t in chain}) == 4
     pattern, _ = expression_pattern("".join(expert_answer(" ".join(map(str, task["numbers"])) + f" -> {task['target']}")
                                             [8:-9].split()))
     for other in chain[1:]:
         assert not e.task_problems(e.task_type.from_dict(other))
         assert parse(instantiate(pattern, other["numbers"])).value == other["target"]
-    chains = make_chains([e.generate_task(i).to_dict() for i in range(10)], 4, e, ExpressionSkills(), seed=0)
+    chains = make_chains([e.generate_task(i).to_dict() for i in range(10)], 4, e, expression_skills(), seed=0)
     assert sum(map(len, chains)) == 10
 
 
@@ -99,8 +104,8 @@ def test_sequential_rollout_reuses_skills_along_a_chain_and_rewards_them():
     """The first task of a chain is solved without skills; its skill is admitted and shown first to the later
     tasks of the chain, which use it: both the maker and the users get the skill-integrated bonus."""
     e = env()
-    chains = make_chains([e.generate_task(i).to_dict() for i in range(6)], 3, e, ExpressionSkills(), seed=0)
-    library = SkillLibrary(ExpressionSkills(), e)
+    chains = make_chains([e.generate_task(i).to_dict() for i in range(6)], 3, e, expression_skills(), seed=0)
+    library = SkillLibrary(expression_skills(), e)
     policy = ScriptedPolicy(pattern_user)
     config = SkillsConfig(enabled=True, top_k=2, reward_bonus=0.5)
     trajectories, metrics = chain_rollout(policy, "Countdown-v0", KWARGS, library, chains, 2,
@@ -127,7 +132,7 @@ def test_a_rollout_cut_inside_a_position_continues_after_the_last_one_saved(tmp_
     from agents_kit import compact_task
 
     e = env()
-    chains = make_chains([e.generate_task(i).to_dict() for i in range(9)], 3, e, ExpressionSkills(), seed=0)
+    chains = make_chains([e.generate_task(i).to_dict() for i in range(9)], 3, e, expression_skills(), seed=0)
     assert [len(chain) for chain in chains] == [3, 3, 3]
     config = SkillsConfig(enabled=True, top_k=2, reward_bonus=0.5)
 
@@ -135,7 +140,7 @@ def test_a_rollout_cut_inside_a_position_continues_after_the_last_one_saved(tmp_
         return "<answer>1</answer>" if zlib.crc32(text.encode()) % 3 == 0 else pattern_user(text)
 
     def rollout(policy, folder):
-        library = SkillLibrary(ExpressionSkills(), e)
+        library = SkillLibrary(expression_skills(), e)
         trajectories, metrics = chain_rollout(policy, "Countdown-v0", KWARGS, library, chains, 2,
                                               SamplingParams(max_tokens=16), config, seed=3, folder=folder)
         return [t.to_row() for t in trajectories], metrics, library.skills
@@ -180,15 +185,15 @@ def test_a_damaged_resume_point_of_the_rollout_is_one_clear_error(tmp_path, dama
     from sparring.errors import SparringError
 
     e = env()
-    chains = make_chains([e.generate_task(i).to_dict() for i in range(4)], 2, e, ExpressionSkills(), seed=0)
-    library = SkillLibrary(ExpressionSkills(), e)
+    chains = make_chains([e.generate_task(i).to_dict() for i in range(4)], 2, e, expression_skills(), seed=0)
+    library = SkillLibrary(expression_skills(), e)
     attempt = solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8*3-2</answer>")
-    skill = library.add(ExpressionSkills().extract(attempt))
+    skill = library.add(expression_skills().extract(attempt))
     played = [[[attempt, attempt]] for _ in chains]
     path = tmp_path / f"{POSITION_DIR}0"
     save_position(path, 0, chains, library, [[skill], []], {(0, skill.id): attempt}, played,
                   {"shown": 1, "used": 0, "admitted": 1})
-    fresh = SkillLibrary(ExpressionSkills(), e)
+    fresh = SkillLibrary(expression_skills(), e)
     made, makers, again, counts = load_position(path, chains, 2, fresh)  # whole: read back as saved
     assert [[s.id for s in chain] for chain in made] == [[skill.id], []] and counts["admitted"] == 1
     if damage == "state.json not JSON":
@@ -199,7 +204,7 @@ def test_a_damaged_resume_point_of_the_rollout_is_one_clear_error(tmp_path, dama
         (path / "skills.jsonl").write_text("")
     else:
         shutil.rmtree(path / "trajectories")
-    untouched = SkillLibrary(ExpressionSkills(), e)
+    untouched = SkillLibrary(expression_skills(), e)
     with pytest.raises(SparringError, match=f"{POSITION_DIR}0, the skill chains' resume point, is damaged .*delete it"):
         load_position(path, chains, 2, untouched)
     assert len(untouched) == 0
@@ -219,7 +224,7 @@ def test_command_macros_for_multi_turn_envs():
 
 
 def test_the_skill_reward_for_grpo():
-    kind = ExpressionSkills()
+    kind = expression_skills()
     library = SkillLibrary(kind, env())
     skill = library.add(kind.extract(solved({"numbers": [8, 3, 2], "target": 22}, "<answer>8*3-2</answer>")))
     reward = SkillRewardFunction("Countdown-v0", KWARGS, library, bonus=0.5)
@@ -255,6 +260,7 @@ class ToyCodeEnv:
     """Stands in for a code env: an answer passes when it defines `solve` and the helper the task names."""
 
     family = "code"
+    skill_kind = "function"
 
     def reset(self, *, options):
         self.task = options["task"]

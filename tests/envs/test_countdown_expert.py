@@ -1,6 +1,6 @@
 import pytest
 
-from sparring.envs.countdown import CountdownTask, PRESETS, generate_tasks, verify
+from sparring.envs.countdown_tasks import CountdownTask, PRESETS, generate_tasks, verify
 from sparring.envs.countdown_expert import search_trace, solve, solve_steps
 from sparring.errors import UnknownNameError
 

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from sparring.envs.countdown import PRESETS, CountdownTask, expert_solution, generate_tasks, verify
+from sparring.envs.countdown_tasks import PRESETS, CountdownTask, expert_solution, generate_tasks, verify
 
 rg = pytest.importorskip("reasoning_gym.games.countdown", reason="reasoning-gym is a test-only peer: pip install -e '.[dev]'")
 SCORER = rg.CountdownDataset(rg.CountdownConfig(size=1, seed=0))

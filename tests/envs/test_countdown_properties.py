@@ -6,7 +6,7 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparring.envs.countdown import CountdownTask, expert_answer, extract_answer, verify, verify_steps
+from sparring.envs.countdown_tasks import CountdownTask, expert_answer, extract_answer, verify, verify_steps
 from sparring.envs.expr import ExprError, parse
 
 TASK = CountdownTask((25, 50, 75, 100, 3, 6), 952)

@@ -71,7 +71,7 @@ class ThreeNumberSolver:
         import random
 
         from sparring.policies.policy import Completion
-        from sparring.envs.countdown import CountdownTask, expert_answer
+        from sparring.envs.countdown_tasks import CountdownTask, expert_answer
         from sparring.errors import UnsolvableTaskError
 
         out = []
@@ -97,7 +97,7 @@ def test_search_finishes_after_first_moves_and_keeps_whole_answers_that_verify()
     moves leave, and the whole 4-number answers are graded by the env on the whole task."""
     import gymnasium
 
-    from sparring.envs.countdown import generate_tasks, CountdownConfig
+    from sparring.envs.countdown_tasks import generate_tasks, CountdownConfig
     from sparring.trainers.expert_iteration import ExpertIterationTrainer
 
     kwargs = {"num_numbers": 4, "max_number": 20, "min_target": 1, "instruction": "compact",

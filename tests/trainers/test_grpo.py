@@ -13,10 +13,11 @@ from kit import teach
 
 import sparring  # noqa: F401
 from sparring.policies.hf import render
-from sparring.envs.countdown import PRESETS, generate_tasks
+from sparring.envs.countdown_tasks import PRESETS, generate_tasks
 from sparring.errors import UnknownNameError
-from sparring.trainers import grpo
-from sparring.trainers.grpo import GRPOSettings, env_reward_function, is_multi_turn, train_grpo
+from sparring.trainers import grpo, grpo_rewards
+from sparring.trainers.grpo import GRPOSettings, train_grpo
+from sparring.trainers.grpo_rewards import env_reward_function, is_multi_turn
 
 COMPACT = {"instruction": "compact", "difficulty": "easy"}
 TASK = {"numbers": [8, 3, 2], "target": 22}
@@ -152,8 +153,8 @@ def test_observation_bridge_follows_the_chat_template():
     from sparring.policies.tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
-    assert grpo.observation_bridge(tokenizer, "24:[24]") == "\n24:[24]\n"
-    rollout = grpo.EpisodeRollout("CountdownSteps-v0", COMPACT, {}, tokenizer, max_turns=2)
+    assert grpo_rewards.observation_bridge(tokenizer, "24:[24]") == "\n24:[24]\n"
+    rollout = grpo_rewards.EpisodeRollout("CountdownSteps-v0", COMPACT, {}, tokenizer, max_turns=2)
     ids, keep_eos = rollout._bridge("24:[24]", tokenizer.eos_token_id)
     assert not keep_eos and tokenizer.decode(ids) == "\n24:[24]\n"
     # a template that ends assistant turns with the end-of-sequence token keeps the sampled one
@@ -311,14 +312,14 @@ def test_multi_turn_grpo_plays_whole_episodes(warm, tmp_path, monkeypatch):
     model, tokenizer, tasks = warm
     model = copy.deepcopy(model)
     calls = []
-    play = grpo.EpisodeRollout.__call__
+    play = grpo_rewards.EpisodeRollout.__call__
 
     def recording(self, prompts, trainer):
         output = play(self, prompts, trainer)
         calls.append((list(prompts), output))
         return output
 
-    monkeypatch.setattr(grpo.EpisodeRollout, "__call__", recording)
+    monkeypatch.setattr(grpo_rewards.EpisodeRollout, "__call__", recording)
     from trl import GRPOTrainer
 
     losses = []
@@ -361,7 +362,7 @@ def test_multi_turn_grpo_plays_whole_episodes(warm, tmp_path, monkeypatch):
             for k, (flag, tokens) in enumerate(segments):
                 if flag == 0:
                     masked += len(tokens)
-                    assert tokenizer.decode(tokens) == grpo.observation_bridge(tokenizer, observation)
+                    assert tokenizer.decode(tokens) == grpo_rewards.observation_bridge(tokenizer, observation)
                     conversation.append({"role": "user", "content": observation})
                     continue
                 if k < len(segments) - 1:  # the tiny template shows no <eos> between turns: neither does the sequence

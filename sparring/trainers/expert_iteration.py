@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from sparring.context import RunContext
 from sparring.policies.policy import Policy, SamplingParams
 from sparring.search import SearchConfig, TreeSearch
-from sparring.solver import Solver, by_task
+from sparring.solver import EpisodeExecutor, Solver, by_task
 from sparring.envs.base import check_choice
 from sparring.errors import SparringError
 from sparring.trainers.base import RoundTrainer
@@ -200,7 +200,7 @@ class ExpertIterationTrainer(RoundTrainer):
     their own; built `for_round` of a self-play run it is that run's `RoundTrainer` (`searched`, `train`)."""
 
     def __init__(self, config: ExpertIterationConfig, env_id: str, env_kwargs: dict[str, Any], *,
-                 max_tokens: int = 64, max_turns: int = 32, executor: Any = None):
+                 max_tokens: int = 64, max_turns: int = 32, executor: EpisodeExecutor | None = None):
         """`executor` (a `sparring.executors.Executor`): where the sampled episodes run; None: here."""
         self.config, self.env_id, self.env_kwargs, self.executor = config, env_id, dict(env_kwargs), executor
         self.max_tokens, self.max_turns = max_tokens, max_turns

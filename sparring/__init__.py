@@ -11,11 +11,14 @@ The self-play loop from Python (what `sparring selfplay` runs):
     >>> rows = run(SelfPlayConfig(rounds=2), "runs/mine")   # or run("configs/x.yaml", overrides=["rounds=2"])
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sparring.envs  # noqa: F401  (registers the environments)
 from sparring.conformance import check
 from sparring.envs.catalog import env_ids, make
+
+if TYPE_CHECKING:  # what __getattr__ below imports on first use, named for type checkers
+    from sparring.selfplay import SelfPlay, SelfPlayConfig, run
 
 __all__ = ["SelfPlay", "SelfPlayConfig", "check", "env_ids", "make", "run"]
 

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.table import Table
 
 from sparring.errors import SparringError
 from sparring.io import read_jsonl
+
+if TYPE_CHECKING:
+    from sparring.envs.base import TextEnv
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -64,7 +67,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if episode == 0:
             console.print(f"[bold]Observation:[/bold] {observation}\n")
         task = info["task"]
-        expert = env.unwrapped.expert_actions()[0]
+        expert = cast("TextEnv", env.unwrapped).expert_actions()[0]
         numbers = task["numbers"]
         answers = [expert, f"<answer>{'+'.join(map(str, numbers))}</answer>",
                    f"<answer>{numbers[0]}*{numbers[0]}</answer>", "I think the answer is 42."]

@@ -7,14 +7,18 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from sparring.errors import UnknownNameError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a config class: a dataclass
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
@@ -29,12 +33,11 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     for key, value in data.items():
         if key not in fields:
             raise UnknownNameError("config key", f"{where}{key}", [f"{where}{name}" for name in fields])
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        hint, field = hints[key], fields[key]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             # a partial section keeps the parent's defaults for that section, not just the section class's
-            default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING \
-                else fields[key].default
-            if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            if dataclasses.is_dataclass(default) and not isinstance(default, type) and isinstance(value, dict):
                 value = merge_section(hint, dataclasses.asdict(default), value)
             values[key] = from_dict(hint, value, f"{where}{key}.")
         else:
@@ -99,12 +102,14 @@ def merge_section(cls: type, default: dict[str, Any], update: dict[str, Any]) ->
     hints, out = typing.get_type_hints(cls), dict(default)
     for key, value in update.items():
         hint = hints.get(key)
-        nested = hint is not None and dataclasses.is_dataclass(hint) and isinstance(out.get(key), dict)
-        out[key] = merge_section(hint, out[key], value) if nested and isinstance(value, dict) else value
+        nested = isinstance(out.get(key), dict) and isinstance(value, dict)
+        out[key] = merge_section(hint, out[key], value) if nested and isinstance(hint, type) \
+            and dataclasses.is_dataclass(hint) else value
     return out
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> T:
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+                base: dict | None = None) -> T:
     """`cls` from its defaults, then `base`, then the YAML file at `path`, then `overrides`."""
     data = dict(base or {})
     if path is not None:

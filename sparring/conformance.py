@@ -32,10 +32,13 @@ import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, SupportsFloat, cast
 
 import gymnasium
 from gymnasium.utils.env_checker import check_env
+
+if TYPE_CHECKING:
+    from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
 JUNK_ACTIONS: tuple[Any, ...] = (
     "", " ", "\x00", "\n\n\t", "\ud800", "\U0001f600" * 50, "9" * 100_000, "(" * 10_000, "<answer></answer>",
@@ -146,7 +149,7 @@ class _Checks:
         self.reset_s.append(time.perf_counter() - start)
         return result
 
-    def timed_step(self, env: gymnasium.Env, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def timed_step(self, env: gymnasium.Env, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         start = time.perf_counter()
         result = env.step(action)
         self.step_s.append(time.perf_counter() - start)
@@ -220,7 +223,7 @@ class _Checks:
         return (f"{len(JUNK_ACTIONS) - skipped} garbage and hostile actions: none raised, none succeeded, every episode "
                 f"ended" + (f" ({skipped} skipped: the expert's own answer there)" if skipped else ""))
 
-    def _until_end(self, env: gymnasium.Env, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def _until_end(self, env: gymnasium.Env, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         for _ in range(MAX_JUNK_STEPS):
             result = self.timed_step(env, action)
             if result[2] or result[3]:
@@ -249,7 +252,7 @@ class _Checks:
         if self.env_id is None:
             return "skip: an env instance without a registered id cannot be rebuilt in vector workers"
         actions = ["junk", "<answer>1</answer>", "stop", "go north"]
-        seeds = [self.seed, self.seed + 1]
+        seeds: list[int | None] = [self.seed, self.seed + 1]  # as the vector envs take them
         expected = []
         for slot, seed in enumerate(seeds):
             env, done = self.make(), False
@@ -264,7 +267,9 @@ class _Checks:
                 done = terminated or truncated
             expected.append(steps)
         for mode in ("sync", "async"):
-            envs = gymnasium.make_vec(self.env_id, num_envs=2, vectorization_mode=mode, **self.env_kwargs)
+            # these modes build these classes (make_vec types the base VectorEnv, whose reset takes one seed)
+            envs = cast("SyncVectorEnv | AsyncVectorEnv",
+                        gymnasium.make_vec(self.env_id, num_envs=2, vectorization_mode=mode, **self.env_kwargs))
             try:
                 observations, _ = envs.reset(seed=seeds)
                 if tuple(observations) != (expected[0][0], expected[1][0]):

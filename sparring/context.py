@@ -13,13 +13,17 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparring.envs.catalog import draw_tasks
 from sparring.errors import SparringError
+from sparring.executors import Executor
 from sparring.io import atomic_dir, read_jsonl
 from sparring.seeds import Seeds
 from sparring.stages import PART_TASKS, RoundRecords
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class RunDir:
@@ -51,7 +55,7 @@ def save_checkpoint(model: Any, tokenizer: Any, path: Path, adapter: Path | None
 class Bars:
     """Progress bars for the long steps of a round: sampling turns, training steps, evaluation."""
 
-    def __init__(self, console: Any):
+    def __init__(self, console: Console):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -81,13 +85,13 @@ class RunContext:
     """What every part of a run shares: the config, the run directory, the seeds, the console and its bars, the
     executor of episodes, and the env the run trains on (`config`: the run's `SelfPlayConfig`)."""
 
-    def __init__(self, config: Any, run_dir: str | Path, *, console: Any = None):
+    def __init__(self, config: Any, run_dir: str | Path, *, console: Console | None = None):
         from rich.console import Console
 
         self.config, self.run, self.seeds = config, RunDir(run_dir), Seeds(config.seed)
         self.console = console or Console()
         self.bars = Bars(self.console)
-        self.executor: Any = None  # the loop opens config.executor; None plays episodes here
+        self.executor: Executor | None = None  # the loop opens config.executor; None plays episodes here
         self.env_id, self.env_kwargs = config.env.id, dict(config.env.kwargs)
         self.expert_kwargs = {**self.env_kwargs, **config.env.bootstrap_kwargs}  # what expert demonstrations cover
         # key prefix -> (env kwargs, tasks, main): the held-out split, the extra splits, the named eval sets

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sparring.policies.policy import Policy, SamplingParams
-from sparring.solver import Solver, by_task
+from sparring.solver import EpisodeExecutor, Solver, by_task
 from sparring.trajectories import Trajectory
 
 
@@ -62,7 +62,7 @@ def mean_details(verdicts: list[dict[str, Any]]) -> dict[str, float]:
 
 def evaluate(policy: Policy, env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str, Any]], *, k: int = 1,
              temperature: float = 1.0, max_tokens: int = 64, max_turns: int = 32, seed: int = 0,
-             on_turn: Callable[[int, int], None] | None = None, executor: Any = None,
+             on_turn: Callable[[int, int], None] | None = None, executor: EpisodeExecutor | None = None,
              prompt: Callable[..., Any] | None = None) -> EvalResult:
     """Greedy success on `tasks`, and with `k > 1` pass@k from `k` samples per task; the episodes run on
     `executor` (a `sparring.executors.Executor`) when given. `prompt`: the solver's prompt hook (e.g. retrieved

@@ -34,6 +34,7 @@ shard, and before anything is returned the executor checks that every item came 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -157,6 +158,7 @@ class RayExecutor(Executor):
         super().__init__(config)
         try:
             import ray
+            import ray.exceptions  # what _map_shards catches (ray imports it too)
         except ImportError as error:
             raise ImportError(RAY_HINT) from error
         self.ray = ray
@@ -242,7 +244,7 @@ def connect_ray(address: str | None = None, **init_kwargs: Any) -> bool:
         return False
     runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)],  # the sparring package
                    "env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
-    ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
              runtime_env=runtime_env, **init_kwargs)
     return True
 

@@ -44,7 +44,7 @@ def play(env_id: str, *, seed: int | None = None, difficulty: str | None = None,
     after Ctrl-C. At a terminal, lines are read with readline's editing and history."""
     from sparring.envs.catalog import make
 
-    stdin, out = stdin or sys.stdin, stdout or sys.stdout
+    source, out = stdin or sys.stdin, stdout or sys.stdout
     kwargs = dict(env_kwargs or {})
     if difficulty is not None:
         kwargs["difficulty"] = difficulty
@@ -57,7 +57,7 @@ def play(env_id: str, *, seed: int | None = None, difficulty: str | None = None,
             out.write("Play mode: a bare expression such as 8*3-2 is your answer (graded as <answer>8*3-2</answer>).\n")
         out.write(f"\n{observation}\n")
         while True:
-            line = read_line(stdin, out)
+            line = read_line(source, out)
             if line is None:
                 out.write("\n(end of input: the episode is left unfinished)\n")
                 return 0

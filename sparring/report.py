@@ -23,6 +23,7 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -424,7 +425,7 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path, k: int, eval_sets: list[str] = ()) -> None:
+def plot_curves(rows: list[dict[str, Any]], path: Path, k: int, eval_sets: Sequence[str] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

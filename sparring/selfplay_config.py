@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium
-
 from sparring.agents.proposer import ProposerConfig
 from sparring.agents.reflector import ReflectorConfig
 from sparring.agents.skills import SkillsConfig
 from sparring.agents.verifiers import VerifierConfig
 from sparring.config import load_config
 from sparring.envs.base import check_choice
+from sparring.envs.catalog import text_env
 from sparring.errors import SparringError
 from sparring.executors import ExecutorConfig
 from sparring.policies.tiny import TinyModelConfig
@@ -160,7 +159,7 @@ class SelfPlayConfig:
                 raise ValueError(f"expert_iteration.guided={self.expert_iteration.guided!r} adds guided traces to "
                                  f"expert iteration's training data: it needs algorithm=expert_iteration, not "
                                  f"{self.algorithm}")
-            check_guidance(gymnasium.make(self.env.id, **self.env.kwargs).unwrapped, self.env.id,
+            check_guidance(text_env(self.env.id, **self.env.kwargs), self.env.id,
                            self.expert_iteration.guided)
             if self.expert_iteration.guided == "prefix" and self.policy.generation == "openai":
                 raise ValueError("expert_iteration.guided=prefix writes the start of the answer into the rendered "
@@ -168,7 +167,7 @@ class SelfPlayConfig:
         trained = [self.env.kwargs, {**self.env.kwargs, **self.env.bootstrap_kwargs},
                    *[{**self.env.kwargs, **c} for c in self.env.curriculum]]
         if self.env.id == "CodeRepair-v0" and any(
-                gymnasium.make(self.env.id, **kwargs).unwrapped.config.source == "HumanEval-v0" for kwargs in trained):
+                text_env(self.env.id, **kwargs).config.source == "HumanEval-v0" for kwargs in trained):
             raise ValueError("CodeRepair-v0 with source HumanEval-v0 has no training tasks: HumanEval's 164 problems "
                              "are one held-out set, and every split repairs the same ones (so training tasks would be "
                              "the held-out tasks, and guided hints come from their reference solutions). Train on "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import json
 
@@ -24,10 +24,17 @@ from sparring.policies.policy import Policy, SamplingParams
 from sparring.trajectories import Trajectory, Turn
 
 
+class EpisodeExecutor(Protocol):
+    """Where a solver's episodes run when not in this process (`sparring.executors.Executor` is one)."""
+
+    def run_episodes(self, solver: Solver, tasks: list[dict[str, Any]], k: int, *, seed: int = 0,
+                     on_turn: Callable[[int, int], None] | None = None, first_task: int = 0) -> list[Trajectory]: ...
+
+
 class Solver:
     def __init__(self, policy: Policy, env_id: str, env_kwargs: dict[str, Any] | None = None,
                  params: SamplingParams = SamplingParams(), *, max_turns: int = 32, role: str = "solver",
-                 prompt: Callable[[Trajectory, str], Any] | None = None, executor: Any = None):
+                 prompt: Callable[[Trajectory, str], Any] | None = None, executor: EpisodeExecutor | None = None):
         """`executor` (a `sparring.executors.Executor`): where the episodes run; None plays them here."""
         from sparring.envs.catalog import env_class
 

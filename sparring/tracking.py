@@ -120,7 +120,8 @@ class Tracker:
         callbacks = []
         if self.writer is not None:  # transformers 5 has no logging_dir: the callback gets its own writer
             from torch.utils.tensorboard import SummaryWriter
-            from transformers.integrations import TensorBoardCallback
+            # from its own module: transformers' lazy re-export is invisible to type checkers
+            from transformers.integrations.integration_utils import TensorBoardCallback
 
             callbacks.append(TensorBoardCallback(SummaryWriter(str(self.root / "tensorboard" / label))))
         return {"report_to": report_to or "none", "run_name": f"{self.name}/{label}",

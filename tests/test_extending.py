@@ -38,7 +38,7 @@ def test_the_readme_names_its_files(tmp_path):
 
 def test_an_env_family_in_one_file_runs_a_self_play_round(tmp_path):
     readme_files(tmp_path)
-    rows = selfplay(tmp_path, "env.id=reverse_env:Reverse-v0", "env.kwargs={difficulty: easy}",
+    rows = selfplay(tmp_path, "env.id=reverse_env:Reverse-v0", "env.kwargs={difficulty: easy}", "env.eval_split=test",
                     "bootstrap.demonstrations=optimal")
     assert [row["round"] for row in rows] == [0, 1]
     assert 0 <= rows[1]["eval/success"] <= 1 and rows[1]["ei/pass@1"] >= 0

@@ -18,7 +18,7 @@ import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 import gymnasium
 import numpy as np
@@ -113,7 +113,8 @@ class SharedTexts(Sequence):
         return f"SharedTexts({tuple(self)!r})"
 
 
-@read_from_shared_memory.register(UnicodeText)
+# Gymnasium types a reader's result as dict | tuple | ndarray; this one is a view on purpose (see SharedTexts)
+@read_from_shared_memory.register(UnicodeText)  # pyright: ignore[reportArgumentType]
 def _read_unicode_text_from_shared_memory(space: UnicodeText, shared_memory: Any, n: int = 1) -> SharedTexts:
     return SharedTexts(shared_memory, n, space.max_length)
 
@@ -165,7 +166,7 @@ def check_task_keys(family: str, data: Any, keys: set[str] | frozenset[str]) -> 
     return data
 
 
-def is_int(x: Any) -> bool:
+def is_int(x: Any) -> TypeGuard[int]:
     """An integer that is not a bool."""
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -338,6 +339,8 @@ class TextEnv(gymnasium.Env[str, str]):
             self.done = terminated or truncated
         info = {"task": self.task.to_dict(), **extra}
         if terminated or truncated:
+            if verdict is None:
+                raise TypeError(f"{type(self).__name__}._act ended the episode without a verdict")
             info["verdict"] = verdict.to_dict()
         self._transcript += [f"> {action}", observation]
         if self.render_mode == "human":

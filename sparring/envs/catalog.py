@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any
+from typing import Any, cast
 
 import gymnasium
 from gymnasium.envs.registration import load_env_creator
@@ -20,7 +20,7 @@ def env_ids() -> list[str]:
                   if isinstance(spec.entry_point, str) and spec.entry_point.startswith("sparring."))
 
 
-def env_class(env_id: str) -> type:
+def env_class(env_id: str) -> type[TextEnv]:
     """The class behind a sparring env id, or behind your own text env (a `sparring.envs.base.TextEnv`) as
     Gymnasium names it: `module:Env-v0` imports `module` first, which registers it. A mistyped id gets the
     accepted ids and the closest one."""
@@ -32,7 +32,8 @@ def env_class(env_id: str) -> type:
             raise SparringError(f"env id {env_id!r}: cannot import {module!r} ({error}); a `module:Env-v0` id needs "
                                 "the module on the Python path (PYTHONPATH), where it registers Env-v0") from None
     if name in gymnasium.registry and (module or name in env_ids()):
-        cls = load_env_creator(gymnasium.spec(name).entry_point)
+        entry = gymnasium.spec(name).entry_point  # "module:Class", or the class itself
+        cls = load_env_creator(entry) if isinstance(entry, str) else entry
         if isinstance(cls, type) and issubclass(cls, TextEnv):
             return cls
     raise UnknownNameError("sparring env id", env_id, env_ids(),
@@ -45,9 +46,20 @@ def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
     return gymnasium.make(env_id, **kwargs)
 
 
+def text_env(env_id: str, **kwargs: Any) -> TextEnv:
+    """The env of a sparring id (`make`'s checks and errors) without Gymnasium's wrappers: its family's own
+    methods and hooks (`expert_actions`, `generate_task`, ...)."""
+    return unwrapped(make(env_id, **kwargs))
+
+
+def unwrapped(env: gymnasium.Env) -> TextEnv:
+    """The `TextEnv` under the wrappers of `env`, an env that `make` (or `gymnasium.make`) gave for a sparring id."""
+    return cast(TextEnv, env.unwrapped)  # env_class admits only TextEnv classes
+
+
 def draw_tasks(env_id: str, env_kwargs: dict[str, Any], split: str, seed: int, start: int, n: int) -> list[dict[str, Any]]:
     """Items `start .. start+n-1` of `split`, through the env family's own generator."""
-    env = make(env_id, split=split, **env_kwargs).unwrapped
+    env = text_env(env_id, split=split, **env_kwargs)
     return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
 
 
@@ -55,10 +67,10 @@ def describe(env_id: str, **kwargs: Any) -> dict[str, Any]:
     """Family, one-line description, knobs (with defaults), presets and splits of an env id; `arguments`: every
     keyword the env accepts (its own arguments, then its config's knobs) with type, default and help. With
     `kwargs`, those of the env they make (ReasoningGym-v0's knobs are its `dataset`'s)."""
-    cls = env_class(env_id)
+    cls: type[TextEnv] | TextEnv = env_class(env_id)
     if kwargs:
         env = make(env_id, **kwargs)
-        cls = env.unwrapped  # an instance: its own config_class and presets
+        cls = unwrapped(env)  # an instance: its own config_class and presets
         env.close()
     return {
         "id": env_id,

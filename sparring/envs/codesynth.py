@@ -19,7 +19,7 @@ import random
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sparring.envs.base import SingleTurnEnv, Verdict, check_choice, check_task_keys, item_rng
 from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, TestOutcome, check_limits,
@@ -377,7 +377,9 @@ _ONE_OP = {kind: _one_op_programs(kind) for kind in TYPES}
 
 def _is_ambiguous(program: tuple[Step, ...], kind: str, examples: list[Any], tests: list[Any]) -> bool:
     """Whether some one-op program agrees with `program` on every example and disagrees on a test."""
-    wanted_examples, wanted_tests = _outputs(program, examples), _outputs(program, tests)
+    # (never None: the caller drew these inputs where `program` is defined)
+    wanted_examples = cast("list[Any]", _outputs(program, examples))
+    wanted_tests = cast("list[Any]", _outputs(program, tests))
     for other in _ONE_OP[kind]:
         if other == program:
             continue

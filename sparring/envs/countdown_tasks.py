@@ -12,6 +12,7 @@ import random
 import re
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -215,7 +216,7 @@ def apply_move(values: list[int], step: Step) -> list[int]:
     return [*left, int(step.result)]
 
 
-def state_text(values: list[int | None], target: int) -> str:
+def state_text(values: Sequence[int | None], target: int) -> str:
     """The numbers left and the target as the compact prompt writes a task: `24 2 -> 22` (`_` for a used slot)."""
     return f"{' '.join('_' if v is None else str(v) for v in values)} -> {target}"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 MAX_CHARS = 1_000
 MAX_DIGITS = 15
@@ -94,8 +95,8 @@ class _Parser:
                 raise ExprError("division_by_zero", "it divides by zero")
             elif type(value) is int and type(right) is int:  # stay on ints while division is exact
                 value = value // right if value % right == 0 else _checked(Fraction(value, right))
-            else:
-                value = _checked(value / right)
+            else:  # not both ints: a Fraction
+                value = _checked(cast(Value, value / right))
         return value
 
     def atom(self, depth: int) -> Value:

@@ -218,7 +218,8 @@ class ReasoningGymEnv(SingleTurnEnv):
 
     family = "reasoning-gym"
     task_type = ReasoningGymTask
-    config_class = ReasoningGymArguments  # replaced per instance by the dataset's config dataclass
+    config_class: type = ReasoningGymArguments  # replaced per instance by the dataset's config dataclass
+    presets: dict[str, Any]  # per instance: the dataset's curriculum levels
     splits = SPLITS
 
     def __init__(self, render_mode: str | None = None, *, dataset: str | None = None, split: str = "train",
@@ -258,6 +259,8 @@ class ReasoningGymEnv(SingleTurnEnv):
         return max(len(attr.levels) for attr in self.curriculum.attributes.values()) - 1 if self.curriculum else 0
 
     def _at_level(self, level: int) -> Any:
+        if self.curriculum is None:
+            raise ValueError(f"reasoning-gym has no curriculum for {self.dataset!r}, so it has no levels")
         self.curriculum.set_global_level(level)
         return self.curriculum.generate_configuration()
 

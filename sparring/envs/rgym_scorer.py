@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import tokenize
-from typing import Any
+from typing import IO, Any, cast
 
 SCORE_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 120.0  # importing reasoning-gym and sympy, on a busy machine
@@ -50,7 +50,8 @@ class UnsafeExpression(ValueError):
     """Text that a guarded `eval` or `parse_expr` refused to evaluate."""
 
 
-def check_tokens(text: Any, *, names: set[str] | frozenset[str] = frozenset(), extra_ops: set[str] = frozenset()) -> str:
+def check_tokens(text: Any, *, names: set[str] | frozenset[str] = frozenset(),
+                 extra_ops: set[str] | frozenset[str] = frozenset()) -> str:
     """`text` if Python's tokenizer finds only numbers, arithmetic operators, brackets, and `names` (or one-letter
     variables when names are allowed); else `UnsafeExpression`."""
     if not isinstance(text, str) or len(text) > MAX_EVAL_CHARS:
@@ -99,11 +100,11 @@ def install_guards() -> None:
 
     for module in ("algorithmic.string_insertion", "algorithmic.spiral_matrix", "algorithmic.binary_matrix",
                    "games.n_queens", "algorithmic.number_sorting"):
-        importlib.import_module(f"reasoning_gym.{module}").eval = literal_eval
-    importlib.import_module("reasoning_gym.arithmetic.bitwise_arithmetic").eval = arithmetic_eval
+        setattr(importlib.import_module(f"reasoning_gym.{module}"), "eval", literal_eval)  # the module's global
+    setattr(importlib.import_module("reasoning_gym.arithmetic.bitwise_arithmetic"), "eval", arithmetic_eval)
     for module in ("games.countdown", "games.puzzle24"):
         loaded = importlib.import_module(f"reasoning_gym.{module}")
-        loaded.parse_expr = guard_parse_expr(loaded.parse_expr)
+        setattr(loaded, "parse_expr", guard_parse_expr(loaded.parse_expr))
     sympy.parse_expr = guard_parse_expr(sympy.parse_expr)  # simple/intermediate_integration, polynomial_multiplication
 
 
@@ -163,9 +164,10 @@ class Scorer:
     @staticmethod
     def _read(child: subprocess.Popen, timeout_s: float) -> dict[str, Any] | None:
         """The child's next reply, or None when it gives none within `timeout_s`."""
+        stdout = cast(IO[str], child.stdout)  # (the child is started with PIPEs)
         try:
-            ready, _, _ = select.select([child.stdout], [], [], timeout_s)
-            line = child.stdout.readline() if ready else ""
+            ready, _, _ = select.select([stdout], [], [], timeout_s)
+            line = stdout.readline() if ready else ""
             return json.loads(line) if line else None
         except (OSError, ValueError):
             return None
@@ -182,9 +184,9 @@ class Scorer:
             self._child = self._start()
         try:
             config = base64.b64encode(pickle.dumps(config)).decode()
-            self._child.stdin.write(json.dumps({"dataset": dataset, "config": config, "entry": entry,
-                                                "answer": answer}) + "\n")
-            self._child.stdin.flush()
+            stdin = cast(IO[str], self._child.stdin)
+            stdin.write(json.dumps({"dataset": dataset, "config": config, "entry": entry, "answer": answer}) + "\n")
+            stdin.flush()
         except OSError:
             pass
         reply = self._read(self._child, self.timeout_s)
@@ -203,7 +205,7 @@ class Scorer:
             self._child.kill()
             self._child.wait()
             for stream in (self._child.stdin, self._child.stdout):
-                stream.close()
+                cast(IO[str], stream).close()
         self._child = None  # a forked copy forgets the parent's child without touching it
 
     def __del__(self) -> None:

@@ -29,7 +29,7 @@ import random
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from sparring.envs import textnav_lexicon as lex
 from sparring.envs.base import TextEnv, Verdict, check_choice, is_int, item_rng
@@ -216,7 +216,7 @@ class _Draw:
         """A random object (of `kind` if given), or a distractor `like` the target."""
         rng = self.rng
         if like is None:
-            values = {a: rng.choice(self.words(lex.ATTRIBUTE_WORDS[a])) for a in lex.ATTRIBUTES}
+            values: dict[str, Any] = {a: rng.choice(self.words(lex.ATTRIBUTE_WORDS[a])) for a in lex.ATTRIBUTES}
             return Item(kind or rng.choice(self.words(lex.KINDS)), **values)
         values = {a: getattr(like, a) for a in lex.ATTRIBUTES}
         if rng.random() < 0.6:  # the same kind, one or two attributes changed
@@ -246,7 +246,7 @@ class _Draw:
             kinds = lex.KINDS.held_out if self.unseen else lex.KINDS.seen
             add(lambda: self.item(rng.choice(kinds)))  # the target: a held-out kind in test-unseen
             target = placed[0]
-            target_room = receptacles[target.receptacle].room
+            target_room = receptacles[cast(int, target.receptacle)].room  # `add` put it on one
             for _ in range(cfg.n_distractors):
                 add(lambda: self.item(like=target), target_room if rng.random() < 0.7 else None)
             for _ in range(cfg.n_objects - 1):
@@ -271,7 +271,7 @@ class _Draw:
             edges[i] = replace(e, door=len(doors) - 1)
         objects = list(objects)
         open_doors: set[int] = set()
-        remaining = [edges[i].door for i in sorted(locked)]
+        remaining = [cast(int, edges[i].door) for i in sorted(locked)]  # each locked edge got a door above
         while remaining:
             reach = _reachable(start, edges, doors, open_doors)
             frontier = [d for d in remaining if any(e.door == d and {e.a, e.b} & reach for e in edges)]
@@ -295,7 +295,7 @@ class _Draw:
                           if i != task.start and (r.name in held) == self.unseen]
         else:
             target = 0
-            place = recs[task.objects[target].receptacle].room
+            place = recs[cast(int, task.objects[target].receptacle)].room  # the target starts on a receptacle
             if goal_type != "fetch":
                 candidates = [(place, target, None)]
             else:
@@ -340,10 +340,10 @@ class _Draw:
             text = template.joiner.join(phrases)
             text = text[0].upper() + text[1:] + template.closer.format(room=rooms[g.room].name)
             return replace(g, text=text, compact=", ".join(compact), path=tuple(path), template=f"route/{group}/{index}")
-        target = task.objects[g.object]
-        place = recs[target.receptacle]
+        target = task.objects[cast(int, g.object)]  # not a route: the goal has an object
+        place = recs[cast(int, target.receptacle)]  # a goal's object starts on a receptacle
         fields = {"obj": target.name, "prep": place.kind, "rec": place.name, "room": rooms[place.room].name}
-        short = world.short_names[g.object]
+        short = world.short_names[cast(int, g.object)]
         if g.type == "goto_object":
             compact = f"find {short}"
         elif g.type == "coarse_to_fine":
@@ -353,7 +353,7 @@ class _Draw:
             fields.update(floor=f"floor {room.floor + 1}", region=region, neighbour=rng.choice(neighbours))
             compact = f"f{room.floor + 1} {region}: {room.name} by {fields['neighbour']}, {place.name}: {short}"
         else:
-            dest = recs[g.receptacle]
+            dest = recs[cast(int, g.receptacle)]  # fetch
             fields.update(prep2=dest.kind, rec2=dest.name, room2=rooms[dest.room].name)
             compact = f"put {short} {dest.kind} {dest.name} in {rooms[dest.room].name}"
         return replace(g, text=template.format(**fields), compact=compact, path=tuple(path),
@@ -475,7 +475,7 @@ class TextNavEnv(TextEnv):
         return self.instruction == "compact"
 
     def _info(self, valid: bool = True) -> dict[str, Any]:
-        world = self.world
+        world = cast(World, self.world)  # made by _begin: this and the methods below run after reset
         return {"admissible_commands": [] if self.done else world.admissible(),
                 "objective": self.task.goal.text, "location": world.task.rooms[world.room].name,
                 "moves": self.moves, "invalid_actions": self.invalid, "last_action_valid": valid}
@@ -498,7 +498,7 @@ class TextNavEnv(TextEnv):
         return observation, self._info()
 
     def _act(self, action: str) -> tuple[str, float, bool, bool, Verdict | None, dict[str, Any]]:
-        world, goal, cfg = self.world, self.task.goal, self.config
+        world, goal, cfg = cast(World, self.world), self.task.goal, self.config
         verb, message = world.act(action)
         self.steps += 1
         if verb is None:
@@ -524,7 +524,7 @@ class TextNavEnv(TextEnv):
             self._info(verb is not None)
 
     def _verdict(self, ended: str, message: str) -> Verdict:
-        world, goal, task = self.world, self.task.goal, self.task
+        world, goal, task = cast(World, self.world), self.task.goal, self.task
         rooms = task.rooms
         success = ended == "delivered" or (ended == "stop" and goal.type in NAV_GOALS and world.room == goal.room)
         shortest = len(self.expert_path) - 1
@@ -559,5 +559,5 @@ class TextNavEnv(TextEnv):
         return Verdict(1.0 if success else 0.0, success, feedback, details)
 
     def expert_actions(self) -> list[str]:
-        return [] if self.done else self.world.expert_commands(compact=self.compact)
+        return [] if self.done else cast(World, self.world).expert_commands(compact=self.compact)
 

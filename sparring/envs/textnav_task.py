@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import MISSING, dataclass
-from typing import Any
+from typing import Any, cast
 
 from sparring.envs.base import check_task_keys
 
@@ -138,7 +138,8 @@ class TextNavTask:
         seen_exits: set[tuple[int, str]] = set()
         door_edges: dict[int, int] = {}
         for i, e in enumerate(self.edges):
-            _index(f"edges[{i}].a", e.a, n), _index(f"edges[{i}].b", e.b, n)
+            _index(f"edges[{i}].a", e.a, n)
+            _index(f"edges[{i}].b", e.b, n)
             if e.direction not in DIRECTIONS or e.a == e.b:
                 raise ValueError(f"edges[{i}] must join two different rooms in one of {DIRECTIONS}, got {e}")
             for exit_ in ((e.a, e.direction), (e.b, OPPOSITE[e.direction])):
@@ -194,14 +195,14 @@ class TextNavTask:
         if g.type != "route" and any(d.key == g.object for d in self.doors):
             raise ValueError("goal.object must not be a key")
         if g.type in ("goto_object", "coarse_to_fine"):
-            item = self.objects[g.object]
-            if g.room != (item.room if item.room is not None else self.receptacles[item.receptacle].room):
+            item = self.objects[cast(int, g.object)]  # checked above
+            if g.room != (item.room if item.room is not None else self.receptacles[cast(int, item.receptacle)].room):
                 raise ValueError(f"goal.room must be the room the target starts in for a {g.type} goal")
         if g.type == "fetch":
             _index("goal.receptacle", g.receptacle, len(self.receptacles))
-            if self.objects[g.object].receptacle == g.receptacle:
+            if self.objects[cast(int, g.object)].receptacle == g.receptacle:
                 raise ValueError("goal.object already is in goal.receptacle: there is nothing to fetch")
-            if self.receptacles[g.receptacle].room != g.room:
+            if self.receptacles[cast(int, g.receptacle)].room != g.room:
                 raise ValueError("goal.room must be the room of goal.receptacle for a fetch goal")
         if g.path:
             for i, room in enumerate(g.path):

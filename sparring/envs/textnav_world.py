@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sparring.envs.textnav_commands import DIRECTION_WORDS, parse, resolve
 from sparring.envs.textnav_task import DIRECTIONS, OPPOSITE, SHORT, Item, TextNavTask
@@ -46,7 +46,8 @@ class World:
             self.room = t.start
             self.doors = [d.state for d in t.doors]
             self.closed = [r.closed for r in t.receptacles]
-            self.where = [("room", o.room) if o.room is not None else ("rec", o.receptacle) for o in t.objects]
+            self.where = [("room", o.room) if o.room is not None else ("rec", cast(int, o.receptacle))
+                          for o in t.objects]
         self.exits: list[dict[str, tuple[int, int | None]]] = [{} for _ in t.rooms]  # room -> dir -> (room, door)
         for e in t.edges:
             self.exits[e.a][e.direction] = (e.b, e.door)
@@ -316,8 +317,8 @@ class World:
                 out.append(f"close {name}")
             elif state == "closed":
                 out.append(f"open {name}")
-            elif t.doors[door].key in held:
-                out.append(f"unlock {name} with {self.name(t.doors[door].key)}")
+            elif (key := t.doors[door].key) in held:
+                out.append(f"unlock {name} with {self.name(key)}")
         here = self.receptacles_here()
         for j in here:
             r = t.receptacles[j]
@@ -344,10 +345,11 @@ class World:
         """
         t, goal = self.task, self.task.goal
         locked = {i for i, s in enumerate(self.doors) if s == "locked"}
-        needed = sorted(t.doors[i].key for i in locked)
+        needed = sorted(cast(int, t.doors[i].key) for i in locked)  # a locked door has a key
         fetch = goal.type == "fetch"
+        wanted, dest = cast(int, goal.object), cast(int, goal.receptacle)  # read for fetch goals only: set there
         start = (self.room, frozenset(k for k in needed if self.where[k][0] == "inv"),
-                 fetch and self.where[goal.object][0] == "inv")
+                 fetch and self.where[wanted][0] == "inv")
 
         def extra(obj: int) -> int:  # opening a closed container first
             place, j = self.where[obj]
@@ -374,11 +376,11 @@ class World:
             for k in needed:
                 if k not in keys and self.room_of(k) == room:
                     moves.append(((room, keys | {k}, holding), Step("take", thing=k), (0, 1 + extra(k))))
-            if fetch and not holding and self.room_of(goal.object) == room:
-                moves.append(((room, keys, True), Step("take", thing=goal.object), (0, 1 + extra(goal.object))))
+            if fetch and not holding and self.room_of(wanted) == room:
+                moves.append(((room, keys, True), Step("take", thing=wanted), (0, 1 + extra(wanted))))
             if room == goal.room and (holding or not fetch):
-                last = Step("put", thing=goal.receptacle) if fetch else Step("stop")
-                moves.append(("goal", last, (0, 1 + (fetch and self.closed[goal.receptacle]))))
+                last = Step("put", thing=dest) if fetch else Step("stop")
+                moves.append(("goal", last, (0, 1 + (fetch and self.closed[dest]))))
             for nxt, step, (dm, dc) in moves:
                 new = (cost[0] + dm, cost[1] + dc)
                 if nxt not in best or new < best[nxt]:
@@ -409,7 +411,7 @@ class World:
             if step.kind == "go":
                 _, door = sim.exits[sim.room][step.direction]
                 if door is not None and sim.doors[door] == "locked":
-                    key = t.doors[door].key
+                    key = cast(int, t.doors[door].key)  # a locked door has a key
                     run(f"unlock {t.doors[door].name} with {sim.name(key)}", f"unlock {SHORT[step.direction]}")
                 if door is not None and sim.doors[door] == "closed":
                     run(f"open {t.doors[door].name}", f"open {SHORT[step.direction]}")
@@ -421,7 +423,7 @@ class World:
                 source = f" from {t.receptacles[j].name}" if place == "rec" else ""
                 run(f"take {sim.name(step.thing)}{source}", f"take {sim.short_names[step.thing]}")
             elif step.kind == "put":
-                r, obj = t.receptacles[step.thing], t.goal.object
+                r, obj = t.receptacles[step.thing], cast(int, t.goal.object)  # a fetch goal's: set
                 if sim.closed[step.thing]:
                     run(f"open {r.name}", f"open {r.name}")
                 run(f"put {sim.name(obj)} {r.kind} {r.name}", f"put {sim.short_names[obj]} {r.kind} {r.name}")

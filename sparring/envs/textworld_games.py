@@ -26,10 +26,13 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparring.envs.base import TextEnv, Verdict, check_choice, check_task_keys, is_int, item_rng
 from sparring.envs.rgym import MissingExtraError
+
+if TYPE_CHECKING:
+    from textworld.logic import Proposition
 
 SPLITS = ("train", "test")
 INSTRUCTIONS = ("full", "compact")
@@ -214,7 +217,7 @@ def _names(fact: Any) -> list[str]:
     return [v.name for v in fact.arguments]
 
 
-def goal_text(win_facts: list[Any], names: dict[str, str], start: set[str]) -> str:
+def goal_text(win_facts: list[Proposition], names: dict[str, str], start: set[str]) -> str:
     """The quest's winning condition in short words (`carry hat; chest locked`), without what holds at the
     start (the condition names every fixed thing's place)."""
     words = []
@@ -304,6 +307,7 @@ class TextWorldEnv(TextEnv):
     family = "textworld"
     task_type = TextWorldTask
     config_class = TextWorldConfig
+    config: TextWorldConfig  # (made by TextEnv.__init__ from config_class)
     presets = PRESETS
     splits = SPLITS
 

@@ -31,7 +31,7 @@ import random
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sparring.envs.base import TextEnv, Verdict, check_choice, is_int, item_rng
 from sparring.envs.tooluse_tasks import ToolTask, expected_state, replay, run_call, validate_task, verify_outcome
@@ -399,7 +399,7 @@ class ToolUseEnv(TextEnv):
             return "Error: no tool call found"
         results = []
         for name, arguments in calls:
-            status, result = run_call(self.world, name, arguments, self.task.tools)
+            status, result = run_call(cast(ToolWorld, self.world), name, arguments, self.task.tools)  # reset made it
             self.records.append({"name": name if isinstance(name, str) else repr(name), "arguments": arguments,
                                  "ok": status == "ok", "result": result})
             self.invalid_calls += status == "invalid"
@@ -422,7 +422,7 @@ class ToolUseEnv(TextEnv):
         return self._expected
 
     def _verdict(self, answer: str) -> Verdict:
-        state = self.world.snapshot()
+        state = cast(ToolWorld, self.world).snapshot()  # reset made it
         needs_expected = any(c["kind"] == "state_hash" for c in self.task.checks)
         outcome = verify_outcome(self.task, state, answer, _json_safe(self.records),
                                  expected=self.expected() if needs_expected else None, sandbox=self.sandbox)
@@ -458,7 +458,7 @@ class ToolUseEnv(TextEnv):
         return [format_call(c["name"], c["arguments"], self.compact) for c in calls] + [f"<answer>{answer or ''}</answer>"]
 
     def _solves(self, plan: list[dict[str, Any]], answer: str | None) -> bool:
-        state, records = replay(self.world.snapshot(), plan, self.task.tools)
+        state, records = replay(cast(ToolWorld, self.world).snapshot(), plan, self.task.tools)  # reset made it
         needs_expected = any(c["kind"] == "state_hash" for c in self.task.checks)
         outcome = verify_outcome(self.task, state, answer, _json_safe(self.records) + records,
                                  expected=self.expected() if needs_expected else None, sandbox=self.sandbox)

@@ -481,7 +481,8 @@ TOOL_NAMES: tuple[str, ...] = tuple(name for name, f in vars(ToolWorld).items() 
 
 @functools.cache
 def _schemas() -> dict[str, dict[str, Any]]:
-    from transformers.utils import get_json_schema
+    # from its own module: transformers' lazy re-export is invisible to type checkers
+    from transformers.utils.chat_template_utils import get_json_schema
 
     world = ToolWorld.__new__(ToolWorld)  # bound methods without a database: only their signatures are read
     out = {}

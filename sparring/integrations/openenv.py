@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from typing import Any
+from typing import Any, SupportsFloat
 
 from sparring.integrations import require
 
@@ -131,7 +131,7 @@ def environment_class(env_id: str, **env_kwargs: Any) -> type:
         def close(self) -> None:
             self.env.close()
 
-        def _observation(self, text: str, reward: float, done: bool, info: dict[str, Any]) -> Any:
+        def _observation(self, text: str, reward: SupportsFloat, done: bool, info: dict[str, Any]) -> Any:
             rest = {k: v for k, v in info.items() if k not in ("task", "verdict")}
             return models["observation"](text=text, reward=float(reward), done=bool(done),
                                          task=_json_safe(info["task"]), verdict=_json_safe(info.get("verdict")),

@@ -169,8 +169,9 @@ class SparringEnvironment:
         observation, _, terminated, truncated, info = self.env.step(action)
         self.turns += 1
         if terminated or truncated:
-            self.verdict = info["verdict"]
-            return f"{observation}\n[episode over: reward {self.verdict['reward']:g}]"
+            verdict: dict[str, Any] = info["verdict"]
+            self.verdict = verdict
+            return f"{observation}\n[episode over: reward {verdict['reward']:g}]"
         return observation
 
 
@@ -239,5 +240,5 @@ def environment_factory(env_id: str, **env_kwargs: Any) -> type[SparringEnvironm
         methods["act"] = _act
     name = "Sparring" + "".join(part for part in env_id.replace("-", " ").split() if part.isalnum()) + "Environment"
     cls = type(name, (SparringEnvironment,), methods)
-    cls.__doc__ = f"{env_id} for TRL's environment_factory: {environment_factory.__doc__.splitlines()[0]}"
+    cls.__doc__ = f"{env_id} for TRL's environment_factory: {(environment_factory.__doc__ or '').splitlines()[0]}"
     return cls

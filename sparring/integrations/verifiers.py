@@ -31,7 +31,8 @@ from typing import Any
 
 from sparring.integrations import require
 
-vf = require("verifiers.v1", "verifiers")
+require("verifiers.v1", "verifiers")
+import verifiers.v1 as vf  # noqa: E402  (a module, not require's Any: its classes annotate the fields below)
 from verifiers.v1.harnesses.null import NullHarnessConfig  # noqa: E402
 
 __all__ = ["SparringConfig", "SparringData", "SparringEnv", "SparringEnvConfig", "SparringTask", "SparringTaskset"]
@@ -71,7 +72,10 @@ class SparringTask(vf.Task[SparringData, vf.State, vf.TaskConfig]):
 class SparringEnvConfig(vf.EnvConfig):
     # A text env needs a plain chat agent (the `null` harness) run locally (`subprocess`), not verifiers' default
     # bash agent in a remote sandbox; `--env.player.harness.id` / `--env.player.runtime.type` still choose.
-    player: vf.AgentConfig = vf.AgentConfig(harness=NullHarnessConfig(id="null"), runtime=vf.SubprocessConfig())
+    # (The pyright ignores below: verifiers gives some fields' defaults positionally, `Field(600.0, gt=0)`, which
+    # pyright's reading of pydantic models does not see, so it takes `tool_timeout`, `artifact_max_bytes` as required.)
+    player: vf.AgentConfig = vf.AgentConfig(harness=NullHarnessConfig(id="null"),  # pyright: ignore[reportCallIssue]
+                                            runtime=vf.SubprocessConfig())
 
 
 class SparringEnv(vf.Env[SparringEnvConfig]):
@@ -127,10 +131,11 @@ class SparringTaskset(vf.Taskset[SparringTask, SparringConfig]):
             for index, options in enumerate(items):
                 observation, info = env.reset(options=options)
                 yield SparringTask(
-                    SparringData(name=f"{config.env_id}/{config.split}#{index}", prompt=observation,
-                                 system_prompt=config.system_prompt_text, env_id=config.env_id,
-                                 env_kwargs=dict(config.env_kwargs), task=json.loads(json.dumps(info["task"])),
-                                 max_turns=config.max_turns),
+                    SparringData(  # pyright: ignore[reportCallIssue]  (artifact_max_bytes has a default: see above)
+                        name=f"{config.env_id}/{config.split}#{index}", prompt=observation,
+                        system_prompt=config.system_prompt_text, env_id=config.env_id,
+                        env_kwargs=dict(config.env_kwargs), task=json.loads(json.dumps(info["task"])),
+                        max_turns=config.max_turns),
                     config.task,
                 )
         finally:

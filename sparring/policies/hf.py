@@ -91,9 +91,13 @@ class HFPolicy(Policy):
         if threads:
             torch.set_num_threads(threads)
         if model is None:
+            if path is None:
+                raise TypeError("HFPolicy needs a checkpoint `path`, or a `model` with its `tokenizer`")
             path = check_checkpoint(path)
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+            # transformers' stubs type `.to` through functools.wraps as an unbound function: `device` taken for self
+            model = model.to(device)  # pyright: ignore[reportArgumentType]
         elif tokenizer is None:
             raise ValueError("HFPolicy(model=...) also needs the model's tokenizer")
         else:

@@ -31,10 +31,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
 from sparring.errors import SparringError
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 
 class OpenAIPolicy(Policy):
@@ -115,10 +118,10 @@ class OpenAIPolicy(Policy):
         sampling = self._sampling(kind, params, seed)
         if kind == "raw":
             response = self._call(lambda: self.client.completions.create(
-                prompt=[prompts[i] for i in indices], logprobs=1, **sampling))
+                prompt=[cast(str, prompts[i]) for i in indices], logprobs=1, **sampling))  # raw: strings
         else:
             response = self._call(lambda: self.client.chat.completions.create(
-                messages=prompts[indices[0]], logprobs=True, **sampling))
+                messages=cast("list[ChatCompletionMessageParam]", prompts[indices[0]]), logprobs=True, **sampling))
         choices = sorted(getattr(response, "choices", None) or [], key=lambda c: c.index)
         per_prompt = sampling["n"]
         if len(choices) != len(indices) * per_prompt:

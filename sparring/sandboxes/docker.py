@@ -244,12 +244,12 @@ class DockerSandbox(Sandbox[DockerSlot]):
         return SandboxError(f"{what} failed: {error}")
 
     # -- the warm path ----------------------------------------------------------------------------
-    def _start_server(self, slot: DockerSlot) -> ExecStream:
+    def _start_server(self, slot: DockerSlot, container: Any) -> ExecStream:
         """Start the fork server in the slot's container (one `docker exec` kept open) and wait until it is ready."""
         api = self.client.api
         command = ["python3", "-I", "-c", FORK_SERVER.read_text(), f"relay:{self.limits.max_output_bytes}", "",
                    ",".join(WARM_MODULES), WARM_SCRATCH]
-        exec_id = api.exec_create(slot.container.id, command, stdin=True, user=USER, workdir="/work",
+        exec_id = api.exec_create(container.id, command, stdin=True, user=USER, workdir="/work",
                                   environment={"HOME": "/work", "TMPDIR": "/tmp"})["Id"]
         stream = ExecStream(exec_id, api.exec_start(exec_id, socket=True))
         try:
@@ -273,8 +273,7 @@ class DockerSandbox(Sandbox[DockerSlot]):
                 limit = f"{request.memory_mb + MEMORY_HEADROOM_MB}m"
                 slot.container.update(mem_limit=limit, memswap_limit=limit)
                 slot.memory_mb = request.memory_mb
-            if slot.server is None:
-                self._start_server(slot)
+            server = self._start_server(slot, slot.container) if slot.server is None else slot.server
         except SandboxError as error:
             self._discard(slot)
             raise self._engine_failure("starting the fork server", error) from error
@@ -289,9 +288,9 @@ class DockerSandbox(Sandbox[DockerSlot]):
         out, err, report, stopped = bytearray(), bytearray(), None, None
         cap = self.limits.max_output_bytes
         try:
-            slot.server.send(json.dumps(header).encode() + b"\n" + request.stdin + files)
+            server.send(json.dumps(header).encode() + b"\n" + request.stdin + files)
             while report is None:
-                frame = slot.server.frame(watchdog)
+                frame = server.frame(watchdog)
                 if frame is None:
                     break
                 kind, body = frame

@@ -32,6 +32,8 @@ DOCKER_MISSING = 'the docker backend needs the Docker SDK for Python: pip instal
 def docker_sdk():
     try:
         import docker
+        import docker.errors  # noqa: F401  (loaded by docker itself; named so type checkers see docker.errors)
+        import docker.types  # noqa: F401
     except ImportError as error:
         raise SandboxError(DOCKER_MISSING) from error
     return docker

@@ -239,8 +239,8 @@ def run_child(request, fds, filters):
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         for number in range(1, signal.NSIG):
             if number not in (signal.SIGKILL, signal.SIGSTOP):  # as a fresh python3 sets them
-                handler = {signal.SIGPIPE: signal.SIG_IGN, signal.SIGXFSZ: signal.SIG_IGN,
-                           signal.SIGINT: signal.default_int_handler}.get(number, signal.SIG_DFL)
+                handler = (signal.SIG_IGN if number in (signal.SIGPIPE, signal.SIGXFSZ) else
+                           signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL)
                 try:
                     signal.signal(number, handler)
                 except (OSError, ValueError):
@@ -254,8 +254,8 @@ def run_child(request, fds, filters):
 
     module = types.ModuleType("__main__")
     module.__file__ = "/work/main.py"
-    module.__cached__ = None
-    module.__builtins__ = __builtins__
+    module.__dict__["__cached__"] = None  # (through __dict__: ModuleType declares neither of these two)
+    module.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = module
     sys.argv[:] = ["main.py"]
     sys.orig_argv = ["python3", "main.py"]
@@ -269,7 +269,8 @@ def run_child(request, fds, filters):
     except SystemExit as error:
         finish(exit_status(error))
     except BaseException as error:
-        finish(report_uncaught(error.with_traceback(error.__traceback__.tb_next)))  # without the server's frame
+        frames = error.__traceback__
+        finish(report_uncaught(error.with_traceback(frames.tb_next if frames else None)))  # without the server's frame
     finish(0)
 
 
@@ -302,7 +303,7 @@ def finish(status):
     import threading
 
     try:
-        threading._shutdown()
+        getattr(threading, "_shutdown")()  # private (the interpreter's own call at exit), so not in typeshed
     except SystemExit as error:
         status = exit_status(error)
     except BaseException as error:

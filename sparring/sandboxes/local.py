@@ -37,6 +37,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 from sparring.errors import UnknownNameError
 from sparring.sandboxes import seccomp
@@ -137,8 +138,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
 
     def _close_slot(self, slot: LocalSlot) -> None:
         self._stop_server(slot)
-        if slot.uid is not None:
-            kill_until_gone(lambda: uid_processes(slot.uid), f"uid {slot.uid}")
+        if (uid := slot.uid) is not None:
+            kill_until_gone(lambda: uid_processes(uid), f"uid {slot.uid}")
         if slot.cgroups:
             slot.cgroups.remove()
         if slot.lease:
@@ -150,8 +151,8 @@ class LocalSandbox(Sandbox[LocalSlot]):
         finally:
             if getattr(self, "_spawner", None):
                 self._spawner.shutdown(wait=False)
-            if getattr(self, "_root", None):
-                shutil.rmtree(self._root, ignore_errors=True)
+            if root := getattr(self, "_root", None):
+                shutil.rmtree(root, ignore_errors=True)
 
     # -- one run ----------------------------------------------------------------------------------
     def _run_in_slot(self, slot: LocalSlot, request: RunRequest) -> ExecResult:
@@ -245,12 +246,12 @@ class LocalSandbox(Sandbox[LocalSlot]):
             pass
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-        process.stdout.close()  # read by `capture`; closed here so no pipe outlives the run
-        process.stderr.close()
+        cast(IO[bytes], process.stdout).close()  # read by `capture`; closed here so no pipe outlives the run
+        cast(IO[bytes], process.stderr).close()
         if slot.cgroups:
             kill_until_gone(slot.cgroups.processes, f"slot {slot.index}'s cgroup")
-        if slot.uid is not None:  # also a namespace's init that is still exiting (no longer in the cgroup)
-            kill_until_gone(lambda: uid_processes(slot.uid), f"slot {slot.index}'s uid {slot.uid}")
+        if (uid := slot.uid) is not None:  # also a namespace's init that is still exiting (no longer in the cgroup)
+            kill_until_gone(lambda: uid_processes(uid), f"slot {slot.index}'s uid {slot.uid}")
         return usage.ru_utime + usage.ru_stime
 
     # -- the warm path ----------------------------------------------------------------------------
@@ -306,15 +307,15 @@ class LocalSandbox(Sandbox[LocalSlot]):
         os.close(server.log)
         if slot.cgroups:
             kill_until_gone(slot.cgroups.processes, f"slot {slot.index}'s cgroup")
-        if slot.uid is not None:
-            kill_until_gone(lambda: uid_processes(slot.uid), f"slot {slot.index}'s uid {slot.uid}")
+        if (uid := slot.uid) is not None:
+            kill_until_gone(lambda: uid_processes(uid), f"slot {slot.index}'s uid {slot.uid}")
 
     def _run_warm(self, slot: LocalSlot, request: RunRequest) -> ExecResult:
         """One run through the slot's fork server (started first if it is not running)."""
-        if slot.server is None or slot.server.process.poll() is not None:
-            self._stop_server(slot)
-            self._start_server(slot)
         server = slot.server
+        if server is None or server.process.poll() is not None:
+            self._stop_server(slot)
+            server = self._start_server(slot)
         deadline = Deadline(request.timeout_s)
         fds: list[int] = []
         try:

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import IO, cast
 
 from sparring.sandboxes.base import Deadline
 from sparring.sandboxes.uids import is_root
@@ -66,7 +67,8 @@ def capture(process: subprocess.Popen, deadline: Deadline, cap: int) -> tuple[by
     most `cap` bytes of each. Returns (stdout, stderr, stopped): stopped is "timeout" or "output_limit"
     when the run must be ended for that reason, else None. (subprocess.communicate neither caps output nor
     notices a finished program whose pipes a leftover child still holds, hence this loop.)"""
-    streams = {process.stdout.fileno(): bytearray(), process.stderr.fileno(): bytearray()}
+    out_fd, err_fd = cast(IO[bytes], process.stdout).fileno(), cast(IO[bytes], process.stderr).fileno()  # both PIPEs
+    streams = {out_fd: bytearray(), err_fd: bytearray()}
     with selectors.DefaultSelector() as selector:
         for fd in streams:
             os.set_blocking(fd, False)
@@ -75,7 +77,7 @@ def capture(process: subprocess.Popen, deadline: Deadline, cap: int) -> tuple[by
         while selector.get_map():
             left = deadline.left()
             if left <= 0:
-                return bytes(streams[process.stdout.fileno()]), bytes(streams[process.stderr.fileno()]), "timeout"
+                return bytes(streams[out_fd]), bytes(streams[err_fd]), "timeout"
             if exited_at is None and exited(process):
                 exited_at = time.monotonic()
             elif exited_at is not None and time.monotonic() - exited_at > 0.2:
@@ -92,8 +94,8 @@ def capture(process: subprocess.Popen, deadline: Deadline, cap: int) -> tuple[by
                 buffer += chunk
                 if len(buffer) > cap:
                     del buffer[cap:]
-                    return bytes(streams[process.stdout.fileno()]), bytes(streams[process.stderr.fileno()]), "output_limit"
-    stdout, stderr = bytes(streams[process.stdout.fileno()]), bytes(streams[process.stderr.fileno()])
+                    return bytes(streams[out_fd]), bytes(streams[err_fd]), "output_limit"
+    stdout, stderr = bytes(streams[out_fd]), bytes(streams[err_fd])
     while not exited(process):
         if deadline.left() <= 0:
             return stdout, stderr, "timeout"

@@ -51,7 +51,7 @@ def capture_warm(out_fd: int, err_fd: int, control: socket.socket, watchdog: Dea
             os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ)
         selector.register(control, selectors.EVENT_READ)
-        reported_at = None
+        reported_at = 0.0  # when the report came (read only once it has)
         while report is None or any(fd in selector.get_map() for fd in streams):
             left = watchdog.left()
             if report is not None:

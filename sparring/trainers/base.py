@@ -7,7 +7,7 @@ traces after the samples, and trains the round's model. The loop calls every tra
     trainer = make_trainer(config.algorithm, ctx, r)
     if trainer.k:                                         # the sampling stage: k attempts per task
         attempts = solver.run(tasks, k=trainer.k, ...)    # with trainer.sampling_params()
-        kept, more, metrics = trainer.search(sampler, tasks, attempts)
+        kept, more, metrics = trainer.searched(sampler, tasks, attempts)
     model, metrics = trainer.train(model, tokenizer, tasks, previous, state, lora)
 
 A new trainer is one file with a `RoundTrainer` subclass and one line in `TRAINERS` (module:class, imported
@@ -54,7 +54,7 @@ class RoundTrainer(ABC):
         ei = self.ctx.config.expert_iteration
         return SamplingParams(temperature=ei.temperature, top_p=ei.top_p, max_tokens=self.ctx.config.policy.max_tokens)
 
-    def search(self, sampler: Policy, tasks: list[dict[str, Any]], trajectories: list[Trajectory]
+    def searched(self, sampler: Policy, tasks: list[dict[str, Any]], trajectories: list[Trajectory]
                ) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
         """After the samples: (traces that train as they are, every attempt to save with the round's, metrics).
         None by default."""

@@ -11,11 +11,12 @@ import copy
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import gymnasium
 
 import sparring.envs  # noqa: F401  (registers the environments)
+from sparring.envs.catalog import unwrapped
 from sparring.errors import UnknownNameError
 from sparring.trainers.sft import SFTSettings
 from sparring.trajectories import Trajectory, Turn
@@ -64,13 +65,15 @@ def expert_demonstrations(env_id: str, env_kwargs: dict[str, Any], tasks: list[d
 
             actions = [search_trace(task["numbers"], task["target"], node_budget=200).text]
         elif style == "diverse":
+            from sparring.envs.countdown import CountdownEnv
             from sparring.envs.countdown_tasks import CountdownTask, expert_answer
 
+            countdown = cast(CountdownEnv, env.unwrapped)  # Countdown-v0 (checked above)
             rng = random.Random(key)
-            actions = [expert_answer(CountdownTask.from_dict(task), env.unwrapped.answer_format,
-                                     allow_subset=env.unwrapped.allow_subset, rng=rng)]
+            actions = [expert_answer(CountdownTask.from_dict(task), countdown.answer_format,
+                                     allow_subset=countdown.allow_subset, rng=rng)]
         else:
-            actions = env.unwrapped.expert_actions()
+            actions = unwrapped(env).expert_actions()
         trajectory = Trajectory(env_id, task, source="expert", env_kwargs=dict(env_kwargs))
         for action in actions:
             next_observation, reward, terminated, truncated, info = env.step(action)

@@ -131,7 +131,8 @@ def train_dpo(model: Any, tokenizer: Any, reference: Any, pairs: list[tuple[Traj
 
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
-    from trl import DPOConfig, DPOTrainer
+    from trl.trainer.dpo_config import DPOConfig
+    from trl.trainer.dpo_trainer import DPOTrainer
 
     from sparring.tracking import trainer_reporting
 

@@ -10,15 +10,16 @@ continues from the current one (Stream of Search's STaR).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sparring.context import RunContext
 from sparring.policies.policy import Policy, SamplingParams
 from sparring.search import SearchConfig, TreeSearch
-from sparring.solver import Solver, by_task
+from sparring.solver import EpisodeExecutor, Solver, by_task
 from sparring.envs.base import check_choice
 from sparring.errors import SparringError
 from sparring.trainers.base import RoundTrainer
@@ -28,6 +29,32 @@ from sparring.trajectories import Trajectory, Turn
 GUIDED = ("none", "landmarks", "hints", "prefix")
 GUIDANCE_MARK = "\n\nHint (from a worked solution): "  # what precedes the guidance appended to a guided prompt
 BALANCE_TARGET = 8  # B-STaR's n*: distinct correct answers per query that count as fully explored
+
+
+@runtime_checkable
+class GuidedEnv(Protocol):
+    """An env whose expert gives guidance on a task (`guided`): Countdown-v0, CountdownSteps-v0, CodeRepair-v0."""
+
+    def check_guidance(self, kind: str) -> None:
+        """A ValueError when this env cannot give guidance of `kind`."""
+        ...
+
+    def guidance(self, task: dict[str, Any], kind: str) -> str | None:
+        """Guidance of `kind` (one of GUIDED but none) for `task`; None if none."""
+        ...
+
+
+@runtime_checkable
+class SplittableEnv(Protocol):
+    """An env that splits a task after a first move and puts the answer back together (`search`): Countdown-v0."""
+
+    def decompose(self, task: dict[str, Any], n: int, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
+        """Up to `n` first moves on `task`, each with the smaller task it leaves: `[(move, subtask), ...]`."""
+        ...
+
+    def compose(self, task: dict[str, Any], move: str, sub_answer: str) -> str | None:
+        """The whole answer to `task` from `move` and an answer to the smaller task; None if that does not verify."""
+        ...
 
 
 @dataclass
@@ -90,15 +117,16 @@ def guidance_envs() -> list[str]:
     return [i for i in env_ids() if hasattr(env_class(i), "guidance")]
 
 
-def check_guidance(env: Any, env_id: str, kind: str) -> None:
-    """A ValueError when `env` (an env instance of `env_id`) cannot give guidance of `kind`, naming what can."""
-    if not hasattr(env, "guidance"):
+def check_guidance(env: Any, env_id: str, kind: str) -> GuidedEnv:
+    """`env` (an env instance of `env_id`), or a ValueError when it cannot give guidance of `kind`, naming what can."""
+    if not isinstance(env, GuidedEnv):
         raise ValueError(f"expert_iteration.guided={kind!r} needs guidance from the env's expert, and {env_id} gives "
                          f"none; envs that do: {', '.join(guidance_envs())}. Set expert_iteration.guided=none")
     try:
         env.check_guidance(kind)
     except ValueError as error:
         raise ValueError(f"expert_iteration.guided={kind!r} on {env_id}: {error}") from None
+    return env
 
 
 def carries_guidance(trajectory: Trajectory, guidance: str, kind: str) -> bool:
@@ -172,7 +200,7 @@ class ExpertIterationTrainer(RoundTrainer):
     their own; built `for_round` of a self-play run it is that run's `RoundTrainer` (`searched`, `train`)."""
 
     def __init__(self, config: ExpertIterationConfig, env_id: str, env_kwargs: dict[str, Any], *,
-                 max_tokens: int = 64, max_turns: int = 32, executor: Any = None):
+                 max_tokens: int = 64, max_turns: int = 32, executor: EpisodeExecutor | None = None):
         """`executor` (a `sparring.executors.Executor`): where the sampled episodes run; None: here."""
         self.config, self.env_id, self.env_kwargs, self.executor = config, env_id, dict(env_kwargs), executor
         self.max_tokens, self.max_turns = max_tokens, max_turns
@@ -255,12 +283,10 @@ class ExpertIterationTrainer(RoundTrainer):
         whole answers (at most `max_per_task` distinct per task), every whole attempt, and metrics.
         `parts(smaller_tasks, play)`: how the smaller tasks are played, e.g. part by part, each saved
         (`RunContext.collect_parts`), with `play(part, first_task)`; None: in one call."""
-        import random
+        from sparring.envs.catalog import text_env
 
-        import gymnasium
-
-        env = gymnasium.make(self.env_id, **self.env_kwargs).unwrapped
-        if not (hasattr(env, "decompose") and hasattr(env, "compose")):
+        env = text_env(self.env_id, **self.env_kwargs)
+        if not isinstance(env, SplittableEnv):
             raise ValueError(f"expert_iteration.search needs an env that can split a task after a first move "
                              f"(decompose/compose); {self.env_id} cannot: set expert_iteration.search=0")
         rng = random.Random(seed)
@@ -339,17 +365,15 @@ class ExpertIterationTrainer(RoundTrainer):
         continuation of a prefix opens an answer of its own, is dropped).
         Returns the verified traces (at most `max_per_task` distinct per task), every attempt, and metrics."""
         import math
-        import random
 
-        import gymnasium
+        from sparring.envs.catalog import text_env
 
         kind = self.config.guided
-        env = gymnasium.make(self.env_id, **self.env_kwargs).unwrapped
-        check_guidance(env, self.env_id, kind)
+        env = check_guidance(text_env(self.env_id, **self.env_kwargs), self.env_id, kind)
         failed = self.failed_tasks(trajectories)
         chosen = sorted(random.Random(seed).sample(failed, math.ceil(len(failed) * self.config.guided_share)))
-        guides = {i: env.guidance(tasks[i], kind) for i in chosen}
-        guided = [i for i in chosen if guides[i]]
+        guides = {i: guide for i in chosen if (guide := env.guidance(tasks[i], kind))}  # the tasks given some
+        guided = list(guides)
         n = self.config.guided_samples
         if not guided:
             return [], [], {"ei/guided_tasks": 0, "ei/guided_recovered": 0.0, "ei/guided_kept": 0}
@@ -406,7 +430,7 @@ class ExpertIterationTrainer(RoundTrainer):
 
     def fit(self, model: Any, tokenizer: Any, base_path: str | Path, trajectories: list[Trajectory],
             output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
-            verified: list[bool] | None = None, extra: list[Trajectory] = (), lora: Any = None,
+            verified: list[bool] | None = None, extra: Sequence[Trajectory] = (), lora: Any = None,
             adapter_dir: str | Path | None = None) -> tuple[Any, dict[str, float]]:
         """The training half of a round: keep what verifies among `trajectories` (`k` per task; `verified`
         overrides the env's verdicts, see `select_verified`), add `extra` (refined attempts, skill bonuses)

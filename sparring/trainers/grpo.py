@@ -41,7 +41,7 @@ import os
 import random
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,8 @@ def colocated_vllm_on_cpu(model: Any) -> Iterator[None]:
     import trl.generation.vllm_generation as trl_vllm
 
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    build, sync = trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights
+    # trl re-exports vllm's LLM (imported when vllm is installed), the name this patches; not in trl's __all__
+    build, sync = trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights  # pyright: ignore[reportPrivateImportUsage]
     set_num_threads = torch.set_num_threads
     variables = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
 
@@ -187,11 +188,11 @@ def colocated_vllm_on_cpu(model: Any) -> Iterator[None]:
         self.llm.llm_engine.model_executor.driver_worker.reload_weights(weights_iterator=weights)
         self.llm.reset_prefix_cache()
 
-    trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights = LLM, sync_weights
+    trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights = LLM, sync_weights  # pyright: ignore[reportPrivateImportUsage]
     try:
         yield
     finally:
-        trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights = build, sync
+        trl_vllm.LLM, trl_vllm.VLLMGeneration.sync_weights = build, sync  # pyright: ignore[reportPrivateImportUsage]
         torch.set_num_threads = set_num_threads
         for key, value in variables.items():
             if value is None:
@@ -205,13 +206,15 @@ def close_colocated_vllm(trainer: Any) -> None:
     next train_grpo call, a vllm policy) can start in this process."""
     generation = getattr(trainer, "vllm_generation", None)
     llm = getattr(generation, "llm", None)
-    if llm is None:
+    if generation is None or llm is None:
         return
     generation.llm = None
     llm.llm_engine.engine_core.shutdown()
     del llm
     gc.collect()
-    from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+    # vLLM: an optional extra (this runs only where a colocated engine started), absent where pyright may run
+    from vllm.distributed.parallel_state import (  # pyright: ignore[reportMissingImports]
+        destroy_distributed_environment, destroy_model_parallel)
 
     destroy_model_parallel()
     destroy_distributed_environment()
@@ -221,14 +224,16 @@ def close_colocated_vllm(trainer: Any) -> None:
 
 def _grpo_config(settings: GRPOSettings, output_dir: str | Path, seed: int, use_cpu: bool,
                  reporting: dict[str, Any] | None = None):
-    from trl import GRPOConfig
+    from trl.trainer.grpo_config import GRPOConfig
 
     return GRPOConfig(
         output_dir=str(output_dir), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=1, num_generations=settings.num_generations,
         max_completion_length=settings.max_completion_length, temperature=settings.temperature,
         learning_rate=settings.learning_rate, loss_type=settings.loss_type, beta=settings.beta,
-        scale_rewards=settings.scale_rewards,
+        # TRL's own reading of a bool (GRPOConfig.__post_init__): True is "group", False is "none"
+        scale_rewards=settings.scale_rewards if not isinstance(settings.scale_rewards, bool)
+        else "group" if settings.scale_rewards else "none",
         importance_sampling_level="sequence" if settings.loss_type == "luspo" else "token",
         use_vllm=settings.use_vllm, vllm_mode=settings.vllm_mode, vllm_server_base_url=settings.vllm_server_base_url,
         # TRL's VESPO with vLLM refuses the default sequence-level importance sampling correction
@@ -300,7 +305,7 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
                settings: GRPOSettings, output_dir: str | Path, *, seed: int = 0, callbacks: list[Any] | None = None,
                multi_turn: bool | None = None,
                prompt_hook: Callable[[dict[str, Any], str], tuple[str, dict[str, str]]] | None = None,
-               extra_rewards: list[Callable[..., list[float]]] = (), lora: Any = None,
+               extra_rewards: Sequence[Callable[..., list[float]]] = (), lora: Any = None,
                adapter_dir: str | Path | None = None) -> dict[str, float]:
     """Train `model` in place with GRPO on `tasks` for `settings.steps` steps; returns metrics.
 
@@ -336,7 +341,7 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
                           "with transformers")
     from datasets import Dataset
     from transformers import PrinterCallback
-    from trl import GRPOTrainer
+    from trl.trainer.grpo_trainer import GRPOTrainer
 
     env_kwargs = dict(env_kwargs or {})
     env = make(env_id, **env_kwargs)
@@ -387,7 +392,9 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
         warnings.filterwarnings("ignore", message=".*experimental feature.*")
         warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
         try:
-            trainer = GRPOTrainer(model=model, reward_funcs=[reward, *extra_rewards] if extra_rewards else reward, args=args, train_dataset=Dataset.from_list(rows),
+            # a list of Any: TRL's RewardFunc returns list[float | None], and list is invariant (ours never give None)
+            funcs: list[Any] = [reward, *extra_rewards]
+            trainer = GRPOTrainer(model=model, reward_funcs=funcs if extra_rewards else reward, args=args, train_dataset=Dataset.from_list(rows),
                                   processing_class=tokenizer,
                                   callbacks=[*(callbacks or []), *tracker_callbacks, history_callback(reward)],
                                   rollout_func=rollout, peft_config=peft_config(lora))
@@ -404,6 +411,7 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
                                   stacklevel=2)
                 reward.history = history or []
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            log_history = trainer.state.log_history
             merge_adapter(trainer, adapter_dir)  # with LoRA: save the adapter, merge it into `model`'s weights
         finally:
             if colocated and on_cpu and trainer is not None:
@@ -420,7 +428,7 @@ def train_grpo(model: Any, tokenizer: Any, env_id: str, env_kwargs: dict[str, An
         "grpo/reward": sum(rewards) / len(rewards) if rewards else 0.0,
         "grpo/reward_final": sum(final) / len(final) if final else 0.0,
         "grpo/success": sum(successes) / len(successes) if successes else 0.0,
-        "grpo/loss": mean_logged_loss(trainer.state.log_history),
+        "grpo/loss": mean_logged_loss(log_history),
         "grpo/steps": int(output.global_step),
     }
     if multi_turn:

@@ -86,7 +86,7 @@ def is_multi_turn(env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str,
     episodes all end after one action (Countdown-v0; CountdownSteps-v0 on 2-number tasks with no
     invalid moves allowed) trains single-turn, which is then exactly right.
     """
-    from sparring.envs.catalog import make
+    from sparring.envs.catalog import make, unwrapped
     from sparring.errors import UnsolvableTaskError
 
     env = make(env_id, **env_kwargs)
@@ -94,7 +94,7 @@ def is_multi_turn(env_id: str, env_kwargs: dict[str, Any], tasks: list[dict[str,
         for i, task in enumerate(tasks[:probes]):
             env.reset(options={"task": task})
             try:
-                actions = env.unwrapped.expert_actions()
+                actions = unwrapped(env).expert_actions()
             except UnsolvableTaskError:
                 actions = []
             if len(actions) > 1:
@@ -209,7 +209,7 @@ class EpisodeRollout:
     def _generate(self, trainer: Any, contexts: list[list[int]]) -> tuple[list[list[int]], list[list[float]]]:
         """One action per context, sampled as TRL samples single-turn completions; with their log-probs."""
         import torch
-        from trl.models import unwrap_model_for_generation
+        from trl.models.utils import unwrap_model_for_generation
 
         if trainer.use_vllm:
             _, ids, lps, _ = trainer.vllm_generation.generate(prompts=contexts, images=None, num_generations=1)

@@ -121,7 +121,8 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
 
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
 
     from sparring.tracking import trainer_reporting
 

@@ -134,11 +134,9 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Success and pass@k of a policy on an env split, with 95% intervals."""
-    from sparring.policies.policy import make_policy
+    from sparring.envs.catalog import draw_tasks, env_class
     from sparring.evaluation import evaluate
-    from sparring.envs.catalog import draw_tasks
-
-    from sparring.envs.catalog import env_class
+    from sparring.policies.policy import make_policy
 
     env_class(args.env)  # a mistyped id: the closest one, before anything loads
     if not args.verbose:
@@ -154,8 +152,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         with make_policy(backend, **policy_kwargs) as policy:
             if args.search is not None:  # tree search instead of greedy decoding (multi-turn envs)
-                from sparring.search import SearchConfig
                 from sparring.evaluation import evaluate_search
+                from sparring.search import SearchConfig
 
                 search = SearchConfig(**args.search)
                 result = evaluate_search(policy, args.env, kwargs, tasks, search, max_tokens=args.max_tokens,

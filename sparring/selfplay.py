@@ -43,23 +43,26 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sparring.envs  # noqa: F401  (registers the environments)
 from sparring.config import dump_yaml
+from sparring.context import RunContext, save_checkpoint
 from sparring.envs.catalog import draw_tasks
 from sparring.errors import SparringError
 from sparring.executors import make_executor
 from sparring.io import append_jsonl, atomic_write_text, read_jsonl
 from sparring.report import plot_curves, round_table, warn_untrained
-from sparring.context import RunContext, save_checkpoint
 from sparring.seeds import Stream
 from sparring.selfplay_config import SelfPlayConfig, check_resume, default_run_dir, load_selfplay_config
 from sparring.tracking import Tracker
 from sparring.trainers.base import RoundTrainer, make_trainer
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["SelfPlay", "SelfPlayConfig", "load_selfplay_config", "run"]
 
@@ -67,7 +70,7 @@ __all__ = ["SelfPlay", "SelfPlayConfig", "load_selfplay_config", "run"]
 class SelfPlay:
     """One run of the loop over a run directory."""
 
-    def __init__(self, config: SelfPlayConfig, run_dir: str | Path, *, console: Any = None):
+    def __init__(self, config: SelfPlayConfig, run_dir: str | Path, *, console: Console | None = None):
         from sparring.agents.roles import Roles
 
         self.config, self.ctx = config, RunContext(config, run_dir, console=console)
@@ -161,7 +164,7 @@ class SelfPlay:
         if cfg.backend == "hf":
             from sparring.policies.hf import check_checkpoint
 
-            return check_checkpoint(cfg.path)
+            return check_checkpoint(cast(str, cfg.path))  # PolicyConfig refuses backend hf without a path
         path = self.ctx.run.checkpoint("base")
         if not (path / "config.json").exists():
             from sparring.policies.tiny import TinyModelConfig, save_tiny_model
@@ -205,8 +208,8 @@ class SelfPlay:
         """Round 0: supervised training on expert demonstrations until a plateau on a development set."""
         from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-        from sparring.policies.hf import HFPolicy
         from sparring.evaluation import evaluate
+        from sparring.policies.hf import HFPolicy
         from sparring.trainers.sft import supervised_finetune
 
         cfg, boot = self.config, self.config.bootstrap
@@ -450,7 +453,7 @@ class SelfPlay:
         with make_executor(self.config.executor) as self.ctx.executor, self.ctx.bars.progress, \
                 Tracker(self.config.logging, self.ctx.run.root, len(self.ctx.finished_rounds())) as self.tracker:
             try:
-                self._run_rounds()
+                self._run_rounds(self.tracker)
             except OSError as error:
                 if error.errno not in (errno.ENOSPC, errno.EDQUOT):
                     raise
@@ -460,7 +463,7 @@ class SelfPlay:
                 self.ctx.executor = None
         return self.ctx.finished_rounds()
 
-    def _run_rounds(self) -> None:
+    def _run_rounds(self, tracker: Tracker) -> None:
         for r in range(len(self.ctx.finished_rounds()), self.config.rounds + 1):
             self.ctx.seed_everything(r)
             start = time.perf_counter()
@@ -471,7 +474,7 @@ class SelfPlay:
             self.save_eval_episodes(r)
             append_jsonl(self.ctx.run.metrics, metrics)
             shutil.rmtree(self.ctx.run.root / "tmp-trainer", ignore_errors=True)
-            self.tracker.log(metrics)
+            tracker.log(metrics)
             self.report()
             self.write_html_report()
 
@@ -498,23 +501,21 @@ class SelfPlay:
 
     def report(self) -> None:
         """The round table in the terminal, and curves.png redrawn."""
-        from rich.table import Table
-
         rows = self.ctx.finished_rounds()
         k = self.config.eval.k
-        table = Table(title=f"{self.ctx.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)")
+        title = f"{self.ctx.env_id}: held-out success ({self.config.env.eval_split}, {self.config.env.eval_tasks} tasks)"
         named = [f"eval/{name}/success" for name in self.config.env.eval_sets]
         columns = ["round", "eval/success", "eval/details/spl", f"eval/pass@{k}", *named, "control/eval/success",
                    "ei/pass@1", "ei/kept", "ei/search_solved", "ei/tree_recovered", "ei/guided_recovered", "dpo/pairs",
                    "grpo/reward", "proposer/valid_rate", "proposer/solve_rate", "proposer/learnability", "verifier/agreement",
                    "reflector/accepted", "skills/size", "skills/reuse_rate", "time/train_s", "time/eval_s", "time/round_s"]
         columns = [c for c in columns if any(c in row for row in rows)]
-        self.ctx.console.print(round_table(rows, columns, table.title, self.ctx.console.width))
+        self.ctx.console.print(round_table(rows, columns, title, self.ctx.console.width))
         plot_curves(rows, self.ctx.run.curves, k, list(self.config.env.eval_sets))
 
 
 def run(config: SelfPlayConfig | str | Path | None = None, run_dir: str | Path | None = None, *,
-        overrides: list[str] = (), resume: bool = False, console: Any = None) -> list[dict[str, Any]]:
+        overrides: Sequence[str] = (), resume: bool = False, console: Console | None = None) -> list[dict[str, Any]]:
     """Run the self-play loop from Python, as `sparring selfplay` does; returns the rows of `metrics.jsonl`.
 
         from sparring.selfplay import run

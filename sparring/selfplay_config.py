@@ -30,7 +30,6 @@ from sparring.trainers.grpo import GRPOSettings
 from sparring.trainers.lora import LoRASettings
 
 
-
 @dataclass
 class EnvConfig:
     id: str = "Countdown-v0"       # the env id (sparring envs lists them)
@@ -118,7 +117,7 @@ class SelfPlayConfig:
     dpo: DPOSettings = field(default_factory=DPOSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation every round
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where solver episodes run: local or ray
-    # the agents around the solver (sparring/agents/team.py); all off by default
+    # the agents around the solver (sparring/agents/: roles.py calls them); all off by default
     proposer: ProposerConfig = field(default_factory=ProposerConfig)  # tasks written at the solver's frontier
     # what decides which attempts count as correct (env, majority vote, judge model)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)

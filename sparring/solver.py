@@ -11,11 +11,10 @@ the next task, so a round of 12,000 episodes does not build 12,000 envs again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
-
-import json
 
 import gymnasium
 

@@ -11,7 +11,7 @@ Inside a stage, long work resumes from its own files: sampling from `rounds/NNN/
 `PART_TASKS` tasks each; `search-part-*`: expert iteration's search), training from the trainer's checkpoints
 (`tmp-trainer/<round>-<stage>/checkpoint-N`, see `sparring.trainers.sft.last_checkpoint`). With the agents on,
 a stage that changes their state leaves it in `rounds/NNN/agents/<stage>/` before its record
-(`sparring.agents.team.STATEFUL`); a resumed round loads the latest.
+(`sparring.agents.roles.STATEFUL`); a resumed round loads the latest.
 """
 
 from __future__ import annotations

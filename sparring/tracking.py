@@ -120,6 +120,7 @@ class Tracker:
         callbacks = []
         if self.writer is not None:  # transformers 5 has no logging_dir: the callback gets its own writer
             from torch.utils.tensorboard import SummaryWriter
+
             # from its own module: transformers' lazy re-export is invisible to type checkers
             from transformers.integrations.integration_utils import TensorBoardCallback
 

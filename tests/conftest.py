@@ -1,5 +1,4 @@
 import pytest
-
 from kit import TAUGHT, teach
 
 

@@ -124,8 +124,8 @@ def countdown_share_policy(greedy_solved: set, sampled_solved: dict):
     `sampled_solved.get(key, 0)` of its `n` completions are right; every other answer is wrong."""
     import re
 
-    from sparring.policies.policy import Completion, Policy
     from sparring.envs.countdown_tasks import CountdownTask, expert_solution
+    from sparring.policies.policy import Completion, Policy
 
     class SharePolicy(Policy):
         backend = name = "scripted"

@@ -42,9 +42,9 @@ def test_console_script_is_installed():
 def test_eval_prints_success_and_pass_at_k_with_intervals(tmp_path, monkeypatch, capsys):
     """A scripted policy that solves a known share of the 20 drawn tasks: greedily the first 5; sampling, 3 of 3 on
     the first 4 and 1 of 3 on the next 8. The command prints those shares and their Wilson intervals."""
-    import sparring.policies.policy as policy_module
     from kit import countdown_share_policy
 
+    import sparring.policies.policy as policy_module
     from sparring.envs.catalog import draw_tasks
 
     tasks = draw_tasks("Countdown-v0", {"instruction": "compact", "difficulty": "easy"}, "test-seen", 0, 0, 20)
@@ -292,12 +292,12 @@ def test_a_model_id_that_cannot_be_downloaded_says_why(tmp_path):
 def test_eval_search_prints_the_search_success_and_its_cost(tmp_path, monkeypatch, capsys):
     """`eval --search`: tree search instead of greedy decoding. The printed success, interval and cost are those of
     `evaluate_search` on the same tasks and seed, and the search solves more than the same policy greedily."""
-    import sparring.policies.policy as policy_module
     from kit import random_moves_policy
 
-    from sparring.search import SearchConfig
-    from sparring.evaluation import evaluate, evaluate_search
+    import sparring.policies.policy as policy_module
     from sparring.envs.catalog import draw_tasks
+    from sparring.evaluation import evaluate, evaluate_search
+    from sparring.search import SearchConfig
 
     monkeypatch.setattr(policy_module, "make_policy", lambda backend, **kwargs: random_moves_policy())
     settings = "{width: 6, beam: 4, rollouts: 2, node_budget: 40}"

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from sparring.policies.policy import SamplingParams
-from sparring.solver import Solver
+from sparring.envs.catalog import draw_tasks
 from sparring.errors import SparringError, UnknownNameError
 from sparring.executors import ExecutorConfig, account, make_executor, plan_shards
-from sparring.envs.catalog import draw_tasks
+from sparring.policies.policy import SamplingParams
 from sparring.selfplay import SelfPlay, load_selfplay_config
+from sparring.solver import Solver
 from sparring.trajectories import Trajectory, load_trajectories
 
 KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}

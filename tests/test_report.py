@@ -7,9 +7,9 @@ import shutil
 
 import gymnasium
 import pytest
+from kit import small_run
 
 import sparring  # noqa: F401
-from kit import small_run
 from sparring.cli import main
 from sparring.report import build_report, write_report
 from sparring.trajectories import Trajectory, Turn, load_trajectories, save_trajectories

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gymnasium
 import pytest
+from kit import random_moves_policy as RandomMoves
 
 import sparring  # noqa: F401
-from kit import random_moves_policy as RandomMoves
 from sparring.policies.policy import Completion, Policy, SamplingParams
 from sparring.search import SearchConfig, TreeSearch
 from sparring.solver import Solver

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from sparring.errors import SparringError
 from sparring.io import read_jsonl
 from sparring.selfplay import SelfPlay, SelfPlayConfig, load_selfplay_config
-from sparring.errors import SparringError
 from sparring.trajectories import load_trajectories
 
 TINY = ["rounds=2", "tasks_per_round=40", "env.eval_tasks=30", "env.extra_eval_splits=[]", "eval.k=2",
@@ -395,7 +395,7 @@ def test_a_round_with_every_agent_on_and_its_resume(tmp_path, monkeypatch):
     earlier in the round and, from round 2, tasks that round 1 posed; the rest is the real loop."""
     import gymnasium
 
-    from sparring.agents.proposer import Proposal, PolicyProposer, task_to_text
+    from sparring.agents.proposer import PolicyProposer, Proposal, task_to_text
     from sparring.envs.catalog import draw_tasks
 
     config = SelfPlayConfig()
@@ -626,8 +626,9 @@ def test_a_missing_agents_state_of_the_unfinished_round_runs_its_stage_again(tmp
     import io
     import shutil
 
-    import sparring.context
     from rich.console import Console
+
+    import sparring.context
 
     monkeypatch.setattr(sparring.context, "PART_TASKS", PART)
     run = tmp_path / "run"

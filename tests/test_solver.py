@@ -1,10 +1,10 @@
 import pytest
 
+from sparring.envs.countdown_tasks import PRESETS, generate_tasks
+from sparring.errors import UnknownNameError
 from sparring.policies.hf import HFPolicy
 from sparring.policies.policy import SamplingParams
 from sparring.solver import Solver, by_task
-from sparring.envs.countdown_tasks import PRESETS, generate_tasks
-from sparring.errors import UnknownNameError
 from sparring.trajectories import load_trajectories, save_trajectories
 
 TASKS = [t.to_dict() for t in generate_tasks(PRESETS["easy"], "train", seed=0, n=4)]

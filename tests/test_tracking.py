@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from kit import small_run
+
 from sparring.selfplay import load_selfplay_config
 from sparring.tracking import LoggingConfig
 
@@ -103,8 +103,8 @@ def test_grpo_reports_its_steps_to_the_open_tracker(tiny_checkpoint, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sparring.trainers.grpo import GRPOSettings, train_grpo
     from sparring.tracking import Tracker
+    from sparring.trainers.grpo import GRPOSettings, train_grpo
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)

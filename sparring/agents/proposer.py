@@ -34,9 +34,10 @@ import json
 import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sparring.agents.role import Collected, Record, Role, expect, train_own_model
 from sparring.context import RunContext
@@ -226,16 +227,16 @@ class PolicyProposer:
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any], config: ProposerConfig, k: int,
                  forbidden: set[str] | None = None):
-        from sparring.envs.catalog import make
+        from sparring.envs.catalog import text_env
 
         self.env_id, self.env_kwargs, self.config, self.k = env_id, dict(env_kwargs), config, k
-        self.env = cast(TextEnv, make(env_id, **self.env_kwargs).unwrapped)
+        self.env = text_env(env_id, **self.env_kwargs)
         self.family = self.env.family
         self.knobs = env_config(self.env, config.knobs)
         self.forbidden = set(forbidden or ())  # held-out tasks and, with `novel`, earlier rounds' tasks
         self.example = self.env.generate_task(0, config=self.knobs).to_dict()
 
-    def prompt_text(self, label: float, recent: list[tuple[dict[str, Any], float]] = (),
+    def prompt_text(self, label: float, recent: Sequence[tuple[dict[str, Any], float]] = (),
                     solve_rate: float | None = None) -> str:
         """The request for one task the solver solves with pass rate `label`."""
         if self.config.prompt == "compact":
@@ -255,7 +256,7 @@ class PolicyProposer:
         return [{"role": "user", "content": self.prompt_text(label, **context)}]
 
     def propose(self, policy: Policy, n: int, aim: float, *, seed: int = 0,
-                recent: list[tuple[dict[str, Any], float]] = (), solve_rate: float | None = None) -> list[Proposal]:
+                recent: Sequence[tuple[dict[str, Any], float]] = (), solve_rate: float | None = None) -> list[Proposal]:
         """`n` sampled proposals; their labels average `aim` (see `labels_for`)."""
         labels = Counter(labels_for(aim, n, self.k, random.Random(seed)))
         order = sorted(labels)
@@ -295,7 +296,7 @@ class PolicyProposer:
         return accepted
 
     def examples(self, labelled: list[tuple[dict[str, Any], float]], tokenizer: Any,
-                 recent: list[tuple[dict[str, Any], float]] = (), solve_rate: float | None = None) -> list[dict[str, str]]:
+                 recent: Sequence[tuple[dict[str, Any], float]] = (), solve_rate: float | None = None) -> list[dict[str, str]]:
         """Supervised pairs: the request for pass rate p (rounded to the k-sample grid) -> the task that had it."""
         from sparring.policies.hf import render
 
@@ -336,10 +337,10 @@ class CurriculumProposer:
     round's curriculum tasks was above the band, one down when below."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any], config: ProposerConfig):
-        from sparring.envs.catalog import make
+        from sparring.envs.catalog import text_env
 
         self.env_id, self.env_kwargs, self.config = env_id, dict(env_kwargs), config
-        env = make(env_id, **self.env_kwargs).unwrapped
+        env = text_env(env_id, **self.env_kwargs)
         self.levels = config.levels or copy.deepcopy(list(env.curriculum_levels))
         if not self.levels:
             raise ValueError(f"proposer.kind 'curriculum' needs proposer.levels (knob overrides, easiest first) for "
@@ -362,10 +363,10 @@ class CurriculumProposer:
 
     def propose(self, level: int, seed: int, start: int, n: int) -> list[dict[str, Any]]:
         """Items `start .. start+n-1` of the train split at `level`'s knobs."""
-        import gymnasium
+        from sparring.envs.catalog import text_env
 
         kwargs = {**self.env_kwargs, **self.levels[level]}
-        env = gymnasium.make(self.env_id, split="train", **kwargs).unwrapped
+        env = text_env(self.env_id, split="train", **kwargs)
         return [env.generate_task(i, seed=seed).to_dict() for i in range(start, start + n)]
 
 
@@ -376,10 +377,10 @@ class InstructionProposer:
     """SRDF's speaker: instructions for routes the generator sampled, kept when a navigator follows them."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any], config: ProposerConfig):
-        from sparring.envs.catalog import make
+        from sparring.envs.catalog import text_env
 
         self.env_id, self.env_kwargs, self.config = env_id, dict(env_kwargs), config
-        self.env = make(env_id, **{**self.env_kwargs, "goal_types": ["route"]}).unwrapped
+        self.env = text_env(env_id, **{**self.env_kwargs, "goal_types": ["route"]})
         self.family = self.env.family
 
     def draw(self, n: int, seed: int, start: int) -> list[dict[str, Any]]:
@@ -432,7 +433,7 @@ class InstructionProposer:
         candidates = [p for p in proposals if p.task is not None and p.reason is None]
         solver = Solver(navigator, self.env_id, self.env_kwargs, SamplingParams(temperature=0.0, max_tokens=max_tokens),
                         max_turns=max_turns, role="navigator")
-        episodes = solver.run([p.task for p in candidates], k=1, seed=seed) if candidates else []
+        episodes = solver.run([p.task for p in candidates if p.task is not None], k=1, seed=seed) if candidates else []
         accepted = []
         for proposal, episode in zip(candidates, episodes):
             score = float(episode.verdict.get("details", {}).get("ndtw", 0.0))
@@ -573,9 +574,9 @@ class ProposerRole(Role):
         by_key = {task_key(task): p for task, p in proposed}
         atomic_write_text(self.ctx.run.round_dir(r) / "proposals.jsonl", "".join(
             json.dumps({"text": p.text, "label": p.label, "task": p.task, "reason": p.reason, "detail": p.detail,
-                        "pass_rate": by_key.get(task_key(p.task)) if p.accepted else None,
+                        "pass_rate": by_key.get(task_key(p.task)) if p.accepted and p.task is not None else None,
                         "learnability": learnability(by_key[task_key(p.task)])
-                        if p.accepted and task_key(p.task) in by_key else None},
+                        if p.accepted and p.task is not None and task_key(p.task) in by_key else None},
                        sort_keys=True) + "\n" for p in self.proposals))
         if self.own_model:
             proposer = self.proposer or self.make_proposer(r)  # a resumed round made none

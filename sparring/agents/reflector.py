@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,8 @@ from sparring.agents.proposer import PROMPT_STYLES, ROLE_MODELS, task_key
 from sparring.agents.role import Collected, Record, Role, expect, read_saved, train_own_model
 from sparring.context import RunContext
 from sparring.envs.base import TextEnv, check_choice
-from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.io import atomic_write_text, read_jsonl
+from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.trainers.sft import SFTSettings
 from sparring.trajectories import Trajectory
 
@@ -243,7 +243,7 @@ class Reflector:
         return out
 
     def examples(self, groups: list[list[Trajectory]], tokenizer: Any,
-                 refined: list[Trajectory] = ()) -> list[dict[str, str]]:
+                 refined: Sequence[Trajectory] = ()) -> list[dict[str, str]]:
         """The reflector's supervised pairs: for each task with failed and successful attempts, the failures'
         reflections -> a success; and its own refined attempts, with the reflections they were written from."""
         from sparring.trainers.sft import sft_examples

@@ -34,15 +34,16 @@ import shutil
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.agents.proposer import PROMPT_STYLES, task_key
 from sparring.envs.base import check_choice, extract_answer
 from sparring.envs.expr import expression_pattern, instantiate
 from sparring.io import atomic_write_text, read_jsonl
+from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.trajectories import Trajectory, Turn
 
 MAX_TESTS = 8          # verified instances kept per skill
@@ -339,7 +340,7 @@ class SkillLibrary:
         self._index = None
         return self.skills[skill.id]
 
-    def retrieve(self, task: dict[str, Any], k: int, exclude: set[str] = frozenset()) -> list[Skill]:
+    def retrieve(self, task: dict[str, Any], k: int, exclude: AbstractSet[str] = frozenset()) -> list[Skill]:
         """The `k` skills most relevant to `task`: BM25L score of the task's tokens against each description,
         times the skill's success-rate prior; only skills that share a token with the task."""
         if not self.skills or k <= 0:

@@ -11,8 +11,16 @@ from typing import Any
 
 from sparring.agents.proposer import task_key
 from sparring.agents.role import Collected, PromptHook, Record, Role, expect, read_saved
-from sparring.agents.skills import (SkillKind, SkillLibrary, SkillRewardFunction, as_shown, chain_rollout, make_chains,
-                                    skill_kind_for, skill_prompt)
+from sparring.agents.skills import (
+    SkillKind,
+    SkillLibrary,
+    SkillRewardFunction,
+    as_shown,
+    chain_rollout,
+    make_chains,
+    skill_kind_for,
+    skill_prompt,
+)
 from sparring.context import RunContext
 from sparring.envs.base import TextEnv
 from sparring.policies.policy import Policy, SamplingParams

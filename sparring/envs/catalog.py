@@ -96,7 +96,7 @@ def arguments(cls: Any) -> list[dict[str, Any]]:
     import inspect
     import typing
 
-    from sparring.config import type_name, field_help
+    from sparring.config import field_help, type_name
 
     documented = argument_help(cls.__doc__ or "")
     init = type(cls).__init__ if not isinstance(cls, type) else cls.__init__  # a class, or an env instance

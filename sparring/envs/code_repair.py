@@ -29,8 +29,16 @@ from typing import Any
 
 from sparring.envs import codesynth, humaneval
 from sparring.envs.base import TextEnv, Verdict, check_choice, check_task_keys, item_rng
-from sparring.envs.code_grading import (REWARDS, Grade, TestOutcome, check_limits, check_sandbox_spec, extract_code,
-                                        grade, resolve_sandbox)
+from sparring.envs.code_grading import (
+    REWARDS,
+    Grade,
+    TestOutcome,
+    check_limits,
+    check_sandbox_spec,
+    extract_code,
+    grade,
+    resolve_sandbox,
+)
 from sparring.envs.code_harness import same_value
 from sparring.errors import UnknownNameError
 

@@ -22,8 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sparring.envs.base import SingleTurnEnv, Verdict, check_choice, check_task_keys, item_rng
-from sparring.envs.code_grading import (REWARDS, Call, Grade, IOTestSuite, TestOutcome, check_limits,
-                                        check_sandbox_spec, extract_code, grade, resolve_sandbox)
+from sparring.envs.code_grading import (
+    REWARDS,
+    Call,
+    Grade,
+    IOTestSuite,
+    TestOutcome,
+    check_limits,
+    check_sandbox_spec,
+    extract_code,
+    grade,
+    resolve_sandbox,
+)
 from sparring.envs.code_harness import same_value
 
 SPLITS = ("train", "test-seen", "test-unseen")

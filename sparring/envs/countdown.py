@@ -26,9 +26,21 @@ from typing import Any
 from sparring.envs import countdown_tasks
 from sparring.envs.base import SingleTurnEnv, TextEnv, Verdict, check_choice, extract_answer, is_int
 from sparring.envs.countdown_expert import Step, solve_steps
-from sparring.envs.countdown_tasks import (ANSWER_FORMATS, GUIDANCE_KINDS, INSTRUCTIONS, PRESETS, SPLITS, CountdownConfig,
-                                           CountdownTask, apply_move, check_move, expert_solution, read_steps,
-                                           render_steps, task_features)
+from sparring.envs.countdown_tasks import (
+    ANSWER_FORMATS,
+    GUIDANCE_KINDS,
+    INSTRUCTIONS,
+    PRESETS,
+    SPLITS,
+    CountdownConfig,
+    CountdownTask,
+    apply_move,
+    check_move,
+    expert_solution,
+    read_steps,
+    render_steps,
+    task_features,
+)
 from sparring.envs.expr import ExprError, expression_pattern, format_value, instantiate, parse
 from sparring.errors import UnsolvableTaskError
 

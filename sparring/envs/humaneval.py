@@ -31,8 +31,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparring.envs.base import SingleTurnEnv, Verdict, check_choice
-from sparring.envs.code_grading import (REWARDS, Call, CallResult, Grade, TestOutcome, check_limits,
-                                        check_sandbox_spec, clip, extract_code, grade, resolve_sandbox, show_value)
+from sparring.envs.code_grading import (
+    REWARDS,
+    Call,
+    CallResult,
+    Grade,
+    TestOutcome,
+    check_limits,
+    check_sandbox_spec,
+    clip,
+    extract_code,
+    grade,
+    resolve_sandbox,
+    show_value,
+)
 from sparring.envs.code_harness import decode_value, encode_value
 
 SPLITS = ("test",)

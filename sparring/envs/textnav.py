@@ -33,8 +33,19 @@ from typing import Any, cast
 
 from sparring.envs import textnav_lexicon as lex
 from sparring.envs.base import TextEnv, Verdict, check_choice, is_int, item_rng
-from sparring.envs.textnav_task import (DELTA, GOAL_TYPES, NAV_GOALS, SHORT, Door, Edge, Goal, Item, Receptacle, Room,
-                                        TextNavTask)
+from sparring.envs.textnav_task import (
+    DELTA,
+    GOAL_TYPES,
+    NAV_GOALS,
+    SHORT,
+    Door,
+    Edge,
+    Goal,
+    Item,
+    Receptacle,
+    Room,
+    TextNavTask,
+)
 from sparring.envs.textnav_world import World, distances
 
 SPLITS = ("train", "test-seen", "test-unseen")

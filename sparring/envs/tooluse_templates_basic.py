@@ -7,8 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sparring.envs.tooluse_builder import (CITIES, DEPTS, FOLDERS, WORDS, Builder, Call, Draft, Redraw, minutes_of,
-                                           template)
+from sparring.envs.tooluse_builder import (
+    CITIES,
+    DEPTS,
+    FOLDERS,
+    WORDS,
+    Builder,
+    Call,
+    Draft,
+    Redraw,
+    minutes_of,
+    template,
+)
 from sparring.envs.tooluse_checks import DAY_END, DAY_START, clock, free_slots
 
 

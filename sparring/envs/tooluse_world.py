@@ -32,8 +32,17 @@ from fractions import Fraction
 from typing import Any
 
 from sparring.envs.expr import ExprError, format_value, parse
-from sparring.envs.tooluse_checks import (MAX_VALUE_CHARS, ToolError, clock, free_slots, normalise_path, parent,
-                                          parse_date, parse_time, tool)
+from sparring.envs.tooluse_checks import (
+    MAX_VALUE_CHARS,
+    ToolError,
+    clock,
+    free_slots,
+    normalise_path,
+    parent,
+    parse_date,
+    parse_time,
+    tool,
+)
 from sparring.envs.tooluse_sql import MAX_SQL_CHARS, load_tables, run_sql
 from sparring.envs.tooluse_state import state_hash
 

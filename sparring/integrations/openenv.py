@@ -48,9 +48,8 @@ def _models() -> dict[str, Any]:
     if _MODELS:
         return _MODELS
     require("openenv.core.env_server", "openenv")
-    from pydantic import Field
-
     from openenv.core.env_server.types import Action, Observation, State
+    from pydantic import Field
 
     class SparringAction(Action):
         """One action of a sparring env: the text the model wrote."""

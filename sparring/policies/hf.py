@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams, truncate_at_stop
 from sparring.errors import SparringError
+from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams, truncate_at_stop
 
 
 def check_checkpoint(path: str | Path) -> Path:

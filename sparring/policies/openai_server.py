@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
-from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
 from sparring.errors import SparringError
+from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam

@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sparring.errors import SparringError
 from sparring.policies.hf import check_checkpoint, render
 from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams, split_prompts
-from sparring.errors import SparringError
 
 _IN_PROCESS_ENGINES: weakref.WeakSet = weakref.WeakSet()  # the live in-process engine (at most one: vLLM's
 # process groups are global to the process)

@@ -23,9 +23,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from sparring.errors import SparringError
 from sparring.policies.hf import check_checkpoint
 from sparring.policies.vllm_engine import INSTALL_HINT
-from sparring.errors import SparringError
 
 
 def this_machine_address() -> str:

@@ -41,12 +41,29 @@ from typing import IO, cast
 
 from sparring.errors import UnknownNameError
 from sparring.sandboxes import seccomp
-from sparring.sandboxes.base import (Deadline, ExecResult, Limits, RunRequest, Sandbox, SandboxError, decode,
-                                     memory_error_in)
+from sparring.sandboxes.base import (
+    Deadline,
+    ExecResult,
+    Limits,
+    RunRequest,
+    Sandbox,
+    SandboxError,
+    decode,
+    memory_error_in,
+)
 from sparring.sandboxes.cgroups import SlotCgroups
 from sparring.sandboxes.runio import capture, make_work_root, memory_file, remove_tree
-from sparring.sandboxes.tiers import (LAUNCHER_FAILED, LAUNCHER_MESSAGE, TIERS, UNSHARE_SETUP, sandbox_python,
-                                      strongest_tier, system_binds, tier_problem, tier_works)
+from sparring.sandboxes.tiers import (
+    LAUNCHER_FAILED,
+    LAUNCHER_MESSAGE,
+    TIERS,
+    UNSHARE_SETUP,
+    sandbox_python,
+    strongest_tier,
+    system_binds,
+    tier_problem,
+    tier_works,
+)
 from sparring.sandboxes.uids import UidLease, is_root, kill_until_gone, uid_processes
 from sparring.sandboxes.warm import FORK_SERVER, WARM_MODULES, capture_warm, cpu_seconds, warm_status, work_frames
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.policies.hf import render
 from sparring.envs.base import check_choice
+from sparring.policies.hf import render
 from sparring.trainers.base import RoundTrainer
 from sparring.trainers.sft import _context_length, last_checkpoint, mean_logged_loss, quiet_hf, train_on_cpu
 from sparring.trajectories import Trajectory
@@ -127,14 +127,13 @@ def train_dpo(model: Any, tokenizer: Any, reference: Any, pairs: list[tuple[Traj
     """Train `model` in place with TRL's DPOTrainer on `pairs` against `reference` (a frozen copy of the round's
     starting weights; with `lora`, an adapter trains, is saved to `adapter_dir` and merged). Returns the loss and
     TRL's reward metrics averaged over the logged steps."""
-    from sparring.trainers.lora import merge_adapter, peft_config
-
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl.trainer.dpo_config import DPOConfig
     from trl.trainer.dpo_trainer import DPOTrainer
 
     from sparring.tracking import trainer_reporting
+    from sparring.trainers.lora import merge_adapter, peft_config
 
     examples = [e for e in (pair_example(c, r, tokenizer) for c, r in pairs) if e["chosen"] != e["rejected"]]
     if not examples:

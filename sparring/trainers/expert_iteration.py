@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from sparring.context import RunContext
+from sparring.envs.base import check_choice
+from sparring.errors import SparringError
 from sparring.policies.policy import Policy, SamplingParams
 from sparring.search import SearchConfig, TreeSearch
 from sparring.solver import EpisodeExecutor, Solver, by_task
-from sparring.envs.base import check_choice
-from sparring.errors import SparringError
 from sparring.trainers.base import RoundTrainer
 from sparring.trainers.sft import SFTSettings, sft_examples, supervised_finetune
 from sparring.trajectories import Trajectory, Turn
@@ -410,8 +410,8 @@ class ExpertIterationTrainer(RoundTrainer):
         the answer graded and stored is the prefix followed by the continuation. Single-turn envs only."""
         from dataclasses import replace
 
-        from sparring.policies.hf import render
         from sparring.envs.base import SingleTurnEnv
+        from sparring.policies.hf import render
 
         if not isinstance(env, SingleTurnEnv):
             raise ValueError(f"expert_iteration.guided=prefix starts a single answer, and {self.env_id} is multi-turn: "

@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.policies.hf import render
-from sparring.policies.policy import SamplingParams
 from sparring.errors import SparringError, UnknownNameError
 from sparring.io import atomic_write_text
+from sparring.policies.hf import render
+from sparring.policies.policy import SamplingParams
 from sparring.trainers.base import RoundTrainer
 from sparring.trainers.grpo_rewards import EpisodeReward, EpisodeRollout, env_reward_function, is_multi_turn
 from sparring.trainers.lora import merge_adapter, peft_config
@@ -214,7 +214,9 @@ def close_colocated_vllm(trainer: Any) -> None:
     gc.collect()
     # vLLM: an optional extra (this runs only where a colocated engine started), absent where pyright may run
     from vllm.distributed.parallel_state import (  # pyright: ignore[reportMissingImports]
-        destroy_distributed_environment, destroy_model_parallel)
+        destroy_distributed_environment,
+        destroy_model_parallel,
+    )
 
     destroy_model_parallel()
     destroy_distributed_environment()

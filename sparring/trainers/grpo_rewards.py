@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sparring.envs.grading import EnvGrader, completion_text
-from sparring.policies.hf import render
 from sparring.errors import SparringError
+from sparring.policies.hf import render
 
 
 def _task_dict(task: Any) -> dict[str, Any]:

@@ -117,14 +117,13 @@ def supervised_finetune(model: Any, tokenizer: Any, examples: list[dict[str, str
     Every `settings.save_steps` steps the trainer checkpoints into `output_dir`; a call with the same arguments
     and an `output_dir` that holds one continues from it (weights, optimizer, scheduler, RNG state and the
     position in the data), so the result is what an uninterrupted call gives."""
-    from sparring.trainers.lora import merge_adapter, peft_config
-
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl.trainer.sft_config import SFTConfig
     from trl.trainer.sft_trainer import SFTTrainer
 
     from sparring.tracking import trainer_reporting
+    from sparring.trainers.lora import merge_adapter, peft_config
 
     if not examples:
         raise ValueError("no examples to fine-tune on")

@@ -6,8 +6,8 @@ import itertools
 import re
 from collections.abc import Callable, Sequence
 
-from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams
 from sparring.envs.countdown_tasks import CountdownTask, expert_solution
+from sparring.policies.policy import Completion, Policy, Prompt, SamplingParams
 
 
 def prompt_text(prompt: Prompt) -> str:

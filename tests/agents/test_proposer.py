@@ -6,12 +6,23 @@ import random
 
 import gymnasium
 import pytest
-
-import sparring  # noqa: F401
-from sparring.agents.proposer import (CurriculumProposer, PolicyProposer, Proposal, ProposerConfig, check_task,
-                                      labels_for, learnability, next_aim, proposal_metrics, task_to_text, text_to_task)
 from agents_kit import ScriptedPolicy
 from kit import local_sandbox_or_skip
+
+import sparring  # noqa: F401
+from sparring.agents.proposer import (
+    CurriculumProposer,
+    PolicyProposer,
+    Proposal,
+    ProposerConfig,
+    check_task,
+    labels_for,
+    learnability,
+    next_aim,
+    proposal_metrics,
+    task_to_text,
+    text_to_task,
+)
 
 KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}
 COUNTDOWN = gymnasium.make("Countdown-v0", **KWARGS).unwrapped

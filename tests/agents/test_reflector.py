@@ -1,15 +1,21 @@
 """The reflector: reflections and their memory, Re-ReST refinement kept only when it re-verifies."""
 
 import pytest
+from agents_kit import ScriptedPolicy, compact_task, expert_answer
 
 import sparring  # noqa: F401
-from sparring.policies.policy import SamplingParams
 from sparring.agents.proposer import task_key
-from sparring.agents.reflector import (Reflection, ReflectionMemory, Reflector, ReflectorConfig, reflection_prompt,
-                                       reflection_text)
-from sparring.solver import Solver, by_task
+from sparring.agents.reflector import (
+    Reflection,
+    ReflectionMemory,
+    Reflector,
+    ReflectorConfig,
+    reflection_prompt,
+    reflection_text,
+)
+from sparring.policies.policy import SamplingParams
 from sparring.policies.tiny import build_tokenizer
-from agents_kit import ScriptedPolicy, compact_task, expert_answer
+from sparring.solver import Solver, by_task
 
 KWARGS = {"instruction": "compact"}
 TASKS = [{"numbers": [8, 3, 2], "target": 22}, {"numbers": [5, 4, 2], "target": 18}]

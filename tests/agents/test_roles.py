@@ -5,6 +5,7 @@ import contextlib
 import json
 
 import pytest
+from agents_kit import ScriptedPolicy, compact_task, expert_answer
 
 import sparring  # noqa: F401
 from sparring.agents.proposer import ProposerRole, task_key
@@ -21,7 +22,6 @@ from sparring.policies.tiny import build_tokenizer
 from sparring.selfplay_config import load_selfplay_config
 from sparring.solver import Solver, by_task
 from sparring.trainers.bootstrap import expert_demonstrations
-from agents_kit import ScriptedPolicy, compact_task, expert_answer
 
 SMALL = ["env.eval_tasks=6", "env.extra_eval_splits=[]", "expert_iteration.k=2"]
 TASKS = [{"numbers": [8, 3, 2], "target": 22}, {"numbers": [5, 4, 2], "target": 18}, {"numbers": [6, 2, 1], "target": 13}]

@@ -5,17 +5,25 @@ import json
 
 import gymnasium
 import pytest
-
-import sparring  # noqa: F401
-from sparring.policies.policy import SamplingParams
-from sparring.agents.skills import (ExpressionSkills, MacroSkills, Skill, SkillLibrary, SkillRewardFunction, SkillsConfig,
-                                    chain_rollout, make_chains)
-from sparring.solver import Solver, by_task
-from sparring.agents.skills import skill_kind_for as skill_kind_for_env
-from sparring.trajectories import Trajectory, Turn
-from sparring.envs.expr import expression_pattern, instantiate, parse
 from agents_kit import ScriptedPolicy, expert_answer, pattern_user
 from kit import local_sandbox_or_skip
+
+import sparring  # noqa: F401
+from sparring.agents.skills import (
+    ExpressionSkills,
+    MacroSkills,
+    Skill,
+    SkillLibrary,
+    SkillRewardFunction,
+    SkillsConfig,
+    chain_rollout,
+    make_chains,
+)
+from sparring.agents.skills import skill_kind_for as skill_kind_for_env
+from sparring.envs.expr import expression_pattern, instantiate, parse
+from sparring.policies.policy import SamplingParams
+from sparring.solver import Solver, by_task
+from sparring.trajectories import Trajectory, Turn
 
 KWARGS = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}
 
@@ -128,8 +136,9 @@ def test_a_rollout_cut_inside_a_position_continues_after_the_last_one_saved(tmp_
     metrics, library. A solver that fails some tasks, so that skills are made and reused unevenly."""
     import zlib
 
-    from sparring.agents.skills import POSITION_DIR
     from agents_kit import compact_task
+
+    from sparring.agents.skills import POSITION_DIR
 
     e = env()
     chains = make_chains([e.generate_task(i).to_dict() for i in range(9)], 3, e, expression_skills(), seed=0)

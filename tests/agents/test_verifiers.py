@@ -1,14 +1,23 @@
 """Verifiers: the env's, majority vote, a model as judge, and their agreement."""
 
 import pytest
+from agents_kit import ScriptedPolicy
 
 import sparring  # noqa: F401
-from sparring.solver import Solver, by_task
-from sparring.agents.verifiers import (MajorityVoteVerifier, ModelJudgeVerifier, ProgrammaticVerifier, VerifierConfig,
-                                       agreement, answer_key, judge_examples, judge_prompt, read_judgement,
-                                       verifier_metrics)
+from sparring.agents.verifiers import (
+    MajorityVoteVerifier,
+    ModelJudgeVerifier,
+    ProgrammaticVerifier,
+    VerifierConfig,
+    agreement,
+    answer_key,
+    judge_examples,
+    judge_prompt,
+    read_judgement,
+    verifier_metrics,
+)
 from sparring.policies.policy import SamplingParams
-from agents_kit import ScriptedPolicy
+from sparring.solver import Solver, by_task
 
 KWARGS = {"instruction": "compact"}
 TASK = {"numbers": [8, 3, 2], "target": 22}

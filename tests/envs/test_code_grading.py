@@ -10,8 +10,17 @@ from hypothesis import strategies as st
 from kit import docker_image_or_skip, sandbox_cgroups
 
 import sparring  # noqa: F401
-from sparring.envs.code_grading import (Call, IOTestSuite, extract_code, grade, grade_many, parse_results,
-                                        resolve_sandbox, run_calls, shared_sandbox)
+from sparring.envs.code_grading import (
+    Call,
+    IOTestSuite,
+    extract_code,
+    grade,
+    grade_many,
+    parse_results,
+    resolve_sandbox,
+    run_calls,
+    shared_sandbox,
+)
 from sparring.envs.code_harness import decode_value, encode_value, same_value
 from sparring.sandboxes import SandboxError, make_sandbox
 

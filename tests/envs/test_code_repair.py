@@ -7,9 +7,9 @@ import gymnasium
 import pytest
 
 import sparring  # noqa: F401
-from sparring.envs.code_repair import CodeRepairTask, codesynth_mutants, humaneval_mutants
 from sparring.envs.code_grading import grade_many, shared_sandbox
-from sparring.envs.codesynth import CodeSynthTask, PRESETS, expert_solution, generate_task
+from sparring.envs.code_repair import CodeRepairTask, codesynth_mutants, humaneval_mutants
+from sparring.envs.codesynth import PRESETS, CodeSynthTask, expert_solution, generate_task
 from sparring.envs.humaneval import HumanEvalTask
 
 TASK = {"source": "CodeSynth-v0",

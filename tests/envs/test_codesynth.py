@@ -5,9 +5,20 @@ import pytest
 
 import sparring  # noqa: F401
 from sparring.envs.code_harness import same_value
-from sparring.envs.codesynth import (OPS, PRESETS, CodeSynthConfig, CodeSynthTask, Step, expert_solution,
-                                     generate_task, is_held_out_program, program_key, prompt, render_program,
-                                     run_program)
+from sparring.envs.codesynth import (
+    OPS,
+    PRESETS,
+    CodeSynthConfig,
+    CodeSynthTask,
+    Step,
+    expert_solution,
+    generate_task,
+    is_held_out_program,
+    program_key,
+    prompt,
+    render_program,
+    run_program,
+)
 
 
 def test_item_i_is_a_pure_function_of_seed_and_index():

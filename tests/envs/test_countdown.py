@@ -6,9 +6,19 @@ import gymnasium
 import pytest
 
 import sparring  # noqa: F401
-from sparring.envs.countdown_tasks import (PRESETS, SPLITS, CountdownConfig, CountdownTask, expert_solution, generate_task, generate_tasks, is_held_out_target,
-                                           split_of, verify)
 from sparring.envs.countdown_expert import solve
+from sparring.envs.countdown_tasks import (
+    PRESETS,
+    SPLITS,
+    CountdownConfig,
+    CountdownTask,
+    expert_solution,
+    generate_task,
+    generate_tasks,
+    is_held_out_target,
+    split_of,
+    verify,
+)
 from sparring.errors import UnknownNameError, UnsolvableTaskError
 
 T24 = CountdownTask((8, 3, 2, 1), 24)

@@ -1,7 +1,7 @@
 import pytest
 
-from sparring.envs.countdown_tasks import CountdownTask, PRESETS, generate_tasks, verify
 from sparring.envs.countdown_expert import search_trace, solve, solve_steps
+from sparring.envs.countdown_tasks import PRESETS, CountdownTask, generate_tasks, verify
 from sparring.errors import UnknownNameError
 
 

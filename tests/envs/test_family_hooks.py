@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import gymnasium
 import pytest
+from kit import local_sandbox_or_skip
 
 import sparring  # noqa: F401
 from sparring.envs.base import TextEnv
@@ -14,7 +15,6 @@ from sparring.envs.countdown import CURRICULUM_LEVELS, CountdownEnv, CountdownSt
 from sparring.envs.countdown_tasks import CountdownTask, expert_solution
 from sparring.envs.expr import expression_pattern, instantiate, parse
 from sparring.envs.textnav import TextNavEnv
-from kit import local_sandbox_or_skip
 
 COUNTDOWN = {"difficulty": "easy", "max_number": 20, "min_target": 1, "instruction": "compact"}
 

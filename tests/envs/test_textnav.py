@@ -11,8 +11,8 @@ import pytest
 
 import sparring  # noqa: F401
 from sparring.envs.textnav import PRESETS, TextNavConfig, dtw, generate_task, ndtw, spl, split_of
-from sparring.envs.textnav_lexicon import held_out_words
 from sparring.envs.textnav_commands import Command, parse
+from sparring.envs.textnav_lexicon import held_out_words
 from sparring.envs.textnav_task import DELTA, GOAL_TYPES, OPPOSITE, TextNavTask
 from sparring.envs.textnav_world import World
 from sparring.errors import UnknownNameError, UnsolvableTaskError

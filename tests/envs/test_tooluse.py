@@ -6,18 +6,16 @@ import gymnasium
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kit import local_sandbox_or_skip
 
 import sparring  # noqa: F401
-from sparring.envs.tooluse import (PRESETS, SPLITS, ToolUseConfig, format_call, generate_task, parse_action,
-                                   split_of)
-from sparring.envs.tooluse_tasks import (answers_match, normalise_answer, replay, run_model_verifications,
-                                         validate_task)
-from sparring.envs.tooluse_templates import HELD_OUT, TEMPLATES, TRAINING, instantiate
+from sparring.envs.tooluse import PRESETS, SPLITS, ToolUseConfig, format_call, generate_task, parse_action, split_of
 from sparring.envs.tooluse_checks import ToolError, normalise_path
 from sparring.envs.tooluse_state import state_hash
+from sparring.envs.tooluse_tasks import answers_match, normalise_answer, replay, run_model_verifications, validate_task
+from sparring.envs.tooluse_templates import HELD_OUT, TEMPLATES, TRAINING, instantiate
 from sparring.envs.tooluse_world import TOOL_NAMES, ToolWorld, tool_schemas
 from sparring.errors import UnknownNameError, UnsolvableTaskError
-from kit import local_sandbox_or_skip
 
 WORLD = {
     "now": "2026-03-02T09:00",

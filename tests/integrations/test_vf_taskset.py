@@ -16,9 +16,8 @@ import sparring  # noqa: F401
 
 pytest.importorskip("verifiers.v1", reason='verifiers is not installed (pip install "sparring[verifiers]")')
 
-from verifiers.v1.utils.loaders import environment_class, taskset_class  # noqa: E402
-
 from kit import NO_VLLM  # noqa: E402
+from verifiers.v1.utils.loaders import environment_class, taskset_class  # noqa: E402
 
 import sparring_verifiers  # noqa: E402
 from sparring.integrations.verifiers import SparringConfig, SparringEnv, SparringTaskset  # noqa: E402
@@ -50,12 +49,12 @@ def test_verifiers_loads_the_taskset_and_env_by_id_and_the_tasks_are_the_splits_
 @pytest.fixture(scope="module")
 def vllm_url(request):
     pytest.importorskip("vllm", reason=NO_VLLM)  # before the taught model is made: a skip costs nothing
-    from sparring.policies.vllm_server import VLLMServer
-
     # The taught model learnt its answers after <bos>. vLLM's chat endpoint tokenizes the chat template's text
     # without special tokens (sparring's openai backend asks for them; verifiers' harness does not), so this
     # copy's template writes <bos> itself, as most chat models' templates do.
     from transformers import AutoTokenizer
+
+    from sparring.policies.vllm_server import VLLMServer
 
     taught = request.getfixturevalue("taught_checkpoint")
     checkpoint = request.getfixturevalue("tmp_path_factory").mktemp("taught-bos") / "model"

@@ -10,13 +10,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from sparring.policies.openai_server import OpenAIPolicy
-from sparring.policies.vllm_server import VLLMServer, free_port
-from sparring.policies.policy import SamplingParams, make_policy
-from sparring.errors import SparringError
-
 from kit import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the engine tests)
+
+from sparring.errors import SparringError
+from sparring.policies.openai_server import OpenAIPolicy
+from sparring.policies.policy import SamplingParams, make_policy
+from sparring.policies.vllm_server import VLLMServer, free_port
 
 STARTUP_LIMIT_S = 300  # a bound on waiting for the server (it takes ~30 s on 2 busy cores), not a speed check
 

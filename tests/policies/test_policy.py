@@ -1,9 +1,9 @@
 import pytest
 
+from sparring.errors import SparringError, UnknownNameError
 from sparring.policies.hf import HFPolicy
 from sparring.policies.policy import SamplingParams, make_policy, truncate_at_stop
 from sparring.policies.tiny import CHARACTERS, build_tokenizer
-from sparring.errors import SparringError, UnknownNameError
 
 
 def test_character_tokenizer_round_trips_and_loads_like_any_checkpoint(tiny_checkpoint):

@@ -7,11 +7,10 @@ checks that need no engine.
 import sys
 
 import pytest
-
-from sparring.policies.policy import SamplingParams, make_policy
-from sparring.errors import SparringError
-
 from kit import NO_VLLM, PROMPTS, TAUGHT, check_completions  # noqa: E402  (shared with the server tests)
+
+from sparring.errors import SparringError
+from sparring.policies.policy import SamplingParams, make_policy
 
 
 @pytest.fixture(scope="module")

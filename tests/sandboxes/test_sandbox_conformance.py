@@ -6,7 +6,6 @@ import os
 import uuid
 
 import pytest
-
 from sandbox_kit import leftover_processes
 
 from sparring.sandboxes import STATUSES
@@ -131,6 +130,7 @@ def test_the_sandbox_keeps_working_after_failures(sandbox):
 @pytest.mark.parametrize("kind", ["local"])
 def test_closed_sandbox_refuses_runs(kind, request):
     from sandbox_kit import open_sandbox
+
     from sparring.sandboxes import SandboxError
 
     sandbox = open_sandbox(kind, request, workers=1)

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from sandbox_kit import open_sandbox
 
 OWNER = """

@@ -16,7 +16,6 @@ import time
 import uuid
 
 import pytest
-
 from sandbox_kit import leftover_processes
 
 FORK_BOMB = """

@@ -70,9 +70,9 @@ class ThreeNumberSolver:
     def generate(self, prompts, params):
         import random
 
-        from sparring.policies.policy import Completion
         from sparring.envs.countdown_tasks import CountdownTask, expert_answer
         from sparring.errors import UnsolvableTaskError
+        from sparring.policies.policy import Completion
 
         out = []
         for prompt in prompts:
@@ -97,7 +97,7 @@ def test_search_finishes_after_first_moves_and_keeps_whole_answers_that_verify()
     moves leave, and the whole 4-number answers are graded by the env on the whole task."""
     import gymnasium
 
-    from sparring.envs.countdown_tasks import generate_tasks, CountdownConfig
+    from sparring.envs.countdown_tasks import CountdownConfig, generate_tasks
     from sparring.trainers.expert_iteration import ExpertIterationTrainer
 
     kwargs = {"num_numbers": 4, "max_number": 20, "min_target": 1, "instruction": "compact",

@@ -12,9 +12,9 @@ import pytest
 from kit import teach
 
 import sparring  # noqa: F401
-from sparring.policies.hf import render
 from sparring.envs.countdown_tasks import PRESETS, generate_tasks
 from sparring.errors import UnknownNameError
+from sparring.policies.hf import render
 from sparring.trainers import grpo, grpo_rewards
 from sparring.trainers.grpo import GRPOSettings, train_grpo
 from sparring.trainers.grpo_rewards import env_reward_function, is_multi_turn

@@ -7,9 +7,16 @@ import gymnasium
 import pytest
 
 import sparring  # noqa: F401
-from sparring.policies.policy import Completion
-from sparring.envs.countdown_tasks import CountdownTask, apply_move, check_move, expert_answer, render_steps, verify_steps
 from sparring.envs.countdown_expert import solve_steps
+from sparring.envs.countdown_tasks import (
+    CountdownTask,
+    apply_move,
+    check_move,
+    expert_answer,
+    render_steps,
+    verify_steps,
+)
+from sparring.policies.policy import Completion
 from sparring.trainers.expert_iteration import GUIDANCE_MARK, ExpertIterationConfig, ExpertIterationTrainer
 from sparring.trainers.sft import sft_examples
 from sparring.trajectories import Trajectory, Turn

@@ -45,7 +45,8 @@ def main() -> None:
     ours = per_second(lambda c: verify(c[0], c[1]), completions, args.seconds)
     print(f"verifier, ours:            {ours:10.0f} verifications/s ({1e6 / ours:.1f} us each)")
     try:
-        from reasoning_gym.games.countdown import CountdownConfig as RGConfig, CountdownDataset
+        from reasoning_gym.games.countdown import CountdownConfig as RGConfig
+        from reasoning_gym.games.countdown import CountdownDataset
         from reasoning_gym.utils import extract_answer
     except ImportError:
         print("verifier, reasoning-gym:   not installed (pip install -e '.[dev]'): no ratio")

@@ -21,9 +21,9 @@ import gymnasium
 import yaml
 
 import sparring  # noqa: F401
+from sparring.envs.catalog import draw_tasks
 from sparring.policies.policy import SamplingParams, make_policy
 from sparring.solver import Solver, by_task
-from sparring.envs.catalog import draw_tasks
 from sparring.trainers.expert_iteration import ExpertIterationConfig, ExpertIterationTrainer
 
 

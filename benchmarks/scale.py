@@ -44,11 +44,11 @@ def main() -> None:
 
     import torch
 
+    from sparring.envs.catalog import draw_tasks
+    from sparring.executors import connect_ray, make_executor
     from sparring.policies.hf import HFPolicy
     from sparring.policies.policy import SamplingParams
     from sparring.solver import Solver
-    from sparring.executors import connect_ray, make_executor
-    from sparring.envs.catalog import draw_tasks
 
     path = args.checkpoint
     if path is None:

@@ -18,10 +18,10 @@ import time
 
 import yaml
 
+from sparring.envs.catalog import draw_tasks
 from sparring.policies.policy import SamplingParams, make_policy
 from sparring.search import SearchConfig, TreeSearch
 from sparring.solver import Solver, by_task
-from sparring.envs.catalog import draw_tasks
 
 
 def episode_tokens(trajectory) -> int:

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from trl import GRPOConfig, GRPOTrainer
 
 from sparring.integrations import trl as sparring_trl

@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sparring.envs.catalog import draw_tasks
     from sparring.context import save_checkpoint
+    from sparring.envs.catalog import draw_tasks
     from sparring.selfplay_config import EnvConfig
     from sparring.trainers.grpo import GRPOSettings, train_grpo
 

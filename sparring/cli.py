@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 from urllib.parse import urlparse
 
 from rich.console import Console
@@ -15,9 +15,6 @@ from rich.table import Table
 
 from sparring.errors import SparringError
 from sparring.io import read_jsonl
-
-if TYPE_CHECKING:
-    from sparring.envs.base import TextEnv
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -52,12 +49,10 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Countdown end to end: tasks drawn from a split, the expert's answer and some wrong ones, graded."""
-    import gymnasium
-
-    import sparring  # noqa: F401
+    from sparring.envs.catalog import make, unwrapped
 
     console = Console(width=args.width)
-    env = gymnasium.make("Countdown-v0", difficulty=args.difficulty, split=args.split)
+    env = make("Countdown-v0", difficulty=args.difficulty, split=args.split)
     table = Table(title=f"Countdown-v0 ({args.difficulty}, {args.split}): answers and their verdicts")
     for column in ("task", "answer", "reward", "feedback"):
         table.add_column(column, overflow="fold")
@@ -67,7 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if episode == 0:
             console.print(f"[bold]Observation:[/bold] {observation}\n")
         task = info["task"]
-        expert = cast("TextEnv", env.unwrapped).expert_actions()[0]
+        expert = unwrapped(env).expert_actions()[0]
         numbers = task["numbers"]
         answers = [expert, f"<answer>{'+'.join(map(str, numbers))}</answer>",
                    f"<answer>{numbers[0]}*{numbers[0]}</answer>", "I think the answer is 42."]

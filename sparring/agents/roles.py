@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sparring.agents.proposer import ProposerRole
 from sparring.agents.reflector import ReflectorRole
@@ -35,7 +35,6 @@ from sparring.agents.role import Collected, Damaged, PromptHook, Record, Role, e
 from sparring.agents.skills_role import SkillsRole
 from sparring.agents.verifiers import VerifierRole
 from sparring.context import RunContext
-from sparring.envs.base import TextEnv
 from sparring.errors import SparringError
 from sparring.io import atomic_dir, atomic_write_json
 from sparring.policies.policy import Policy, SamplingParams
@@ -52,10 +51,10 @@ class Roles:
     """The enabled roles of a run, in `ROLE_CLASSES`' order, and the round's task records they share."""
 
     def __init__(self, ctx: RunContext):
-        from sparring.envs.catalog import make
+        from sparring.envs.catalog import text_env
 
         self.ctx, self.config = ctx, ctx.config
-        self.env = cast(TextEnv, make(ctx.env_id, **ctx.env_kwargs).unwrapped)
+        self.env = text_env(ctx.env_id, **ctx.env_kwargs)
         self.roles: list[Role] = [cls(ctx, self.env) for cls in ROLE_CLASSES if cls.wanted(ctx.config)]
         self.records: list[Record] = []  # the round's tasks.jsonl lines, in task order
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparring.envs.base import check_choice
+from sparring.envs.base import check_at_least, check_choice
 from sparring.errors import SparringError
 
 if TYPE_CHECKING:
@@ -61,10 +61,7 @@ class ExecutorConfig:
 
     def __post_init__(self) -> None:
         check_choice("executor.kind", self.kind, KINDS)
-        for name, low in (("num_workers", 1), ("max_retries", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"executor.{name} must be an integer >= {low}, got {value!r}")
+        check_at_least("executor", self, {"num_workers": 1, "max_retries": 0})
         if self.address is not None:
             if not isinstance(self.address, str) or not self.address:
                 raise ValueError(f"executor.address must be a Ray address string or null, got {self.address!r}")

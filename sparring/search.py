@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sparring.envs.base import check_at_least
 from sparring.policies.policy import Completion, Policy, SamplingParams
 from sparring.solver import acquire_envs, release_envs, turn_seed
 from sparring.trajectories import Trajectory, Turn
@@ -35,10 +36,7 @@ class SearchConfig:
     temperature: float = 1.0       # sampling temperature of the proposals and the rollouts
 
     def __post_init__(self) -> None:
-        for name, low in (("width", 1), ("beam", 1), ("rollouts", 0), ("node_budget", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"search.{name} must be an integer >= {low}, got {value!r}")
+        check_at_least("search", self, {"width": 1, "beam": 1, "rollouts": 0, "node_budget": 1})
         if not self.temperature > 0:
             raise ValueError(f"search.temperature must be > 0 (search needs different samples), got {self.temperature!r}")
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from sparring.agents.role import Collected, Record, Role, expect, train_own_model
 from sparring.context import RunContext
-from sparring.envs.base import TextEnv, check_choice
+from sparring.envs.base import TextEnv, check_at_least, check_choice
 from sparring.errors import UnsolvableTaskError
 from sparring.io import atomic_write_text, read_jsonl
 from sparring.policies.policy import Policy, Prompt, SamplingParams
@@ -89,10 +89,7 @@ class ProposerConfig:
             raise ValueError(f"proposer.fraction must be in (0, 1] (the share of a round's tasks it writes), got {self.fraction!r}")
         if len(self.band) != 2 or not 0 <= self.band[0] < self.band[1] <= 1:
             raise ValueError(f"proposer.band must be [low, high] with 0 <= low < high <= 1, got {self.band!r}")
-        for name, low in (("k", 2), ("candidates", 0), ("max_tokens", 1), ("bootstrap_tasks", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"proposer.{name} must be an integer >= {low}, got {value!r}")
+        check_at_least("proposer", self, {"k": 2, "candidates": 0, "max_tokens": 1, "bootstrap_tasks": 0})
         if not self.temperature > 0:
             raise ValueError(f"proposer.temperature must be > 0 (proposals are sampled), got {self.temperature!r}")
         if not 0 <= self.ndtw <= 1:

@@ -29,7 +29,7 @@ from typing import Any
 from sparring.agents.proposer import PROMPT_STYLES, ROLE_MODELS, task_key
 from sparring.agents.role import Collected, Record, Role, expect, read_saved, train_own_model
 from sparring.context import RunContext
-from sparring.envs.base import TextEnv, check_choice
+from sparring.envs.base import TextEnv, check_at_least, check_choice
 from sparring.io import atomic_write_text, read_jsonl
 from sparring.policies.policy import Policy, Prompt, SamplingParams
 from sparring.trainers.sft import SFTSettings
@@ -61,10 +61,7 @@ class ReflectorConfig:
         check_choice("reflector.model", self.model, ROLE_MODELS)
         check_choice("reflector.prompt", self.prompt, PROMPT_STYLES)
         check_choice("reflector.reflections", self.reflections, REFLECTIONS)
-        for name, low in (("memory", 1), ("trials", 1), ("samples", 1), ("max_tasks", 0), ("bootstrap_tasks", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"reflector.{name} must be an integer >= {low}, got {value!r}")
+        check_at_least("reflector", self, {"memory": 1, "trials": 1, "samples": 1, "max_tasks": 0, "bootstrap_tasks": 0})
         if not self.temperature > 0:
             raise ValueError(f"reflector.temperature must be > 0 (revisions are sampled), got {self.temperature!r}")
 

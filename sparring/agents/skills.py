@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.agents.proposer import PROMPT_STYLES, task_key
-from sparring.envs.base import check_choice, extract_answer
+from sparring.envs.base import check_at_least, check_choice, extract_answer
 from sparring.envs.expr import expression_pattern, instantiate
 from sparring.io import atomic_write_text, read_jsonl
 from sparring.policies.policy import Policy, Prompt, SamplingParams
@@ -67,10 +67,7 @@ class SkillsConfig:
 
     def __post_init__(self) -> None:
         check_choice("skills.prompt", self.prompt, PROMPT_STYLES)
-        for name, low in (("top_k", 1), ("chain_length", 1), ("min_uses", 1), ("max_size", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"skills.{name} must be an integer >= {low}, got {value!r}")
+        check_at_least("skills", self, {"top_k": 1, "chain_length": 1, "min_uses": 1, "max_size": 1})
         if self.load is not None and not Path(self.load).is_file():
             raise ValueError(f"skills.load {self.load!r} is not a file: give a skills.jsonl that a run saved")
         if not 0 <= self.min_rate <= 1 or self.reward_bonus < 0:

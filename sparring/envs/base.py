@@ -151,6 +151,15 @@ def resolve_config(config_class: type, presets: Mapping[str, Any], difficulty: s
     return dataclasses.replace(base, **knobs)
 
 
+def check_at_least(section: str, settings: Any, lows: dict[str, int], hints: dict[str, str] | None = None) -> None:
+    """Each field `name` of `settings` an integer (not a bool) >= `lows[name]`, checked in order; else a ValueError
+    naming `section.name` (with `hints[name]` after it, where given)."""
+    for name, low in lows.items():
+        value = getattr(settings, name)
+        if not is_int(value) or value < low:
+            raise ValueError(f"{section}.{name} must be an integer >= {low}, got {value!r}" + (hints or {}).get(name, ""))
+
+
 def check_choice(kind: str, value: Any, accepted: tuple[str, ...]) -> str:
     """`value` if it is one of `accepted`, else an `UnknownNameError` naming them."""
     if not isinstance(value, str) or value not in accepted:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.envs.base import check_choice
+from sparring.envs.base import check_at_least, check_choice
 from sparring.policies.hf import render
 from sparring.trainers.base import RoundTrainer
 from sparring.trainers.sft import _context_length, last_checkpoint, mean_logged_loss, quiet_hf, train_on_cpu
@@ -52,10 +52,7 @@ class DPOSettings:
     def __post_init__(self) -> None:
         check_choice("dpo.pairs_from", self.pairs_from, PAIR_SOURCES)
         check_choice("dpo.loss_type", self.loss_type, LOSS_TYPES)
-        for name in ("steps", "batch_size", "max_pairs_per_task"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"dpo.{name} must be an integer >= 1, got {value!r}")
+        check_at_least("dpo", self, {"steps": 1, "batch_size": 1, "max_pairs_per_task": 1})
         if not isinstance(self.save_steps, int) or isinstance(self.save_steps, bool) or self.save_steps < 0:
             raise ValueError(f"dpo.save_steps must be an integer >= 0 (0: no mid-training checkpoint), got "
                              f"{self.save_steps!r}")

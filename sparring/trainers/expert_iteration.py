@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from sparring.context import RunContext
-from sparring.envs.base import check_choice
+from sparring.envs.base import check_at_least, check_choice
 from sparring.errors import SparringError
 from sparring.policies.policy import Policy, SamplingParams
 from sparring.search import SearchConfig, TreeSearch
@@ -90,14 +90,8 @@ class ExpertIterationConfig:
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(steps=60, learning_rate=1e-4, scheduler="cosine"))
 
     def __post_init__(self) -> None:
-        for name, low in (("search", 0), ("search_samples", 1), ("replay", 0), ("guided_samples", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"expert_iteration.{name} must be an integer >= {low}, got {value!r}")
-        for name in ("k", "max_per_task"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"expert_iteration.{name} must be an integer >= 1, got {value!r}")
+        check_at_least("expert_iteration", self, {"search": 0, "search_samples": 1, "replay": 0, "guided_samples": 1,
+                                                  "k": 1, "max_per_task": 1})
         check_choice("expert_iteration.guided", self.guided, GUIDED)
         if isinstance(self.guided_share, bool) or not isinstance(self.guided_share, (int, float)) \
                 or not 0 < self.guided_share <= 1:

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparring.envs.base import check_at_least
 from sparring.errors import SparringError, UnknownNameError
 from sparring.io import atomic_write_text
 from sparring.policies.hf import render
@@ -78,12 +79,9 @@ class GRPOSettings:
     save_steps: int = 50               # steps between the trainer's own checkpoints (a kill costs at most these); 0: none
 
     def __post_init__(self) -> None:
-        for name, low in (("steps", 1), ("num_generations", 2), ("batch_size", 1), ("max_completion_length", 1),
-                          ("max_turns", 1), ("save_steps", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"grpo.{name} must be an integer >= {low}, got {value!r}"
-                                 + (" (GRPO compares completions within a group)" if name == "num_generations" else ""))
+        check_at_least("grpo", self, {"steps": 1, "num_generations": 2, "batch_size": 1, "max_completion_length": 1,
+                                      "max_turns": 1, "save_steps": 0},
+                       hints={"num_generations": " (GRPO compares completions within a group)"})
         if self.batch_size % self.num_generations:
             lower = self.batch_size // self.num_generations * self.num_generations
             raise ValueError(f"grpo.batch_size ({self.batch_size}) must be divisible by grpo.num_generations "

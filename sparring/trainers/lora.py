@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparring.envs.base import check_at_least
 from sparring.errors import SparringError
 
 INSTALL = "pip install 'sparring[lora]'"
@@ -34,10 +35,7 @@ class LoRASettings:
     target_modules: list[str] | str = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
     def __post_init__(self) -> None:
-        for name in ("rank", "alpha"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"lora.{name} must be an integer >= 1, got {value!r}")
+        check_at_least("lora", self, {"rank": 1, "alpha": 1})
         if not 0 <= self.dropout < 1:
             raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
         modules = self.target_modules
